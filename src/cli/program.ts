@@ -1,0 +1,214 @@
+/**
+ * @module Builds the commander program from the command table and runs it.
+ * Owns argument parsing, --help text (each setting flag shows its
+ * XEROTIER_AGENT_* variable and default), usage errors with suggestions
+ * (exit 2), and the single top-level error handler: a coded XimError prints
+ * `xim: <message>` and its hint and exits with its code; anything else is
+ * a bug and prints its stack.
+ */
+import { Command, CommanderError, Option } from "commander";
+import type { RawValue } from "../core/config/kit.ts";
+import { type LoadedConfig, loadConfig, settingByKey } from "../core/config/load.ts";
+import type { SettingKey } from "../core/config/schema.ts";
+import { ExitCode, isXimError, UsageError } from "../core/errors.ts";
+import { createLogger, type Logger } from "../core/log.ts";
+import { nearest } from "../core/suggest.ts";
+import type { CommandContext, CommandSpec } from "./command.ts";
+import type { Io } from "./io.ts";
+
+const EXIT_CODES_HELP = `
+Exit codes:
+  0   success
+  1   failure (the message says what failed)
+  2   usage error (unknown subcommand or flag, missing argument)
+  78  configuration error (a setting has a bad value; each problem is named)`;
+
+function settingOption(key: SettingKey): Option {
+  const info = settingByKey.get(key);
+  if (!info) throw new Error(`unknown setting ${key}`);
+  const isBool = info.defaultValue === "true" || info.defaultValue === "false";
+  const flags = isBool ? `--${info.flag} [bool]` : `--${info.flag} <value>`;
+  const shownDefault = info.secret
+    ? (info.defaultText ?? "unset")
+    : (info.defaultText ?? info.defaultValue ?? "unset");
+  const option = new Option(flags, `${info.doc} (env: ${info.env}; default: ${shownDefault})`);
+  if (info.repeatable)
+    option.argParser((value: string, prev: unknown) => [...((prev as string[]) ?? []), value]);
+  return option;
+}
+
+/** The raw flag values of the settings a command declares, as text for the config loader. */
+function settingFlags(spec: CommandSpec, opts: Record<string, unknown>) {
+  const flags: Partial<Record<SettingKey, RawValue>> = {};
+  for (const key of spec.settings ?? []) {
+    const info = settingByKey.get(key);
+    if (!info) continue;
+    const camel = info.flag.replace(/-([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
+    const value = opts[camel];
+    if (value === undefined) continue;
+    flags[key] = value === true ? "true" : Array.isArray(value) ? value.map(String) : String(value);
+  }
+  return flags;
+}
+
+function settingFlagNames(spec: CommandSpec): Set<string> {
+  const names = new Set<string>();
+  for (const key of spec.settings ?? []) {
+    const flag = settingByKey.get(key)?.flag;
+    if (flag) names.add(flag.replace(/-([a-z0-9])/g, (_m, c: string) => c.toUpperCase()));
+  }
+  return names;
+}
+
+interface Runner {
+  pending?: Promise<number>;
+}
+
+function buildCommand(spec: CommandSpec, io: Io, runner: Runner, parentPath: string): Command {
+  const cmd = new Command(spec.name).description(spec.summary);
+  const path = `${parentPath} ${spec.name}`;
+  if (spec.description) cmd.addHelpText("after", `\n${spec.description}`);
+  for (const a of spec.arguments ?? []) cmd.argument(a);
+  for (const o of spec.options ?? []) {
+    const option = new Option(o.flags, o.description);
+    if (o.default !== undefined) option.default(o.default);
+    if (o.parse) option.argParser(o.parse);
+    cmd.addOption(option);
+  }
+  for (const key of spec.settings ?? []) cmd.addOption(settingOption(key));
+  if (spec.examples.length > 0) {
+    cmd.addHelpText("after", `\nExamples:\n${spec.examples.map((e) => `  $ ${e}`).join("\n")}`);
+  }
+  for (const sub of spec.subcommands ?? []) {
+    cmd.addCommand(buildCommand(sub, io, runner, path), { hidden: sub.hidden });
+  }
+  if (spec.subcommands?.length && !spec.run) {
+    cmd.argument("[subcommand]");
+    cmd.action((sub: string | undefined) => {
+      const names = spec.subcommands?.filter((s) => !s.hidden).map((s) => s.name) ?? [];
+      if (sub === undefined) {
+        throw new UsageError(
+          `${path.trim()} needs a subcommand: ${names.join(", ")}`,
+          `Run '${path.trim()} --help'.`,
+        );
+      }
+      throw unknownCommand(sub, names, path.trim());
+    });
+  } else if (spec.run) {
+    const run = spec.run;
+    const settingNames = settingFlagNames(spec);
+    cmd.action((...actionArgs: unknown[]) => {
+      const command = actionArgs[actionArgs.length - 1] as Command;
+      const all = command.opts() as Record<string, unknown>;
+      const options: Record<string, unknown> = {};
+      for (const [k, value] of Object.entries(all)) if (!settingNames.has(k)) options[k] = value;
+      const args = command.args.slice(0, spec.arguments?.length ?? 0);
+      let loaded: LoadedConfig | undefined;
+      let logger: Logger | undefined;
+      const ctx: CommandContext = {
+        io,
+        options,
+        args,
+        config: () => {
+          if (!loaded) {
+            loaded = loadConfig({ flags: settingFlags(spec, all), env: io.env, cwd: io.cwd });
+          }
+          return loaded;
+        },
+        logger: () => {
+          if (!logger) {
+            const { config, warnings } = ctx.config();
+            logger = createLogger({ level: config.logLevel });
+            for (const w of warnings) logger.warn(w);
+          }
+          return logger;
+        },
+      };
+      runner.pending = run(ctx);
+    });
+  }
+  return cmd;
+}
+
+function unknownCommand(word: string, names: string[], path: string): UsageError {
+  const guess = nearest(word, names);
+  return new UsageError(
+    `unknown command '${word}'${guess ? `. Did you mean '${path} ${guess}'?` : ""}`,
+    `Commands: ${names.join(", ")}. Run '${path} --help' for details.`,
+  );
+}
+
+export interface RootSpec {
+  version: () => string;
+  verboseVersion: (io: Io) => Promise<string>;
+  commands: CommandSpec[];
+}
+
+/** Parse argv, run the chosen command, and return the process exit code. */
+export async function runCli(argv: string[], io: Io, root: RootSpec): Promise<number> {
+  const runner: Runner = {};
+  const program = new Command("xim")
+    .description(
+      "xim turns this machine into an inference node of a router mesh: enroll with a join key, then `xim run`.",
+    )
+    .option("-V, --version", "print the version (with --verbose: runtime, libzmq and CURVE)")
+    .option("--verbose", "more detail (with --version)")
+    .argument("[command]")
+    .addHelpText("after", EXIT_CODES_HELP)
+    .showSuggestionAfterError(true)
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
+  for (const spec of root.commands)
+    program.addCommand(buildCommand(spec, io, runner, "xim"), { hidden: spec.hidden });
+  program.action(async (word: string | undefined, opts: { version?: boolean; verbose?: boolean }) => {
+    if (word !== undefined) {
+      throw unknownCommand(
+        word,
+        root.commands.filter((c) => !c.hidden).map((c) => c.name),
+        "xim",
+      );
+    }
+    if (opts.version) {
+      io.stdout(opts.verbose ? await root.verboseVersion(io) : `xim ${root.version()}\n`);
+      runner.pending = Promise.resolve(ExitCode.ok);
+      return;
+    }
+    program.outputHelp({ error: true });
+    runner.pending = Promise.resolve(ExitCode.usage);
+  });
+  // Every command (and its subcommands) reports parse errors instead of exiting.
+  const applyOverride = (c: Command) => {
+    c.exitOverride();
+    c.configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
+    for (const sub of c.commands) applyOverride(sub);
+  };
+  applyOverride(program);
+
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return await (runner.pending ?? Promise.resolve(ExitCode.ok));
+  } catch (err) {
+    return reportError(err, io);
+  }
+}
+
+export function reportError(err: unknown, io: Io): number {
+  if (err instanceof CommanderError) {
+    if (
+      err.code === "commander.helpDisplayed" ||
+      err.code === "commander.help" ||
+      err.code === "commander.version"
+    ) {
+      return ExitCode.ok;
+    }
+    // commander already printed "error: ..." with its own suggestion.
+    return ExitCode.usage;
+  }
+  if (isXimError(err)) {
+    io.stderr(`xim: ${err.message}\n`);
+    if (err.hint) io.stderr(`hint: ${err.hint}\n`);
+    return err.exitCode;
+  }
+  const stack = err instanceof Error ? (err.stack ?? err.message) : String(err);
+  io.stderr(`xim: internal error (this is a bug; please report it with the lines below)\n${stack}\n`);
+  return ExitCode.failure;
+}

@@ -3,6 +3,23 @@
  */
 import type { CommandSpec } from "./command.ts";
 import { configCommand } from "./config.ts";
-import { pendingCommands } from "./pending.ts";
+import { doctorCommand } from "./doctor.ts";
+import { engineSimCommand } from "./engine-sim.ts";
+import { enrollCommand } from "./enroll.ts";
+import { planCommand } from "./plan.ts";
+import { pullCommand } from "./pull.ts";
+import { routerCommand } from "./router.ts";
+import { runCommand } from "./run.ts";
+import { tuneMoeCommand } from "./tune-moe.ts";
 
-export const commands: CommandSpec[] = [...pendingCommands, configCommand];
+export const commands: CommandSpec[] = [
+  enrollCommand,
+  runCommand,
+  doctorCommand,
+  planCommand,
+  pullCommand,
+  tuneMoeCommand,
+  routerCommand,
+  configCommand,
+  { ...engineSimCommand, hidden: true },
+];

@@ -1,11 +1,11 @@
 /**
- * @module Subcommands whose implementation has not landed yet. Each says so
- * plainly and exits 1; the issue that builds it replaces its entry.
+ * @module A subcommand whose implementation has not landed yet says so
+ * plainly and exits 1, instead of pretending to work.
  */
 import { XimError } from "../core/errors.ts";
 import type { CommandSpec } from "./command.ts";
 
-function pending(name: string, summary: string, issue: number): CommandSpec {
+export function pending(name: string, summary: string, issue: number): CommandSpec {
   return {
     name,
     summary,
@@ -18,12 +18,3 @@ function pending(name: string, summary: string, issue: number): CommandSpec {
     },
   };
 }
-
-export const pendingCommands: CommandSpec[] = [
-  pending("enroll", "Trade a one-time join key for a node identity", 3),
-  pending("run", "Run the node: engine, lease, inference relay", 4),
-  pending("doctor", "Check this machine and explain what is wrong", 6),
-  pending("tune-moe", "Find or produce tuned fused-MoE kernel configs", 7),
-  pending("pull", "Fetch a model into the local cache", 7),
-  pending("router", "The self-hostable reference router", 3),
-];

@@ -24,11 +24,25 @@ function problems(fn: () => unknown): string[] {
 describe("configuration precedence: flag > environment > .env file > default", () => {
   const envFile = join(dir, "precedence.env");
   writeFileSync(envFile, "XEROTIER_AGENT_METRICS_PORT=3001\n");
-  const cases: Array<{ name: string; flag?: string; env?: string; file: boolean; want: number; source: string }> = [
+  const cases: Array<{
+    name: string;
+    flag?: string;
+    env?: string;
+    file: boolean;
+    want: number;
+    source: string;
+  }> = [
     { name: "default only", file: false, want: 9094, source: "default" },
     { name: "file beats default", file: true, want: 3001, source: `file ${envFile}` },
     { name: "env beats file", env: "3002", file: true, want: 3002, source: "environment" },
-    { name: "flag beats env and file", flag: "3003", env: "3002", file: true, want: 3003, source: "flag --metrics-port" },
+    {
+      name: "flag beats env and file",
+      flag: "3003",
+      env: "3002",
+      file: true,
+      want: 3003,
+      source: "flag --metrics-port",
+    },
     { name: "empty env counts as unset", env: "", file: true, want: 3001, source: `file ${envFile}` },
   ];
   for (const c of cases) {
@@ -49,8 +63,13 @@ describe("configuration precedence: flag > environment > .env file > default", (
   });
 
   test("a named .env file that does not exist is a configuration error", () => {
-    const lines = problems(() => loadConfig({ env: { ...HOME, XEROTIER_AGENT_ENV_FILE: join(dir, "missing.env") }, cwd: dir }));
-    assert.match(lines[0], /XEROTIER_AGENT_ENV_FILE=.*missing\.env \(from environment\): the file does not exist/);
+    const lines = problems(() =>
+      loadConfig({ env: { ...HOME, XEROTIER_AGENT_ENV_FILE: join(dir, "missing.env") }, cwd: dir }),
+    );
+    assert.match(
+      lines[0],
+      /XEROTIER_AGENT_ENV_FILE=.*missing\.env \(from environment\): the file does not exist/,
+    );
   });
 });
 
@@ -104,20 +123,28 @@ describe("values are parsed and checked", () => {
   const parse = (env: Record<string, string>) => loadConfig({ env: { ...HOME, ...env }, cwd: dir }).config;
 
   for (const word of ["1", "true", "TRUE", "yes", "Yes", "on"]) {
-    test(`boolean "${word}" is true`, () => assert.equal(parse({ XEROTIER_AGENT_SPECULATIVE_ENABLED: word }).speculativeEnabled, true));
+    test(`boolean "${word}" is true`, () =>
+      assert.equal(parse({ XEROTIER_AGENT_SPECULATIVE_ENABLED: word }).speculativeEnabled, true));
   }
   for (const word of ["0", "false", "False", "no", "NO", "off"]) {
-    test(`boolean "${word}" is false`, () => assert.equal(parse({ XEROTIER_AGENT_FLOW_CONTROL_ENABLED: word }).flowControlEnabled, false));
+    test(`boolean "${word}" is false`, () =>
+      assert.equal(parse({ XEROTIER_AGENT_FLOW_CONTROL_ENABLED: word }).flowControlEnabled, false));
   }
 
   test("a bad boolean names the variable, the value and the accepted words", () => {
     const [line] = problems(() => parse({ XEROTIER_AGENT_FLOW_CONTROL_ENABLED: "maybe" }));
-    assert.equal(line, "XEROTIER_AGENT_FLOW_CONTROL_ENABLED=maybe (from environment): expected a boolean: 1/0, true/false, yes/no or on/off");
+    assert.equal(
+      line,
+      "XEROTIER_AGENT_FLOW_CONTROL_ENABLED=maybe (from environment): expected a boolean: 1/0, true/false, yes/no or on/off",
+    );
   });
 
   test("a fraction outside 0.0-1.0 is refused with the range", () => {
     const [line] = problems(() => parse({ XEROTIER_AGENT_FLOW_CONTROL_REPLENISH_THRESHOLD: "1.5" }));
-    assert.equal(line, "XEROTIER_AGENT_FLOW_CONTROL_REPLENISH_THRESHOLD=1.5 (from environment): expected a fraction from 0.0 to 1.0");
+    assert.equal(
+      line,
+      "XEROTIER_AGENT_FLOW_CONTROL_REPLENISH_THRESHOLD=1.5 (from environment): expected a fraction from 0.0 to 1.0",
+    );
   });
 
   test("ports are 1-65535", () => {
@@ -132,7 +159,10 @@ describe("values are parsed and checked", () => {
 
   test("enums list their values", () => {
     const [line] = problems(() => parse({ XEROTIER_AGENT_VLLM_QUANTIZATION: "int3" }));
-    assert.match(line, /XEROTIER_AGENT_VLLM_QUANTIZATION=int3 .*expected "auto" or one of: awq, awq_marlin, gptq/);
+    assert.match(
+      line,
+      /XEROTIER_AGENT_VLLM_QUANTIZATION=int3 .*expected "auto" or one of: awq, awq_marlin, gptq/,
+    );
   });
 
   test("MAX_CONCURRENT 0 or auto means derived", () => {
@@ -152,7 +182,11 @@ describe("values are parsed and checked", () => {
 
   test("every problem is reported at once, one line each", () => {
     const lines = problems(() =>
-      parse({ XEROTIER_AGENT_METRICS_PORT: "x", XEROTIER_AGENT_LOG_LEVEL: "loud", XEROTIER_AGENT_LEASE_RENEWAL_INTERVAL_MS: "-1" }),
+      parse({
+        XEROTIER_AGENT_METRICS_PORT: "x",
+        XEROTIER_AGENT_LOG_LEVEL: "loud",
+        XEROTIER_AGENT_LEASE_RENEWAL_INTERVAL_MS: "-1",
+      }),
     );
     assert.equal(lines.length, 3);
   });
@@ -160,13 +194,22 @@ describe("values are parsed and checked", () => {
 
 describe("cross-field rules", () => {
   test("a lease duration under 2x the renewal interval is refused with the reason", () => {
-    const [line] = problems(() => loadConfig({ env: { ...HOME, XEROTIER_AGENT_LEASE_DURATION_MS: "15000" }, cwd: dir }));
-    assert.match(line, /^XEROTIER_AGENT_LEASE_DURATION_MS=15000 \(from environment\): must be at least 2x XEROTIER_AGENT_LEASE_RENEWAL_INTERVAL_MS \(10000 ms\)/);
+    const [line] = problems(() =>
+      loadConfig({ env: { ...HOME, XEROTIER_AGENT_LEASE_DURATION_MS: "15000" }, cwd: dir }),
+    );
+    assert.match(
+      line,
+      /^XEROTIER_AGENT_LEASE_DURATION_MS=15000 \(from environment\): must be at least 2x XEROTIER_AGENT_LEASE_RENEWAL_INTERVAL_MS \(10000 ms\)/,
+    );
   });
 
   test("exactly 2x is accepted", () => {
     const { config } = loadConfig({
-      env: { ...HOME, XEROTIER_AGENT_LEASE_DURATION_MS: "2000", XEROTIER_AGENT_LEASE_RENEWAL_INTERVAL_MS: "1000" },
+      env: {
+        ...HOME,
+        XEROTIER_AGENT_LEASE_DURATION_MS: "2000",
+        XEROTIER_AGENT_LEASE_RENEWAL_INTERVAL_MS: "1000",
+      },
       cwd: dir,
     });
     assert.equal(config.leaseDurationMs, 2000);
@@ -174,14 +217,20 @@ describe("cross-field rules", () => {
 
   for (const method of ["eagle", "medusa"]) {
     test(`${method} without a draft model path is refused`, () => {
-      const [line] = problems(() => loadConfig({ env: { ...HOME, XEROTIER_AGENT_SPECULATIVE_METHOD: method }, cwd: dir }));
+      const [line] = problems(() =>
+        loadConfig({ env: { ...HOME, XEROTIER_AGENT_SPECULATIVE_METHOD: method }, cwd: dir }),
+      );
       assert.match(line, new RegExp(`SPECULATIVE_METHOD=${method} .*needs a draft model`));
     });
   }
 
   test("eagle with a draft model path is accepted", () => {
     const { config } = loadConfig({
-      env: { ...HOME, XEROTIER_AGENT_SPECULATIVE_METHOD: "eagle", XEROTIER_AGENT_SPECULATIVE_DRAFT_MODEL_PATH: "/m/eagle" },
+      env: {
+        ...HOME,
+        XEROTIER_AGENT_SPECULATIVE_METHOD: "eagle",
+        XEROTIER_AGENT_SPECULATIVE_DRAFT_MODEL_PATH: "/m/eagle",
+      },
       cwd: dir,
     });
     assert.equal(config.speculativeMethod, "eagle");
@@ -192,7 +241,10 @@ describe("secrets and typos", () => {
   test("secret values never appear in a problem line", () => {
     const err = (() => {
       try {
-        loadConfig({ env: { ...HOME, XEROTIER_AGENT_JOIN_KEY: "xjk_p_s3cret", XEROTIER_AGENT_METRICS_PORT: "x" }, cwd: dir });
+        loadConfig({
+          env: { ...HOME, XEROTIER_AGENT_JOIN_KEY: "xjk_p_s3cret", XEROTIER_AGENT_METRICS_PORT: "x" },
+          cwd: dir,
+        });
       } catch (e) {
         return e as Error;
       }

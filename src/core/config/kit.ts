@@ -191,13 +191,19 @@ export function computedPath(
   return withMeta(v.pipe(text(), v.minLength(1, "expected a path")), meta);
 }
 
-export function secret(meta: Omit<SettingMeta, "secret">, def?: string) {
-  const schema = v.pipe(
+function secretText() {
+  return v.pipe(
     text(),
     v.transform((s) => new Secret(s)),
   );
-  const m = { ...meta, secret: true };
-  return def === undefined ? withMeta(v.optional(schema), m) : withMeta(v.optional(schema, def), m);
+}
+
+export function secret(meta: Omit<SettingMeta, "secret">) {
+  return withMeta(v.optional(secretText()), { ...meta, secret: true });
+}
+
+export function secretWithDefault(meta: Omit<SettingMeta, "secret">, def: string) {
+  return withMeta(v.optional(secretText(), def), { ...meta, secret: true });
 }
 
 /**

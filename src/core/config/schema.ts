@@ -20,6 +20,7 @@ import {
   optionalString,
   port,
   secret,
+  secretWithDefault,
   stringWithDefault,
 } from "./kit.ts";
 
@@ -487,7 +488,7 @@ export const settings = {
   }),
 
   // Tenant isolation
-  vllmSaltSecret: secret(
+  vllmSaltSecret: secretWithDefault(
     {
       env: `${P}VLLM_SALT_SECRET`,
       group: "Tenant isolation",

@@ -13,7 +13,20 @@ export interface Io {
   stdoutIsTty: boolean;
 }
 
+/**
+ * Output through a closed pipe (`xim config | head`) is not an error worth a
+ * stack trace: stop writing quietly, as Unix tools do.
+ */
+function quietOnBrokenPipe(stream: NodeJS.WriteStream): void {
+  stream.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code === "EPIPE") process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}
+
 export function processIo(): Io {
+  quietOnBrokenPipe(process.stdout);
+  quietOnBrokenPipe(process.stderr);
   return {
     stdout: (text) => process.stdout.write(text),
     stderr: (text) => process.stderr.write(text),

@@ -154,6 +154,7 @@ export async function runCli(argv: string[], io: Io, root: RootSpec): Promise<nu
     .option("-V, --version", "print the version (with --verbose: runtime, libzmq and CURVE)")
     .option("--verbose", "more detail (with --version)")
     .argument("[command]")
+    .usage("[options] <command> [command options]")
     .addHelpText("after", EXIT_CODES_HELP)
     .showSuggestionAfterError(true)
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });

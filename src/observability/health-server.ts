@@ -1,0 +1,68 @@
+/**
+ * @module The node's observability endpoint: GET /metrics (Prometheus text),
+ * /healthz (the process is alive: always 200 while it runs) and /readyz
+ * (200 only when the engine is ready and the lease is held). They are kept
+ * apart so that losing the router makes the node unready, never "unhealthy":
+ * a supervisor that restarts unhealthy containers must not kill a healthy
+ * engine that took 20 minutes to load.
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Registry } from "prom-client";
+
+export interface Readiness {
+  ready: boolean;
+  /** Why not ready, for a person reading the response. */
+  reasons: string[];
+}
+
+export interface HealthServer {
+  port: number;
+  close: () => Promise<void>;
+}
+
+export async function startHealthServer(opts: {
+  host: string;
+  port: number;
+  registry: Registry;
+  readiness: () => Readiness;
+}): Promise<HealthServer> {
+  const server = http.createServer(async (req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.writeHead(405, { allow: "GET, HEAD" }).end();
+      return;
+    }
+    if (path === "/healthz") {
+      res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+    } else if (path === "/readyz") {
+      const r = opts.readiness();
+      res
+        .writeHead(r.ready ? 200 : 503, { "content-type": "application/json" })
+        .end(`${JSON.stringify({ ready: r.ready, reasons: r.reasons })}\n`);
+    } else if (path === "/metrics") {
+      try {
+        const body = await opts.registry.metrics();
+        res.writeHead(200, { "content-type": opts.registry.contentType }).end(body);
+      } catch (err) {
+        res.writeHead(500, { "content-type": "text/plain" }).end(`metrics failed: ${String(err)}\n`);
+      }
+    } else {
+      res
+        .writeHead(404, { "content-type": "text/plain" })
+        .end("not found: try /metrics, /healthz or /readyz\n");
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port, opts.host, () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,88 @@
+/**
+ * @module The router's Prometheus metrics (`xim_router_` prefix). Created
+ * once per router process and passed to the HTTP front, dispatcher, queue
+ * and lease tracker.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 16];
+
+export function createRouterMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: "xim_router_process_" });
+  const r = [registry];
+  return {
+    registry,
+    requests: new Counter({
+      name: "xim_router_requests_total",
+      help: "HTTP inference requests, by outcome (ok, client_error, no_node, queue_timeout, queue_full, node_error, cancelled).",
+      labelNames: ["outcome"] as const,
+      registers: r,
+    }),
+    inFlight: new Gauge({
+      name: "xim_router_streams_in_flight",
+      help: "Streams open to clients now.",
+      registers: r,
+    }),
+    bytesRelayed: new Counter({
+      name: "xim_router_relayed_bytes_total",
+      help: "Bytes sent to clients.",
+      registers: r,
+    }),
+    chunksRelayed: new Counter({
+      name: "xim_router_relayed_chunks_total",
+      help: "Chunks sent to clients.",
+      registers: r,
+    }),
+    ttft: new Histogram({
+      name: "xim_router_time_to_first_token_seconds",
+      help: "From the HTTP request to its first chunk written to the client (includes queueing).",
+      buckets: LATENCY_BUCKETS,
+      registers: r,
+    }),
+    queueDepth: new Gauge({
+      name: "xim_router_queue_depth",
+      help: "Requests parked waiting for a node slot.",
+      registers: r,
+    }),
+    queueTimeouts: new Counter({
+      name: "xim_router_queue_timeouts_total",
+      help: "Queued requests answered 503 after the queue timeout.",
+      registers: r,
+    }),
+    creditsGranted: new Counter({
+      name: "xim_router_credit_bytes_granted_total",
+      help: "Credit bytes replenished to nodes.",
+      registers: r,
+    }),
+    leaseRenewals: new Counter({
+      name: "xim_router_lease_renewals_total",
+      help: "Lease renewals received.",
+      registers: r,
+    }),
+    leaseExpiries: new Counter({
+      name: "xim_router_lease_expiries_total",
+      help: "Leases expired because renewals stopped.",
+      registers: r,
+    }),
+    nodes: new Gauge({
+      name: "xim_router_nodes",
+      help: "Nodes by state (registered, ready, draining, expired).",
+      labelNames: ["state"] as const,
+      registers: r,
+    }),
+    handshakesRefused: new Counter({
+      name: "xim_router_curve_handshakes_refused_total",
+      help: "CURVE handshakes refused by the ZAP allow-list (unknown node keys).",
+      registers: r,
+    }),
+    framesDropped: new Counter({
+      name: "xim_router_frames_dropped_total",
+      help: "Malformed, unknown or oversized frames received and dropped, by reason.",
+      labelNames: ["reason"] as const,
+      registers: r,
+    }),
+  };
+}
+
+export type RouterMetrics = ReturnType<typeof createRouterMetrics>;

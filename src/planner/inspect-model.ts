@@ -1,0 +1,242 @@
+/**
+ * @module Reads a local model folder: config.json (architecture, attention
+ * shape, context length, dtype, MoE, MLA, MTP and quantization fields, the
+ * language model's part of a multimodal config) and the size of the
+ * weights (model.safetensors.index.json metadata.total_size, else the
+ * weight files' sizes). The field rules follow vLLM (research/vllm.md §4).
+ */
+import { readdir, readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { XimError } from "../core/errors.ts";
+import type { MlaInfo, ModelInfo, MoeInfo, QuantizationInfo } from "./model-info.ts";
+
+export type { MlaInfo, ModelInfo, MoeInfo, QuantizationInfo } from "./model-info.ts";
+export { ModelInfoSchema } from "./model-info.ts";
+
+type Json = Record<string, unknown>;
+
+function obj(value: unknown): Json | null {
+  return value && typeof value === "object" && !Array.isArray(value) ? (value as Json) : null;
+}
+
+function num(c: Json, ...keys: string[]): number | null {
+  for (const k of keys) {
+    const val = c[k];
+    if (typeof val === "number" && Number.isFinite(val)) return val;
+  }
+  return null;
+}
+
+function str(c: Json, ...keys: string[]): string | null {
+  for (const k of keys) {
+    const val = c[k];
+    if (typeof val === "string" && val.length > 0) return val;
+  }
+  return null;
+}
+
+async function readJson(path: string): Promise<unknown> {
+  return JSON.parse(await readFile(path, "utf8"));
+}
+
+/** vLLM's max-position keys; the minimum of those present is the model's limit. */
+const MAX_LEN_KEYS = [
+  "max_position_embeddings",
+  "n_positions",
+  "max_seq_len",
+  "seq_length",
+  "model_max_length",
+  "max_target_positions",
+  "max_sequence_length",
+  "max_seq_length",
+  "seq_len",
+];
+
+/** The context vLLM derives: RoPE scaling multiplies the limit, except su/longrope/llama3 (yarn uses the original length). */
+export function derivedMaxLen(c: Json): { raw: number | null; derived: number | null } {
+  const present = MAX_LEN_KEYS.map((k) => num(c, k)).filter((n): n is number => n !== null);
+  if (present.length === 0) return { raw: null, derived: null };
+  const raw = Math.min(...present);
+  const rope = obj(c.rope_scaling) ?? obj(c.rope_parameters);
+  if (!rope || String(c.model_type ?? "").startsWith("gemma3")) return { raw, derived: raw };
+  const type = String(rope.rope_type ?? rope.type ?? "");
+  const factor = typeof rope.factor === "number" ? rope.factor : null;
+  if (["su", "longrope", "llama3", "default", ""].includes(type) || factor === null)
+    return { raw, derived: raw };
+  if (type === "yarn") {
+    const original =
+      typeof rope.original_max_position_embeddings === "number" ? rope.original_max_position_embeddings : raw;
+    return { raw, derived: Math.floor(original * factor) };
+  }
+  return { raw, derived: Math.floor(raw * factor) };
+}
+
+function moeOf(c: Json): MoeInfo | null {
+  for (const field of ["num_experts", "moe_num_experts", "n_routed_experts", "num_local_experts"]) {
+    const n = num(c, field);
+    if (n !== null && n > 0) {
+      return {
+        numExperts: n,
+        expertsField: field,
+        expertsPerToken: num(c, "num_experts_per_tok", "moe_topk"),
+        intermediateSize: num(c, "moe_intermediate_size") ?? num(c, "intermediate_size"),
+        sharedExperts: num(c, "n_shared_experts"),
+      };
+    }
+  }
+  return null;
+}
+
+function mlaOf(c: Json): MlaInfo | null {
+  const kv = num(c, "kv_lora_rank");
+  const rope = num(c, "qk_rope_head_dim");
+  if (kv === null || rope === null) return null;
+  return {
+    kvLoraRank: kv,
+    qkRopeHeadDim: rope,
+    qkNopeHeadDim: num(c, "qk_nope_head_dim"),
+    vHeadDim: num(c, "v_head_dim"),
+    qLoraRank: num(c, "q_lora_rank"),
+  };
+}
+
+/** Normalise a quantization_config the way vLLM's _parse_quant_hf_config does (research §1.4). */
+export function quantizationOf(q: Json, source: string): QuantizationInfo | null {
+  let method = str(q, "quant_method")?.toLowerCase() ?? null;
+  const producer = obj(q.producer);
+  if (producer?.name === "modelopt" || (method === null && typeof q.quant_algo === "string")) {
+    const algo = String(q.quant_algo ?? obj(q.quantization)?.quant_algo ?? "").toUpperCase();
+    method = algo.includes("NVFP4") ? "modelopt_fp4" : "modelopt";
+  }
+  if (method === null && (q.load_in_4bit === true || q.load_in_8bit === true)) method = "bitsandbytes";
+  if (method === null) return null;
+  if (method === "compressed_tensors") method = "compressed-tensors";
+  let bits = num(q, "bits", "w_bit");
+  if (bits === null && method === "bitsandbytes") bits = q.load_in_8bit === true ? 8 : 4;
+  if (bits === null && (method === "fp8" || method === "fbgemm_fp8")) bits = 8;
+  const block = Array.isArray(q.weight_block_size)
+    ? (q.weight_block_size as unknown[]).filter((x): x is number => typeof x === "number")
+    : null;
+  return {
+    method,
+    bits,
+    groupSize: num(q, "group_size", "q_group_size"),
+    weightBlockSize: block && block.length > 0 ? block : null,
+    source,
+  };
+}
+
+async function weightBytes(
+  dir: string,
+): Promise<{ bytes: number | null; source: ModelInfo["weightBytesSource"] }> {
+  for (const name of ["model.safetensors.index.json", "pytorch_model.bin.index.json"]) {
+    try {
+      const index = obj(await readJson(join(dir, name)));
+      const total = index ? num(obj(index.metadata) ?? {}, "total_size") : null;
+      if (total !== null && total > 0) return { bytes: total, source: "index" };
+    } catch {
+      // no index, or an unreadable one: fall back to the files
+    }
+  }
+  const entries = await readdir(dir).catch(() => [] as string[]);
+  const weights = entries.filter(
+    (f) => /\.(safetensors|bin|pt|pth|gguf)$/.test(f) && !f.startsWith("training_args"),
+  );
+  if (weights.length === 0) return { bytes: null, source: "none" };
+  let total = 0;
+  for (const f of weights) total += (await stat(join(dir, f))).size;
+  return { bytes: total, source: "files" };
+}
+
+export async function inspectModel(dir: string): Promise<ModelInfo> {
+  const configPath = join(dir, "config.json");
+  let parsed: unknown;
+  try {
+    parsed = await readJson(configPath);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === "ENOENT") {
+      throw new XimError("XIM_MODEL_NOT_FOUND", `no config.json in the model folder ${dir}`, {
+        hint: "point at a Hugging Face model folder (config.json beside the .safetensors files)",
+        cause: err,
+      });
+    }
+    throw new XimError("XIM_MODEL_INVALID", `cannot read ${configPath}: ${e.message}`, {
+      hint: "the file must be the model's JSON config; re-download the model",
+      cause: err,
+    });
+  }
+  const top = obj(parsed);
+  if (!top) throw new XimError("XIM_MODEL_INVALID", `${configPath} is not a JSON object`);
+  // Multimodal configs keep the language model in text_config; vLLM reads that part.
+  const text = obj(top.text_config) ?? obj(obj(top.thinker_config)?.text_config);
+  const c: Json = text ? { ...top, ...text } : top;
+
+  const architecture =
+    Array.isArray(top.architectures) && typeof top.architectures[0] === "string"
+      ? top.architectures[0]
+      : (str(c, "model_type") ?? "unknown");
+  const layers = num(c, "num_hidden_layers", "n_layer", "num_layers");
+  const hidden = num(c, "hidden_size", "n_embd", "d_model");
+  const heads = num(c, "num_attention_heads", "n_head");
+  if (layers === null || hidden === null || heads === null) {
+    throw new XimError(
+      "XIM_MODEL_INVALID",
+      `${configPath} lacks the transformer shape (num_hidden_layers, hidden_size, num_attention_heads)`,
+      {
+        hint: "the planner needs a decoder model's config.json; set XEROTIER_AGENT_AUTO_CONFIG=0 to start with explicit settings",
+      },
+    );
+  }
+  const kvHeads =
+    num(c, "num_key_value_heads", "n_head_kv", "num_kv_heads", "multi_query_group_num") ?? heads;
+  const headDim = num(c, "head_dim") ?? Math.floor(hidden / heads);
+  const len = derivedMaxLen(c);
+
+  let quantization: QuantizationInfo | null = null;
+  const qc = obj(c.quantization_config);
+  const cc = obj(c.compression_config);
+  if (qc) quantization = quantizationOf(qc, "config.json quantization_config");
+  else if (cc)
+    quantization = quantizationOf(
+      { quant_method: "compressed-tensors", ...cc },
+      "config.json compression_config",
+    );
+  if (!quantization) {
+    try {
+      const hf = obj(await readJson(join(dir, "hf_quant_config.json")));
+      if (hf)
+        quantization = quantizationOf(
+          { producer: hf.producer, ...(obj(hf.quantization) ?? {}) },
+          "hf_quant_config.json",
+        );
+    } catch {
+      // most models have no hf_quant_config.json
+    }
+  }
+
+  const weights = await weightBytes(dir);
+  const sliding = num(c, "sliding_window");
+  return {
+    path: dir,
+    architecture,
+    modelType: str(c, "model_type"),
+    numLayers: layers,
+    hiddenSize: hidden,
+    numAttentionHeads: heads,
+    numKvHeads: kvHeads,
+    headDim,
+    intermediateSize: num(c, "intermediate_size"),
+    vocabSize: num(c, "vocab_size"),
+    maxPositionEmbeddings: len.raw,
+    derivedMaxModelLen: len.derived,
+    dtype: str(c, "torch_dtype", "dtype"),
+    moe: moeOf(c),
+    mla: mlaOf(c),
+    mtpLayers: num(c, "num_nextn_predict_layers") ?? 0,
+    quantization,
+    slidingWindow: c.use_sliding_window === false ? null : sliding,
+    weightBytes: weights.bytes,
+    weightBytesSource: weights.source,
+  };
+}

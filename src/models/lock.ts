@@ -1,0 +1,94 @@
+/**
+ * @module Cross-process lock files. A lock is a file created with O_EXCL
+ * holding the owner's pid and host; a lock whose owner process is gone (same
+ * host, pid not running) is stale and taken over. Used so two pulls of one
+ * model never write the same staging folder: the second waits, or fails at
+ * once when the caller asks not to wait.
+ */
+import { readFile, rm, writeFile } from "node:fs/promises";
+import { hostname } from "node:os";
+import * as v from "valibot";
+import { sleep as realSleep, type Sleep } from "../core/backoff.ts";
+import { XimError } from "../core/errors.ts";
+
+export const LockOwnerSchema = v.object({
+  pid: v.number(),
+  host: v.string(),
+  since: v.string(),
+  what: v.string(),
+});
+export type LockOwner = v.InferOutput<typeof LockOwnerSchema>;
+
+/** Whether a process recorded as (host, pid) may still be running; other hosts count as alive. */
+export function ownerAlive(owner: Pick<LockOwner, "pid" | "host">): boolean {
+  if (owner.host !== hostname()) return true;
+  try {
+    process.kill(owner.pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+async function readOwner(path: string): Promise<LockOwner | undefined> {
+  try {
+    const parsed = v.safeParse(LockOwnerSchema, JSON.parse(await readFile(path, "utf8")));
+    return parsed.success ? parsed.output : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface LockOptions {
+  /** What the lock protects, for the message a waiter sees. */
+  what: string;
+  wait: boolean;
+  pollMs?: number;
+  sleep?: Sleep;
+  signal?: AbortSignal;
+  /** Called once when the lock is held by someone else and the caller is about to wait. */
+  onWait?: (owner: LockOwner | undefined) => void;
+  now?: () => number;
+}
+
+export interface Lock {
+  release(): Promise<void>;
+}
+
+export async function acquireLock(path: string, options: LockOptions): Promise<Lock> {
+  const sleep = options.sleep ?? realSleep;
+  const me: LockOwner = {
+    pid: process.pid,
+    host: hostname(),
+    since: new Date(options.now?.() ?? Date.now()).toISOString(),
+    what: options.what,
+  };
+  let told = false;
+  for (;;) {
+    try {
+      await writeFile(path, JSON.stringify(me), { flag: "wx", mode: 0o600 });
+      return { release: () => rm(path, { force: true }) };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    const owner = await readOwner(path);
+    if (owner && !ownerAlive(owner)) {
+      await rm(path, { force: true });
+      continue;
+    }
+    if (!options.wait) {
+      const who = owner ? `process ${owner.pid} on ${owner.host} since ${owner.since}` : "another process";
+      throw new XimError("XIM_PULL_LOCKED", `${options.what} is being pulled by ${who}`, {
+        hint: `wait for it to finish, or run without --no-wait to wait; a lock left by a crash is removed automatically (${path})`,
+      });
+    }
+    if (!told) {
+      told = true;
+      options.onWait?.(owner);
+    }
+    if (options.signal?.aborted) {
+      throw new XimError("XIM_ABORTED", `stopped waiting for the lock on ${options.what}`);
+    }
+    await sleep(options.pollMs ?? 500, options.signal);
+  }
+}

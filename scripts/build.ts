@@ -151,6 +151,10 @@ export interface SeaOptions {
   workDir?: string;
   /** A bundle already built (release.ts bundles once for every architecture). */
   bundleFile?: string;
+  /** The Node binary to inject into; defaults to node_modules/node-linux-<arch>/bin/node. */
+  executable?: string;
+  /** That binary's version, when it does not come from node_modules/node-linux-<arch>. */
+  nodeVersion?: string;
   root?: string;
 }
 
@@ -173,12 +177,13 @@ export async function buildSea(options: SeaOptions): Promise<SeaBuild> {
   if (!options.bundleFile) await bundle(main, root);
 
   const hostArch = process.arch as Arch;
-  const executable = nodeBinaryFor(options.arch, root);
+  const executable = options.executable ? resolve(options.executable) : nodeBinaryFor(options.arch, root);
   // The blob is made by the running Node and injected into `executable`; both must be the same version.
   const builder = existsSync(join(root, "node_modules", `node-linux-${hostArch}`, "bin", "node"))
     ? nodeBinaryFor(hostArch, root)
     : process.execPath;
-  const nodeVersion = packageVersion(join(root, "node_modules", `node-linux-${options.arch}`));
+  const nodeVersion =
+    options.nodeVersion ?? packageVersion(join(root, "node_modules", `node-linux-${options.arch}`));
   const builderVersion = execFileSync(builder, ["--version"], { encoding: "utf8" }).trim().replace(/^v/, "");
   if (builderVersion !== nodeVersion) {
     throw new Error(

@@ -1,0 +1,187 @@
+/**
+ * @module HTTP to the engine over loopback: node:http with one keep-alive
+ * Agent per engine run, so requests reuse connections instead of opening
+ * one each. Streaming reads the response on demand (a slow consumer leaves
+ * bytes in the socket, which slows the engine, rather than growing a
+ * buffer here); aborting destroys the request, closing the connection,
+ * which vLLM treats as a cancel.
+ */
+import { Agent, request as httpRequest, type IncomingMessage } from "node:http";
+import { XimError } from "../core/errors.ts";
+import { EngineHttpError, type EngineReply, type EngineRequest } from "./engine.ts";
+import { isDone, SseParser } from "./sse.ts";
+
+function encodeBody(body: EngineRequest["body"], stream: boolean): Buffer {
+  if (body instanceof Uint8Array) return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  return Buffer.from(JSON.stringify(stream ? { ...body, stream: true } : body));
+}
+
+async function readAll(res: IncomingMessage): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const chunk of res) parts.push(chunk as Buffer);
+  return Buffer.concat(parts);
+}
+
+function unreachable(baseUrl: string, err: unknown): XimError {
+  return new XimError("XIM_ENGINE_UNREACHABLE", `cannot reach the engine at ${baseUrl}: ${String(err)}`, {
+    cause: err,
+  });
+}
+
+export class EngineHttpClient {
+  readonly baseUrl: string;
+  readonly #url: URL;
+  readonly #agent: Agent;
+
+  constructor(baseUrl: string) {
+    this.baseUrl = baseUrl;
+    this.#url = new URL(baseUrl);
+    this.#agent = new Agent({ keepAlive: true });
+  }
+
+  #send(
+    method: string,
+    path: string,
+    body: Buffer | undefined,
+    headers: Record<string, string>,
+    signal: AbortSignal | undefined,
+    timeoutMs?: number,
+  ) {
+    const req = httpRequest({
+      agent: this.#agent,
+      host: this.#url.hostname,
+      port: this.#url.port,
+      method,
+      path,
+      headers: body ? { ...headers, "content-length": String(body.length) } : headers,
+      signal,
+      timeout: timeoutMs,
+    });
+    const response = new Promise<IncomingMessage>((resolve, reject) => {
+      req.once("response", resolve);
+      req.once("error", reject);
+      req.once("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    });
+    req.end(body);
+    return { req, response };
+  }
+
+  /** The status of GET /health, or undefined when nothing answers (vLLM refuses connections while loading). */
+  async health(timeoutMs = 5000): Promise<number | undefined> {
+    const { response } = this.#send("GET", "/health", undefined, {}, undefined, timeoutMs);
+    try {
+      const res = await response;
+      res.resume();
+      return res.statusCode;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** GET a JSON document (/v1/models, /debug/state); undefined when it cannot be had. */
+  async getJson(path: string, timeoutMs = 5000): Promise<unknown> {
+    const { response } = this.#send(
+      "GET",
+      path,
+      undefined,
+      { accept: "application/json" },
+      undefined,
+      timeoutMs,
+    );
+    try {
+      const res = await response;
+      const body = await readAll(res);
+      return res.statusCode === 200 ? JSON.parse(body.toString("utf8")) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async complete(request: EngineRequest, signal?: AbortSignal): Promise<EngineReply> {
+    signal?.throwIfAborted();
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    if (request.requestId) headers["x-request-id"] = request.requestId;
+    const { response } = this.#send("POST", request.path, encodeBody(request.body, false), headers, signal);
+    let res: IncomingMessage;
+    let body: Buffer;
+    try {
+      res = await response;
+      body = await readAll(res);
+    } catch (err) {
+      signal?.throwIfAborted();
+      throw unreachable(this.baseUrl, err);
+    }
+    const status = res.statusCode ?? 0;
+    if (status < 200 || status >= 300) throw new EngineHttpError(status, body);
+    return { status, contentType: res.headers["content-type"], body };
+  }
+
+  async *stream(request: EngineRequest, signal?: AbortSignal): AsyncGenerator<Buffer, void, undefined> {
+    signal?.throwIfAborted();
+    const headers: Record<string, string> = {
+      "content-type": "application/json",
+      accept: "text/event-stream",
+    };
+    if (request.requestId) headers["x-request-id"] = request.requestId;
+    const { req, response } = this.#send(
+      "POST",
+      request.path,
+      encodeBody(request.body, true),
+      headers,
+      signal,
+    );
+    let done = false;
+    try {
+      let res: IncomingMessage;
+      try {
+        res = await response;
+      } catch (err) {
+        signal?.throwIfAborted();
+        throw unreachable(this.baseUrl, err);
+      }
+      const status = res.statusCode ?? 0;
+      if (status < 200 || status >= 300) {
+        done = true;
+        throw new EngineHttpError(status, await readAll(res));
+      }
+      const type = res.headers["content-type"] ?? "";
+      if (!type.startsWith("text/event-stream")) {
+        done = true;
+        const body = await readAll(res);
+        throw new XimError(
+          "XIM_ENGINE_PROTOCOL",
+          `the engine answered a streaming request with ${type || "no content type"}, not text/event-stream`,
+          { cause: body.toString("utf8", 0, 300) },
+        );
+      }
+      const parser = new SseParser();
+      try {
+        for await (const chunk of res) {
+          for (const payload of parser.push(chunk as Buffer)) {
+            if (isDone(payload)) done = true;
+            yield payload;
+            if (done) {
+              res.resume();
+              return;
+            }
+          }
+        }
+      } catch (err) {
+        signal?.throwIfAborted();
+        throw unreachable(this.baseUrl, err);
+      }
+      signal?.throwIfAborted();
+      throw new XimError("XIM_ENGINE_STREAM_TRUNCATED", "the engine closed the stream before data: [DONE]", {
+        hint: "The engine probably crashed or was stopped mid-request; see its last output lines.",
+      });
+    } finally {
+      // A consumer that stops early (break, error, abort) cancels the request at the engine.
+      if (!done) req.destroy();
+    }
+  }
+
+  /** Close idle keep-alive connections and refuse new ones. */
+  close(): void {
+    this.#agent.destroy();
+  }
+}

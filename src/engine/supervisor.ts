@@ -1,0 +1,415 @@
+/**
+ * @module Supervision of an engine child process (vLLM, or `xim engine-sim`).
+ *
+ * Contract:
+ * - Each run gets a fresh free loopback port; the child runs in its own
+ *   process group (vLLM starts worker processes), its stdout/stderr lines
+ *   go to the logger at debug level and the last 200 are kept for reports.
+ * - Ready = GET /health answers 200. Until then (connection refused or 503)
+ *   it is polled every `healthIntervalMs`, with no liveness kill, for up to
+ *   `startupTimeoutMs` (XEROTIER_AGENT_ENGINE_STARTUP_TIMEOUT_SECONDS).
+ * - Once ready, /health is checked every `livenessIntervalMs`; after
+ *   `livenessFailures` misses in a row the engine is killed and restarted.
+ * - A failed start or crash is classified from the run's output
+ *   (classify-failure.ts) and the engine restarted after an exponential
+ *   backoff (core/backoff.ts); the attempt count resets once a run gets
+ *   ready. After `maxFailures` failures within `failureWindowMs` it stops
+ *   restarting and stays `failed` with the cause, exit code and last lines
+ *   (a missing executable fails at once: restarting cannot help).
+ * - stop(graceMs): SIGTERM to the group, SIGKILL after the grace. If the
+ *   node process exits without stopping it, the group gets SIGKILL.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { EventEmitter, once } from "node:events";
+import { createInterface } from "node:readline";
+import type { Readable } from "node:stream";
+import { type BackoffPolicy, backoffDelay, sleep as realSleep, type Sleep } from "../core/backoff.ts";
+import type { Logger } from "../core/log.ts";
+import { classifyFailure, failureOf } from "./classify-failure.ts";
+import {
+  type Engine,
+  type EngineEvents,
+  type EngineFailure,
+  type EngineKind,
+  type EngineReply,
+  type EngineRequest,
+  type EngineState,
+  type EngineStatus,
+  engineNotReady,
+  waitForReady,
+} from "./engine.ts";
+import { findFreePort } from "./free-port.ts";
+import { EngineHttpClient } from "./http-client.ts";
+import type { EngineCommand } from "./vllm-args.ts";
+
+export const KEPT_LINES = 200;
+
+export interface SupervisorOptions {
+  kind: EngineKind;
+  servedModelName: string;
+  /** The command of one run, given the port chosen for it. */
+  command: (port: number) => EngineCommand | Promise<EngineCommand>;
+  logger: Logger;
+  startupTimeoutMs: number;
+  /** Default: 1 s doubling to 60 s, equal jitter. */
+  backoff?: BackoffPolicy;
+  /** Failures within the window after which it stays failed. Default 5. */
+  maxFailures?: number;
+  /** Default 10 minutes. */
+  failureWindowMs?: number;
+  /** /health polling while loading. Default 1000 ms. */
+  healthIntervalMs?: number;
+  /** /health checks once ready. Default 10 s. */
+  livenessIntervalMs?: number;
+  /** Misses in a row that count as a hung engine. Default 3. */
+  livenessFailures?: number;
+  /** Grace of the SIGTERM when the supervisor itself kills a run (timeout, hung). Default 10 s. */
+  killGraceMs?: number;
+  findPort?: () => Promise<number>;
+  sleep?: Sleep;
+  now?: () => number;
+  random?: () => number;
+}
+
+interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  error?: NodeJS.ErrnoException;
+}
+
+type RunEnd =
+  | { stopped: true }
+  | { stopped: false; failure: EngineFailure; wasReady: boolean; fatal: boolean };
+
+function signalGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
+  readonly kind: EngineKind;
+  readonly servedModelName: string;
+  readonly #o: Required<Omit<SupervisorOptions, "kind" | "servedModelName" | "command" | "logger">>;
+  readonly #command: SupervisorOptions["command"];
+  readonly #log: Logger;
+  #state: EngineState = "stopped";
+  #since: number;
+  #restarts = 0;
+  #lastFailure: EngineFailure | undefined;
+  #child: ChildProcess | undefined;
+  #client: EngineHttpClient | undefined;
+  #lines: string[] = [];
+  #runLines: string[] = [];
+  #failures: number[] = [];
+  #stopCtl = new AbortController();
+  #loop: Promise<void> | undefined;
+  #stopGraceMs = 0;
+  readonly #onProcessExit = () => signalGroup(this.#child?.pid, "SIGKILL");
+
+  constructor(options: SupervisorOptions) {
+    super();
+    this.kind = options.kind;
+    this.servedModelName = options.servedModelName;
+    this.#command = options.command;
+    this.#log = options.logger.child({ component: "engine", engine: options.kind });
+    this.#o = {
+      startupTimeoutMs: options.startupTimeoutMs,
+      backoff: options.backoff ?? { baseMs: 1000, maxMs: 60_000, jitter: "equal" },
+      maxFailures: options.maxFailures ?? 5,
+      failureWindowMs: options.failureWindowMs ?? 600_000,
+      healthIntervalMs: options.healthIntervalMs ?? 1000,
+      livenessIntervalMs: options.livenessIntervalMs ?? 10_000,
+      livenessFailures: options.livenessFailures ?? 3,
+      killGraceMs: options.killGraceMs ?? 10_000,
+      findPort: options.findPort ?? (() => findFreePort()),
+      sleep: options.sleep ?? realSleep,
+      now: options.now ?? Date.now,
+      random: options.random ?? Math.random,
+    };
+    this.#since = this.#o.now();
+  }
+
+  get state(): EngineState {
+    return this.#state;
+  }
+
+  get baseUrl(): string | undefined {
+    return this.#client?.baseUrl;
+  }
+
+  /** The last output lines of the engine across runs (at most 200), for error reports. */
+  lastLines(): string[] {
+    return [...this.#lines];
+  }
+
+  status(): EngineStatus {
+    return {
+      state: this.#state,
+      since: this.#since,
+      baseUrl: this.baseUrl,
+      pid:
+        this.#child && this.#child.exitCode === null && this.#child.signalCode === null
+          ? this.#child.pid
+          : undefined,
+      restarts: this.#restarts,
+      lastFailure: this.#lastFailure,
+    };
+  }
+
+  #set(state: EngineState, force = false): void {
+    if (state === this.#state && !force) return;
+    this.#state = state;
+    this.#since = this.#o.now();
+    this.emit("state", this.status());
+  }
+
+  async start(): Promise<void> {
+    if (this.#loop) return;
+    this.#stopCtl = new AbortController();
+    this.#failures = [];
+    this.#restarts = 0;
+    this.#lastFailure = undefined;
+    process.on("exit", this.#onProcessExit);
+    this.#set("loading");
+    const launched = Promise.withResolvers<void>();
+    this.#loop = this.#supervise(launched.resolve).catch((err: unknown) => {
+      this.#log.error({ err }, "engine supervision stopped by an internal error");
+      this.#set("failed");
+    });
+    void this.#loop.then(() => launched.resolve());
+    await launched.promise;
+  }
+
+  waitReady(signal?: AbortSignal): Promise<void> {
+    return waitForReady(this, signal);
+  }
+
+  async stop(graceMs: number): Promise<void> {
+    this.#stopGraceMs = graceMs;
+    this.#stopCtl.abort();
+    const child = this.#child;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      this.#log.info({ pid: child.pid, graceMs }, "stopping the engine");
+      await this.#kill(child, graceMs);
+    }
+    await this.#loop;
+    this.#loop = undefined;
+    this.#client?.close();
+    this.#client = undefined;
+    process.off("exit", this.#onProcessExit);
+    this.#set("stopped");
+  }
+
+  #readyClient(): EngineHttpClient {
+    if (this.#state !== "ready" || !this.#client) throw engineNotReady(this.#state);
+    return this.#client;
+  }
+
+  stream(request: EngineRequest, signal?: AbortSignal): AsyncGenerator<Buffer, void, undefined> {
+    return this.#readyClient().stream(request, signal);
+  }
+
+  complete(request: EngineRequest, signal?: AbortSignal): Promise<EngineReply> {
+    return this.#readyClient().complete(request, signal);
+  }
+
+  async #supervise(launched: () => void): Promise<void> {
+    const stop = this.#stopCtl.signal;
+    let attempt = 0;
+    while (!stop.aborted) {
+      const end = await this.#runOnce(launched);
+      if (end.stopped || stop.aborted) return;
+      const { failure } = end;
+      this.#lastFailure = failure;
+      if (end.wasReady) attempt = 0;
+      const now = this.#o.now();
+      this.#failures = [...this.#failures.filter((t) => t > now - this.#o.failureWindowMs), now];
+      const fields = {
+        cause: failure.cause,
+        exitCode: failure.exitCode,
+        signal: failure.signal,
+        evidence: failure.evidence,
+      };
+      if (end.fatal || this.#failures.length >= this.#o.maxFailures) {
+        this.#log.error(
+          { ...fields, failures: this.#failures.length, lastLines: failure.lastLines.slice(-20) },
+          `the engine failed (${failure.summary}); not restarting it. ${failure.hint}`,
+        );
+        this.#set("failed", true);
+        return;
+      }
+      const delay = backoffDelay(this.#o.backoff, attempt++, this.#o.random);
+      this.#restarts++;
+      this.#log.warn(
+        { ...fields, delayMs: delay, restarts: this.#restarts },
+        `the engine exited (${failure.summary}); restarting`,
+      );
+      this.#set("loading", true);
+      await this.#o.sleep(delay, stop);
+    }
+  }
+
+  async #runOnce(launched: () => void): Promise<RunEnd> {
+    const stop = this.#stopCtl.signal;
+    const port = await this.#o.findPort();
+    const command = await this.#command(port);
+    for (const w of command.warnings) this.#log.warn(w);
+    this.#runLines = [];
+    this.#log.info({ file: command.file, args: command.args, port }, "starting the engine");
+    const child = spawn(command.file, command.args, {
+      env: command.env,
+      detached: true,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    this.#child = child;
+    const exited = new Promise<Exit>((resolve) => {
+      child.once("exit", (code, signal) => resolve({ code, signal }));
+      child.once("error", (error: NodeJS.ErrnoException) => resolve({ code: null, signal: null, error }));
+    });
+    // Nothing is written to the engine; the open pipe lets `xim engine-sim` notice a dead parent.
+    child.stdin?.on("error", () => undefined);
+    const outputDone = Promise.all([
+      this.#capture(child.stdout, "stdout"),
+      this.#capture(child.stderr, "stderr"),
+    ]);
+    this.#client?.close();
+    const client = new EngineHttpClient(`http://127.0.0.1:${port}`);
+    this.#client = client;
+    if (child.pid !== undefined) {
+      this.#set("loading");
+      launched();
+    }
+
+    const run = new AbortController();
+    const stopRun = () => run.abort();
+    stop.addEventListener("abort", stopRun, { once: true });
+    let exit: Exit | undefined;
+    void exited.then((e) => {
+      exit = e;
+      run.abort();
+    });
+    try {
+      const outcome = await this.#awaitReady(client, run.signal, () => exit !== undefined);
+      let wasReady = false;
+      let timedOut = false;
+      if (outcome === "ready") {
+        wasReady = true;
+        await this.#confirmModel(client);
+        this.#set("ready");
+        this.#log.info({ port, pid: child.pid }, "the engine is ready");
+        const hung = await this.#watchLiveness(client, run.signal);
+        if (hung) {
+          this.#log.warn(
+            { misses: this.#o.livenessFailures },
+            "the engine stopped answering /health; killing it",
+          );
+          await this.#kill(child, this.#o.killGraceMs);
+        }
+      } else if (outcome === "stopped") {
+        // stop() may have come before this child existed; it is stopped the same way.
+        await this.#kill(child, this.#stopGraceMs);
+      } else if (outcome === "timeout") {
+        timedOut = true;
+        this.#log.warn(
+          { timeoutMs: this.#o.startupTimeoutMs },
+          "the engine did not become ready in time; killing it",
+        );
+        await this.#kill(child, this.#o.killGraceMs);
+      }
+      const end = await exited;
+      signalGroup(child.pid, "SIGKILL"); // workers the engine left behind
+      await Promise.race([outputDone, this.#o.sleep(1000)]);
+      if (stop.aborted) return { stopped: true };
+      const classification = end.error
+        ? end.error.code === "ENOENT" || end.error.code === "EACCES"
+          ? failureOf("engine-not-installed")
+          : { ...failureOf("unknown"), evidence: String(end.error) }
+        : classifyFailure(this.#runLines, { timedOut });
+      const failure: EngineFailure = {
+        ...classification,
+        exitCode: end.code,
+        signal: end.signal,
+        lastLines: [...this.#runLines],
+        at: this.#o.now(),
+      };
+      if (end.error) failure.lastLines.push(`spawn ${command.file}: ${end.error.message}`);
+      return { stopped: false, failure, wasReady, fatal: classification.cause === "engine-not-installed" };
+    } finally {
+      stop.removeEventListener("abort", stopRun);
+    }
+  }
+
+  async #awaitReady(
+    client: EngineHttpClient,
+    signal: AbortSignal,
+    hasExited: () => boolean,
+  ): Promise<"ready" | "exited" | "timeout" | "stopped"> {
+    const deadline = this.#o.now() + this.#o.startupTimeoutMs;
+    for (;;) {
+      if (this.#stopCtl.signal.aborted) return "stopped";
+      if (hasExited()) return "exited";
+      if ((await client.health()) === 200 && !hasExited()) return "ready";
+      if (this.#o.now() >= deadline) return "timeout";
+      await this.#o.sleep(Math.min(this.#o.healthIntervalMs, Math.max(1, deadline - this.#o.now())), signal);
+    }
+  }
+
+  /** Research vllm.md §7: /v1/models confirms the served name; a mismatch is logged, not fatal. */
+  async #confirmModel(client: EngineHttpClient): Promise<void> {
+    const models = (await client.getJson("/v1/models")) as { data?: Array<{ id?: unknown }> } | undefined;
+    const ids = models?.data?.map((m) => m.id) ?? [];
+    if (!ids.includes(this.servedModelName)) {
+      this.#log.warn(
+        { want: this.servedModelName, served: ids },
+        "the engine does not list the served model name",
+      );
+    }
+  }
+
+  /** Resolves true when the engine stops answering /health, false when the run ends otherwise. */
+  async #watchLiveness(client: EngineHttpClient, signal: AbortSignal): Promise<boolean> {
+    let misses = 0;
+    while (!signal.aborted) {
+      await this.#o.sleep(this.#o.livenessIntervalMs, signal);
+      if (signal.aborted) return false;
+      misses = (await client.health()) === 200 ? 0 : misses + 1;
+      if (misses >= this.#o.livenessFailures) return !signal.aborted;
+    }
+    return false;
+  }
+
+  async #kill(child: ChildProcess, graceMs: number): Promise<void> {
+    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+    const gone = once(child, "exit").then(() => true);
+    signalGroup(child.pid, "SIGTERM");
+    const timer = new AbortController();
+    const inTime = await Promise.race([gone, this.#o.sleep(graceMs, timer.signal).then(() => false)]);
+    timer.abort();
+    if (!inTime) {
+      this.#log.warn({ pid: child.pid, graceMs }, "the engine ignored SIGTERM; sending SIGKILL");
+      signalGroup(child.pid, "SIGKILL");
+      await gone;
+    }
+  }
+
+  #capture(stream: Readable | null, name: "stdout" | "stderr"): Promise<void> {
+    if (!stream) return Promise.resolve();
+    const lines = createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY });
+    lines.on("line", (line) => {
+      this.#lines.push(line);
+      if (this.#lines.length > KEPT_LINES) this.#lines.shift();
+      this.#runLines.push(line);
+      if (this.#runLines.length > KEPT_LINES) this.#runLines.shift();
+      this.#log.debug({ stream: name }, line);
+    });
+    return once(lines, "close").then(() => undefined);
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * @module The `vllm serve` command line and environment.
+ *
+ * Merge rule (argparse keeps the last value of a repeated option):
+ *   1. `serve <model> --host 127.0.0.1 --port <port> --served-model-name <name>`
+ *   2. the planner's args (it has already folded the settings into its plan)
+ *   3. each engine setting the plan does not mention (--gpu-memory-utilization,
+ *      --max-model-len, --tensor-parallel-size, --max-num-seqs)
+ *   4. XEROTIER_AGENT_VLLM_ARGS last, so an explicit user argument wins;
+ *      except --host/--port/--uds, which xim owns (it health-checks that
+ *      address), and which are dropped with a warning.
+ * Environment: the node's environment without XEROTIER_AGENT_* (the join key
+ * and salt secret stay in the node), then the plan's env, then
+ * XEROTIER_AGENT_VLLM_ENV (user wins).
+ */
+import type { Config } from "../core/config/schema.ts";
+
+export interface EnginePlan {
+  args: string[];
+  env: Record<string, string>;
+}
+
+export type VllmSettings = Pick<
+  Config,
+  | "vllmPath"
+  | "vllmArgs"
+  | "vllmEnv"
+  | "gpuMemoryUtilization"
+  | "maxModelLen"
+  | "tensorParallelSize"
+  | "maxNumSeqs"
+>;
+
+export interface VllmLaunch {
+  /** A model folder or Hugging Face id: vLLM's positional model_tag. */
+  model: string;
+  /** The name clients and the router use (--served-model-name). */
+  servedModelName: string;
+  port: number;
+  plan?: EnginePlan;
+}
+
+export interface EngineCommand {
+  file: string;
+  args: string[];
+  env: Record<string, string>;
+  /** Things the user asked for that xim overrode, for the log. */
+  warnings: string[];
+}
+
+/** Options xim owns: it binds and health-checks the engine's loopback address itself. */
+const OWNED = new Set(["--host", "--port", "--uds"]);
+
+function flagName(arg: string): string | undefined {
+  if (!arg.startsWith("--")) return undefined;
+  const eq = arg.indexOf("=");
+  return eq === -1 ? arg : arg.slice(0, eq);
+}
+
+/** Drop owned options (with their value when given as a separate word). */
+function withoutOwned(args: readonly string[], warnings: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const name = flagName(args[i]);
+    if (name !== undefined && OWNED.has(name)) {
+      const hasSeparateValue = !args[i].includes("=") && i + 1 < args.length && !args[i + 1].startsWith("--");
+      const value = hasSeparateValue ? ` ${args[i + 1]}` : "";
+      warnings.push(
+        `ignored '${args[i]}${value}' in XEROTIER_AGENT_VLLM_ARGS: xim chooses the engine's address`,
+      );
+      if (hasSeparateValue) i++;
+      continue;
+    }
+    out.push(args[i]);
+  }
+  return out;
+}
+
+/** The environment a child engine inherits: everything but xim's own settings (secrets among them). */
+export function childEnv(base: Record<string, string | undefined> = process.env): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(base)) {
+    if (v !== undefined && !k.startsWith("XEROTIER_AGENT_")) env[k] = v;
+  }
+  return env;
+}
+
+export function buildVllmCommand(
+  settings: VllmSettings,
+  launch: VllmLaunch,
+  baseEnv: Record<string, string | undefined> = process.env,
+): EngineCommand {
+  const warnings: string[] = [];
+  const planArgs = launch.plan?.args ?? [];
+  const planned = new Set(planArgs.map(flagName).filter((n): n is string => n !== undefined));
+  const args = [
+    "serve",
+    launch.model,
+    "--host",
+    "127.0.0.1",
+    "--port",
+    String(launch.port),
+    "--served-model-name",
+    launch.servedModelName,
+    ...withoutOwned(planArgs, []),
+  ];
+  const fromSettings: Array<[string, number | undefined]> = [
+    ["--gpu-memory-utilization", settings.gpuMemoryUtilization],
+    ["--max-model-len", settings.maxModelLen],
+    ["--tensor-parallel-size", settings.tensorParallelSize],
+    ["--max-num-seqs", settings.maxNumSeqs],
+  ];
+  for (const [flag, value] of fromSettings) {
+    if (value !== undefined && !planned.has(flag)) args.push(flag, String(value));
+  }
+  args.push(...withoutOwned(settings.vllmArgs, warnings));
+  const env = { ...childEnv(baseEnv), ...(launch.plan?.env ?? {}), ...settings.vllmEnv };
+  return { file: settings.vllmPath, args, env, warnings };
+}

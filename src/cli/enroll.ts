@@ -1,11 +1,55 @@
 /**
- * @module `xim enroll`: not built yet (issue 3). The issue that builds it replaces this file.
+ * @module `xim enroll`: trade a join key for a node identity and save it.
+ * Never prompts; --json for scripts; exit codes in docs/protocol.md.
  */
+import { EnrollExit, enroll } from "../agent/enroll.ts";
+import { ExitCode } from "../core/errors.ts";
 import type { CommandSpec } from "./command.ts";
-import { pending } from "./pending.ts";
 
-export const enrollCommand: CommandSpec = pending(
-  "enroll",
-  "Trade a one-time join key for a node identity",
-  3,
-);
+export const enrollCommand: CommandSpec = {
+  name: "enroll",
+  summary: "Trade a one-time join key for a node identity",
+  description: `Exit codes (for scripts):
+  0 enrolled   3 already enrolled (nothing changed; --force replaces)
+  4 malformed key   5 expired key   6 used-up key   7 unknown or revoked key
+  8 router unreachable   9 TLS failure   10 router fingerprint mismatch
+  11 protocol version mismatch   12 plain HTTP refused (use --insecure in development)
+  2 usage   78 configuration   1 anything else`,
+  settings: ["joinKey", "routerUrl", "allowInsecure", "configDir", "logLevel"],
+  options: [
+    {
+      flags: "--force",
+      description: "enroll again even when this node is already enrolled (a new identity)",
+    },
+    { flags: "--json", description: "print the node id, router and state path as JSON" },
+  ],
+  examples: [
+    "xim enroll --join-key xjk_myproject_AbC...",
+    "XEROTIER_AGENT_JOIN_KEY=xjk_... xim enroll --json",
+    "xim enroll --join-key xjk_... --router https://router.internal:8443",
+  ],
+  async run(ctx) {
+    const { config } = ctx.config();
+    const result = await enroll({
+      joinKey: config.joinKey,
+      routerUrl: config.routerUrl,
+      allowInsecure: config.allowInsecure,
+      configDir: config.configDir,
+      force: ctx.options.force === true,
+      logger: ctx.logger(),
+    });
+    if (config.allowInsecure && result.router.startsWith("http:")) {
+      ctx.io.stderr("warning: enrolled over plain HTTP; the join key and credentials travelled in clear\n");
+    }
+    if (ctx.options.json) {
+      ctx.io.stdout(
+        `${JSON.stringify({ nodeId: result.nodeId, project: result.project, router: result.router, statePath: result.statePath, controlEndpoint: result.controlEndpoint, streamingEndpoint: result.streamingEndpoint, replaced: result.replaced })}\n`,
+      );
+    } else {
+      ctx.io.stdout(
+        `enrolled as ${result.nodeId} (project ${result.project}) with ${result.router}\nstate: ${result.statePath}\nnext: xim run\n`,
+      );
+    }
+    return result.replaced ? ExitCode.ok : EnrollExit.ok;
+  },
+};

@@ -1,7 +1,354 @@
 /**
- * @module `xim router`: not built yet (issue 3). The issue that builds it replaces this file.
+ * @module `xim router`: the self-hostable reference router. `init` creates
+ * its identity, `serve` runs enrollment and the control plane, `join-key`
+ * mints, lists and revokes keys, `nodes` lists enrolled nodes and their
+ * leases. Every subcommand takes --state DIR (default $XDG_STATE_HOME/xim/router).
  */
-import type { CommandSpec } from "./command.ts";
-import { pending } from "./pending.ts";
+import { ExitCode, UsageError } from "../core/errors.ts";
+import { defaultRouterStateDir } from "../core/paths.ts";
+import { initRouter, loadIdentity } from "../router/identity.ts";
+import { createJoinKey, joinKeyStatus, parseDuration, parseLabels } from "../router/join-keys.ts";
+import { listNodes } from "../router/nodes.ts";
+import { startRouterService } from "../router/service.ts";
+import { RouterStore } from "../router/store.ts";
+import type { CommandContext, CommandSpec, OptionSpec } from "./command.ts";
+import { formatTable } from "./output.ts";
 
-export const routerCommand: CommandSpec = pending("router", "The self-hostable reference router", 3);
+const stateOption: OptionSpec = {
+  flags: "--state <dir>",
+  description: "router state folder (default: $XDG_STATE_HOME/xim/router)",
+};
+const jsonOption: OptionSpec = { flags: "--json", description: "print JSON for scripts" };
+
+function stateDir(ctx: CommandContext): string {
+  return (ctx.options.state as string | undefined) ?? defaultRouterStateDir(ctx.io.env);
+}
+
+async function withStore<T>(ctx: CommandContext, fn: (store: RouterStore) => Promise<T> | T): Promise<T> {
+  const store = await RouterStore.open(stateDir(ctx));
+  try {
+    return await fn(store);
+  } finally {
+    store.close();
+  }
+}
+
+function positiveInt(name: string) {
+  return (value: string) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1)
+      throw new Error(`${name} must be a whole number of at least 1, got '${value}'`);
+    return n;
+  };
+}
+
+function hostPort(value: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(value);
+  if (!m) throw new Error(`'${value}' is not HOST:PORT`);
+  const port = Number(m[3]);
+  if (port > 65535) throw new Error(`port ${port} is out of range`);
+  return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
+}
+
+function ago(ms: number | null): string {
+  if (ms === null) return "-";
+  if (ms < 1000) return `${ms}ms ago`;
+  if (ms < 120_000) return `${Math.round(ms / 1000)}s ago`;
+  return `${Math.round(ms / 60_000)}m ago`;
+}
+
+const init: CommandSpec = {
+  name: "init",
+  summary: "Create the router identity: a CURVE key pair and a self-signed TLS certificate",
+  settings: ["logLevel"],
+  options: [
+    stateOption,
+    {
+      flags: "--host <name>",
+      description: "extra DNS name or IP for the certificate (repeatable)",
+      parse: (v, prev) => [...((prev as string[]) ?? []), v],
+    },
+    jsonOption,
+  ],
+  examples: ["xim router init", "xim router init --state /var/lib/xim-router --host router.internal"],
+  async run(ctx) {
+    const result = await withStore(ctx, (store) =>
+      initRouter(store, { hosts: (ctx.options.host as string[]) ?? [] }),
+    );
+    if (ctx.options.json) ctx.io.stdout(`${JSON.stringify(result)}\n`);
+    else
+      ctx.io.stdout(
+        `${result.created ? "created" : "already initialized; unchanged"}: ${result.stateDir}\nCURVE public key: ${result.curvePublicKey}\nTLS certificate:  ${result.tlsCertPath} (sha256 ${result.tlsPin})\n`,
+      );
+    return ExitCode.ok;
+  },
+};
+
+const serve: CommandSpec = {
+  name: "serve",
+  summary: "Run the router: HTTPS enrollment and the CURVE ZeroMQ control plane",
+  settings: ["logLevel"],
+  options: [
+    stateOption,
+    {
+      flags: "--enroll-listen <host:port>",
+      description: "address of the HTTPS enrollment endpoint",
+      default: "0.0.0.0:8443",
+    },
+    {
+      flags: "--control-bind <endpoint>",
+      description: "ZeroMQ control socket (port 0 = any)",
+      default: "tcp://0.0.0.0:5555",
+    },
+    {
+      flags: "--streaming-bind <endpoint>",
+      description: "ZeroMQ streaming socket (port 0 = any)",
+      default: "tcp://0.0.0.0:5556",
+    },
+    {
+      flags: "--advertise-host <host>",
+      description:
+        "host name nodes use to reach this router (default: the bind host, or this machine's name)",
+    },
+    {
+      flags: "--tls-cert <file>",
+      description: "TLS certificate (PEM); default: the state folder's self-signed one",
+    },
+    { flags: "--tls-key <file>", description: "TLS private key (PEM)" },
+    {
+      flags: "--insecure-http",
+      description: "serve enrollment over plain HTTP (development only: keys travel in clear)",
+    },
+    jsonOption,
+  ],
+  examples: [
+    "xim router serve",
+    "xim router serve --state /var/lib/xim-router --advertise-host router.internal",
+    "xim router serve --enroll-listen 127.0.0.1:0 --control-bind tcp://127.0.0.1:0 --streaming-bind tcp://127.0.0.1:0 --json",
+  ],
+  async run(ctx) {
+    const logger = ctx.logger();
+    let listen: { host: string; port: number };
+    try {
+      listen = hostPort(String(ctx.options.enrollListen));
+    } catch (err) {
+      throw new UsageError(`--enroll-listen: ${(err as Error).message}`);
+    }
+    const service = await startRouterService({
+      stateDir: stateDir(ctx),
+      enrollListen: listen,
+      controlBind: String(ctx.options.controlBind),
+      streamingBind: String(ctx.options.streamingBind),
+      advertiseHost: ctx.options.advertiseHost as string | undefined,
+      plainHttp: ctx.options.insecureHttp === true,
+      tls: { cert: ctx.options.tlsCert as string | undefined, key: ctx.options.tlsKey as string | undefined },
+      logger,
+    });
+    if (ctx.options.insecureHttp)
+      logger.warn("enrollment is served over plain HTTP: join keys travel in clear; development only");
+    const info = {
+      ...service.endpoints,
+      stateDir: stateDir(ctx),
+      tlsPin: service.identity.tlsPin,
+      curvePublicKey: service.identity.curve.publicKey,
+    };
+    if (ctx.options.json) ctx.io.stdout(`${JSON.stringify(info)}\n`);
+    else
+      ctx.io.stdout(
+        `router serving\n  enrollment: ${info.enrollUrl}\n  control:    ${info.control}\n  streaming:  ${info.streaming}\n  state:      ${info.stateDir}\n`,
+      );
+    await new Promise<void>((resolve) => {
+      const stop = (signal: NodeJS.Signals) => {
+        logger.info({ signal }, "stopping the router");
+        process.off("SIGTERM", stop);
+        process.off("SIGINT", stop);
+        resolve();
+      };
+      process.on("SIGTERM", stop);
+      process.on("SIGINT", stop);
+    });
+    await service.close();
+    return ExitCode.ok;
+  },
+};
+
+const joinKeyCreate: CommandSpec = {
+  name: "create",
+  summary: "Mint a join key (printed once; the router keeps only its hash)",
+  settings: ["logLevel"],
+  options: [
+    stateOption,
+    { flags: "--project <name>", description: "project the enrolled nodes belong to", default: "default" },
+    {
+      flags: "--uses <n>",
+      description: "how many nodes may enroll with the key",
+      default: 1,
+      parse: positiveInt("--uses"),
+    },
+    { flags: "--ttl <duration>", description: "lifetime: 30m, 1h, 7d, or 'never'", default: "1h" },
+    {
+      flags: "--labels <k=v,...>",
+      description: "labels given to enrolled nodes (repeatable)",
+      parse: (v, prev) => parseLabels(v, (prev as Record<string, string>) ?? {}),
+    },
+    {
+      flags: "--url <url>",
+      description: "enrollment address put in the key (default: the one 'serve' last listened on)",
+    },
+    jsonOption,
+  ],
+  examples: [
+    "xim router join-key create",
+    "xim router join-key create --project acme --uses 4 --ttl 24h --labels gpu=h100,zone=a",
+  ],
+  async run(ctx) {
+    let ttlMs: number | null;
+    try {
+      ttlMs = parseDuration(String(ctx.options.ttl));
+    } catch (err) {
+      throw new UsageError(`--ttl: ${(err as Error).message}`);
+    }
+    const created = await withStore(ctx, (store) =>
+      createJoinKey(store, loadIdentity(store), {
+        project: String(ctx.options.project),
+        uses: ctx.options.uses as number,
+        ttlMs,
+        labels: (ctx.options.labels as Record<string, string>) ?? {},
+        url: ctx.options.url as string | undefined,
+      }),
+    );
+    const expires = created.row.expiresAt === null ? null : new Date(created.row.expiresAt).toISOString();
+    if (ctx.options.json) {
+      ctx.io.stdout(
+        `${JSON.stringify({ key: created.key, id: created.row.id, project: created.row.project, uses: created.row.usesAllowed, expiresAt: expires, labels: created.row.labels, url: created.url })}\n`,
+      );
+    } else {
+      ctx.io.stdout(`${created.key}\n`);
+      ctx.io.stderr(
+        `join key ${created.row.id}: project ${created.row.project}, ${created.row.usesAllowed} use(s), expires ${expires ?? "never"}, router ${created.url}\nShown once: store it now. On the node: XEROTIER_AGENT_JOIN_KEY=<key> xim run\n`,
+      );
+    }
+    return ExitCode.ok;
+  },
+};
+
+const joinKeyList: CommandSpec = {
+  name: "list",
+  summary: "List join keys (ids, uses, expiry, status; never the keys)",
+  settings: ["logLevel"],
+  options: [stateOption, jsonOption],
+  examples: ["xim router join-key list", "xim router join-key list --json"],
+  async run(ctx) {
+    const now = Date.now();
+    const keys = await withStore(ctx, (store) => store.listJoinKeys());
+    const rows = keys.map((k) => ({
+      id: k.id,
+      project: k.project,
+      status: joinKeyStatus(k, now),
+      uses: k.uses,
+      usesAllowed: k.usesAllowed,
+      expiresAt: k.expiresAt === null ? null : new Date(k.expiresAt).toISOString(),
+      labels: k.labels,
+      createdAt: new Date(k.createdAt).toISOString(),
+      revokedAt: k.revokedAt === null ? null : new Date(k.revokedAt).toISOString(),
+    }));
+    if (ctx.options.json) ctx.io.stdout(`${JSON.stringify({ joinKeys: rows })}\n`);
+    else
+      ctx.io.stdout(
+        formatTable(
+          ["ID", "PROJECT", "STATUS", "USES", "EXPIRES", "LABELS"],
+          rows.map((r) => [
+            r.id,
+            r.project,
+            r.status,
+            `${r.uses}/${r.usesAllowed}`,
+            r.expiresAt ?? "never",
+            Object.entries(r.labels)
+              .map(([k, v]) => `${k}=${v}`)
+              .join(",") || "-",
+          ]),
+        ),
+      );
+    return ExitCode.ok;
+  },
+};
+
+const joinKeyRevoke: CommandSpec = {
+  name: "revoke",
+  summary: "Revoke a join key by its id (nodes already enrolled stay enrolled)",
+  arguments: ["<id>"],
+  settings: ["logLevel"],
+  options: [stateOption, jsonOption],
+  examples: ["xim router join-key revoke jk_3f2a9c1b7d4e"],
+  async run(ctx) {
+    const id = ctx.args[0];
+    const revoked = await withStore(ctx, (store) => store.revokeJoinKey(id, Date.now()));
+    if (!revoked)
+      throw new UsageError(`no join key with id '${id}'`, "List them with 'xim router join-key list'.");
+    if (ctx.options.json)
+      ctx.io.stdout(
+        `${JSON.stringify({ id: revoked.id, revokedAt: new Date(revoked.revokedAt ?? Date.now()).toISOString() })}\n`,
+      );
+    else ctx.io.stdout(`revoked ${revoked.id}\n`);
+    return ExitCode.ok;
+  },
+};
+
+const joinKey: CommandSpec = {
+  name: "join-key",
+  summary: "Mint, list and revoke join keys",
+  examples: [
+    "xim router join-key create --uses 3 --ttl 24h",
+    "xim router join-key list",
+    "xim router join-key revoke jk_3f2a9c1b7d4e",
+  ],
+  subcommands: [joinKeyCreate, joinKeyList, joinKeyRevoke],
+};
+
+const nodes: CommandSpec = {
+  name: "nodes",
+  summary: "List enrolled nodes: lease state, last renewal, models, capacity",
+  settings: ["logLevel"],
+  options: [stateOption, jsonOption],
+  examples: [
+    "xim router nodes",
+    "watch -n1 xim router nodes",
+    "xim router nodes --json | jq '.nodes[] | select(.state==\"ready\")'",
+  ],
+  async run(ctx) {
+    const list = await withStore(ctx, (store) => ({ nodes: listNodes(store), counters: store.counters() }));
+    if (ctx.options.json) {
+      ctx.io.stdout(`${JSON.stringify(list)}\n`);
+      return ExitCode.ok;
+    }
+    ctx.io.stdout(
+      formatTable(
+        ["NODE", "PROJECT", "HOST", "STATE", "EPOCH", "LAST RENEWAL", "ENGINE", "MODELS", "CAPACITY"],
+        list.nodes.map((n) => [
+          n.nodeId,
+          n.project,
+          n.hostname,
+          n.state,
+          String(n.epoch),
+          ago(n.lastRenewalAgoMs),
+          n.engine,
+          n.models.join(",") || "-",
+          `${n.freeSlots}/${n.maxConcurrent} free`,
+        ]),
+      ),
+    );
+    return ExitCode.ok;
+  },
+};
+
+export const routerCommand: CommandSpec = {
+  name: "router",
+  summary: "The self-hostable reference router",
+  examples: [
+    "xim router init",
+    "xim router serve",
+    "xim router join-key create --uses 2",
+    "xim router nodes",
+  ],
+  subcommands: [init, serve, joinKey, nodes],
+};

@@ -1,0 +1,181 @@
+/**
+ * @module The node's two channels to the router: the control DEALER and,
+ * when enabled, the streaming DEALER, both CURVE with the node's enrolled
+ * key and fresh random routing ids per connection. Stream-plane messages
+ * (stream_start, chunk, stream_end, stream_error) go on the streaming
+ * socket; everything else on control. Frames from the router are decoded
+ * without throwing; bad ones are counted and dropped.
+ */
+import * as v from "valibot";
+import type * as zmq from "zeromq";
+import type { Logger } from "../core/log.ts";
+import { decodeRouterMessage, encodeMessage } from "../protocol/codec.ts";
+import {
+  type NodeMessage,
+  type Outgoing,
+  RegisterRefusedSchema,
+  type RouterMessage,
+  STREAM_PLANE_NODE_TYPES,
+} from "../protocol/messages.ts";
+import { newRoutingId, openDealer } from "../transport/sockets.ts";
+import type { EnrollmentState } from "./enrollment-state.ts";
+
+export interface ChannelCounters {
+  malformed: number;
+  oversized: number;
+  unknownType: number;
+  invalid: number;
+  versionMismatch: number;
+  sendFailed: number;
+  authFailures: number;
+}
+
+export function newChannelCounters(): ChannelCounters {
+  return {
+    malformed: 0,
+    oversized: 0,
+    unknownType: 0,
+    invalid: 0,
+    versionMismatch: 0,
+    sendFailed: 0,
+    authFailures: 0,
+  };
+}
+
+export interface ChannelOptions {
+  state: Pick<EnrollmentState, "keys" | "routerPublicKey" | "controlEndpoint" | "streamingEndpoint">;
+  streaming: boolean;
+  logger: Logger;
+  counters: ChannelCounters;
+  onMessage: (message: RouterMessage) => void;
+  /** The router refused our CURVE key (ZAP): this node is not (or no longer) enrolled there. */
+  onAuthFailure?: (detail: string) => void;
+}
+
+export class NodeChannel {
+  readonly controlRoutingId = newRoutingId("control");
+  readonly streamingRoutingId: string | null;
+  readonly #control: zmq.Dealer;
+  readonly #streaming: zmq.Dealer | null;
+  readonly #o: ChannelOptions;
+  readonly #tails = new Map<zmq.Dealer, Promise<boolean>>();
+  readonly #loops: Promise<void>[] = [];
+  #lastDropLog = 0;
+  #closed = false;
+
+  constructor(o: ChannelOptions) {
+    this.#o = o;
+    this.streamingRoutingId = o.streaming ? newRoutingId("streaming") : null;
+    const base = { keys: o.state.keys, serverPublicKey: o.state.routerPublicKey };
+    this.#control = openDealer({
+      ...base,
+      role: "control",
+      endpoint: o.state.controlEndpoint,
+      routingId: this.controlRoutingId,
+    });
+    this.#streaming = this.streamingRoutingId
+      ? openDealer({
+          ...base,
+          role: "streaming",
+          endpoint: o.state.streamingEndpoint,
+          routingId: this.streamingRoutingId,
+        })
+      : null;
+    for (const socket of [this.#control, this.#streaming]) {
+      if (!socket) continue;
+      this.#loops.push(this.#receive(socket), this.#watch(socket));
+    }
+  }
+
+  /** Queue a message for the router; false when it could not be queued (never throws). */
+  send(message: Outgoing<NodeMessage>): Promise<boolean> {
+    const socket =
+      this.#streaming && STREAM_PLANE_NODE_TYPES.has(message.type) ? this.#streaming : this.#control;
+    const frame = encodeMessage(message);
+    const previous = this.#tails.get(socket) ?? Promise.resolve(true);
+    const next = previous.then(async () => {
+      if (socket.closed) return false;
+      try {
+        await socket.send(frame);
+        return true;
+      } catch {
+        this.#o.counters.sendFailed++;
+        return false;
+      }
+    });
+    this.#tails.set(socket, next);
+    return next;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#control.close();
+    this.#streaming?.close();
+    await Promise.allSettled(this.#loops);
+  }
+
+  #drop(counter: keyof ChannelCounters, detail: string): void {
+    this.#o.counters[counter]++;
+    const now = Date.now();
+    if (now - this.#lastDropLog > 10_000) {
+      this.#lastDropLog = now;
+      this.#o.logger.warn(
+        { counter, total: this.#o.counters[counter] },
+        `dropped a message from the router: ${detail}`,
+      );
+    }
+  }
+
+  async #receive(socket: zmq.Dealer): Promise<void> {
+    try {
+      for await (const frames of socket) {
+        if (frames.length !== 1) {
+          this.#drop("malformed", `message of ${frames.length} frames`);
+          continue;
+        }
+        const result = decodeRouterMessage(frames[0]);
+        if (result.ok) {
+          this.#deliver(result.message);
+          continue;
+        }
+        if (result.reason === "version") {
+          // A refusal's fields are frozen across versions: read it whatever the router's version.
+          const refusal = v.safeParse(RegisterRefusedSchema, result.raw);
+          if (refusal.success) {
+            this.#deliver(refusal.output);
+            continue;
+          }
+          this.#drop("versionMismatch", result.detail);
+          continue;
+        }
+        this.#drop(result.reason === "unknown_type" ? "unknownType" : result.reason, result.detail);
+      }
+    } catch (err) {
+      if (!this.#closed) this.#o.logger.error({ err }, "receive loop stopped");
+    }
+  }
+
+  #deliver(message: RouterMessage): void {
+    try {
+      this.#o.onMessage(message);
+    } catch (err) {
+      this.#o.logger.error({ err, type: message.type }, "handling a router message failed");
+    }
+  }
+
+  async #watch(socket: zmq.Dealer): Promise<void> {
+    try {
+      for await (const event of socket.events) {
+        if (event.type === "handshake:error:auth") {
+          this.#o.counters.authFailures++;
+          this.#o.onAuthFailure?.(`the router refused this node's CURVE key (${event.error.message})`);
+        } else if (event.type === "handshake:error:protocol" || event.type === "handshake:error:other") {
+          this.#o.logger.debug({ event: event.type }, "CURVE handshake failed");
+        }
+      }
+    } catch {
+      // The observer ends when the socket closes.
+    }
+  }
+}

@@ -1,0 +1,383 @@
+/**
+ * @module Enrollment: trade a join key for a node identity. The node makes
+ * its CURVE key pair locally, connects to the address in the key (or
+ * --router), accepts the TLS server only when its certificate matches the
+ * key's pin (so a self-signed router needs no CA and an impostor never
+ * sees the key), posts /v1/enroll, checks the returned CURVE key against
+ * its pin, and saves the state. Every failure is a specific XimError with
+ * an exit code a CI script can branch on (docs/protocol.md).
+ */
+import { X509Certificate } from "node:crypto";
+import * as http from "node:http";
+import { isIP } from "node:net";
+import { hostname } from "node:os";
+import * as tls from "node:tls";
+import * as v from "valibot";
+import { XimError } from "../core/errors.ts";
+import type { Logger } from "../core/log.ts";
+import type { Secret } from "../core/secret.ts";
+import { XIM_VERSION } from "../core/version.ts";
+import { type JoinKeyParts, parseJoinKey, sha256Hex } from "../protocol/join-key.ts";
+import {
+  EnrollErrorSchema,
+  type EnrollRequest,
+  type EnrollResponse,
+  EnrollResponseSchema,
+} from "../protocol/messages.ts";
+import { PROTOCOL_VERSION, versionMismatchMessage } from "../protocol/version.ts";
+import { curveKeyFingerprint, generateCurveKeyPair } from "../transport/curve.ts";
+import { enrollmentPath, isEnrolled, saveEnrollmentState } from "./enrollment-state.ts";
+
+/** Exit codes of `xim enroll` (docs/protocol.md "xim enroll exit codes"). */
+export const EnrollExit = {
+  ok: 0,
+  failure: 1,
+  alreadyEnrolled: 3,
+  malformedKey: 4,
+  expiredKey: 5,
+  usedKey: 6,
+  unknownKey: 7,
+  unreachable: 8,
+  tls: 9,
+  fingerprint: 10,
+  version: 11,
+  insecure: 12,
+} as const;
+
+export interface EnrollOptions {
+  joinKey: Secret | string | undefined;
+  routerUrl?: string;
+  allowInsecure: boolean;
+  configDir: string;
+  force?: boolean;
+  logger: Logger;
+  timeoutMs?: number;
+}
+
+export interface EnrollResult {
+  nodeId: string;
+  project: string;
+  router: string;
+  statePath: string;
+  controlEndpoint: string;
+  streamingEndpoint: string;
+  replaced: boolean;
+}
+
+function fail(code: string, exitCode: number, message: string, hint?: string, cause?: unknown): XimError {
+  return new XimError(code, message, { exitCode, hint, cause });
+}
+
+export function parseKeyOrThrow(text: string): JoinKeyParts {
+  const parsed = parseJoinKey(text);
+  if (parsed.ok) return parsed.key;
+  throw fail(
+    "XIM_JOIN_KEY_MALFORMED",
+    EnrollExit.malformedKey,
+    `the join key is malformed (${parsed.part}): ${parsed.message}`,
+    "Copy the whole key as 'xim router join-key create' printed it: xjk_<project>_<token>.",
+  );
+}
+
+interface HttpAnswer {
+  status: number;
+  body: string;
+}
+
+const NET_CODES = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ETIMEDOUT",
+  "ECONNRESET_BEFORE_TLS",
+]);
+
+function unreachable(url: URL, err: unknown): XimError {
+  const code = (err as NodeJS.ErrnoException).code ?? "";
+  const what =
+    code === "ECONNREFUSED"
+      ? "connection refused"
+      : code === "ENOTFOUND" || code === "EAI_AGAIN"
+        ? "host not found"
+        : code === "ETIMEDOUT"
+          ? "timed out"
+          : code || String(err);
+  return fail(
+    "XIM_ROUTER_UNREACHABLE",
+    EnrollExit.unreachable,
+    `cannot reach the router at ${url.origin}: ${what}`,
+    "Check that 'xim router serve' runs there and the port is open from this machine; --router URL overrides the address in the key.",
+    err,
+  );
+}
+
+/** A TLS connection whose certificate matches the pin, or an error saying exactly what failed. */
+function pinnedTls(url: URL, pin: string, timeoutMs: number): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const host = url.hostname.replace(/^\[|\]$/g, "");
+    const socket = tls.connect({
+      host,
+      port: Number(url.port || 443),
+      servername: isIP(host) ? undefined : host,
+      // Trust comes from the pin in the join key, checked below before any byte is sent.
+      rejectUnauthorized: false,
+      ALPNProtocols: ["http/1.1"],
+    });
+    let connected = false;
+    const timer = setTimeout(
+      () => socket.destroy(Object.assign(new Error("timed out"), { code: "ETIMEDOUT" })),
+      timeoutMs,
+    );
+    socket.once("connect", () => {
+      connected = true;
+    });
+    socket.once("secureConnect", () => {
+      clearTimeout(timer);
+      const raw = socket.getPeerCertificate(false)?.raw;
+      const got = raw ? sha256Hex(raw) : "";
+      if (got !== pin) {
+        socket.destroy();
+        let subject = "";
+        try {
+          subject = raw ? ` (subject ${new X509Certificate(raw).subject.replace(/\n/g, ", ")})` : "";
+        } catch {}
+        reject(
+          fail(
+            "XIM_ROUTER_FINGERPRINT_MISMATCH",
+            EnrollExit.fingerprint,
+            `the router at ${url.origin} presented a TLS certificate${subject} whose SHA-256 ${got.slice(0, 16)}... does not match the join key's pin ${pin.slice(0, 16)}...; refusing to send the key`,
+            "This is not the router that minted the key, or its certificate changed. If you trust it, mint a new key there with 'xim router join-key create'.",
+          ),
+        );
+        return;
+      }
+      resolve(socket);
+    });
+    socket.once("error", (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      if (!connected && NET_CODES.has(err.code ?? "")) return reject(unreachable(url, err));
+      reject(
+        fail(
+          "XIM_ROUTER_TLS",
+          EnrollExit.tls,
+          `TLS with the router at ${url.origin} failed: ${err.message}`,
+          "The join key pins the router's self-signed certificate, so no CA is needed; this error means the TLS handshake itself failed. If the router serves plain HTTP (development), use an http:// --router URL with --insecure.",
+          err,
+        ),
+      );
+    });
+  });
+}
+
+async function post(url: URL, body: string, o: { pin: string; timeoutMs: number }): Promise<HttpAnswer> {
+  const secure = url.protocol === "https:";
+  const socket = secure ? await pinnedTls(url, o.pin, o.timeoutMs) : undefined;
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        method: "POST",
+        host: url.hostname.replace(/^\[|\]$/g, ""),
+        port: Number(url.port || (secure ? 443 : 80)),
+        path: "/v1/enroll",
+        headers: {
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(body),
+          host: url.host,
+        },
+        timeout: o.timeoutMs,
+        ...(socket ? { createConnection: () => socket } : {}),
+      },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on("data", (c: Buffer) => parts.push(c));
+        res.on("end", () =>
+          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString("utf8") }),
+        );
+        res.on("error", reject);
+      },
+    );
+    req.on("timeout", () => req.destroy(Object.assign(new Error("timed out"), { code: "ETIMEDOUT" })));
+    req.on("error", (err: NodeJS.ErrnoException) =>
+      reject(NET_CODES.has(err.code ?? "") ? unreachable(url, err) : err),
+    );
+    req.end(body);
+  });
+}
+
+function refusal(answer: HttpAnswer, url: URL): XimError {
+  const parsed = (() => {
+    try {
+      return v.safeParse(EnrollErrorSchema, JSON.parse(answer.body));
+    } catch {
+      return null;
+    }
+  })();
+  if (!parsed?.success) {
+    return fail(
+      "XIM_ENROLL_FAILED",
+      EnrollExit.failure,
+      `the router at ${url.origin} answered HTTP ${answer.status} without an enrollment error: ${answer.body.slice(0, 200)}`,
+    );
+  }
+  const { code, message } = parsed.output.error;
+  const newKey = "Ask the router's operator for a new key: 'xim router join-key create'.";
+  switch (code) {
+    case "expired_key":
+      return fail(
+        "XIM_JOIN_KEY_EXPIRED",
+        EnrollExit.expiredKey,
+        `the join key has expired: ${message}`,
+        newKey,
+      );
+    case "used_key":
+      return fail(
+        "XIM_JOIN_KEY_USED",
+        EnrollExit.usedKey,
+        `the join key is used up: ${message}`,
+        `${newKey} Use --uses N for several nodes.`,
+      );
+    case "revoked_key":
+      return fail(
+        "XIM_JOIN_KEY_REVOKED",
+        EnrollExit.unknownKey,
+        `the join key was revoked: ${message}`,
+        newKey,
+      );
+    case "unknown_key":
+      return fail(
+        "XIM_JOIN_KEY_UNKNOWN",
+        EnrollExit.unknownKey,
+        `the router does not know this join key: ${message}`,
+        newKey,
+      );
+    case "malformed_key":
+      return fail(
+        "XIM_JOIN_KEY_MALFORMED",
+        EnrollExit.malformedKey,
+        `the router refused the join key as malformed: ${message}`,
+      );
+    case "version_mismatch":
+      return fail(
+        "XIM_PROTOCOL_MISMATCH",
+        EnrollExit.version,
+        message,
+        parsed.output.error.upgrade === "node" ? "Upgrade xim on this node." : "Upgrade the router.",
+      );
+    default:
+      return fail("XIM_ENROLL_FAILED", EnrollExit.failure, `enrollment refused (${code}): ${message}`);
+  }
+}
+
+export async function enroll(o: EnrollOptions): Promise<EnrollResult> {
+  const statePath = enrollmentPath(o.configDir);
+  const replaced = isEnrolled(o.configDir);
+  if (replaced && !o.force) {
+    throw fail(
+      "XIM_ALREADY_ENROLLED",
+      EnrollExit.alreadyEnrolled,
+      `this node is already enrolled (${statePath}); nothing changed`,
+      "Use --force to enroll again with a new identity (the old node id stops working), or just run 'xim run'.",
+    );
+  }
+  const text = typeof o.joinKey === "string" ? o.joinKey : o.joinKey?.reveal();
+  if (!text) {
+    throw new XimError("XIM_NO_JOIN_KEY", "no join key given", {
+      exitCode: 2,
+      hint: "Pass --join-key xjk_... or set XEROTIER_AGENT_JOIN_KEY.",
+    });
+  }
+  const key = parseKeyOrThrow(text);
+  let url: URL;
+  try {
+    url = new URL(o.routerUrl ?? key.url);
+  } catch {
+    throw fail("XIM_ROUTER_URL", 2, `'${o.routerUrl}' is not a URL`, "Use --router https://HOST:PORT.");
+  }
+  if (url.protocol === "http:") {
+    if (!o.allowInsecure) {
+      throw fail(
+        "XIM_INSECURE_REFUSED",
+        EnrollExit.insecure,
+        `refusing to enroll over plain HTTP (${url.origin}): the join key and the node's credentials would travel in clear`,
+        "Use the router's https:// address, or for development only pass --insecure (XEROTIER_AGENT_ALLOW_INSECURE=1).",
+      );
+    }
+    o.logger.warn(
+      { router: url.origin },
+      "enrolling over plain HTTP (--insecure): the join key and node credentials travel in clear; development only",
+    );
+  } else if (url.protocol !== "https:") {
+    throw fail(
+      "XIM_ROUTER_URL",
+      2,
+      `router address ${url.href} must be https:// (or http:// with --insecure)`,
+    );
+  }
+  const keys = generateCurveKeyPair();
+  const request: EnrollRequest = {
+    protocolVersion: PROTOCOL_VERSION,
+    joinKey: text,
+    nodePublicKey: keys.publicKey,
+    hostname: hostname(),
+    agentVersion: XIM_VERSION,
+  };
+  const answer = await post(url, JSON.stringify(request), {
+    pin: key.tlsPin,
+    timeoutMs: o.timeoutMs ?? 15_000,
+  });
+  if (answer.status !== 200) throw refusal(answer, url);
+  let response: EnrollResponse;
+  try {
+    const parsed = v.safeParse(EnrollResponseSchema, JSON.parse(answer.body));
+    if (!parsed.success) throw new Error(parsed.issues[0].message);
+    response = parsed.output;
+  } catch (err) {
+    throw fail(
+      "XIM_ENROLL_FAILED",
+      EnrollExit.failure,
+      `the router's enrollment answer is not valid: ${(err as Error).message}`,
+      undefined,
+      err,
+    );
+  }
+  if (response.protocolVersion !== PROTOCOL_VERSION) {
+    throw fail(
+      "XIM_PROTOCOL_MISMATCH",
+      EnrollExit.version,
+      versionMismatchMessage(PROTOCOL_VERSION, response.protocolVersion),
+    );
+  }
+  if (curveKeyFingerprint(response.routerPublicKey) !== key.curvePin) {
+    throw fail(
+      "XIM_ROUTER_FINGERPRINT_MISMATCH",
+      EnrollExit.fingerprint,
+      `the router's CURVE public key does not match the join key's pin ${key.curvePin.slice(0, 16)}...; the enrollment is not saved`,
+      "This router is not the one that minted the key. Mint a new key on the right router.",
+    );
+  }
+  await saveEnrollmentState(
+    o.configDir,
+    {
+      format: 1,
+      ...response,
+      routerUrl: url.origin,
+      tlsPin: key.tlsPin,
+      curvePin: key.curvePin,
+      nodePublicKey: keys.publicKey,
+      enrolledAt: new Date().toISOString(),
+    },
+    keys,
+  );
+  o.logger.info({ nodeId: response.nodeId, project: response.project, router: url.origin }, "enrolled");
+  return {
+    nodeId: response.nodeId,
+    project: response.project,
+    router: url.origin,
+    statePath,
+    controlEndpoint: response.controlEndpoint,
+    streamingEndpoint: response.streamingEndpoint,
+    replaced,
+  };
+}

@@ -1,0 +1,430 @@
+/**
+ * @module The node's session with the router: open the channels, register
+ * (with a proof of key possession), renew the lease, and come back after a
+ * router restart or network loss with jittered exponential backoff and a
+ * new epoch. The session never touches the engine: losing the router only
+ * means reconnecting. `runNode` is what `xim run` calls; the inference path
+ * plugs in through `status` (what to report) and `onMessage` (dispatch,
+ * cancel, credit, drain_request) and sends stream messages with `send`.
+ */
+import { randomBytes } from "node:crypto";
+import { cpus, hostname, totalmem } from "node:os";
+import { backoffDelay, sleep as realSleep, type Sleep } from "../core/backoff.ts";
+import type { Config } from "../core/config/schema.ts";
+import { XimError } from "../core/errors.ts";
+import type { Logger } from "../core/log.ts";
+import { XIM_VERSION } from "../core/version.ts";
+import type {
+  Hardware,
+  NodeMessage,
+  NodeStatus,
+  Outgoing,
+  RouterMessage,
+  RouterMessageOf,
+} from "../protocol/messages.ts";
+import { curveSharedSecret, registerProof } from "../transport/curve.ts";
+import { warnSocketBuffersOnce } from "../transport/socket-buffers.ts";
+import { type ChannelCounters, NodeChannel, newChannelCounters } from "./control.ts";
+import { enroll } from "./enroll.ts";
+import { type EnrollmentState, loadEnrollmentState } from "./enrollment-state.ts";
+import { leaseLostAfterMs, reconnectPolicy, registerTimeoutMs, renewalIntervalMs } from "./lease.ts";
+
+export type SessionSettings = Pick<
+  Config,
+  "leaseRenewalIntervalMs" | "leaseDurationMs" | "streamingSocketEnabled" | "maxConcurrent"
+>;
+
+export interface LeaseInfo {
+  nodeId: string;
+  leaseId: string;
+  epoch: number;
+  leaseDurationMs: number;
+  renewalIntervalMs: number;
+}
+
+export interface NodeSessionOptions {
+  state: EnrollmentState;
+  settings: SessionSettings;
+  logger: Logger;
+  /** What the node reports at registration and each renewal; defaults to "no engine". */
+  status?: () => NodeStatus;
+  hardware?: Hardware;
+  /** dispatch, cancel, credit and drain_request from the router. */
+  onMessage?: (message: RouterMessage) => void;
+  onRegistered?: (lease: LeaseInfo) => void;
+  onLost?: (reason: string) => void;
+  sleep?: Sleep;
+  random?: () => number;
+  now?: () => number;
+}
+
+export function defaultHardware(): Hardware {
+  return {
+    hostname: hostname(),
+    platform: process.platform,
+    arch: process.arch,
+    cpus: cpus().length,
+    memoryBytes: totalmem(),
+    gpus: [],
+  };
+}
+
+type RegisterOutcome =
+  | { kind: "ok" }
+  | { kind: "timeout" }
+  | { kind: "retry"; reason: string }
+  | { kind: "fatal"; error: XimError };
+
+export class NodeSession {
+  readonly counters: ChannelCounters = newChannelCounters();
+  readonly #o: NodeSessionOptions;
+  readonly #log: Logger;
+  readonly #sleep: Sleep;
+  readonly #now: () => number;
+  #channel: NodeChannel | null = null;
+  #lease: LeaseInfo | null = null;
+  #lastEpoch = 0;
+  #lastAck = 0;
+  #seq = 0;
+  #refused: string | null = null;
+  #pendingRegister: ((o: RegisterOutcome) => void) | null = null;
+  #wake = new AbortController();
+  #stopping = false;
+  #draining = false;
+  #run: Promise<void> | null = null;
+
+  constructor(o: NodeSessionOptions) {
+    this.#o = o;
+    this.#log = o.logger.child({ component: "session", nodeId: o.state.nodeId });
+    this.#sleep = o.sleep ?? realSleep;
+    this.#now = o.now ?? Date.now;
+  }
+
+  /** The current lease, or null while not registered. */
+  get lease(): LeaseInfo | null {
+    return this.#lease;
+  }
+
+  /** Runs until stop(); rejects with an XimError when the router refuses this node for good. */
+  start(): Promise<void> {
+    this.#run ??= this.#loop();
+    return this.#run;
+  }
+
+  /** Send a message to the router now (stream messages go on the streaming socket). False when not connected. */
+  send(message: Outgoing<NodeMessage>): Promise<boolean> {
+    return this.#channel ? this.#channel.send(message) : Promise.resolve(false);
+  }
+
+  /** Report the engine state and free slots now instead of at the next renewal. */
+  reportStatus(detail?: Extract<NodeMessage, { type: "node_status" }>["detail"]): Promise<boolean> {
+    if (!this.#lease) return Promise.resolve(false);
+    return this.send({
+      type: "node_status",
+      leaseId: this.#lease.leaseId,
+      epoch: this.#lease.epoch,
+      ...this.#status(),
+      ...(detail ? { detail } : {}),
+    });
+  }
+
+  /** Tell the router to send no new requests; the lease is kept until stop(). */
+  async drain(reason: string, graceMs: number): Promise<boolean> {
+    this.#draining = true;
+    if (!this.#lease) return false;
+    return this.send({
+      type: "drain",
+      leaseId: this.#lease.leaseId,
+      epoch: this.#lease.epoch,
+      reason,
+      graceMs,
+    });
+  }
+
+  /** Release the lease (when held) and close the sockets. */
+  async stop(): Promise<void> {
+    if (this.#stopping) return this.#run ?? undefined;
+    this.#stopping = true;
+    if (this.#lease && this.#channel) {
+      await this.#channel.send({
+        type: "lease_release",
+        leaseId: this.#lease.leaseId,
+        epoch: this.#lease.epoch,
+      });
+      // Give the queued release a moment to leave before linger-0 close discards it.
+      await realSleep(50);
+    }
+    this.#pendingRegister?.({ kind: "retry", reason: "stopping" });
+    this.#wake.abort();
+    await this.#run?.catch(() => undefined);
+    await this.#channel?.close();
+    this.#channel = null;
+  }
+
+  #status(): NodeStatus {
+    if (this.#o.status) return this.#o.status();
+    const slots = this.#o.settings.maxConcurrent ?? 0;
+    return { engine: "none", models: [], maxConcurrent: slots, freeSlots: slots };
+  }
+
+  #interruptibleSleep(ms: number): Promise<void> {
+    if (this.#wake.signal.aborted) this.#wake = new AbortController();
+    return this.#sleep(ms, this.#wake.signal);
+  }
+
+  async #loop(): Promise<void> {
+    const policy = reconnectPolicy(this.#o.settings.leaseRenewalIntervalMs);
+    let attempt = 0;
+    try {
+      while (!this.#stopping) {
+        this.#channel ??= new NodeChannel({
+          state: this.#o.state,
+          streaming: this.#o.settings.streamingSocketEnabled,
+          logger: this.#log,
+          counters: this.counters,
+          onMessage: (m) => this.#onMessage(m),
+          onAuthFailure: (detail) =>
+            this.#log.error(
+              {
+                hint: "The router does not know this node's key: re-enroll with 'xim enroll --force', or check that the router's state was not reset.",
+              },
+              detail,
+            ),
+        });
+        const outcome = await this.#register(this.#channel);
+        if (outcome.kind === "fatal") throw outcome.error;
+        if (outcome.kind === "ok") {
+          attempt = 0;
+          const why = await this.#hold();
+          if (why === "stopped") break;
+          if (why === "refused") continue;
+          this.#o.onLost?.(why);
+        } else {
+          this.#log.warn(
+            { attempt, reason: outcome.kind === "retry" ? outcome.reason : "no answer" },
+            "registration failed",
+          );
+        }
+        if (this.#stopping) break;
+        await this.#channel?.close();
+        this.#channel = null;
+        const delay = backoffDelay(policy, attempt++, this.#o.random);
+        this.#log.info({ delayMs: delay, attempt }, "reconnecting to the router");
+        await this.#interruptibleSleep(delay);
+      }
+    } finally {
+      this.#lease = null;
+    }
+  }
+
+  async #register(channel: NodeChannel): Promise<RegisterOutcome> {
+    const { state, settings } = this.#o;
+    const nonce = randomBytes(16).toString("hex");
+    const proof = registerProof(curveSharedSecret(state.keys, state.routerPublicKey), {
+      nodeId: state.nodeId,
+      nonce,
+      controlRoutingId: channel.controlRoutingId,
+      streamingRoutingId: channel.streamingRoutingId,
+    });
+    this.#refused = null;
+    const answer = new Promise<RegisterOutcome>((resolve) => {
+      this.#pendingRegister = resolve;
+    });
+    await channel.send({
+      type: "register",
+      nodeId: state.nodeId,
+      lastEpoch: this.#lastEpoch,
+      nonce,
+      proof,
+      controlRoutingId: channel.controlRoutingId,
+      streamingRoutingId: channel.streamingRoutingId,
+      agentVersion: XIM_VERSION,
+      hardware: this.#o.hardware ?? defaultHardware(),
+      ...this.#status(),
+      requestedLeaseMs: settings.leaseDurationMs,
+      renewalIntervalMs: settings.leaseRenewalIntervalMs,
+    });
+    const timeout = registerTimeoutMs(settings.leaseRenewalIntervalMs, settings.leaseDurationMs);
+    const timer = this.#interruptibleSleep(timeout).then((): RegisterOutcome => ({ kind: "timeout" }));
+    const outcome = await Promise.race([answer, timer]);
+    this.#pendingRegister = null;
+    return outcome;
+  }
+
+  async #hold(): Promise<"stopped" | "refused" | string> {
+    this.#lastAck = this.#now();
+    this.#seq = 0;
+    while (true) {
+      const lease = this.#lease;
+      if (!lease) return "refused";
+      await this.#interruptibleSleep(lease.renewalIntervalMs);
+      if (this.#stopping) return "stopped";
+      if (this.#refused !== null) {
+        this.#lease = null;
+        return "refused";
+      }
+      const silent = this.#now() - this.#lastAck;
+      if (silent > leaseLostAfterMs(lease.leaseDurationMs)) {
+        this.#log.warn(
+          { silentMs: silent, epoch: lease.epoch },
+          "no lease renewal answered within the lease duration; reconnecting",
+        );
+        this.#lease = null;
+        return `no answer for ${silent} ms`;
+      }
+      const status = this.#status();
+      await this.#channel?.send({
+        type: "lease_renew",
+        leaseId: lease.leaseId,
+        epoch: lease.epoch,
+        seq: this.#seq++,
+        ...status,
+      });
+    }
+  }
+
+  #onMessage(m: RouterMessage): void {
+    switch (m.type) {
+      case "register_ack":
+        this.#registered(m);
+        return;
+      case "register_refused":
+        this.#registerRefused(m);
+        return;
+      case "lease_ack":
+        if (this.#lease && m.leaseId === this.#lease.leaseId) this.#lastAck = this.#now();
+        return;
+      case "lease_refused":
+        if (!this.#lease || m.leaseId !== this.#lease.leaseId) return;
+        this.#log.warn(
+          { code: m.code, epoch: m.epoch, currentEpoch: m.currentEpoch },
+          `lease refused: ${m.message}; registering again`,
+        );
+        this.#refused = m.code;
+        this.#wake.abort();
+        return;
+      case "pong":
+        return;
+      default:
+        this.#o.onMessage?.(m);
+    }
+  }
+
+  #registered(m: RouterMessageOf<"register_ack">): void {
+    if (!this.#pendingRegister || m.nodeId !== this.#o.state.nodeId) return;
+    const lease: LeaseInfo = {
+      nodeId: m.nodeId,
+      leaseId: m.leaseId,
+      epoch: m.epoch,
+      leaseDurationMs: m.leaseDurationMs,
+      renewalIntervalMs: renewalIntervalMs(
+        this.#o.settings.leaseRenewalIntervalMs,
+        m.leaseDurationMs,
+        m.renewalIntervalMs,
+      ),
+    };
+    this.#lease = lease;
+    this.#lastEpoch = m.epoch;
+    this.#log.info(
+      {
+        epoch: m.epoch,
+        leaseMs: m.leaseDurationMs,
+        renewMs: lease.renewalIntervalMs,
+        routerVersion: m.routerVersion,
+      },
+      "registered with the router",
+    );
+    this.#pendingRegister({ kind: "ok" });
+    this.#o.onRegistered?.(lease);
+    if (this.#draining) void this.drain("draining", 0);
+  }
+
+  #registerRefused(m: RouterMessageOf<"register_refused">): void {
+    if (!this.#pendingRegister) return;
+    const hint =
+      m.code === "version_mismatch"
+        ? m.upgrade === "node"
+          ? "Upgrade xim on this node to the router's version."
+          : "Upgrade the router (or run an older xim on this node)."
+        : m.code === "revoked" || m.code === "unknown_node"
+          ? "Enroll again with a new join key: 'xim enroll --join-key ... --force'."
+          : undefined;
+    if (m.code === "bad_proof" || m.code === "invalid") {
+      this.#pendingRegister({ kind: "retry", reason: m.message });
+      return;
+    }
+    const exitCode = m.code === "version_mismatch" ? 11 : 1;
+    this.#pendingRegister({
+      kind: "fatal",
+      error: new XimError(
+        `XIM_REGISTER_${m.code.toUpperCase()}`,
+        `the router refused this node: ${m.message}`,
+        { hint, exitCode },
+      ),
+    });
+  }
+}
+
+export interface RunNodeOptions {
+  config: SessionSettings &
+    Pick<Config, "configDir" | "joinKey" | "routerUrl" | "allowInsecure" | "drainGraceSeconds">;
+  logger: Logger;
+  /** Aborted on SIGTERM/SIGINT: drain, release the lease, return. */
+  signal: AbortSignal;
+  status?: () => NodeStatus;
+  onMessage?: (message: RouterMessage, session: NodeSession) => void;
+}
+
+/** `xim run` for the control plane: enroll on first start if a join key is set, then hold the lease until the signal. */
+export async function runNode(o: RunNodeOptions): Promise<{ nodeId: string; enrolled: boolean }> {
+  const { config, logger } = o;
+  let state = loadEnrollmentState(config.configDir);
+  let enrolled = false;
+  if (!state) {
+    if (!config.joinKey) {
+      throw new XimError(
+        "XIM_NOT_ENROLLED",
+        `this node is not enrolled (no enrollment state in ${config.configDir})`,
+        {
+          hint: "Run 'xim enroll --join-key xjk_...', or set XEROTIER_AGENT_JOIN_KEY so 'xim run' enrolls on first start.",
+        },
+      );
+    }
+    await enroll({
+      joinKey: config.joinKey,
+      routerUrl: config.routerUrl,
+      allowInsecure: config.allowInsecure,
+      configDir: config.configDir,
+      logger,
+    });
+    enrolled = true;
+    state = loadEnrollmentState(config.configDir);
+    if (!state)
+      throw new XimError("XIM_STATE_INVALID", `enrollment succeeded but ${config.configDir} holds no state`);
+  }
+  warnSocketBuffersOnce(logger);
+  const session: NodeSession = new NodeSession({
+    state,
+    settings: config,
+    logger,
+    status: o.status,
+    onMessage: (m) => o.onMessage?.(m, session),
+  });
+  let failure: unknown;
+  const running = session.start().catch((err: unknown) => {
+    failure = err;
+  });
+  const stopped = new Promise<void>((resolve) => {
+    if (o.signal.aborted) return resolve();
+    o.signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+  await Promise.race([running, stopped]);
+  if (failure !== undefined) {
+    await session.stop();
+    throw failure;
+  }
+  logger.info({ nodeId: state.nodeId }, "stopping: draining and releasing the lease");
+  await session.drain("stopping", config.drainGraceSeconds * 1000);
+  await session.stop();
+  return { nodeId: state.nodeId, enrolled };
+}

@@ -1,0 +1,122 @@
+/**
+ * @module MessagePack encoding of wire messages, and decoders that never
+ * throw: any bytes from the network give either a valid message or a
+ * reason (oversized, malformed, version, unknown_type, invalid) that the
+ * caller counts and drops. Decoding is split by direction so a node never
+ * accepts a node-bound message type and the other way round.
+ */
+import { Packr, Unpackr } from "msgpackr";
+import * as v from "valibot";
+import {
+  NODE_MESSAGE_TYPES,
+  type NodeMessage,
+  NodeMessageSchema,
+  type Outgoing,
+  ROUTER_MESSAGE_TYPES,
+  type RouterMessage,
+  RouterMessageSchema,
+} from "./messages.ts";
+import { PROTOCOL_VERSION } from "./version.ts";
+
+/** Largest payload a decoder accepts; bigger frames are counted as oversized and dropped. */
+export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+/** ZMQ_MAXMSGSIZE: libzmq disconnects a peer that sends more (a hard memory bound). */
+export const SOCKET_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+// Plain maps only: records/structures would make the wire depend on shared state.
+const packr = new Packr({ useRecords: false, moreTypes: false, encodeUndefinedAsNil: false });
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: "number" });
+
+export type DropReason = "oversized" | "malformed" | "version" | "unknown_type" | "invalid";
+
+export type DecodeResult<M> =
+  | { ok: true; message: M }
+  | {
+      ok: false;
+      reason: DropReason;
+      detail: string;
+      /** The peer's version and type when they could be read (version mismatches). */
+      peerVersion?: number;
+      type?: string;
+      /** The raw map, for the few fields frozen across versions (register_refused). */
+      raw?: Record<string, unknown>;
+    };
+
+export function encodeMessage<M extends NodeMessage | RouterMessage>(message: Outgoing<M>): Buffer {
+  return packr.pack({ v: PROTOCOL_VERSION, ...message });
+}
+
+function decodeWith<M>(
+  frame: Uint8Array,
+  schema: v.GenericSchema<unknown, M>,
+  known: readonly string[],
+): DecodeResult<M> {
+  if (frame.byteLength > MAX_MESSAGE_BYTES) {
+    return {
+      ok: false,
+      reason: "oversized",
+      detail: `${frame.byteLength} bytes > ${MAX_MESSAGE_BYTES}`,
+    };
+  }
+  if (frame.byteLength === 0) return { ok: false, reason: "malformed", detail: "empty frame" };
+  let raw: unknown;
+  try {
+    raw = unpackr.unpack(frame);
+  } catch (err) {
+    return { ok: false, reason: "malformed", detail: `not MessagePack: ${String(err).slice(0, 200)}` };
+  }
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw) || raw instanceof Uint8Array) {
+    return { ok: false, reason: "malformed", detail: "not a map" };
+  }
+  const map = raw as Record<string, unknown>;
+  const version = map.v;
+  const type = map.type;
+  if (typeof version !== "number" || !Number.isInteger(version) || typeof type !== "string") {
+    return { ok: false, reason: "malformed", detail: "missing integer 'v' or string 'type'" };
+  }
+  const printableType = type.slice(0, 64);
+  if (version !== PROTOCOL_VERSION) {
+    return {
+      ok: false,
+      reason: "version",
+      detail: `protocol v${version}, expected v${PROTOCOL_VERSION}`,
+      peerVersion: version,
+      type: printableType,
+      raw: map,
+    };
+  }
+  if (!known.includes(type)) {
+    return {
+      ok: false,
+      reason: "unknown_type",
+      detail: `unknown type '${printableType}'`,
+      type: printableType,
+    };
+  }
+  const parsed = v.safeParse(schema, map);
+  if (!parsed.success) {
+    const issue = parsed.issues[0];
+    const path = issue.path?.map((p) => String(p.key)).join(".") ?? "";
+    return {
+      ok: false,
+      reason: "invalid",
+      detail: `${printableType}: ${path ? `${path}: ` : ""}${issue.message}`.slice(0, 300),
+      type: printableType,
+    };
+  }
+  return { ok: true, message: parsed.output };
+}
+
+/** Decode what a router received from a node. */
+export function decodeNodeMessage(frame: Uint8Array): DecodeResult<NodeMessage> {
+  return decodeWith(frame, NodeMessageSchema as v.GenericSchema<unknown, NodeMessage>, NODE_MESSAGE_TYPES);
+}
+
+/** Decode what a node received from a router. */
+export function decodeRouterMessage(frame: Uint8Array): DecodeResult<RouterMessage> {
+  return decodeWith(
+    frame,
+    RouterMessageSchema as v.GenericSchema<unknown, RouterMessage>,
+    ROUTER_MESSAGE_TYPES,
+  );
+}

@@ -1,0 +1,602 @@
+/**
+ * @module The router's ZeroMQ side: the control and streaming ROUTER
+ * sockets (CURVE, with a ZAP allow-list of enrolled node keys), node
+ * registration with a proof of key possession, leases with an id and an
+ * epoch (a newer registration fences the older one), expiry after the
+ * lease duration without renewal, and the hooks the inference path uses
+ * to send dispatches and receive stream messages. Bad frames are counted
+ * and dropped; nothing a peer sends can stop the loop.
+ */
+import { randomBytes } from "node:crypto";
+import type * as zmq from "zeromq";
+import type { Logger } from "../core/log.ts";
+import { XIM_VERSION } from "../core/version.ts";
+import { type DecodeResult, decodeNodeMessage, encodeMessage } from "../protocol/codec.ts";
+import {
+  type Hardware,
+  type NodeMessage,
+  type NodeMessageOf,
+  type NodeStatus,
+  type Outgoing,
+  type RouterMessage,
+  STREAM_PLANE_ROUTER_TYPES,
+} from "../protocol/messages.ts";
+import { PROTOCOL_VERSION, upgradeSide, versionMismatchMessage } from "../protocol/version.ts";
+import { type CurveKeyPair, curveSharedSecret, verifyRegisterProof } from "../transport/curve.ts";
+import { openRouterSocket, type SocketRole } from "../transport/sockets.ts";
+import { registerZapDomain } from "../transport/zap.ts";
+import type { NodeState, RouterStore } from "./store.ts";
+
+export const MIN_LEASE_MS = 200;
+export const MAX_LEASE_MS = 600_000;
+
+export interface Lease {
+  nodeId: string;
+  project: string;
+  leaseId: string;
+  epoch: number;
+  controlRoutingId: string | null;
+  streamingRoutingId: string | null;
+  leaseMs: number;
+  lastRenewal: number;
+  state: NodeState;
+  status: NodeStatus;
+  hardware: Hardware | null;
+  agentVersion: string;
+}
+
+export interface ControlPlaneOptions {
+  store: RouterStore;
+  keys: CurveKeyPair;
+  controlBind: string;
+  streamingBind: string;
+  logger: Logger;
+  now?: () => number;
+  /** How often leases are checked for expiry. */
+  expiryCheckMs?: number;
+}
+
+export type NodeMessageListener = (lease: Lease, message: NodeMessage) => void;
+export type LeaseListener = (lease: Lease, previous: NodeState | null) => void;
+
+const COUNTERS = [
+  "zapRefused",
+  "zapAdmitted",
+  "malformed",
+  "oversized",
+  "unknownType",
+  "invalid",
+  "versionMismatch",
+  "unbound",
+  "fenced",
+  "expired",
+  "registered",
+  "badProof",
+] as const;
+export type CounterName = (typeof COUNTERS)[number];
+
+function stateFor(status: NodeStatus, draining: boolean): NodeState {
+  if (draining) return "draining";
+  return status.engine === "ready" || status.engine === "none" ? "ready" : "registered";
+}
+
+interface Retired {
+  nodeId: string;
+  epoch: number;
+  code: "fenced" | "expired";
+}
+
+export class ControlPlane {
+  readonly counters: Record<CounterName, number> = Object.fromEntries(COUNTERS.map((c) => [c, 0])) as Record<
+    CounterName,
+    number
+  >;
+  controlEndpoint = "";
+  streamingEndpoint = "";
+
+  readonly #o: ControlPlaneOptions;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #leases = new Map<string, Lease>(); // by nodeId: the current lease (live or expired)
+  readonly #byRoutingId = new Map<string, Lease>();
+  readonly #retired = new Map<string, Retired>(); // leaseId -> why it is no longer valid
+  readonly #messageListeners = new Set<NodeMessageListener>();
+  readonly #leaseListeners = new Set<LeaseListener>();
+  readonly #sendTails = new Map<zmq.Router, Promise<unknown>>();
+  #control!: zmq.Router;
+  #streaming!: zmq.Router;
+  #unzap: Array<() => Promise<void>> = [];
+  #loops: Promise<void>[] = [];
+  #timers: NodeJS.Timeout[] = [];
+  #flushed: Record<string, number> = {};
+  #lastDropLog = new Map<string, number>();
+  #closed = false;
+
+  private constructor(o: ControlPlaneOptions) {
+    this.#o = o;
+    this.#log = o.logger.child({ component: "control-plane" });
+    this.#now = o.now ?? Date.now;
+  }
+
+  static async start(o: ControlPlaneOptions): Promise<ControlPlane> {
+    const cp = new ControlPlane(o);
+    await cp.#start();
+    return cp;
+  }
+
+  async #start(): Promise<void> {
+    const instance = randomBytes(4).toString("hex");
+    const authorize = (role: SocketRole) => (req: { publicKey: string | null; address: string }) => {
+      const node = req.publicKey ? this.#o.store.nodeByPublicKey(req.publicKey) : null;
+      if (!node || node.revokedAt !== null) {
+        this.#count(
+          "zapRefused",
+          `${role}: CURVE key ${req.publicKey ?? "(none)"} from ${req.address} is not an enrolled node`,
+        );
+        return { allow: false, reason: node ? "revoked" : "not enrolled" };
+      }
+      this.counters.zapAdmitted++;
+      return { allow: true, userId: node.nodeId };
+    };
+    const controlDomain = `xim.${instance}.control`;
+    const streamingDomain = `xim.${instance}.streaming`;
+    this.#unzap.push(await registerZapDomain(controlDomain, authorize("control"), this.#log));
+    this.#unzap.push(await registerZapDomain(streamingDomain, authorize("streaming"), this.#log));
+    this.#control = await openRouterSocket({
+      serverKeys: this.#o.keys,
+      zapDomain: controlDomain,
+      bind: this.#o.controlBind,
+    });
+    this.#streaming = await openRouterSocket({
+      serverKeys: this.#o.keys,
+      zapDomain: streamingDomain,
+      bind: this.#o.streamingBind,
+    });
+    this.controlEndpoint = this.#control.lastEndpoint ?? this.#o.controlBind;
+    this.streamingEndpoint = this.#streaming.lastEndpoint ?? this.#o.streamingBind;
+    this.#loadOrphanLeases();
+    this.#loops.push(this.#receive(this.#control, "control"), this.#receive(this.#streaming, "streaming"));
+    const check = this.#o.expiryCheckMs ?? 100;
+    this.#timers.push(setInterval(() => this.#expire(), check));
+    this.#timers.push(setInterval(() => this.#flushCounters(), 1000));
+  }
+
+  /** Leases of the previous run are void, but they still expire on time if the node does not come back. */
+  #loadOrphanLeases(): void {
+    for (const n of this.#o.store.listNodes()) {
+      if (!n.leaseId || n.state === null || n.state === "expired" || n.lastRenewal === null) continue;
+      this.#leases.set(n.nodeId, {
+        nodeId: n.nodeId,
+        project: n.project,
+        leaseId: n.leaseId,
+        epoch: n.epoch,
+        controlRoutingId: null,
+        streamingRoutingId: null,
+        leaseMs: n.leaseMs ?? 30_000,
+        lastRenewal: n.lastRenewal,
+        state: n.state,
+        status: {
+          engine: n.engine as NodeStatus["engine"],
+          models: n.models,
+          maxConcurrent: n.maxConcurrent,
+          freeSlots: n.freeSlots,
+        },
+        hardware: null,
+        agentVersion: n.agentVersion,
+      });
+    }
+  }
+
+  // ---- public API for the inference path --------------------------------------------------
+
+  /** Current leases, live and expired. */
+  leases(): Lease[] {
+    return [...this.#leases.values()];
+  }
+
+  lease(nodeId: string): Lease | undefined {
+    return this.#leases.get(nodeId);
+  }
+
+  /** Nodes that may receive requests now: a live lease, engine ready, not draining. */
+  readyLeases(): Lease[] {
+    return this.leases().filter((l) => l.state === "ready" && l.controlRoutingId !== null);
+  }
+
+  /**
+   * Send a message to a node with a live lease: `credit` goes on its streaming
+   * socket (when it has one), everything else on control. False when the node
+   * has no live lease or the message could not be queued.
+   */
+  async send(nodeId: string, message: Outgoing<RouterMessage>): Promise<boolean> {
+    const lease = this.#leases.get(nodeId);
+    if (!lease || lease.state === "expired" || !lease.controlRoutingId) return false;
+    const stream = STREAM_PLANE_ROUTER_TYPES.has(message.type) && lease.streamingRoutingId;
+    return this.#sendTo(
+      stream ? this.#streaming : this.#control,
+      stream ? (lease.streamingRoutingId as string) : lease.controlRoutingId,
+      message,
+    );
+  }
+
+  /** Every valid message from a node with a live lease that the control plane does not consume itself. */
+  onNodeMessage(listener: NodeMessageListener): () => void {
+    this.#messageListeners.add(listener);
+    return () => this.#messageListeners.delete(listener);
+  }
+
+  /** Lease state changes: registered, ready, draining, expired. */
+  onLeaseChange(listener: LeaseListener): () => void {
+    this.#leaseListeners.add(listener);
+    return () => this.#leaseListeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const t of this.#timers) clearInterval(t);
+    this.#flushCounters();
+    this.#control?.close();
+    this.#streaming?.close();
+    await Promise.allSettled(this.#loops);
+    for (const un of this.#unzap) await un();
+  }
+
+  // ---- internals ----------------------------------------------------------------------------
+
+  #count(name: CounterName, detail: string): void {
+    this.counters[name]++;
+    const now = this.#now();
+    const last = this.#lastDropLog.get(name) ?? 0;
+    if (now - last >= 10_000) {
+      this.#lastDropLog.set(name, now);
+      this.#log.warn({ counter: name, total: this.counters[name] }, detail);
+    }
+  }
+
+  #flushCounters(): void {
+    const deltas: Record<string, number> = {};
+    for (const name of COUNTERS) {
+      deltas[name] = this.counters[name] - (this.#flushed[name] ?? 0);
+      this.#flushed[name] = this.counters[name];
+    }
+    try {
+      this.#o.store.addCounters(deltas);
+    } catch (err) {
+      this.#log.warn({ err }, "could not save counters");
+    }
+  }
+
+  async #sendTo(socket: zmq.Router, routingId: string, message: Outgoing<RouterMessage>): Promise<boolean> {
+    const frame = encodeMessage(message);
+    // zeromq.js allows one send in flight per socket: chain them.
+    const previous = this.#sendTails.get(socket) ?? Promise.resolve();
+    const next = previous.then(async () => {
+      if (socket.closed) return false;
+      try {
+        await socket.send([routingId, frame]);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    this.#sendTails.set(socket, next);
+    return next;
+  }
+
+  async #receive(socket: zmq.Router, role: SocketRole): Promise<void> {
+    try {
+      for await (const frames of socket) {
+        try {
+          this.#handleFrames(frames, role);
+        } catch (err) {
+          this.#log.error({ err }, "error while handling a node message; dropped");
+        }
+      }
+    } catch (err) {
+      if (!this.#closed) this.#log.error({ err, role }, "receive loop stopped");
+    }
+  }
+
+  #handleFrames(frames: Buffer[], role: SocketRole): void {
+    if (frames.length !== 2) {
+      this.#count("malformed", `${role}: message of ${frames.length - 1} frames dropped (expected 1)`);
+      return;
+    }
+    const routingId = frames[0].toString("latin1");
+    const result = decodeNodeMessage(frames[1]);
+    if (!result.ok) {
+      this.#dropped(result, routingId, role);
+      return;
+    }
+    const m = result.message;
+    const socket = role === "control" ? this.#control : this.#streaming;
+    switch (m.type) {
+      case "ping":
+        void this.#sendTo(socket, routingId, { type: "pong", nonce: m.nonce, sentAtMs: m.sentAtMs });
+        return;
+      case "register":
+        if (role !== "control") this.#count("invalid", "register on the streaming socket dropped");
+        else this.#register(m, routingId);
+        return;
+      case "lease_renew":
+        this.#renew(m, routingId, socket);
+        return;
+      default:
+        this.#fromBound(m, routingId, role);
+    }
+  }
+
+  #dropped(
+    result: Extract<DecodeResult<NodeMessage>, { ok: false }>,
+    routingId: string,
+    role: SocketRole,
+  ): void {
+    if (result.reason === "version") {
+      this.#count("versionMismatch", `${role}: ${result.detail}`);
+      if (result.type === "register" && role === "control" && typeof result.peerVersion === "number") {
+        const message = versionMismatchMessage(result.peerVersion, PROTOCOL_VERSION);
+        void this.#sendTo(this.#control, routingId, {
+          type: "register_refused",
+          code: "version_mismatch",
+          message,
+          upgrade: upgradeSide(result.peerVersion, PROTOCOL_VERSION),
+          routerProtocolVersion: PROTOCOL_VERSION,
+        });
+      }
+      return;
+    }
+    const counter: CounterName = result.reason === "unknown_type" ? "unknownType" : result.reason;
+    this.#count(counter, `${role}: dropped a ${result.reason} message: ${result.detail}`);
+  }
+
+  #refuse(
+    routingId: string,
+    code: "unknown_node" | "revoked" | "bad_proof" | "invalid",
+    message: string,
+  ): void {
+    this.#log.warn({ code }, `registration refused: ${message}`);
+    const refusal = {
+      type: "register_refused" as const,
+      code,
+      message,
+      upgrade: null,
+      routerProtocolVersion: PROTOCOL_VERSION,
+    };
+    void this.#sendTo(this.#control, routingId, refusal);
+  }
+
+  #register(m: NodeMessageOf<"register">, routingId: string): void {
+    const node = this.#o.store.getNode(m.nodeId);
+    if (!node) {
+      this.#refuse(routingId, "unknown_node", `node ${m.nodeId} is not enrolled with this router`);
+      return;
+    }
+    if (node.revokedAt !== null) {
+      this.#refuse(routingId, "revoked", `node ${m.nodeId} was revoked`);
+      return;
+    }
+    const proofInput = {
+      nodeId: m.nodeId,
+      nonce: m.nonce,
+      controlRoutingId: m.controlRoutingId,
+      streamingRoutingId: m.streamingRoutingId,
+    };
+    const shared = curveSharedSecret(this.#o.keys, node.publicKey);
+    if (routingId !== m.controlRoutingId || !verifyRegisterProof(shared, proofInput, m.proof)) {
+      this.counters.badProof++;
+      this.#refuse(
+        routingId,
+        "bad_proof",
+        `register for ${m.nodeId} does not prove possession of its enrolled key`,
+      );
+      return;
+    }
+    const now = this.#now();
+    const previous = this.#leases.get(m.nodeId);
+    if (previous) {
+      this.#unbind(previous);
+      if (previous.state !== "expired") {
+        this.counters.fenced++;
+        this.#log.info(
+          { nodeId: m.nodeId, oldEpoch: previous.epoch },
+          "older lease fenced by a new registration",
+        );
+      }
+      this.#retired.set(previous.leaseId, {
+        nodeId: m.nodeId,
+        epoch: previous.epoch,
+        code: previous.state === "expired" ? "expired" : "fenced",
+      });
+    }
+    const leaseMs = Math.min(MAX_LEASE_MS, Math.max(MIN_LEASE_MS, m.requestedLeaseMs));
+    const status: NodeStatus = {
+      engine: m.engine,
+      models: m.models,
+      maxConcurrent: m.maxConcurrent,
+      freeSlots: m.freeSlots,
+    };
+    const state = stateFor(status, false);
+    const leaseId = randomBytes(16).toString("hex");
+    const epoch = this.#o.store.startLease(m.nodeId, leaseId, leaseMs, now, { state, ...status });
+    const lease: Lease = {
+      nodeId: m.nodeId,
+      project: node.project,
+      leaseId,
+      epoch,
+      controlRoutingId: m.controlRoutingId,
+      streamingRoutingId: m.streamingRoutingId,
+      leaseMs,
+      lastRenewal: now,
+      state,
+      status,
+      hardware: m.hardware,
+      agentVersion: m.agentVersion,
+    };
+    this.#leases.set(m.nodeId, lease);
+    this.#byRoutingId.set(m.controlRoutingId, lease);
+    if (m.streamingRoutingId) this.#byRoutingId.set(m.streamingRoutingId, lease);
+    this.counters.registered++;
+    this.#log.info({ nodeId: m.nodeId, epoch, leaseMs, state, lastEpoch: m.lastEpoch }, "node registered");
+    void this.#sendTo(this.#control, routingId, {
+      type: "register_ack",
+      nodeId: m.nodeId,
+      leaseId,
+      epoch,
+      leaseDurationMs: leaseMs,
+      renewalIntervalMs: Math.max(50, Math.min(m.renewalIntervalMs, Math.floor(leaseMs / 2))),
+      routerVersion: XIM_VERSION,
+    });
+    this.#emitLease(lease, previous?.state ?? null);
+  }
+
+  #unbind(lease: Lease): void {
+    if (lease.controlRoutingId && this.#byRoutingId.get(lease.controlRoutingId) === lease)
+      this.#byRoutingId.delete(lease.controlRoutingId);
+    if (lease.streamingRoutingId && this.#byRoutingId.get(lease.streamingRoutingId) === lease)
+      this.#byRoutingId.delete(lease.streamingRoutingId);
+  }
+
+  #renew(m: NodeMessageOf<"lease_renew">, routingId: string, socket: zmq.Router): void {
+    const bound = this.#byRoutingId.get(routingId);
+    if (!bound || bound.leaseId !== m.leaseId || bound.state === "expired") {
+      const retired = this.#retired.get(m.leaseId);
+      const current = retired ? this.#leases.get(retired.nodeId) : undefined;
+      const code =
+        bound?.state === "expired" && bound.leaseId === m.leaseId
+          ? "expired"
+          : (retired?.code ?? "unknown_lease");
+      if (code === "fenced") this.counters.fenced++;
+      void this.#sendTo(socket, routingId, {
+        type: "lease_refused",
+        leaseId: m.leaseId,
+        epoch: m.epoch,
+        code,
+        message:
+          code === "expired"
+            ? "the lease expired: no renewal arrived within its duration; register again"
+            : code === "fenced"
+              ? `a newer registration (epoch ${current?.epoch ?? "?"}) replaced this lease`
+              : "this router does not know the lease (it restarted, or the lease is from another router); register again",
+        currentEpoch: current?.epoch ?? bound?.epoch ?? 0,
+      });
+      return;
+    }
+    const lease = bound;
+    lease.lastRenewal = this.#now();
+    const previous = lease.state;
+    lease.status = {
+      engine: m.engine,
+      models: m.models,
+      maxConcurrent: m.maxConcurrent,
+      freeSlots: m.freeSlots,
+    };
+    lease.state = stateFor(lease.status, previous === "draining");
+    this.#o.store.updateLease(lease.nodeId, {
+      lastRenewal: lease.lastRenewal,
+      state: lease.state,
+      ...lease.status,
+    });
+    void this.#sendTo(socket, routingId, {
+      type: "lease_ack",
+      leaseId: lease.leaseId,
+      epoch: lease.epoch,
+      seq: m.seq,
+      expiresInMs: lease.leaseMs,
+    });
+    if (previous !== lease.state) this.#emitLease(lease, previous);
+  }
+
+  #fromBound(m: NodeMessage, routingId: string, role: SocketRole): void {
+    const lease = this.#byRoutingId.get(routingId);
+    if (!lease || lease.state === "expired") {
+      this.#count("unbound", `${role}: ${m.type} from a connection without a live lease dropped`);
+      return;
+    }
+    if ("leaseId" in m && (m.leaseId !== lease.leaseId || m.epoch !== lease.epoch)) {
+      this.counters.fenced++;
+      return;
+    }
+    const previous = lease.state;
+    switch (m.type) {
+      case "node_status":
+        lease.status = {
+          engine: m.engine,
+          models: m.models,
+          maxConcurrent: m.maxConcurrent,
+          freeSlots: m.freeSlots,
+        };
+        lease.state = stateFor(lease.status, previous === "draining");
+        this.#o.store.updateLease(lease.nodeId, {
+          state: lease.state,
+          ...lease.status,
+          stateReason: m.detail ? `${m.detail.reason}: ${m.detail.message}` : null,
+        });
+        break;
+      case "drain":
+        lease.state = "draining";
+        this.#o.store.updateLease(lease.nodeId, { state: "draining", stateReason: m.reason });
+        this.#log.info({ nodeId: lease.nodeId, reason: m.reason, graceMs: m.graceMs }, "node draining");
+        break;
+      case "lease_release":
+        lease.state = "expired";
+        this.#unbind(lease);
+        this.#retired.set(lease.leaseId, { nodeId: lease.nodeId, epoch: lease.epoch, code: "expired" });
+        this.#o.store.updateLease(lease.nodeId, { state: "expired", stateReason: "released by the node" });
+        this.#log.info({ nodeId: lease.nodeId, epoch: lease.epoch }, "lease released");
+        break;
+    }
+    for (const listener of this.#messageListeners) {
+      try {
+        listener(lease, m);
+      } catch (err) {
+        this.#log.error({ err }, "node message listener failed");
+      }
+    }
+    if (previous !== lease.state) this.#emitLease(lease, previous);
+  }
+
+  #expire(): void {
+    const now = this.#now();
+    for (const lease of this.#leases.values()) {
+      if (lease.state === "expired" || now - lease.lastRenewal <= lease.leaseMs) continue;
+      const previous = lease.state;
+      lease.state = "expired";
+      this.#unbind(lease);
+      this.#retired.set(lease.leaseId, { nodeId: lease.nodeId, epoch: lease.epoch, code: "expired" });
+      this.counters.expired++;
+      try {
+        this.#o.store.updateLease(lease.nodeId, {
+          state: "expired",
+          stateReason: `no renewal for ${now - lease.lastRenewal} ms (lease ${lease.leaseMs} ms)`,
+        });
+      } catch (err) {
+        this.#log.warn({ err }, "could not save an expiry");
+      }
+      this.#log.warn(
+        {
+          nodeId: lease.nodeId,
+          epoch: lease.epoch,
+          silentMs: now - lease.lastRenewal,
+          leaseMs: lease.leaseMs,
+        },
+        "lease expired",
+      );
+      this.#emitLease(lease, previous);
+    }
+    // Keep the retired map bounded: it only needs recent leases.
+    if (this.#retired.size > 10_000) {
+      for (const key of [...this.#retired.keys()].slice(0, 5000)) this.#retired.delete(key);
+    }
+  }
+
+  #emitLease(lease: Lease, previous: NodeState | null): void {
+    for (const listener of this.#leaseListeners) {
+      try {
+        listener(lease, previous);
+      } catch (err) {
+        this.#log.error({ err }, "lease listener failed");
+      }
+    }
+  }
+}

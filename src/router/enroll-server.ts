@@ -1,0 +1,202 @@
+/**
+ * @module The router's enrollment endpoint, `POST /v1/enroll` over HTTPS
+ * (plain HTTP only when the operator asks for it): trades a join key and a
+ * node's CURVE public key for a node id and the router's endpoints. Bodies
+ * are validated with the shared schemas; every refusal has its own code
+ * (docs/protocol.md "Enrollment").
+ */
+import { randomBytes } from "node:crypto";
+import * as http from "node:http";
+import * as https from "node:https";
+import type { AddressInfo } from "node:net";
+import * as v from "valibot";
+import type { Logger } from "../core/log.ts";
+import { joinKeySecretHash, parseJoinKey } from "../protocol/join-key.ts";
+import {
+  type EnrollErrorBody,
+  type EnrollErrorCode,
+  EnrollRequestSchema,
+  type EnrollResponse,
+} from "../protocol/messages.ts";
+import { PROTOCOL_VERSION, upgradeSide, versionMismatchMessage } from "../protocol/version.ts";
+import { z85Decode } from "../transport/curve.ts";
+import type { RouterIdentity } from "./identity.ts";
+import type { RouterStore } from "./store.ts";
+
+const MAX_BODY_BYTES = 64 * 1024;
+
+const STATUS: Record<EnrollErrorCode, number> = {
+  malformed_request: 400,
+  malformed_key: 400,
+  unknown_key: 401,
+  revoked_key: 403,
+  used_key: 409,
+  node_key_in_use: 409,
+  expired_key: 410,
+  version_mismatch: 426,
+  internal: 500,
+};
+
+export interface EnrollServerOptions {
+  store: RouterStore;
+  identity: RouterIdentity;
+  /** host:port to listen on (port 0 = any free port). */
+  listen: { host: string; port: number };
+  /** Serve plain HTTP (development only). */
+  plainHttp: boolean;
+  endpoints: () => { control: string; streaming: string };
+  lease: { durationMs: number; renewalIntervalMs: number };
+  logger: Logger;
+  now?: () => number;
+}
+
+export interface EnrollServer {
+  url: string;
+  port: number;
+  close: () => Promise<void>;
+}
+
+class Refusal extends Error {
+  readonly code: EnrollErrorCode;
+  readonly upgrade: "node" | "router" | null;
+  constructor(code: EnrollErrorCode, message: string, upgrade: "node" | "router" | null = null) {
+    super(message);
+    this.code = code;
+    this.upgrade = upgrade;
+  }
+}
+
+async function readBody(req: http.IncomingMessage): Promise<string> {
+  let size = 0;
+  const parts: Buffer[] = [];
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES)
+      throw new Refusal("malformed_request", `request body larger than ${MAX_BODY_BYTES} bytes`);
+    parts.push(chunk as Buffer);
+  }
+  return Buffer.concat(parts).toString("utf8");
+}
+
+function handleEnroll(bodyText: string, o: EnrollServerOptions): EnrollResponse {
+  let body: unknown;
+  try {
+    body = JSON.parse(bodyText);
+  } catch {
+    throw new Refusal("malformed_request", "the body is not JSON");
+  }
+  const parsed = v.safeParse(EnrollRequestSchema, body);
+  if (!parsed.success) {
+    const issue = parsed.issues[0];
+    throw new Refusal(
+      "malformed_request",
+      `${issue.path?.map((p) => String(p.key)).join(".") ?? "body"}: ${issue.message}`,
+    );
+  }
+  const req = parsed.output;
+  if (req.protocolVersion !== PROTOCOL_VERSION) {
+    throw new Refusal(
+      "version_mismatch",
+      versionMismatchMessage(req.protocolVersion, PROTOCOL_VERSION),
+      upgradeSide(req.protocolVersion, PROTOCOL_VERSION),
+    );
+  }
+  const key = parseJoinKey(req.joinKey);
+  if (!key.ok) throw new Refusal("malformed_key", `join key ${key.part}: ${key.message}`);
+  if (z85Decode(req.nodePublicKey)?.length !== 32)
+    throw new Refusal("malformed_request", "nodePublicKey is not a Z85 CURVE key");
+  const nodeId = `node_${randomBytes(12).toString("hex")}`;
+  const outcome = o.store.enrollNode({
+    hash: joinKeySecretHash(key.key.secret),
+    nodeId,
+    publicKey: req.nodePublicKey,
+    hostname: req.hostname,
+    agentVersion: req.agentVersion,
+    now: o.now?.() ?? Date.now(),
+  });
+  if (!outcome.ok) throw new Refusal(outcome.code, outcome.message);
+  if (outcome.key.project !== key.key.project) {
+    // The secret matched, so the key is ours; a different project in the text means it was edited.
+    throw new Refusal(
+      "malformed_key",
+      `join key project '${key.key.project}' does not match the key's project`,
+    );
+  }
+  const endpoints = o.endpoints();
+  o.logger.info(
+    { nodeId, project: outcome.key.project, joinKeyId: outcome.key.id, hostname: req.hostname },
+    "node enrolled",
+  );
+  return {
+    protocolVersion: PROTOCOL_VERSION,
+    nodeId,
+    project: outcome.key.project,
+    routerPublicKey: o.identity.curve.publicKey,
+    controlEndpoint: endpoints.control,
+    streamingEndpoint: endpoints.streaming,
+    lease: o.lease,
+    labels: outcome.key.labels,
+  };
+}
+
+function send(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(text),
+    "cache-control": "no-store",
+  });
+  res.end(text);
+}
+
+export async function startEnrollServer(o: EnrollServerOptions): Promise<EnrollServer> {
+  const log = o.logger.child({ component: "enroll" });
+  const handler = async (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const path = (req.url ?? "/").split("?")[0];
+    try {
+      if (req.method === "GET" && path === "/v1/health")
+        return send(res, 200, { ok: true, protocolVersion: PROTOCOL_VERSION });
+      if (path !== "/v1/enroll")
+        return send(res, 404, { error: { code: "not_found", message: `no ${path} here; POST /v1/enroll` } });
+      if (req.method !== "POST")
+        return send(res, 405, { error: { code: "method_not_allowed", message: "use POST" } });
+      send(res, 200, handleEnroll(await readBody(req), o));
+    } catch (err) {
+      if (err instanceof Refusal) {
+        log.warn({ code: err.code, remote: req.socket.remoteAddress }, `enrollment refused: ${err.message}`);
+        const body: EnrollErrorBody = {
+          error: { code: err.code, message: err.message, upgrade: err.upgrade },
+        };
+        return send(res, STATUS[err.code], body);
+      }
+      log.error({ err }, "enrollment failed");
+      send(res, 500, { error: { code: "internal", message: "internal error; see the router's log" } });
+    }
+  };
+  const server = o.plainHttp
+    ? http.createServer((req, res) => void handler(req, res))
+    : https.createServer(
+        { cert: o.identity.tls.cert, key: o.identity.tls.key },
+        (req, res) => void handler(req, res),
+      );
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(o.listen.port, o.listen.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = o.listen.host.includes(":") ? `[${o.listen.host}]` : o.listen.host;
+  return {
+    url: `${o.plainHttp ? "http" : "https"}://${host}:${port}`,
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,59 @@
+/**
+ * @module `xim router nodes` as data: every enrolled node with the state of
+ * its lease. A lease whose renewals stopped counts as expired even when
+ * the router that would have marked it is not running.
+ */
+import type { NodeRow, NodeState, RouterStore } from "./store.ts";
+
+export interface NodeListing {
+  nodeId: string;
+  project: string;
+  hostname: string;
+  state: NodeState | "enrolled" | "revoked";
+  stateReason: string | null;
+  epoch: number;
+  lastRenewal: string | null;
+  lastRenewalAgoMs: number | null;
+  leaseMs: number | null;
+  engine: string;
+  models: string[];
+  maxConcurrent: number;
+  freeSlots: number;
+  agentVersion: string;
+  labels: Record<string, string>;
+  enrolledAt: string;
+}
+
+export function effectiveState(n: NodeRow, now: number): NodeListing["state"] {
+  if (n.revokedAt !== null) return "revoked";
+  if (n.state === null) return "enrolled";
+  if (
+    n.state !== "expired" &&
+    n.lastRenewal !== null &&
+    n.leaseMs !== null &&
+    now - n.lastRenewal > n.leaseMs
+  )
+    return "expired";
+  return n.state;
+}
+
+export function listNodes(store: RouterStore, now = Date.now()): NodeListing[] {
+  return store.listNodes().map((n) => ({
+    nodeId: n.nodeId,
+    project: n.project,
+    hostname: n.hostname,
+    state: effectiveState(n, now),
+    stateReason: n.stateReason,
+    epoch: n.epoch,
+    lastRenewal: n.lastRenewal === null ? null : new Date(n.lastRenewal).toISOString(),
+    lastRenewalAgoMs: n.lastRenewal === null ? null : now - n.lastRenewal,
+    leaseMs: n.leaseMs,
+    engine: n.engine,
+    models: n.models,
+    maxConcurrent: n.maxConcurrent,
+    freeSlots: n.freeSlots,
+    agentVersion: n.agentVersion,
+    labels: n.labels,
+    enrolledAt: new Date(n.enrolledAt).toISOString(),
+  }));
+}

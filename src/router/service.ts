@@ -1,0 +1,126 @@
+/**
+ * @module `xim router serve` as a library: opens the state, loads (or
+ * creates) the identity, starts the ZeroMQ control plane and the HTTPS
+ * enrollment endpoint, and records the advertised addresses so
+ * `join-key create` can put them in keys. The inference path (issue 4)
+ * takes `controlPlane` from here to dispatch requests and read streams.
+ */
+import { hostname } from "node:os";
+import type { Logger } from "../core/log.ts";
+import { ControlPlane } from "./control-plane.ts";
+import { type EnrollServer, startEnrollServer } from "./enroll-server.ts";
+import { initRouter, loadIdentity, type RouterIdentity, type TlsFiles } from "./identity.ts";
+import { ENROLL_URL_META } from "./join-keys.ts";
+import { RouterStore } from "./store.ts";
+
+export interface RouterServiceOptions {
+  stateDir: string;
+  /** host:port of the enrollment endpoint. */
+  enrollListen: { host: string; port: number };
+  /** ZeroMQ bind addresses, e.g. tcp://0.0.0.0:5555 (port * or 0 = any free port). */
+  controlBind: string;
+  streamingBind: string;
+  /** Host name or address that nodes use to reach this router; defaults to the bind host, or the machine's name for 0.0.0.0. */
+  advertiseHost?: string;
+  plainHttp?: boolean;
+  tls?: TlsFiles;
+  /** Lease settings announced at enrollment (the node's own settings decide). */
+  lease?: { durationMs: number; renewalIntervalMs: number };
+  logger: Logger;
+  expiryCheckMs?: number;
+}
+
+export interface RouterEndpoints {
+  enrollUrl: string;
+  control: string;
+  streaming: string;
+}
+
+export interface RouterService {
+  store: RouterStore;
+  identity: RouterIdentity;
+  controlPlane: ControlPlane;
+  endpoints: RouterEndpoints;
+  close: () => Promise<void>;
+}
+
+function wildcard(host: string): boolean {
+  return host === "0.0.0.0" || host === "::" || host === "*" || host === "";
+}
+
+function bracket(host: string): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+}
+
+/** tcp://0.0.0.0:40123 as bound -> tcp://<advertised>:40123 for nodes. */
+function advertise(endpoint: string, host: string): string {
+  const m = /^tcp:\/\/(\[[^\]]*\]|[^:]*):(\d+)$/.exec(endpoint);
+  if (!m) return endpoint;
+  const bound = m[1].replace(/^\[|\]$/g, "");
+  return `tcp://${bracket(wildcard(bound) ? host : bound)}:${m[2]}`;
+}
+
+/** ZeroMQ wants `*` for "any port"; accept 0 as people write for other servers. */
+function zmqBind(bind: string): string {
+  return bind.replace(/:0$/, ":*");
+}
+
+export async function startRouterService(o: RouterServiceOptions): Promise<RouterService> {
+  const store = await RouterStore.open(o.stateDir);
+  let controlPlane: ControlPlane | undefined;
+  let enroll: EnrollServer | undefined;
+  try {
+    if (!store.getMeta("curve_public_key")) {
+      const init = await initRouter(store);
+      o.logger.info(
+        { stateDir: o.stateDir, curvePublicKey: init.curvePublicKey, tlsPin: init.tlsPin },
+        "router identity created",
+      );
+    }
+    const identity = loadIdentity(store, o.tls);
+    const host = o.advertiseHost ?? (wildcard(o.enrollListen.host) ? hostname() : o.enrollListen.host);
+    controlPlane = await ControlPlane.start({
+      store,
+      keys: identity.curve,
+      controlBind: zmqBind(o.controlBind),
+      streamingBind: zmqBind(o.streamingBind),
+      logger: o.logger,
+      expiryCheckMs: o.expiryCheckMs,
+    });
+    const cp = controlPlane;
+    const endpoints = {
+      control: advertise(cp.controlEndpoint, host),
+      streaming: advertise(cp.streamingEndpoint, host),
+    };
+    enroll = await startEnrollServer({
+      store,
+      identity,
+      listen: o.enrollListen,
+      plainHttp: o.plainHttp === true,
+      endpoints: () => endpoints,
+      lease: o.lease ?? { durationMs: 30_000, renewalIntervalMs: 10_000 },
+      logger: o.logger,
+    });
+    const enrollUrl = `${o.plainHttp ? "http" : "https"}://${bracket(host)}:${enroll.port}`;
+    store.setMeta(ENROLL_URL_META, enrollUrl);
+    store.setMeta("control_endpoint", endpoints.control);
+    store.setMeta("streaming_endpoint", endpoints.streaming);
+    const server = enroll;
+    return {
+      store,
+      identity,
+      controlPlane: cp,
+      endpoints: { enrollUrl, ...endpoints },
+      close: async () => {
+        await server.close();
+        await cp.close();
+        store.close();
+      },
+    };
+  } catch (err) {
+    await enroll?.close();
+    await controlPlane?.close();
+    store.close();
+    throw err;
+  }
+}

@@ -1,0 +1,372 @@
+/**
+ * @module The router's state in one embedded SQLite database
+ * (`<state>/router.db`, node:sqlite, WAL so `xim router nodes` can read
+ * while `serve` writes): identity, join keys (hashed), enrolled nodes with
+ * their last lease, and drop counters. The file is created 0600 inside a
+ * 0700 folder; SQLite gives its WAL files the same mode.
+ */
+import { closeSync, openSync } from "node:fs";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { ensurePrivateDir, PRIVATE_FILE_MODE } from "../core/atomic-file.ts";
+
+export const DB_FILE = "router.db";
+
+export type NodeState = "registered" | "ready" | "draining" | "expired";
+
+export interface JoinKeyRow {
+  id: string;
+  hash: string;
+  project: string;
+  usesAllowed: number;
+  uses: number;
+  expiresAt: number | null;
+  labels: Record<string, string>;
+  createdAt: number;
+  revokedAt: number | null;
+}
+
+export interface NodeRow {
+  nodeId: string;
+  project: string;
+  publicKey: string;
+  hostname: string;
+  agentVersion: string;
+  labels: Record<string, string>;
+  joinKeyId: string;
+  enrolledAt: number;
+  revokedAt: number | null;
+  epoch: number;
+  leaseId: string | null;
+  state: NodeState | null;
+  stateReason: string | null;
+  lastRenewal: number | null;
+  leaseMs: number | null;
+  models: string[];
+  maxConcurrent: number;
+  freeSlots: number;
+  engine: string;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS join_keys (
+  id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, project TEXT NOT NULL,
+  uses_allowed INTEGER NOT NULL, uses INTEGER NOT NULL DEFAULT 0, expires_at INTEGER,
+  labels TEXT NOT NULL DEFAULT '{}', created_at INTEGER NOT NULL, revoked_at INTEGER);
+CREATE TABLE IF NOT EXISTS nodes (
+  node_id TEXT PRIMARY KEY, project TEXT NOT NULL, public_key TEXT NOT NULL UNIQUE,
+  hostname TEXT NOT NULL, agent_version TEXT NOT NULL, labels TEXT NOT NULL DEFAULT '{}',
+  join_key_id TEXT NOT NULL, enrolled_at INTEGER NOT NULL, revoked_at INTEGER,
+  epoch INTEGER NOT NULL DEFAULT 0, lease_id TEXT, state TEXT, state_reason TEXT,
+  last_renewal INTEGER, lease_ms INTEGER, models TEXT NOT NULL DEFAULT '[]',
+  max_concurrent INTEGER NOT NULL DEFAULT 0, free_slots INTEGER NOT NULL DEFAULT 0,
+  engine TEXT NOT NULL DEFAULT 'none');
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+`;
+
+type Row = Record<string, unknown>;
+
+function json<T>(text: unknown, fallback: T): T {
+  try {
+    return typeof text === "string" ? (JSON.parse(text) as T) : fallback;
+  } catch {
+    return fallback;
+  }
+}
+
+function num(x: unknown): number | null {
+  return x === null || x === undefined ? null : Number(x);
+}
+
+function toJoinKey(r: Row): JoinKeyRow {
+  return {
+    id: String(r.id),
+    hash: String(r.hash),
+    project: String(r.project),
+    usesAllowed: Number(r.uses_allowed),
+    uses: Number(r.uses),
+    expiresAt: num(r.expires_at),
+    labels: json(r.labels, {}),
+    createdAt: Number(r.created_at),
+    revokedAt: num(r.revoked_at),
+  };
+}
+
+function toNode(r: Row): NodeRow {
+  return {
+    nodeId: String(r.node_id),
+    project: String(r.project),
+    publicKey: String(r.public_key),
+    hostname: String(r.hostname),
+    agentVersion: String(r.agent_version),
+    labels: json(r.labels, {}),
+    joinKeyId: String(r.join_key_id),
+    enrolledAt: Number(r.enrolled_at),
+    revokedAt: num(r.revoked_at),
+    epoch: Number(r.epoch),
+    leaseId: r.lease_id === null ? null : String(r.lease_id),
+    state: (r.state as NodeState | null) ?? null,
+    stateReason: r.state_reason === null ? null : String(r.state_reason),
+    lastRenewal: num(r.last_renewal),
+    leaseMs: num(r.lease_ms),
+    models: json(r.models, []),
+    maxConcurrent: Number(r.max_concurrent),
+    freeSlots: Number(r.free_slots),
+    engine: String(r.engine),
+  };
+}
+
+export type EnrollOutcome =
+  | { ok: true; node: NodeRow; key: JoinKeyRow }
+  | {
+      ok: false;
+      code: "unknown_key" | "revoked_key" | "used_key" | "expired_key" | "node_key_in_use";
+      message: string;
+    };
+
+export class RouterStore {
+  readonly db: DatabaseSync;
+  readonly dir: string;
+
+  private constructor(dir: string, db: DatabaseSync) {
+    this.dir = dir;
+    this.db = db;
+  }
+
+  static async open(dir: string, options: { readOnly?: boolean } = {}): Promise<RouterStore> {
+    await ensurePrivateDir(dir);
+    const path = join(dir, DB_FILE);
+    // Create the file with 0600 before SQLite does, so it (and its WAL) are private.
+    closeSync(openSync(path, "a", PRIVATE_FILE_MODE));
+    const db = new DatabaseSync(path, { readOnly: options.readOnly === true, timeout: 5000 });
+    if (!options.readOnly) {
+      db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
+      db.exec(SCHEMA);
+    }
+    return new RouterStore(dir, db);
+  }
+
+  close(): void {
+    if (this.db.isOpen) this.db.close();
+  }
+
+  getMeta(key: string): string | null {
+    const row = this.db.prepare("SELECT value FROM meta WHERE key = ?").get(key) as Row | undefined;
+    return row ? String(row.value) : null;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.db
+      .prepare(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+      )
+      .run(key, value);
+  }
+
+  insertJoinKey(k: JoinKeyRow): void {
+    this.db
+      .prepare(
+        "INSERT INTO join_keys (id, hash, project, uses_allowed, uses, expires_at, labels, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      )
+      .run(
+        k.id,
+        k.hash,
+        k.project,
+        k.usesAllowed,
+        k.uses,
+        k.expiresAt,
+        JSON.stringify(k.labels),
+        k.createdAt,
+        k.revokedAt,
+      );
+  }
+
+  listJoinKeys(): JoinKeyRow[] {
+    return (this.db.prepare("SELECT * FROM join_keys ORDER BY created_at").all() as Row[]).map(toJoinKey);
+  }
+
+  /** Revoke by id (or unique id prefix); returns the revoked key, or null when none matched. */
+  revokeJoinKey(idOrPrefix: string, now: number): JoinKeyRow | null {
+    const rows = (
+      this.db
+        .prepare("SELECT * FROM join_keys WHERE id = ? OR id LIKE ?")
+        .all(idOrPrefix, `${idOrPrefix}%`) as Row[]
+    ).map(toJoinKey);
+    const exact = rows.find((r) => r.id === idOrPrefix);
+    const key = exact ?? (rows.length === 1 ? rows[0] : null);
+    if (!key) return null;
+    this.db
+      .prepare("UPDATE join_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
+      .run(now, key.id);
+    return { ...key, revokedAt: key.revokedAt ?? now };
+  }
+
+  /** Spend one use of a join key and record the node, atomically. */
+  enrollNode(input: {
+    hash: string;
+    nodeId: string;
+    publicKey: string;
+    hostname: string;
+    agentVersion: string;
+    now: number;
+  }): EnrollOutcome {
+    this.db.exec("BEGIN IMMEDIATE");
+    try {
+      const outcome = this.enrollInTransaction(input);
+      this.db.exec(outcome.ok ? "COMMIT" : "ROLLBACK");
+      return outcome;
+    } catch (err) {
+      this.db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+
+  private enrollInTransaction(input: {
+    hash: string;
+    nodeId: string;
+    publicKey: string;
+    hostname: string;
+    agentVersion: string;
+    now: number;
+  }): EnrollOutcome {
+    const row = this.db.prepare("SELECT * FROM join_keys WHERE hash = ?").get(input.hash) as Row | undefined;
+    if (!row)
+      return {
+        ok: false,
+        code: "unknown_key",
+        message:
+          "the router does not know this join key (it was never minted here, or the router's state was reset)",
+      };
+    const key = toJoinKey(row);
+    if (key.revokedAt !== null)
+      return {
+        ok: false,
+        code: "revoked_key",
+        message: `join key ${key.id} was revoked at ${new Date(key.revokedAt).toISOString()}`,
+      };
+    if (key.expiresAt !== null && input.now >= key.expiresAt)
+      return {
+        ok: false,
+        code: "expired_key",
+        message: `join key ${key.id} expired at ${new Date(key.expiresAt).toISOString()}`,
+      };
+    if (key.uses >= key.usesAllowed)
+      return {
+        ok: false,
+        code: "used_key",
+        message: `join key ${key.id} is used up (${key.uses} of ${key.usesAllowed} enrollments)`,
+      };
+    const taken = this.db.prepare("SELECT node_id FROM nodes WHERE public_key = ?").get(input.publicKey) as
+      | Row
+      | undefined;
+    if (taken)
+      return {
+        ok: false,
+        code: "node_key_in_use",
+        message: `this CURVE public key is already enrolled as ${String(taken.node_id)}`,
+      };
+    this.db.prepare("UPDATE join_keys SET uses = uses + 1 WHERE id = ?").run(key.id);
+    this.db
+      .prepare(
+        "INSERT INTO nodes (node_id, project, public_key, hostname, agent_version, labels, join_key_id, enrolled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      )
+      .run(
+        input.nodeId,
+        key.project,
+        input.publicKey,
+        input.hostname,
+        input.agentVersion,
+        JSON.stringify(key.labels),
+        key.id,
+        input.now,
+      );
+    const node = this.getNode(input.nodeId);
+    if (!node) throw new Error("node vanished inside its own transaction");
+    return { ok: true, node, key: { ...key, uses: key.uses + 1 } };
+  }
+
+  getNode(nodeId: string): NodeRow | null {
+    const row = this.db.prepare("SELECT * FROM nodes WHERE node_id = ?").get(nodeId) as Row | undefined;
+    return row ? toNode(row) : null;
+  }
+
+  nodeByPublicKey(publicKey: string): NodeRow | null {
+    const row = this.db.prepare("SELECT * FROM nodes WHERE public_key = ?").get(publicKey) as Row | undefined;
+    return row ? toNode(row) : null;
+  }
+
+  listNodes(): NodeRow[] {
+    return (this.db.prepare("SELECT * FROM nodes ORDER BY enrolled_at").all() as Row[]).map(toNode);
+  }
+
+  /** A new lease: bump the epoch (it only grows, across restarts too) and return it. */
+  startLease(
+    nodeId: string,
+    leaseId: string,
+    leaseMs: number,
+    now: number,
+    status: { state: NodeState; models: string[]; maxConcurrent: number; freeSlots: number; engine: string },
+  ): number {
+    const row = this.db
+      .prepare(
+        "UPDATE nodes SET epoch = epoch + 1, lease_id = ?, lease_ms = ?, last_renewal = ?, state = ?, state_reason = NULL, models = ?, max_concurrent = ?, free_slots = ?, engine = ? WHERE node_id = ? RETURNING epoch",
+      )
+      .get(
+        leaseId,
+        leaseMs,
+        now,
+        status.state,
+        JSON.stringify(status.models),
+        status.maxConcurrent,
+        status.freeSlots,
+        status.engine,
+        nodeId,
+      ) as Row | undefined;
+    if (!row) throw new Error(`unknown node ${nodeId}`);
+    return Number(row.epoch);
+  }
+
+  updateLease(
+    nodeId: string,
+    fields: {
+      lastRenewal?: number;
+      state?: NodeState;
+      stateReason?: string | null;
+      models?: string[];
+      maxConcurrent?: number;
+      freeSlots?: number;
+      engine?: string;
+    },
+  ): void {
+    const sets: string[] = [];
+    const values: (string | number | null)[] = [];
+    const put = (column: string, value: string | number | null) => {
+      sets.push(`${column} = ?`);
+      values.push(value);
+    };
+    if (fields.lastRenewal !== undefined) put("last_renewal", fields.lastRenewal);
+    if (fields.state !== undefined) put("state", fields.state);
+    if (fields.stateReason !== undefined) put("state_reason", fields.stateReason);
+    if (fields.models !== undefined) put("models", JSON.stringify(fields.models));
+    if (fields.maxConcurrent !== undefined) put("max_concurrent", fields.maxConcurrent);
+    if (fields.freeSlots !== undefined) put("free_slots", fields.freeSlots);
+    if (fields.engine !== undefined) put("engine", fields.engine);
+    if (sets.length === 0) return;
+    this.db.prepare(`UPDATE nodes SET ${sets.join(", ")} WHERE node_id = ?`).run(...values, nodeId);
+  }
+
+  addCounters(deltas: Record<string, number>): void {
+    const stmt = this.db.prepare(
+      "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+    );
+    for (const [name, delta] of Object.entries(deltas)) if (delta) stmt.run(name, delta);
+  }
+
+  counters(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const r of this.db.prepare("SELECT name, value FROM counters ORDER BY name").all() as Row[])
+      out[String(r.name)] = Number(r.value);
+    return out;
+  }
+}

@@ -54,8 +54,18 @@ export interface EngineStatus {
   lastFailure: EngineFailure | undefined;
 }
 
+export interface EngineRestart {
+  /** Backoff before the next start. */
+  delayMs: number;
+  /** Restarts so far, this one included. */
+  restarts: number;
+  failure: EngineFailure;
+}
+
 export interface EngineEvents {
   state: [EngineStatus];
+  /** A supervised engine failed and will be started again after `delayMs`. */
+  restart: [EngineRestart];
 }
 
 export interface Engine extends EventEmitter<EngineEvents> {

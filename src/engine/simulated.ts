@@ -500,6 +500,7 @@ export class SimulatedEngineServer {
           if (i > 0) await this.#pace(i, gone.signal);
           if (gone.signal.aborted) break;
           generated++;
+          this.#stats.generationTokens++;
           const last = i === n - 1 ? finishReason : null;
           const choice = chat
             ? { index: 0, delta: { content: token(i) }, logprobs: null, finish_reason: last }
@@ -519,6 +520,7 @@ export class SimulatedEngineServer {
           if (i > 0) await this.#pace(i, gone.signal);
           text += token(i);
           generated++;
+          this.#stats.generationTokens++;
         }
         if (!gone.signal.aborted) {
           const choice = chat
@@ -548,7 +550,6 @@ export class SimulatedEngineServer {
       }
     } finally {
       this.#stats.running--;
-      this.#stats.generationTokens += generated;
       if (gone.signal.aborted) {
         this.#stats.aborts++;
         record.outcome = "aborted";

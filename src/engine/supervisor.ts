@@ -253,6 +253,7 @@ export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
         `the engine exited (${failure.summary}); restarting`,
       );
       this.#set("loading", true);
+      this.emit("restart", { delayMs: delay, restarts: this.#restarts, failure });
       await this.#o.sleep(delay, stop);
     }
   }

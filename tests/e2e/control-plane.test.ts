@@ -1,0 +1,337 @@
+/**
+ * The control plane end to end, with real processes: `xim router serve`
+ * over HTTPS with its self-signed certificate, `xim enroll`, `xim run`
+ * holding a CURVE lease, a SIGSTOP/SIGCONT of the node and a SIGKILL and
+ * restart of the router. Lease settings are short (renew 200 ms, lease
+ * 1000 ms); waits are generous (several lease durations) because two
+ * shared cores can stall a process for a while.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { EnrollExit, enroll } from "../../src/agent/enroll.ts";
+import { loadEnrollmentState } from "../../src/agent/enrollment-state.ts";
+import { pingRouter } from "../../src/agent/ping.ts";
+import { XimError } from "../../src/core/errors.ts";
+import { silentLogger } from "../../src/core/log.ts";
+import { encodeJoinKey, parseJoinKey } from "../../src/protocol/join-key.ts";
+import { loadIdentity } from "../../src/router/identity.ts";
+import { createJoinKey } from "../../src/router/join-keys.ts";
+import { listNodes, type NodeListing } from "../../src/router/nodes.ts";
+import { RouterStore } from "../../src/router/store.ts";
+import { generateCurveKeyPair } from "../../src/transport/curve.ts";
+import { baseEnv, waitFor, XimProcess, xim } from "../router/harness.ts";
+
+const home = mkdtempSync(join(tmpdir(), "xim-e2e-cp-"));
+const stateDir = join(home, "router");
+const env = baseEnv(home);
+const logger = silentLogger();
+const LEASE = { XEROTIER_AGENT_LEASE_RENEWAL_INTERVAL_MS: "200", XEROTIER_AGENT_LEASE_DURATION_MS: "1000" };
+
+let router: XimProcess | undefined;
+let node: XimProcess | undefined;
+let endpoints: { enrollUrl: string; control: string; streaming: string };
+let store: RouterStore;
+
+function port(url: string): string {
+  return url.slice(url.lastIndexOf(":") + 1);
+}
+
+function startRouter(ports?: { enroll: string; control: string; streaming: string }): XimProcess {
+  return new XimProcess(
+    [
+      "router",
+      "serve",
+      "--state",
+      stateDir,
+      "--enroll-listen",
+      `127.0.0.1:${ports?.enroll ?? 0}`,
+      "--control-bind",
+      `tcp://127.0.0.1:${ports?.control ?? 0}`,
+      "--streaming-bind",
+      `tcp://127.0.0.1:${ports?.streaming ?? 0}`,
+      "--json",
+    ],
+    env,
+  );
+}
+
+async function expectEnrollError(p: Promise<unknown>, exitCode: number, pattern: RegExp): Promise<XimError> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof XimError, `expected XimError, got ${String(err)}`);
+    assert.equal(err.exitCode, exitCode, `exit code for: ${err.message}`);
+    assert.match(err.message, pattern);
+    return err;
+  }
+  assert.fail("expected enrollment to fail");
+}
+
+function nodeRow(nodeId: string): NodeListing | undefined {
+  return listNodes(store).find((n) => n.nodeId === nodeId);
+}
+
+async function cliNodes(): Promise<NodeListing[]> {
+  const r = await xim(["router", "nodes", "--state", stateDir, "--json"], env);
+  assert.equal(r.code, 0, r.stderr);
+  return (JSON.parse(r.stdout) as { nodes: NodeListing[] }).nodes;
+}
+
+describe("control plane with real processes", { timeout: 90_000 }, () => {
+  let key: string;
+  let nodeId: string;
+  const nodeDir = join(home, "node-config");
+
+  before(async () => {
+    const init = await xim(["router", "init", "--state", stateDir, "--json"], env);
+    assert.equal(init.code, 0, init.stderr);
+    router = startRouter();
+    endpoints = JSON.parse(await router.line((l) => l.startsWith("{"), 20_000));
+    store = await RouterStore.open(stateDir);
+  });
+
+  after(async () => {
+    await node?.stop();
+    await router?.stop();
+    store?.close();
+    rmSync(home, { recursive: true, force: true });
+  });
+
+  test("xim enroll over HTTPS with the router's self-signed certificate writes private state", async () => {
+    const created = await xim(
+      [
+        "router",
+        "join-key",
+        "create",
+        "--state",
+        stateDir,
+        "--uses",
+        "1",
+        "--ttl",
+        "1h",
+        "--labels",
+        "zone=a",
+        "--json",
+      ],
+      env,
+    );
+    assert.equal(created.code, 0, created.stderr);
+    key = JSON.parse(created.stdout).key;
+    assert.match(key, /^xjk_default_[A-Za-z0-9_-]+$/);
+
+    const r = await xim(["enroll", "--json"], {
+      ...env,
+      XEROTIER_AGENT_JOIN_KEY: key,
+      XEROTIER_AGENT_CONFIG_DIR: nodeDir,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.match(out.nodeId, /^node_[0-9a-f]{24}$/);
+    assert.equal(out.router, endpoints.enrollUrl);
+    assert.equal(out.statePath, join(nodeDir, "enrollment.json"));
+    nodeId = out.nodeId;
+
+    assert.equal(statSync(nodeDir).mode & 0o777, 0o700);
+    for (const f of ["enrollment.json", "curve.key"])
+      assert.equal(statSync(join(nodeDir, f)).mode & 0o777, 0o600, f);
+    const state = loadEnrollmentState(nodeDir);
+    assert.equal(state?.controlEndpoint, endpoints.control);
+    assert.equal(state?.labels.zone, "a");
+    assert.ok(
+      !readFileSync(join(nodeDir, "enrollment.json"), "utf8").includes(state?.keys.secretKey ?? "-"),
+      "the secret key stays out of enrollment.json",
+    );
+    assert.equal(
+      store.getNode(nodeId)?.publicKey,
+      state?.keys.publicKey,
+      "the router recorded the node's public key",
+    );
+    assert.ok(!r.stderr.includes(key), "the join key never reaches a log line");
+  });
+
+  test("a second enroll on an enrolled node is refused and changes nothing", async () => {
+    const before = readFileSync(join(nodeDir, "enrollment.json"), "utf8");
+    const r = await xim(["enroll", "--join-key", key], { ...env, XEROTIER_AGENT_CONFIG_DIR: nodeDir });
+    assert.equal(r.code, EnrollExit.alreadyEnrolled);
+    assert.match(r.stderr, /already enrolled/);
+    assert.equal(readFileSync(join(nodeDir, "enrollment.json"), "utf8"), before);
+  });
+
+  test("a used, an expired, a malformed and a tampered key each get their own error", async () => {
+    const fresh = () => join(home, `n-${Math.random().toString(36).slice(2)}`);
+    const base = { allowInsecure: false, logger };
+    await expectEnrollError(
+      enroll({ ...base, joinKey: key, configDir: fresh() }),
+      EnrollExit.usedKey,
+      /used up/,
+    );
+
+    const identity = loadIdentity(store);
+    const expired = createJoinKey(store, identity, { project: "default", uses: 1, ttlMs: 1, labels: {} });
+    await new Promise((r) => setTimeout(r, 10));
+    await expectEnrollError(
+      enroll({ ...base, joinKey: expired.key, configDir: fresh() }),
+      EnrollExit.expiredKey,
+      /expired/,
+    );
+
+    await expectEnrollError(
+      enroll({ ...base, joinKey: `${key.slice(0, -6)}`, configDir: fresh() }),
+      EnrollExit.malformedKey,
+      /malformed \((checksum|token)\)/,
+    );
+    await expectEnrollError(
+      enroll({ ...base, joinKey: key.replace("xjk_default_", "xjk_Default_"), configDir: fresh() }),
+      EnrollExit.malformedKey,
+      /malformed \(project\)/,
+    );
+
+    const good = createJoinKey(store, identity, {
+      project: "default",
+      uses: 1,
+      ttlMs: 3_600_000,
+      labels: {},
+    });
+    const parts = parseJoinKey(good.key);
+    assert.ok(parts.ok);
+    const tampered = encodeJoinKey({ ...parts.key, tlsPin: "ab".repeat(32) });
+    await expectEnrollError(
+      enroll({ ...base, joinKey: tampered, configDir: fresh() }),
+      EnrollExit.fingerprint,
+      /does not match the join key's pin/,
+    );
+    assert.equal(
+      store.listJoinKeys().find((k) => k.id === good.row.id)?.uses,
+      0,
+      "an impostor check happens before the key is sent",
+    );
+    const wrongCurve = encodeJoinKey({ ...parts.key, curvePin: "cd".repeat(32) });
+    await expectEnrollError(
+      enroll({ ...base, joinKey: wrongCurve, configDir: fresh() }),
+      EnrollExit.fingerprint,
+      /CURVE public key does not match/,
+    );
+
+    await expectEnrollError(
+      enroll({
+        ...base,
+        joinKey: good.key,
+        routerUrl: endpoints.enrollUrl.replace("https:", "http:"),
+        configDir: fresh(),
+      }),
+      EnrollExit.insecure,
+      /plain HTTP/,
+    );
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
+    const closedPort = (closed.address() as { port: number }).port;
+    await new Promise<void>((r) => closed.close(() => r()));
+    await expectEnrollError(
+      enroll({
+        ...base,
+        joinKey: good.key,
+        routerUrl: `https://127.0.0.1:${closedPort}`,
+        configDir: fresh(),
+      }),
+      EnrollExit.unreachable,
+      /connection refused/,
+    );
+  });
+
+  test("pingRouter: the enrolled key gets a pong, a key that never enrolled cannot complete the handshake", async () => {
+    const state = loadEnrollmentState(nodeDir);
+    assert.ok(state);
+    const ok = await pingRouter(state, { timeoutMs: 5000 });
+    assert.equal(ok.ok, true, ok.message);
+    assert.ok(typeof ok.rttMs === "number" && ok.rttMs >= 0);
+    const stranger = await pingRouter({ ...state, keys: generateCurveKeyPair() }, { timeoutMs: 1500 });
+    assert.equal(stranger.ok, false);
+    assert.equal(stranger.error, "auth", stranger.message);
+    await waitFor(() => (store.counters().zapRefused ?? 0) > 0, {
+      timeoutMs: 5000,
+      what: "the zapRefused counter to be saved",
+    });
+  });
+
+  test("xim run holds a lease: ready -> expired on SIGSTOP -> ready again on SIGCONT, with a new epoch", async () => {
+    node = new XimProcess(["run"], {
+      ...env,
+      ...LEASE,
+      XEROTIER_AGENT_CONFIG_DIR: nodeDir,
+      XEROTIER_AGENT_MAX_CONCURRENT: "3",
+    });
+    const first = await waitFor(() => nodeRow(nodeId)?.state === "ready" && nodeRow(nodeId), {
+      timeoutMs: 20_000,
+      what: "the node to be ready",
+      stopIf: () => node?.child.exitCode !== null,
+    });
+    const shown = (await cliNodes()).find((n) => n.nodeId === nodeId);
+    assert.equal(shown?.state, "ready");
+    assert.equal(shown?.maxConcurrent, 3);
+
+    node.signal("SIGSTOP");
+    // The lease is 1000 ms; 10 s leaves room for a slow machine.
+    await waitFor(() => nodeRow(nodeId)?.state === "expired", {
+      timeoutMs: 10_000,
+      what: "the router to mark the stopped node expired",
+    });
+    assert.equal((await cliNodes()).find((n) => n.nodeId === nodeId)?.state, "expired");
+
+    node.signal("SIGCONT");
+    const back = await waitFor(
+      () =>
+        nodeRow(nodeId)?.state === "ready" && (nodeRow(nodeId)?.epoch ?? 0) > first.epoch && nodeRow(nodeId),
+      {
+        timeoutMs: 15_000,
+        what: "the node to register again after SIGCONT",
+      },
+    );
+    assert.ok(back.epoch > first.epoch);
+    assert.equal((await cliNodes()).find((n) => n.nodeId === nodeId)?.state, "ready");
+  });
+
+  test("the router is killed mid-lease and restarted: the node re-registers with a new epoch within the backoff bound", async () => {
+    const before = nodeRow(nodeId);
+    assert.equal(before?.state, "ready");
+    router?.signal("SIGKILL");
+    await router?.exited;
+    await new Promise((r) => setTimeout(r, 1500));
+    const restartedAt = Date.now();
+    router = startRouter({
+      enroll: port(endpoints.enrollUrl),
+      control: port(endpoints.control),
+      streaming: port(endpoints.streaming),
+    });
+    await router.line((l) => l.startsWith("{"), 20_000);
+    // Bound: lease loss detection (1 s) + reconnect backoff ceiling after a few attempts (200 ms * 2^n, full jitter), plus start-up slack.
+    const after = await waitFor(
+      () =>
+        (nodeRow(nodeId)?.epoch ?? 0) > (before?.epoch ?? 0) &&
+        nodeRow(nodeId)?.state === "ready" &&
+        nodeRow(nodeId),
+      {
+        timeoutMs: 15_000,
+        what: "re-registration after the router restart",
+      },
+    );
+    assert.ok(after.epoch > (before?.epoch ?? 0));
+    assert.ok(Date.now() - restartedAt < 15_000);
+    assert.equal(node?.child.exitCode, null, "the node process stayed up");
+  });
+
+  test("SIGTERM: the node drains, releases its lease and exits 0", async () => {
+    const done = await node?.stop(10_000);
+    assert.equal(done?.code, 0, done?.stderr.slice(-2000));
+    await waitFor(() => nodeRow(nodeId)?.state === "expired", {
+      timeoutMs: 5000,
+      what: "the released lease",
+    });
+    assert.match(nodeRow(nodeId)?.stateReason ?? "", /released/);
+    const stopped = await router?.stop(10_000);
+    assert.equal(stopped?.code, 0, stopped?.stderr.slice(-2000));
+  });
+});

@@ -29,7 +29,13 @@ test("a fake clock sees the whole retry sequence, then the reason of the last fa
         at.push(t);
         throw new PullError("XIM_PULL_NETWORK", "connection reset", { retryable: true });
       },
-      { policy: defaults, random: () => 0, sleep: async (ms) => void (t += ms) },
+      {
+        policy: defaults,
+        random: () => 0,
+        sleep: async (ms) => {
+          t += ms;
+        },
+      },
     ),
     /gave up after 6 tries .*: connection reset/,
   );

@@ -1,0 +1,448 @@
+/**
+ * @module `xim tune-moe` and the background tuning of `xim run`: find a
+ * tuned fused-MoE config for this model and GPU (in
+ * XEROTIER_AGENT_MOE_CONFIG_PATH, then among those the installed vLLM
+ * ships), or produce one by running vLLM's own tuner
+ * (benchmarks/kernels/benchmark_moe.py --tune) on the GPU, validate what it
+ * wrote and store it atomically under vLLM's file name. No GPU, no numbers:
+ * the tuner measures kernels and nothing here guesses them.
+ */
+import { spawn } from "node:child_process";
+import { constants } from "node:fs";
+import { access, mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { delimiter, isAbsolute, join } from "node:path";
+import * as v from "valibot";
+import { writeFileAtomic } from "../core/atomic-file.ts";
+import type { Config } from "../core/config/schema.ts";
+import { XimError } from "../core/errors.ts";
+import type { Logger } from "../core/log.ts";
+import type { Gpu } from "../planner/detect.ts";
+import { inspectModel, type ModelInfo } from "../planner/inspect-model.ts";
+import { acquireLock } from "./lock.ts";
+import {
+  candidateFileNames,
+  MoeConfigFileSchema,
+  type MoeOptions,
+  type MoeTuning,
+  moeConfigFolder,
+  moeTuningFor,
+} from "./moe.ts";
+
+type Env = Record<string, string | undefined>;
+
+export type TuneConfig = Pick<
+  Config,
+  "moeConfigPath" | "modelCacheDir" | "vllmPath" | "tensorParallelSize" | "vllmQuantization"
+>;
+
+export interface ModelForTuning {
+  info: ModelInfo;
+  /** The raw quantization_config (compressed-tensors schemes need it). */
+  quantizationConfig: unknown;
+  /** config.json names custom code (auto_map): the tuner needs --trust-remote-code to read it. */
+  customCode: boolean;
+}
+
+export async function readModelForTuning(dir: string): Promise<ModelForTuning> {
+  const info = await inspectModel(dir);
+  const raw = JSON.parse(await readFile(join(dir, "config.json"), "utf8")) as Record<string, unknown>;
+  return {
+    info,
+    quantizationConfig: raw.quantization_config ?? raw.compression_config,
+    customCode: raw.auto_map !== undefined,
+  };
+}
+
+/**
+ * Tensor parallel size when none is given: XEROTIER_AGENT_TENSOR_PARALLEL_SIZE,
+ * else the largest power of two up to the GPU count that divides the
+ * attention heads and the expert intermediate size (how vLLM can shard it).
+ */
+export function defaultTensorParallel(model: ModelInfo, gpuCount: number, configured?: number): number {
+  if (configured) return configured;
+  let tp = 1;
+  const inter = model.moe?.intermediateSize ?? model.intermediateSize ?? 1;
+  while (tp * 2 <= gpuCount && model.numAttentionHeads % (tp * 2) === 0 && inter % (tp * 2) === 0) tp *= 2;
+  return tp;
+}
+
+export interface ExistingConfig {
+  path: string;
+  where: "moe-config-path" | "vllm";
+}
+
+export interface FindOptions {
+  folder: string;
+  /** The installed vLLM's shipped configs (…/fused_moe/configs); undefined when vLLM was not found. */
+  vllmConfigsDir?: string;
+}
+
+export async function findExistingConfig(
+  tuning: MoeTuning,
+  gpuName: string,
+  options: FindOptions,
+): Promise<ExistingConfig | undefined> {
+  const names = candidateFileNames(tuning, gpuName);
+  const places: Array<[string | undefined, ExistingConfig["where"]]> = [
+    [options.folder, "moe-config-path"],
+    [options.vllmConfigsDir, "vllm"],
+  ];
+  for (const [dir, where] of places) {
+    if (!dir) continue;
+    for (const name of names) {
+      const path = join(dir, name);
+      if (await readable(path)) return { path, where };
+    }
+  }
+  return undefined;
+}
+
+async function readable(path: string): Promise<boolean> {
+  try {
+    await access(path, constants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Find a command on PATH (or take a path as given). */
+async function which(cmd: string, env: Env): Promise<string | undefined> {
+  if (cmd.includes("/")) return (await readable(cmd)) ? cmd : undefined;
+  for (const dir of (env.PATH ?? "").split(delimiter)) {
+    if (dir && (await readable(join(dir, cmd)))) return join(dir, cmd);
+  }
+  return undefined;
+}
+
+/**
+ * The Python that runs vLLM: XIM_PYTHON, else the interpreter on the
+ * `#!` line of the vLLM launcher (a pip console script names its venv's
+ * python), else python3 on PATH.
+ */
+export async function resolvePython(vllmPath: string, env: Env): Promise<string | undefined> {
+  if (env.XIM_PYTHON) return env.XIM_PYTHON;
+  const launcher = await which(vllmPath, env);
+  if (launcher) {
+    try {
+      const head = (await readFile(launcher, "utf8")).slice(0, 256).split("\n")[0];
+      const m = /^#!\s*(\S*python[\d.]*)\s*$/.exec(head);
+      if (m && isAbsolute(m[1])) return m[1];
+    } catch {
+      // a binary launcher: fall through
+    }
+  }
+  return which("python3", env);
+}
+
+function run(
+  cmd: string,
+  args: string[],
+  options: {
+    env: Env;
+    cwd?: string;
+    onLine?: (line: string, stream: "stdout" | "stderr") => void;
+    signal?: AbortSignal;
+  },
+) {
+  return new Promise<{ code: number | null; stdout: string; tail: string[] }>((resolve, reject) => {
+    const child = spawn(cmd, args, {
+      env: options.env as NodeJS.ProcessEnv,
+      cwd: options.cwd,
+      stdio: ["ignore", "pipe", "pipe"],
+      signal: options.signal,
+    });
+    let stdout = "";
+    const tail: string[] = [];
+    const lines = (stream: "stdout" | "stderr") => {
+      let buf = "";
+      return (chunk: Buffer) => {
+        const text = chunk.toString("utf8");
+        if (stream === "stdout") stdout += text;
+        buf += text;
+        const parts = buf.split("\n");
+        buf = parts.pop() ?? "";
+        for (const line of parts) {
+          tail.push(line);
+          if (tail.length > 20) tail.shift();
+          options.onLine?.(line, stream);
+        }
+      };
+    };
+    child.stdout.on("data", lines("stdout"));
+    child.stderr.on("data", lines("stderr"));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, tail }));
+  });
+}
+
+/** Ask the installed vLLM where it keeps its shipped fused-MoE configs. */
+export async function vllmShippedConfigsDir(
+  python: string | undefined,
+  env: Env,
+): Promise<string | undefined> {
+  if (env.XIM_VLLM_MOE_CONFIG_DIR) return env.XIM_VLLM_MOE_CONFIG_DIR;
+  if (!python) return undefined;
+  try {
+    const r = await run(python, ["-c", "import os, vllm; print(os.path.dirname(vllm.__file__))"], { env });
+    const dir = r.stdout.trim().split("\n").at(-1);
+    if (r.code !== 0 || !dir) return undefined;
+    return join(dir, "model_executor", "layers", "fused_moe", "configs");
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The tuner command: XIM_MOE_TUNER (a command line; tests use a fake), else
+ * the Python running benchmark_moe.py from XIM_MOE_BENCHMARK_SCRIPT, the
+ * vLLM source tree, or /vllm-workspace (vLLM's container image).
+ */
+export async function resolveTuner(python: string | undefined, env: Env): Promise<string[]> {
+  if (env.XIM_MOE_TUNER) return env.XIM_MOE_TUNER.split(/\s+/).filter(Boolean);
+  if (!python) {
+    throw new XimError("XIM_MOE_NO_PYTHON", "no Python with vLLM was found to run the MoE tuner", {
+      hint: "set XIM_PYTHON to the python of the vLLM environment",
+    });
+  }
+  const shipped = await vllmShippedConfigsDir(python, env);
+  const candidates = [
+    env.XIM_MOE_BENCHMARK_SCRIPT,
+    shipped
+      ? join(shipped, "..", "..", "..", "..", "..", "benchmarks", "kernels", "benchmark_moe.py")
+      : undefined,
+    "/vllm-workspace/benchmarks/kernels/benchmark_moe.py",
+  ].filter((c): c is string => !!c);
+  for (const c of candidates) if (await readable(c)) return [python, c];
+  throw new XimError(
+    "XIM_MOE_NO_TUNER",
+    "vLLM's MoE tuner (benchmarks/kernels/benchmark_moe.py) was not found",
+    {
+      hint: `the pip package does not ship benchmarks/: fetch benchmarks/kernels/benchmark_moe.py from the vLLM release you run and set XIM_MOE_BENCHMARK_SCRIPT to it (looked in: ${candidates.join(", ")})`,
+    },
+  );
+}
+
+export interface TuneOptions {
+  modelDir: string;
+  config: TuneConfig;
+  env: Env;
+  /** The GPUs of this machine (planner's detectHardware); empty when none. */
+  gpus: Gpu[];
+  tensorParallelSize?: number;
+  expertParallel?: boolean;
+  force?: boolean;
+  logger?: Logger;
+  /** Each line the tuner prints. */
+  onLine?: (line: string, stream: "stdout" | "stderr") => void;
+  signal?: AbortSignal;
+}
+
+export type TuneOutcome =
+  | { status: "dense"; message: string }
+  | { status: "unsupported"; message: string }
+  | { status: "existing"; message: string; tuning: MoeTuning; path: string; where: ExistingConfig["where"] }
+  | { status: "tuned"; message: string; tuning: MoeTuning; path: string; batchSizes: number[] };
+
+/** Everything before running the tuner: the model, the GPU, the file name, an existing config. */
+export async function planTuning(options: TuneOptions & { gpuName?: string }) {
+  const model = await readModelForTuning(options.modelDir);
+  const gpuName = options.gpuName ?? options.gpus[0]?.name;
+  const tp =
+    options.tensorParallelSize ??
+    defaultTensorParallel(model.info, options.gpus.length, options.config.tensorParallelSize);
+  const moeOptions: MoeOptions = {
+    expertParallel: options.expertParallel,
+    quantizationOverride: options.config.vllmQuantization,
+    quantizationConfig: model.quantizationConfig,
+  };
+  const result = moeTuningFor(model.info, gpuName ?? "unknown GPU", tp, moeOptions);
+  return { model, gpuName, tp, result };
+}
+
+export async function tuneMoe(options: TuneOptions): Promise<TuneOutcome> {
+  const { model, gpuName, result } = await planTuning(options);
+  if (result.kind === "dense")
+    return { status: "dense", message: "not a Mixture-of-Experts model, nothing to tune" };
+  if (result.kind === "unsupported")
+    return { status: "unsupported", message: `nothing to tune: ${result.reason}` };
+  const tuning = result.tuning;
+  const folder = moeConfigFolder(options.config);
+  if (!gpuName) {
+    throw new XimError(
+      "XIM_NO_GPU",
+      "no GPU was detected: the MoE tuner measures kernels on the GPU that will serve, so nothing was generated",
+      {
+        hint: "run xim tune-moe on the GPU machine (xim tune-moe --print-name --gpu-name NAME shows the file name without a GPU)",
+      },
+    );
+  }
+  const python = await resolvePython(options.config.vllmPath, options.env);
+  if (!options.force) {
+    const existing = await findExistingConfig(tuning, gpuName, {
+      folder,
+      vllmConfigsDir: await vllmShippedConfigsDir(python, options.env),
+    });
+    if (existing) {
+      const where =
+        existing.where === "vllm" ? "shipped with the installed vLLM" : "in XEROTIER_AGENT_MOE_CONFIG_PATH";
+      return {
+        status: "existing",
+        tuning,
+        path: existing.path,
+        where: existing.where,
+        message: `a tuned config for this model and GPU already exists (${where}): ${existing.path}; --force tunes again`,
+      };
+    }
+  }
+  await mkdir(folder, { recursive: true, mode: 0o755 });
+  const lock = await acquireLock(join(folder, `.${tuning.fileName}.lock`), {
+    what: `MoE tuning of ${tuning.fileName}`,
+    wait: false,
+  });
+  const saveDir = await mkdtemp(join(tmpdir(), "xim-moe-tune-"));
+  try {
+    const tuner = await resolveTuner(python, options.env);
+    const args = [
+      ...tuner.slice(1),
+      "--model",
+      options.modelDir,
+      "--tp-size",
+      String(tuning.tensorParallelSize),
+      "--dtype",
+      tuning.benchmarkDtype,
+      "--tune",
+      "--save-dir",
+      saveDir,
+      ...(tuning.expertParallel ? ["--enable-expert-parallel"] : []),
+      ...(model.customCode ? ["--trust-remote-code"] : []),
+    ];
+    options.logger?.info(
+      { command: [tuner[0], ...args].join(" ") },
+      "running vLLM's MoE tuner (this can take an hour or more)",
+    );
+    const r = await run(tuner[0], args, {
+      env: options.env,
+      cwd: saveDir,
+      onLine: options.onLine,
+      signal: options.signal,
+    }).catch((err: Error) => {
+      throw new XimError("XIM_MOE_TUNER_FAILED", `the MoE tuner could not start: ${err.message}`, {
+        hint: "set XIM_PYTHON to the python of the vLLM environment",
+        cause: err,
+      });
+    });
+    if (r.code !== 0) {
+      throw new XimError(
+        "XIM_MOE_TUNER_FAILED",
+        `the MoE tuner exited with code ${r.code}:\n${r.tail.slice(-8).join("\n")}`,
+        {
+          hint: "the lines above are the tuner's last output; nothing was stored",
+        },
+      );
+    }
+    const written = (await readdir(saveDir)).filter((f) => f.endsWith(".json"));
+    const chosen =
+      written.find((f) => f === tuning.fileName) ?? (written.length === 1 ? written[0] : undefined);
+    if (!chosen) {
+      throw new XimError(
+        "XIM_MOE_TUNER_FAILED",
+        written.length === 0
+          ? "the MoE tuner finished but wrote no config file"
+          : `the MoE tuner wrote ${written.join(", ")}, none of them ${tuning.fileName}`,
+        { hint: "nothing was stored" },
+      );
+    }
+    let parsedJson: unknown;
+    try {
+      parsedJson = JSON.parse(await readFile(join(saveDir, chosen), "utf8"));
+    } catch (err) {
+      throw new XimError("XIM_MOE_BAD_CONFIG", `the MoE tuner wrote ${chosen}, which is not JSON`, {
+        cause: err,
+        hint: "nothing was stored",
+      });
+    }
+    const checked = v.safeParse(MoeConfigFileSchema, parsedJson);
+    if (!checked.success) {
+      throw new XimError(
+        "XIM_MOE_BAD_CONFIG",
+        `the MoE tuner wrote ${chosen}, which is not a valid fused-MoE config: ${checked.issues.map((i) => i.message).join("; ")}`,
+        { hint: "nothing was stored; rerun with --force after checking the tuner's output" },
+      );
+    }
+    if (chosen !== tuning.fileName) {
+      options.logger?.warn(
+        { expected: tuning.fileName, written: chosen },
+        "the tuner named its config differently from xim's computation; storing it under the tuner's name, which is the one vLLM looks up",
+      );
+    }
+    const target = join(folder, chosen);
+    await writeFileAtomic(target, `${JSON.stringify(checked.output, null, 4)}\n`, { mode: 0o644 });
+    const batchSizes = Object.keys(checked.output)
+      .filter((k) => k !== "triton_version")
+      .map(Number)
+      .sort((a, b) => a - b);
+    return {
+      status: "tuned",
+      tuning,
+      path: target,
+      batchSizes,
+      message: `stored a tuned config for ${batchSizes.length} batch sizes at ${target}`,
+    };
+  } finally {
+    await rm(saveDir, { recursive: true, force: true });
+    await lock.release();
+  }
+}
+
+export interface RunMoeSetup {
+  /** Environment for the engine: VLLM_TUNED_CONFIG_FOLDER when it applies. */
+  env: Record<string, string>;
+  tuning?: MoeTuning;
+  /** A tuning run started in the background, when no config existed. */
+  background?: Promise<TuneOutcome | undefined>;
+}
+
+/**
+ * What `xim run` does for MoE models when XEROTIER_AGENT_MOE_CONFIG_ENABLED
+ * is on: point vLLM at the config folder and, when this GPU has no config
+ * for the model, start the tuner in the background (never awaited by
+ * serving; a new config is used from the engine's next start). Disabled,
+ * dense or unsupported: nothing set, nothing started.
+ */
+export async function prepareMoeForRun(
+  options: Omit<TuneOptions, "force"> & {
+    config: TuneConfig & Pick<Config, "moeConfigEnabled">;
+    tuneInBackground?: boolean;
+  },
+): Promise<RunMoeSetup> {
+  if (!options.config.moeConfigEnabled) return { env: {} };
+  const { gpuName, result } = await planTuning(options);
+  if (result.kind !== "moe" || !gpuName) return { env: {} };
+  const folder = moeConfigFolder(options.config);
+  await mkdir(folder, { recursive: true, mode: 0o755 });
+  const setup: RunMoeSetup = { env: { VLLM_TUNED_CONFIG_FOLDER: folder }, tuning: result.tuning };
+  if (options.tuneInBackground === false) return setup;
+  const python = await resolvePython(options.config.vllmPath, options.env);
+  const existing = await findExistingConfig(result.tuning, gpuName, {
+    folder,
+    vllmConfigsDir: await vllmShippedConfigsDir(python, options.env),
+  });
+  if (existing) return setup;
+  const log = options.logger?.child({ component: "moe-tune" });
+  setup.background = tuneMoe({ ...options, onLine: (line) => log?.debug({ line }, "tuner") }).then(
+    (outcome) => {
+      log?.info(
+        { outcome: outcome.status, path: "path" in outcome ? outcome.path : undefined },
+        outcome.message,
+      );
+      return outcome;
+    },
+    (err: unknown) => {
+      log?.warn({ err }, "background MoE tuning failed; serving continues with vLLM's default kernel config");
+      return undefined;
+    },
+  );
+  return setup;
+}

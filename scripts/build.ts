@@ -26,6 +26,9 @@ export type Arch = "x64" | "arm64";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
+/** What `npm run build` writes, relative to the repository root (the Dockerfiles copy it). */
+export const DIST_BINARY = "dist/xim";
+
 /** The ELF machine name `readElf` reports for each target architecture. */
 export const ELF_MACHINE: Record<Arch, string> = { x64: "x86-64", arm64: "aarch64" };
 
@@ -235,7 +238,10 @@ export function describe(build: SeaBuild, root: string = ROOT): string {
 }
 
 if (import.meta.main) {
-  const dist = join(ROOT, "dist");
-  const built = await buildSea({ arch: process.arch as Arch, output: join(dist, "xim"), workDir: dist });
+  const built = await buildSea({
+    arch: process.arch as Arch,
+    output: join(ROOT, DIST_BINARY),
+    workDir: join(ROOT, dirname(DIST_BINARY)),
+  });
   console.log(describe(built));
 }

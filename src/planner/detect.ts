@@ -29,11 +29,16 @@ export interface DetectOptions {
 export async function detectHardware(opts: DetectOptions = {}): Promise<Hardware> {
   const env = opts.env ?? process.env;
   const timeoutMs = opts.timeoutMs ?? 10_000;
-  const [nvidia, amd, cpu] = await Promise.all([
-    opts.skipGpu ? null : probeNvidia(env, timeoutMs),
-    opts.skipGpu ? null : probeAmd(env, timeoutMs),
-    probeCpu({ env, timeoutMs, procRoot: opts.procRoot ?? "/proc", shmPath: opts.shmPath ?? "/dev/shm" }),
-  ]);
+  const cpuProbe = probeCpu({
+    env,
+    timeoutMs,
+    procRoot: opts.procRoot ?? "/proc",
+    shmPath: opts.shmPath ?? "/dev/shm",
+  });
+  const nvidia = opts.skipGpu ? null : await probeNvidia(env, timeoutMs);
+  // The AMD tools are asked only when no NVIDIA GPU is usable: on an NVIDIA host their absence is not news.
+  const amd = opts.skipGpu || (nvidia && nvidia.gpus.length > 0) ? null : await probeAmd(env, timeoutMs);
+  const cpu = await cpuProbe;
   const findings = [...(nvidia?.findings ?? []), ...(amd?.findings ?? []), ...cpu.findings];
   if (nvidia && nvidia.gpus.length > 0) {
     return {

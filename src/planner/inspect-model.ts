@@ -236,6 +236,7 @@ export async function inspectModel(dir: string): Promise<ModelInfo> {
     mtpLayers: num(c, "num_nextn_predict_layers") ?? 0,
     quantization,
     slidingWindow: c.use_sliding_window === false ? null : sliding,
+    tieWordEmbeddings: c.tie_word_embeddings === true,
     weightBytes: weights.bytes,
     weightBytesSource: weights.source,
   };

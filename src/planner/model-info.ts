@@ -63,6 +63,8 @@ export const ModelInfoSchema = v.object({
   mtpLayers: v.number(),
   quantization: v.nullable(QuantizationInfoSchema),
   slidingWindow: v.nullable(v.number()),
+  /** lm_head shares the embedding matrix (counted once in the weights). */
+  tieWordEmbeddings: v.boolean(),
   /** Bytes of the weights as stored (already reflects checkpoint quantization). */
   weightBytes: v.nullable(v.number()),
   weightBytesSource: v.picklist(["index", "files", "none"]),

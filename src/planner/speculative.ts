@@ -1,0 +1,166 @@
+/**
+ * @module Speculative decoding (opt-in: XEROTIER_AGENT_SPECULATIVE_ENABLED).
+ * The method comes from XEROTIER_AGENT_SPECULATIVE_METHOD or the model:
+ * MTP layers -> deepseek_mtp/mtp, a draft model -> eagle, else ngram. The
+ * result is one --speculative-config JSON with the method's fields
+ * (research/vllm.md §1.5). An unavailable primary method falls back to
+ * ngram when XEROTIER_AGENT_SPECULATIVE_NGRAM_FALLBACK is on; otherwise
+ * it is an error, as is eagle/medusa without a draft model.
+ */
+
+import { DRAFT_MODEL_METHODS } from "../core/config/schema.ts";
+import { ExitCode, XimError } from "../core/errors.ts";
+import type { PlanBuilder } from "./builder.ts";
+import type { ModelInfo } from "./model-info.ts";
+import type { PlanConfig } from "./plan-types.ts";
+
+const MTP_METHODS = ["deepseek_mtp", "mtp", "qwen3_next_mtp", "mimo_mtp", "ernie_mtp"];
+const NGRAM_DEFAULT_TOKENS = 5;
+const EAGLE_DEFAULT_TOKENS = 2;
+
+/** The MTP alias the seed documents for this model family (vLLM's current name for all of them is "mtp"). */
+function mtpAlias(model: ModelInfo): string {
+  const type = model.modelType ?? "";
+  if (type.startsWith("deepseek")) return "deepseek_mtp";
+  if (type.startsWith("qwen3_next")) return "qwen3_next_mtp";
+  if (type.startsWith("mimo")) return "mimo_mtp";
+  if (type.startsWith("ernie")) return "ernie_mtp";
+  return "mtp";
+}
+
+function unavailable(
+  method: string,
+  why: string,
+  config: PlanConfig,
+): { fallback: boolean; message: string } {
+  if (config.speculativeNgramFallback) {
+    return {
+      fallback: true,
+      message: `speculative method ${method} is unavailable (${why}); falling back to ngram (XEROTIER_AGENT_SPECULATIVE_NGRAM_FALLBACK)`,
+    };
+  }
+  throw new XimError(
+    "XIM_PLAN_SPECULATIVE_UNAVAILABLE",
+    `speculative method ${method} is unavailable: ${why}`,
+    {
+      hint: "choose another XEROTIER_AGENT_SPECULATIVE_METHOD (ngram needs nothing), or set XEROTIER_AGENT_SPECULATIVE_NGRAM_FALLBACK=1",
+      exitCode: ExitCode.config,
+    },
+  );
+}
+
+export function planSpeculative(
+  b: PlanBuilder,
+  model: ModelInfo,
+  config: PlanConfig,
+  auto: boolean,
+  tp: number,
+): void {
+  if (!config.speculativeEnabled) return;
+  let method: string;
+  let how: string;
+  let source: "auto" | "explicit" = "explicit";
+  if (config.speculativeMethod) {
+    method = config.speculativeMethod;
+    how = "XEROTIER_AGENT_SPECULATIVE_METHOD";
+  } else if (!auto) {
+    b.warn(
+      "speculative decoding is enabled but XEROTIER_AGENT_AUTO_CONFIG=0 and no XEROTIER_AGENT_SPECULATIVE_METHOD is set: it stays off",
+    );
+    return;
+  } else if (model.mtpLayers > 0) {
+    method = mtpAlias(model);
+    how = `the model has ${model.mtpLayers} MTP layer${model.mtpLayers > 1 ? "s" : ""} (num_nextn_predict_layers)`;
+    source = "auto";
+  } else if (config.speculativeDraftModelPath) {
+    method = /eagle-?3/i.test(config.speculativeDraftModelPath) ? "eagle3" : "eagle";
+    how = "a draft model is set (XEROTIER_AGENT_SPECULATIVE_DRAFT_MODEL_PATH)";
+    source = "auto";
+  } else {
+    method = "ngram";
+    how = "no MTP layers and no draft model: prompt-lookup n-gram needs neither";
+    source = "auto";
+  }
+
+  if (MTP_METHODS.includes(method) && model.mtpLayers === 0) {
+    const u = unavailable(
+      method,
+      `${model.architecture} has no MTP layers (num_nextn_predict_layers)`,
+      config,
+    );
+    b.warn(u.message);
+    method = "ngram";
+    how = "fallback";
+  }
+  if (DRAFT_MODEL_METHODS.includes(method) && !config.speculativeDraftModelPath) {
+    throw new XimError(
+      "XIM_PLAN_SPECULATIVE_DRAFT_MISSING",
+      `speculative method ${method} needs a draft model`,
+      {
+        hint: "set XEROTIER_AGENT_SPECULATIVE_DRAFT_MODEL_PATH, or choose ngram or an MTP method",
+        exitCode: ExitCode.config,
+      },
+    );
+  }
+
+  const spec: Record<string, unknown> = {};
+  let tokens = config.speculativeTokens;
+  if (MTP_METHODS.includes(method)) {
+    // vLLM renamed every *_mtp to "mtp"; "mtp" is accepted by v0.11 and later without a deprecation warning.
+    spec.method = "mtp";
+    tokens ??= model.mtpLayers;
+    if (tokens > model.mtpLayers && tokens % model.mtpLayers !== 0) {
+      throw new XimError(
+        "XIM_PLAN_SPECULATIVE_TOKENS",
+        `XEROTIER_AGENT_SPECULATIVE_TOKENS=${tokens} must be a multiple of the model's ${model.mtpLayers} MTP layers when larger`,
+        { exitCode: ExitCode.config },
+      );
+    }
+    spec.num_speculative_tokens = tokens;
+  } else if (method === "ngram") {
+    spec.method = "ngram";
+    spec.num_speculative_tokens = tokens ?? NGRAM_DEFAULT_TOKENS;
+    spec.prompt_lookup_max = 4;
+    spec.prompt_lookup_min = 2;
+  } else if (method === "medusa") {
+    if (tokens === undefined) {
+      throw new XimError(
+        "XIM_PLAN_SPECULATIVE_TOKENS",
+        "medusa needs XEROTIER_AGENT_SPECULATIVE_TOKENS (the number of Medusa heads)",
+        {
+          exitCode: ExitCode.config,
+        },
+      );
+    }
+    spec.method = "medusa";
+    spec.model = config.speculativeDraftModelPath;
+    spec.num_speculative_tokens = tokens;
+  } else if (DRAFT_MODEL_METHODS.includes(method)) {
+    spec.method = method;
+    spec.model = config.speculativeDraftModelPath;
+    spec.num_speculative_tokens = tokens ?? EAGLE_DEFAULT_TOKENS;
+    spec.draft_tensor_parallel_size = method === "draft_model" ? tp : 1;
+    if (method === "eagle3" && !/llama|qwen|minicpm|gpt_oss/i.test(model.modelType ?? "")) {
+      b.warn(
+        `vLLM 0.11 supports eagle3 only for llama, qwen, minicpm and gpt_oss targets; this model is ${model.modelType}`,
+      );
+    }
+  } else {
+    spec.method = method;
+    if (tokens !== undefined) spec.num_speculative_tokens = tokens;
+  }
+  const alias =
+    spec.method === "mtp" && method !== "mtp" ? ` (vLLM's current name for ${method} is mtp)` : "";
+  b.note(
+    "speculative method",
+    method,
+    how === "fallback" ? "n-gram fallback: the primary method is unavailable" : `${how}${alias}`,
+    how === "fallback" ? "auto" : source,
+  );
+  b.flag(
+    "--speculative-config",
+    JSON.stringify(spec),
+    `speculative decoding on (XEROTIER_AGENT_SPECULATIVE_ENABLED); ${spec.num_speculative_tokens ?? "default"} speculative tokens${config.speculativeTokens === undefined ? " (method default)" : ""}`,
+    source,
+  );
+}

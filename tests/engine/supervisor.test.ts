@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -340,6 +342,32 @@ describe("engine supervision", { timeout: 120_000 }, () => {
     assert.ok(Date.now() - started >= 290, "SIGKILL only after the grace");
     assert.equal(e.state, "stopped");
     assert.equal(alive(pid), false);
+  });
+
+  test("when the node process exits without stopping the engine, the engine is killed with it", async () => {
+    const record = recordFile();
+    const create = fileURLToPath(new URL("../../src/engine/create.ts", import.meta.url));
+    const log = fileURLToPath(new URL("../../src/core/log.ts", import.meta.url));
+    const script = `
+      import { createEngine } from ${JSON.stringify(create)};
+      import { silentLogger } from ${JSON.stringify(log)};
+      const e = createEngine(${JSON.stringify(settings({}, { FAKE_VLLM_RECORD: record }))}, {
+        model: "/models/demo", servedModelName: "demo", logger: silentLogger(), supervisor: { healthIntervalMs: 50 },
+      });
+      await e.start();
+      await e.waitReady();
+      process.exit(0);
+    `;
+    const node = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: "inherit" });
+    const timer = setTimeout(() => node.kill("SIGKILL"), WAIT_MS);
+    const [code] = await once(node, "exit");
+    clearTimeout(timer);
+    assert.equal(code, 0);
+    const [run] = recorded(record);
+    assert.ok(run, "the engine was started");
+    const deadline = Date.now() + WAIT_MS;
+    while (alive(run.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    assert.equal(alive(run.pid), false);
   });
 
   test("a stream in flight when the engine is stopped ends with an error, not a hang", async () => {

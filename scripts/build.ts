@@ -168,6 +168,8 @@ export interface SeaBuild {
   addon: AddonChoice;
   nodeVersion: string;
   codeCache: boolean;
+  /** The newest glibc the binary needs: Node's floor or the addon's, whichever is higher. */
+  glibcFloor: string;
 }
 
 /** Builds one single executable for `arch` with `node --build-sea`. */
@@ -222,7 +224,16 @@ export async function buildSea(options: SeaOptions): Promise<SeaBuild> {
   if (elf.machine !== ELF_MACHINE[options.arch]) {
     throw new Error(`${output} is a ${elf.machine} ELF, expected ${ELF_MACHINE[options.arch]}`);
   }
-  return { output, arch: options.arch, bytes: statSync(output).size, addon, nodeVersion, codeCache };
+  const floors = [elf.glibcFloor ?? "0", addon.glibcFloor].sort(compareVersions);
+  return {
+    output,
+    arch: options.arch,
+    bytes: statSync(output).size,
+    addon,
+    nodeVersion,
+    codeCache,
+    glibcFloor: floors[1],
+  };
 }
 
 export function describe(build: SeaBuild, root: string = ROOT): string {
@@ -232,7 +243,7 @@ export function describe(build: SeaBuild, root: string = ROOT): string {
     .map((c) => `${c.relative} needs GLIBC_${c.glibcFloor}`)
     .join("; ");
   return [
-    `${relative(root, build.output) || build.output}: ${mib} MiB (${build.bytes} bytes), linux-${build.arch}, Node ${build.nodeVersion}, code cache ${build.codeCache ? "on" : "off"}`,
+    `${relative(root, build.output) || build.output}: ${mib} MiB (${build.bytes} bytes), linux-${build.arch}, Node ${build.nodeVersion}, code cache ${build.codeCache ? "on" : "off"}, needs glibc >= ${build.glibcFloor}`,
     `  zeromq addon: ${build.addon.relative} (needs GLIBC_${build.addon.glibcFloor})${others ? `; not chosen: ${others}` : ""}`,
   ].join("\n");
 }

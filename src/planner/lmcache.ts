@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { stringify } from "yaml";
 import { ensurePrivateDir, writeFileAtomic } from "../core/atomic-file.ts";
 import { xdgCacheHome } from "../core/paths.ts";
-import { redactUrlCredentials, Secret } from "../core/secret.ts";
+import { Secret } from "../core/secret.ts";
 import { gib, type PlanBuilder } from "./builder.ts";
 import type { Hardware } from "./hardware.ts";
 import type { Plan, PlanConfig } from "./plan-types.ts";
@@ -22,6 +22,11 @@ export const LMCACHE_FILE = "lmcache_config.yaml";
 export const KV_TRANSFER_CONFIG = JSON.stringify({ kv_connector: "LMCacheConnectorV1", kv_role: "kv_both" });
 export const SALT_WARNING =
   "LMCache's LMCacheConnectorV1 ignores cache_salt: tenants with different salts can reuse each other's offloaded KV cache (LMCache#2878); turn LMCache off where tenant isolation matters";
+
+/** A URL with its user:password (including Redis's user-less ":password@") replaced by ***. */
+export function maskUrl(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/i, "$1***@");
+}
 
 export function lmcacheWanted(config: PlanConfig): boolean {
   return config.lmcacheEnabled || config.kvCacheBackend === "lmcache";
@@ -82,8 +87,8 @@ export function planLmcache(
     doc.remote_url = url;
     doc.remote_serde = "naive";
     secretContent = new Secret(stringify(doc));
-    content = stringify({ ...doc, remote_url: redactUrlCredentials(url) === url ? url : "***" });
-    reasons.push(`shared through ${redactUrlCredentials(url)}`);
+    content = stringify({ ...doc, remote_url: maskUrl(url) });
+    reasons.push(`shared through ${maskUrl(url)}`);
   } else {
     content = stringify(doc);
     reasons.push("local only (XEROTIER_AGENT_LMCACHE_REDIS_URL unset)");

@@ -55,10 +55,11 @@ describe("the CUDA graph mitigation ladder applied at restart", () => {
   });
 
   test("AUTO_CUDA_MITIGATION=0 or AUTO_CONFIG=0: no escalation", async () => {
-    for (const settings of [
+    const variants: Record<string, string>[] = [
       { XEROTIER_AGENT_AUTO_CUDA_MITIGATION: "0" },
       { XEROTIER_AGENT_AUTO_CONFIG: "0" },
-    ]) {
+    ];
+    for (const settings of variants) {
       const plan = await planFor(box, { gpu: "a40x2-pcie" }, "llama-3-8b-instruct", settings);
       assert.equal(nextMitigation(plan, "a CUDA graph capture failure"), null);
     }

@@ -157,3 +157,12 @@ test("hub references: org/name, an optional revision, nothing else", () => {
   assert.throws(() => parseHfRef("hf://"), /not a hub reference/);
   assert.throws(() => resolveSource("ftp://x", { env: {} }), /not a model source/);
 });
+
+test("router:// needs the running node's connection; without it the command says so", () => {
+  assert.throws(
+    () => resolveSource("router://team/llama", { env: {} }),
+    (err: PullError) => err.code === "XIM_UNAVAILABLE" && /router connection/.test(err.message),
+  );
+  const source = resolveSource("router://team/llama", { env: {}, routerChannel: async () => ({}) });
+  assert.equal(source.description, "router://team/llama");
+});

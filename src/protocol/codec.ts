@@ -42,7 +42,7 @@ export type DecodeResult<M> =
       raw?: Record<string, unknown>;
     };
 
-export function encodeMessage<M extends NodeMessage | RouterMessage>(message: Outgoing<M>): Buffer {
+export function encodeMessage(message: Outgoing<NodeMessage> | Outgoing<RouterMessage>): Buffer {
   return packr.pack({ v: PROTOCOL_VERSION, ...message });
 }
 

@@ -246,11 +246,11 @@ describe("control plane with real processes", { timeout: 90_000 }, () => {
     const state = loadEnrollmentState(nodeDir);
     assert.ok(state);
     const ok = await pingRouter(state, { timeoutMs: 5000 });
-    assert.equal(ok.ok, true, ok.message);
+    assert.equal(ok.ok, true, ok.message ?? "");
     assert.ok(typeof ok.rttMs === "number" && ok.rttMs >= 0);
     const stranger = await pingRouter({ ...state, keys: generateCurveKeyPair() }, { timeoutMs: 1500 });
     assert.equal(stranger.ok, false);
-    assert.equal(stranger.error, "auth", stranger.message);
+    assert.equal(stranger.error, "auth", stranger.message ?? "");
     await waitFor(() => (store.counters().zapRefused ?? 0) > 0, {
       timeoutMs: 5000,
       what: "the zapRefused counter to be saved",
@@ -325,13 +325,13 @@ describe("control plane with real processes", { timeout: 90_000 }, () => {
 
   test("SIGTERM: the node drains, releases its lease and exits 0", async () => {
     const done = await node?.stop(10_000);
-    assert.equal(done?.code, 0, done?.stderr.slice(-2000));
+    assert.equal(done?.code, 0, done?.stderr.slice(-2000) ?? "");
     await waitFor(() => nodeRow(nodeId)?.state === "expired", {
       timeoutMs: 5000,
       what: "the released lease",
     });
     assert.match(nodeRow(nodeId)?.stateReason ?? "", /released/);
     const stopped = await router?.stop(10_000);
-    assert.equal(stopped?.code, 0, stopped?.stderr.slice(-2000));
+    assert.equal(stopped?.code, 0, stopped?.stderr.slice(-2000) ?? "");
   });
 });

@@ -5,7 +5,7 @@
  * model never write the same staging folder: the second waits, or fails at
  * once when the caller asks not to wait.
  */
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, rm, stat, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import * as v from "valibot";
 import { sleep as realSleep, type Sleep } from "../core/backoff.ts";
@@ -36,6 +36,15 @@ async function readOwner(path: string): Promise<LockOwner | undefined> {
     return parsed.success ? parsed.output : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/** A lock file nobody could read for a minute was left half-written by a crash. */
+async function unreadableAndOld(path: string, now: number): Promise<boolean> {
+  try {
+    return now - (await stat(path)).mtimeMs > 60_000;
+  } catch {
+    return false;
   }
 }
 
@@ -72,7 +81,7 @@ export async function acquireLock(path: string, options: LockOptions): Promise<L
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
     }
     const owner = await readOwner(path);
-    if (owner && !ownerAlive(owner)) {
+    if (owner ? !ownerAlive(owner) : await unreadableAndOld(path, options.now?.() ?? Date.now())) {
       await rm(path, { force: true });
       continue;
     }

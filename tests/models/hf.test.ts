@@ -44,16 +44,19 @@ function publishRepo(repo: string, files: RepoFile[], options: { sizes?: boolean
         },
   );
   hub.json.set(`/api/models/${repo}/revision/main`, { id: repo, sha: COMMIT, siblings });
-  hub.json.set(
-    `/api/models/${repo}/tree/${COMMIT}`,
-    files.map((f) => ({
-      type: "file",
-      path: f.path,
-      size: f.data.byteLength,
-      oid: f.lfs ? "ffffffffffffffffffffffffffffffffffffffff" : gitBlobSha1(f.data),
-      ...(f.lfs ? { lfs: { oid: sha256(f.data), size: f.data.byteLength, pointerSize: 134 } } : {}),
-    })),
-  );
+  const tree = files.map((f) => ({
+    type: "file",
+    path: f.path,
+    size: f.data.byteLength,
+    oid: f.lfs ? "ffffffffffffffffffffffffffffffffffffffff" : gitBlobSha1(f.data),
+    ...(f.lfs ? { lfs: { oid: sha256(f.data), size: f.data.byteLength, pointerSize: 134 } } : {}),
+  }));
+  // The tree listing comes in two pages, linked the way the Hub links them.
+  const first = `/api/models/${repo}/tree/${COMMIT}`;
+  const second = `${first}?recursive=true&cursor=page2`;
+  hub.json.set(first, tree.slice(0, 1));
+  hub.links.set(first, `<${hub.base}${second}>; rel="next"`);
+  hub.json.set(second, tree.slice(1));
 }
 
 let n = 0;
@@ -125,11 +128,11 @@ describe("pulling hf://org/name from a Hugging Face-style hub", () => {
     }
   });
 
-  test("a hub that omits sizes in the listing is read through the tree API's lfs.oid", async () => {
+  test("a hub that omits sizes in the listing is read through the tree API's lfs.oid, page by page", async () => {
     publishRepo("org/tree", MODEL_FILES.slice(0, 3), { sizes: false });
     const source = resolveSource("hf://org/tree", { env: { HF_ENDPOINT: hub.base } });
     const result = await pullModel({ source, config: config() });
-    assert.equal(hub.stats(`/api/models/org/tree/tree/${COMMIT}`).requests, 1);
+    assert.equal(hub.stats(`/api/models/org/tree/tree/${COMMIT}`).requests, 2, "both pages were read");
     assert.equal(
       result.sizeBytes,
       MODEL_FILES.slice(0, 3).reduce((s, f) => s + f.data.byteLength, 0),

@@ -14,7 +14,7 @@ import { UsageError } from "../../core/errors.ts";
 import type { Secret } from "../../core/secret.ts";
 import type { Manifest, ManifestFile } from "../manifest.ts";
 import { type FetchedFile, type ModelSource, PullError } from "../source.ts";
-import { fetchFrom, getJson } from "./http.ts";
+import { fetchFrom, getJson, getJsonPage } from "./http.ts";
 
 export const DEFAULT_HF_ENDPOINT = "https://huggingface.co";
 
@@ -106,15 +106,19 @@ export class HfSource implements ModelSource {
     return token ? { authorization: `Bearer ${token}` } : {};
   }
 
-  #get(url: string, signal?: AbortSignal) {
-    return getJson(url, {
+  #getOptions(signal?: AbortSignal) {
+    return {
       headers: this.#headers(),
       signal,
       now: this.#options.now,
       authHint: this.#options.token
         ? "HF_TOKEN was sent and refused: check it has read access to this repository (gated models need the licence accepted)"
         : "the repository is private or gated: set HF_TOKEN to a token with read access",
-    });
+    };
+  }
+
+  #get(url: string, signal?: AbortSignal) {
+    return getJson(url, this.#getOptions(signal));
   }
 
   #bad(what: string, issues: v.BaseIssue<unknown>[]): PullError {
@@ -151,10 +155,18 @@ export class HfSource implements ModelSource {
 
   async #tree(signal?: AbortSignal): Promise<ManifestFile[]> {
     const { repo } = this.ref;
-    const url = `${this.#endpoint}/api/models/${repo}/tree/${encodeURIComponent(this.#commit ?? "main")}?recursive=true`;
-    const parsed = v.safeParse(TreeSchema, await this.#get(url, signal));
-    if (!parsed.success) throw this.#bad("file tree", parsed.issues);
-    return parsed.output
+    let url: string | undefined =
+      `${this.#endpoint}/api/models/${repo}/tree/${encodeURIComponent(this.#commit ?? "main")}?recursive=true`;
+    const entries: v.InferOutput<typeof TreeSchema> = [];
+    // The tree API pages big repositories (Link: <...>; rel="next").
+    for (let page = 0; url && page < 1000; page++) {
+      const { body, next } = await getJsonPage(url, this.#getOptions(signal));
+      const parsed = v.safeParse(TreeSchema, body);
+      if (!parsed.success) throw this.#bad("file tree", parsed.issues);
+      entries.push(...parsed.output);
+      url = next;
+    }
+    return entries
       .filter((e) => e.type === "file")
       .map((e) => ({
         path: e.path,

@@ -103,7 +103,30 @@ function networkReason(err: unknown): string {
 
 /** A JSON document, parsed; a body that is not JSON is a non-retryable error. */
 export async function getJson(url: string, options: HttpGetOptions = {}): Promise<unknown> {
+  return (await getJsonPage(url, options)).body;
+}
+
+/** The `rel="next"` address of a Link header (paginated listings), resolved against `base`. */
+export function nextLink(header: string | null, base: string): string | undefined {
+  if (!header) return undefined;
+  for (const part of header.split(",")) {
+    const m = /<([^>]+)>\s*;\s*rel="?next"?/.exec(part);
+    if (m) return new URL(m[1], base).toString();
+  }
+  return undefined;
+}
+
+/** A JSON page and the address of the next page, if the server paginates. */
+export async function getJsonPage(
+  url: string,
+  options: HttpGetOptions = {},
+): Promise<{ body: unknown; next: string | undefined }> {
   const res = await httpGet(url, { ...options, headers: { accept: "application/json", ...options.headers } });
+  const next = nextLink(res.headers.get("link"), url);
+  return { body: await parseJson(res, url), next };
+}
+
+async function parseJson(res: Response, url: string): Promise<unknown> {
   const text = await readText(res, url);
   try {
     return JSON.parse(text);

@@ -37,7 +37,10 @@ export function sha256(data: Uint8Array | string): string {
 
 export class FileServer {
   readonly files = new Map<string, Uint8Array>();
+  /** JSON bodies by path, or by path and query ("/x?cursor=2") for paginated listings. */
   readonly json = new Map<string, unknown>();
+  /** Link headers to send with a JSON body, by the same key. */
+  readonly links = new Map<string, string>();
   readonly faults = new Map<string, Fault>();
   readonly served = new Map<string, Served>();
   /** Paths that require this bearer token (401 without it). */
@@ -99,9 +102,11 @@ export class FileServer {
       res.end(fault.body ?? JSON.stringify({ error: "try again later" }));
       return;
     }
-    if (this.json.has(path)) {
-      const body = JSON.stringify(this.json.get(path));
-      res.writeHead(200, { "content-type": "application/json" });
+    const jsonKey = this.json.has(path + url.search) ? path + url.search : path;
+    if (this.json.has(jsonKey)) {
+      const body = JSON.stringify(this.json.get(jsonKey));
+      const link = this.links.get(jsonKey);
+      res.writeHead(200, { "content-type": "application/json", ...(link ? { link } : {}) });
       res.end(body);
       return;
     }

@@ -11,10 +11,12 @@ import { GiB, gib, PlanBuilder } from "./builder.ts";
 import { CPU_DEFAULT_CONCURRENCY, planCpu } from "./cpu.ts";
 import { planCudaMitigation } from "./cuda-mitigation.ts";
 import { type DetectOptions, detectHardware } from "./detect.ts";
+import type { Hardware } from "./hardware.ts";
 import { inspectModel } from "./inspect-model.ts";
 import { planLmcache, probeLmcache } from "./lmcache.ts";
 import { planMaxModelLen } from "./max-model-len.ts";
 import { estimateGpuMemory, kvBytesPerToken, minimumContext } from "./memory.ts";
+import type { ModelInfo } from "./model-info.ts";
 import type { MemoryEstimate, Plan, PlanConfig, PlanInput } from "./plan-types.ts";
 import {
   capability,
@@ -343,8 +345,14 @@ export interface PrepareOptions {
   moeTunedConfigDir?: string;
 }
 
+export interface PreparedPlan {
+  plan: Plan;
+  hardware: Hardware;
+  model: ModelInfo;
+}
+
 /** Detect, inspect, probe LMCache (only when enabled) and plan: what `xim plan` and `xim run` call. */
-export async function preparePlan(o: PrepareOptions): Promise<Plan> {
+export async function preparePlan(o: PrepareOptions): Promise<PreparedPlan> {
   const env = o.env ?? process.env;
   const [hardware, model] = await Promise.all([
     detectHardware({ ...o.detect, env }),
@@ -352,7 +360,7 @@ export async function preparePlan(o: PrepareOptions): Promise<Plan> {
   ]);
   const wantLm = o.config.lmcacheEnabled || o.config.kvCacheBackend === "lmcache";
   const lm = wantLm ? await probeLmcache({ vllmPath: o.config.vllmPath, env }) : undefined;
-  return planEngine({
+  const plan = planEngine({
     hardware,
     model,
     config: o.config,
@@ -361,4 +369,5 @@ export async function preparePlan(o: PrepareOptions): Promise<Plan> {
     moeTunedConfigDir: o.moeTunedConfigDir,
     env,
   });
+  return { plan, hardware, model };
 }

@@ -1,6 +1,6 @@
 /**
- * @module Reads what the kernel publishes under /proc (memory, CPU flags,
- * capabilities, sysctls, TCP listeners, processes), from a configurable
+ * @module Reads what the kernel publishes under /proc (capabilities, TCP
+ * listeners, processes, container markers), from a configurable
  * root so tests can lay out a fake tree. Nothing here throws for a missing
  * file; callers get undefined and say "skipped" with the reason.
  */
@@ -15,40 +15,7 @@ export async function readText(path: string): Promise<string | undefined> {
   }
 }
 
-/** /proc/meminfo values in bytes ("MemTotal: 24684092 kB"). */
-export async function readMeminfo(procRoot: string): Promise<Record<string, number> | undefined> {
-  const text = await readText(join(procRoot, "meminfo"));
-  if (text === undefined) return undefined;
-  const out: Record<string, number> = {};
-  for (const line of text.split("\n")) {
-    const m = /^(\w+(?:\(\w+\))?):\s+(\d+)(?:\s+kB)?/.exec(line);
-    if (m) out[m[1]] = Number(m[2]) * (line.includes("kB") ? 1024 : 1);
-  }
-  return out;
-}
-
-/** The CPU flags of the first processor in /proc/cpuinfo (x86 "flags", arm "Features"). */
-export async function readCpuFlags(procRoot: string): Promise<Set<string> | undefined> {
-  const text = await readText(join(procRoot, "cpuinfo"));
-  if (text === undefined) return undefined;
-  const line = text.split("\n").find((l) => /^(flags|Features)\s*:/.test(l));
-  if (!line) return new Set();
-  return new Set(
-    line
-      .slice(line.indexOf(":") + 1)
-      .trim()
-      .split(/\s+/),
-  );
-}
-
-export async function readCpuModel(procRoot: string): Promise<string | undefined> {
-  const text = await readText(join(procRoot, "cpuinfo"));
-  const line = text?.split("\n").find((l) => /^model name\s*:/.test(l));
-  return line?.slice(line.indexOf(":") + 1).trim();
-}
-
 export const CAP_SYS_ADMIN = 21;
-export const CAP_NET_ADMIN = 12;
 
 /** The effective capability set of this process (CapEff, hex), as a bigint. */
 export async function readCapEff(procRoot: string): Promise<bigint | undefined> {
@@ -59,14 +26,6 @@ export async function readCapEff(procRoot: string): Promise<bigint | undefined> 
 
 export function hasCap(capEff: bigint, cap: number): boolean {
   return ((capEff >> BigInt(cap)) & 1n) === 1n;
-}
-
-/** A sysctl such as "net.core.wmem_max" read from <procRoot>/sys/net/core/wmem_max. */
-export async function readSysctl(procRoot: string, name: string): Promise<number | undefined> {
-  const text = await readText(join(procRoot, "sys", ...name.split(".")));
-  if (text === undefined) return undefined;
-  const n = Number(text.trim());
-  return Number.isFinite(n) ? n : undefined;
 }
 
 export interface TcpListener {

@@ -50,7 +50,7 @@ export async function runChecks(checks: readonly Check[], options: RunOptions): 
     const own = new AbortController();
     const onRunAbort = () => own.abort();
     controller.signal.addEventListener("abort", onRunAbort, { once: true });
-    const limit = Math.min(check.timeoutMs ?? DEFAULT_CHECK_TIMEOUT_MS, runTimeout);
+    const limit = check.timeoutMs ?? DEFAULT_CHECK_TIMEOUT_MS;
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<"timeout">((resolve) => {
       timer = setTimeout(() => resolve("timeout"), limit);

@@ -2,11 +2,14 @@
  * @module `xim pull SOURCE`: fetch a model into the local cache (with
  * retries, resume, verification and atomic placement), or `--list` what
  * the cache holds. Progress is a bar on a terminal, log lines otherwise,
- * JSON lines with --json.
+ * JSON lines with --json. Also `xim router models`, which publishes the
+ * models a router serves to `router://NAME` pulls.
  */
 
-import { ExitCode, UsageError } from "../core/errors.ts";
+import { ExitCode, UsageError, XimError } from "../core/errors.ts";
+import { defaultRouterStateDir } from "../core/paths.ts";
 import { formatBytes, ModelCache } from "../models/cache.ts";
+import { ModelLibrary } from "../models/library.ts";
 import { barReporter, jsonLinesReporter, lineReporter, type PullEventSink } from "../models/progress.ts";
 import { pullModel } from "../models/pull.ts";
 import { resolveSource } from "../models/resolve-source.ts";
@@ -97,4 +100,81 @@ the cache size limit; models in use are never evicted.`,
     else ctx.io.stdout(`${result.path}\n`);
     return ExitCode.ok;
   },
+};
+
+const routerState = (ctx: Parameters<NonNullable<CommandSpec["run"]>>[0]) =>
+  (ctx.options.state as string | undefined) ?? defaultRouterStateDir(ctx.io.env);
+const stateOption = {
+  flags: "--state <dir>",
+  description: "router state folder (default: $XDG_STATE_HOME/xim/router)",
+};
+
+/**
+ * `xim router models add|list|remove`: the models the reference router
+ * publishes to its nodes (router://NAME). Listed by `xim router`'s
+ * subcommands; lives here beside `xim pull`, its other half.
+ */
+export const routerModelsCommand: CommandSpec = {
+  name: "models",
+  summary: "Publish local model folders to enrolled nodes (router://NAME)",
+  examples: [
+    "xim router models add llama-3.1-8b /data/models/Meta-Llama-3.1-8B-Instruct",
+    "xim router models list",
+    "xim router models remove llama-3.1-8b",
+  ],
+  subcommands: [
+    {
+      name: "add",
+      summary: "Publish a model folder under NAME (every file is hashed once, now)",
+      arguments: ["<name>", "<path>"],
+      options: [stateOption, { flags: "--json", description: "print JSON for scripts" }],
+      examples: ["xim router models add mixtral /data/models/Mixtral-8x7B-Instruct-v0.1"],
+      async run(ctx) {
+        const [name, path] = ctx.args;
+        const published = await new ModelLibrary(routerState(ctx)).add(name, path);
+        const bytes = published.manifest.files.reduce((s, f) => s + f.size, 0);
+        if (ctx.options.json)
+          ctx.io.stdout(`${JSON.stringify({ name, dir: published.dir, manifest: published.manifest })}\n`);
+        else
+          ctx.io.stdout(
+            `published ${name}: ${published.manifest.files.length} files, ${formatBytes(bytes)} from ${published.dir}\n`,
+          );
+        return ExitCode.ok;
+      },
+    },
+    {
+      name: "list",
+      summary: "List the published models",
+      options: [stateOption, { flags: "--json", description: "print JSON for scripts" }],
+      examples: ["xim router models list --json"],
+      async run(ctx) {
+        const models = await new ModelLibrary(routerState(ctx)).list();
+        if (ctx.options.json) ctx.io.stdout(`${JSON.stringify({ models }, null, 2)}\n`);
+        else
+          ctx.io.stdout(
+            formatTable(
+              ["NAME", "FILES", "SIZE", "ADDED", "FOLDER"],
+              models.map((m) => [m.name, String(m.files), formatBytes(m.bytes), m.addedAt, m.dir]),
+            ),
+          );
+        return ExitCode.ok;
+      },
+    },
+    {
+      name: "remove",
+      summary: "Stop publishing a model (its folder is left alone)",
+      arguments: ["<name>"],
+      options: [stateOption],
+      examples: ["xim router models remove mixtral"],
+      async run(ctx) {
+        const removed = await new ModelLibrary(routerState(ctx)).remove(ctx.args[0]);
+        if (!removed)
+          throw new XimError("XIM_MODEL_NOT_FOUND", `the router publishes no model named ${ctx.args[0]}`, {
+            hint: "xim router models list",
+          });
+        ctx.io.stdout(`no longer publishing ${ctx.args[0]}\n`);
+        return ExitCode.ok;
+      },
+    },
+  ],
 };

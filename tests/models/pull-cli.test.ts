@@ -71,3 +71,32 @@ test("a refused pull exits 1 with the reason; no source is a usage error", async
   assert.equal(u.code, 2);
   assert.match(u.stderr, /needs a source/);
 });
+
+test("xim router models add/list/remove publishes folders (the command spec router.ts lists)", async () => {
+  const { routerModelsCommand } = await import("../../src/cli/pull.ts");
+  const { mkdirSync, writeFileSync } = await import("node:fs");
+  const dir = join(home, "to-publish");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "config.json"), "{}");
+  writeFileSync(join(dir, "model.safetensors"), bytesOf(3000));
+  const state = join(home, "router-state");
+  const cli = {
+    version: () => "0",
+    verboseVersion: async () => "",
+    commands: [{ name: "router", summary: "r", examples: [], subcommands: [routerModelsCommand] }],
+  };
+  const run = async (argv: string[]) => {
+    const rec = recordingIo({ HOME: home }, home);
+    const code = await runCli(argv, rec.io, cli);
+    return { code, stdout: rec.stdout(), stderr: rec.stderr() };
+  };
+  const add = await run(["router", "models", "add", "pub", dir, "--state", state]);
+  assert.equal(add.code, 0, add.stderr);
+  assert.match(add.stdout, /published pub: 2 files, 3\.0 KB/);
+  const list = await run(["router", "models", "list", "--state", state]);
+  assert.match(list.stdout, /pub\s+2\s+3\.0 KB/);
+  assert.equal((await run(["router", "models", "remove", "pub", "--state", state])).code, 0);
+  const again = await run(["router", "models", "remove", "pub", "--state", state]);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /publishes no model named pub/);
+});

@@ -49,6 +49,10 @@ export const engineSimCommand: CommandSpec = {
       default: 0,
       parse: nonNegativeInt("--port"),
     },
+    {
+      flags: "--uds <path>",
+      description: "serve on this Unix socket instead of --host/--port (as vLLM's --uds)",
+    },
     { flags: "--model <name>", description: "served model name", default: "sim-model" },
     {
       flags: "--root <path>",
@@ -124,6 +128,7 @@ export const engineSimCommand: CommandSpec = {
         {
           host: o.host as string,
           port: o.port as number,
+          uds: o.uds as string | undefined,
           model: o.model as string,
           root: o.root as string | undefined,
           loadTimeMs: o.loadTimeMs as number,

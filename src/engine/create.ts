@@ -7,6 +7,7 @@
  */
 import type { Config } from "../core/config/schema.ts";
 import type { Logger } from "../core/log.ts";
+import { type EngineEndpoint, nextEndpoint } from "./endpoint.ts";
 import { selfCommand } from "./self-command.ts";
 import { Supervisor, type SupervisorOptions } from "./supervisor.ts";
 import {
@@ -17,7 +18,8 @@ import {
   type VllmSettings,
 } from "./vllm-args.ts";
 
-export type EngineSettings = VllmSettings & Pick<Config, "engine" | "engineStartupTimeoutSeconds">;
+export type EngineSettings = VllmSettings &
+  Pick<Config, "engine" | "engineStartupTimeoutSeconds" | "vllmSocketPath">;
 
 export interface SimTiming {
   loadTimeMs?: number;
@@ -40,20 +42,21 @@ export interface CreateEngineOptions {
   env?: Record<string, string | undefined>;
 }
 
-/** The `xim engine-sim` command line for one run on `port`. */
+/** The `xim engine-sim` command line for one run on `endpoint`. */
 export function simCommand(
   settings: Pick<Config, "vllmArgs" | "vllmEnv">,
   options: Pick<CreateEngineOptions, "model" | "servedModelName" | "sim" | "env">,
-  port: number,
+  endpoint: EngineEndpoint,
 ): EngineCommand {
   const self = selfCommand();
+  const address =
+    "socketPath" in endpoint
+      ? ["--uds", endpoint.socketPath]
+      : ["--host", endpoint.host, "--port", String(endpoint.port)];
   const args = [
     ...self.prefix,
     "engine-sim",
-    "--host",
-    "127.0.0.1",
-    "--port",
-    String(port),
+    ...address,
     "--model",
     options.servedModelName,
     "--root",
@@ -72,14 +75,15 @@ export function simCommand(
 export function createEngine(settings: EngineSettings, options: CreateEngineOptions): Supervisor {
   const command =
     settings.engine === "sim"
-      ? (port: number) => simCommand(settings, options, port)
-      : (port: number) =>
+      ? (endpoint: EngineEndpoint) => simCommand(settings, options, endpoint)
+      : (endpoint: EngineEndpoint) =>
           buildVllmCommand(
             settings,
-            { model: options.model, servedModelName: options.servedModelName, port, plan: options.plan },
+            { model: options.model, servedModelName: options.servedModelName, endpoint, plan: options.plan },
             options.env,
           );
   return new Supervisor({
+    endpoint: () => nextEndpoint(settings.vllmSocketPath),
     ...options.supervisor,
     kind: settings.engine,
     servedModelName: options.servedModelName,

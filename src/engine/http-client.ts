@@ -8,6 +8,7 @@
  */
 import { Agent, request as httpRequest, type IncomingMessage } from "node:http";
 import { XimError } from "../core/errors.ts";
+import { type EngineEndpoint, parseEndpoint } from "./endpoint.ts";
 import { EngineHttpError, type EngineReply, type EngineRequest } from "./engine.ts";
 import { isDone, SseParser } from "./sse.ts";
 
@@ -29,13 +30,14 @@ function unreachable(baseUrl: string, err: unknown): XimError {
 }
 
 export class EngineHttpClient {
+  /** `http://127.0.0.1:<port>` or `unix:<path>`. */
   readonly baseUrl: string;
-  readonly #url: URL;
+  readonly #endpoint: EngineEndpoint;
   readonly #agent: Agent;
 
-  constructor(baseUrl: string) {
-    this.baseUrl = baseUrl;
-    this.#url = new URL(baseUrl);
+  constructor(address: string) {
+    this.baseUrl = address;
+    this.#endpoint = parseEndpoint(address);
     this.#agent = new Agent({ keepAlive: true });
   }
 
@@ -49,8 +51,9 @@ export class EngineHttpClient {
   ) {
     const req = httpRequest({
       agent: this.#agent,
-      host: this.#url.hostname,
-      port: this.#url.port,
+      ...("socketPath" in this.#endpoint
+        ? { socketPath: this.#endpoint.socketPath, host: "localhost" }
+        : { host: this.#endpoint.host, port: this.#endpoint.port }),
       method,
       path,
       headers: body ? { ...headers, "content-length": String(body.length) } : headers,

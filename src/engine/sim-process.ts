@@ -2,7 +2,7 @@
  * @module The simulated engine as a process (`xim engine-sim`): what it
  * prints and when it exits, so a supervisor sees what it sees with vLLM.
  * stdout carries one JSON line once the port is bound
- * ({"event":"listening","host","port","baseUrl"}); stderr carries log lines
+ * ({"event":"listening","host","port","baseUrl"}, or "socketPath" with --uds); stderr carries log lines
  * in vLLM's wording ("Application startup complete."), or, with
  * failAtStart, the real vLLM error text of that failure before exit 1.
  */
@@ -13,6 +13,8 @@ import { START_FAILURES, type StartFailureKind, VLLM_MESSAGES } from "./vllm-mes
 export interface SimProcessOptions extends SimulatedEngineOptions {
   host: string;
   port: number;
+  /** Serve on this Unix socket instead of host:port (vLLM's --uds). */
+  uds?: string;
   /** Fail the start the way vLLM does, after the load time. */
   failAtStart?: StartFailureKind;
   /** Crash (exit 1) this long after becoming ready. */
@@ -44,7 +46,7 @@ export async function runSimProcess(
     return 1;
   }
   const server = new SimulatedEngineServer(options);
-  const address = await server.listen(options.port, options.host);
+  const address = await server.listen(options.uds ?? options.port, options.host);
   io.stdout(`${JSON.stringify({ event: "listening", ...address })}\n`);
   io.stderr(`INFO Starting vLLM API server 0 on ${address.baseUrl}\n`);
   const crashed = Promise.withResolvers<number>();

@@ -48,6 +48,10 @@ export interface SimulatedEngineOptions {
   sleep?: Sleep;
 }
 
+export type SimulatedAddress =
+  | { host: string; port: number; baseUrl: string }
+  | { socketPath: string; baseUrl: string };
+
 export interface SimulatedRequestRecord {
   requestId: string;
   path: string;
@@ -190,17 +194,19 @@ export class SimulatedEngineServer {
     return this.#ready;
   }
 
-  /** Listen (port 0 = chosen by the OS); the load time starts now. */
-  async listen(port = 0, host = "127.0.0.1"): Promise<{ host: string; port: number; baseUrl: string }> {
-    this.#server.listen(port, host);
+  /** Listen on a TCP port (0 = chosen by the OS) or, given a path, a Unix socket; the load time starts now. */
+  async listen(port: number | string = 0, host = "127.0.0.1"): Promise<SimulatedAddress> {
+    if (typeof port === "string") this.#server.listen(port);
+    else this.#server.listen(port, host);
     await once(this.#server, "listening");
-    const address = this.#server.address() as AddressInfo;
     const finish = () => {
       this.#ready = true;
       for (const w of this.#readyWaiters.splice(0)) w();
     };
     if (this.options.loadTimeMs > 0) this.#loadTimer = setTimeout(finish, this.options.loadTimeMs);
     else finish();
+    if (typeof port === "string") return { socketPath: port, baseUrl: `unix:${port}` };
+    const address = this.#server.address() as AddressInfo;
     const shown = address.family === "IPv6" ? `[${address.address}]` : address.address;
     return { host: address.address, port: address.port, baseUrl: `http://${shown}:${address.port}` };
   }

@@ -2,7 +2,8 @@
  * @module Supervision of an engine child process (vLLM, or `xim engine-sim`).
  *
  * Contract:
- * - Each run gets a fresh free loopback port; the child runs in its own
+ * - Each run gets a fresh free loopback port (or the configured Unix
+ *   socket, its stale file removed); the child runs in its own
  *   process group (vLLM starts worker processes), its stdout/stderr lines
  *   go to the logger at debug level and the last 200 are kept for reports.
  * - Ready = GET /health answers 200. Until then (connection refused or 503)
@@ -26,6 +27,7 @@ import type { Readable } from "node:stream";
 import { type BackoffPolicy, backoffDelay, sleep as realSleep, type Sleep } from "../core/backoff.ts";
 import type { Logger } from "../core/log.ts";
 import { classifyFailure, failureOf } from "./classify-failure.ts";
+import { type EngineEndpoint, endpointAddress, nextEndpoint } from "./endpoint.ts";
 import {
   type Engine,
   type EngineEvents,
@@ -38,7 +40,6 @@ import {
   engineNotReady,
   waitForReady,
 } from "./engine.ts";
-import { findFreePort } from "./free-port.ts";
 import { EngineHttpClient } from "./http-client.ts";
 import type { EngineCommand } from "./vllm-args.ts";
 
@@ -47,8 +48,8 @@ export const KEPT_LINES = 200;
 export interface SupervisorOptions {
   kind: EngineKind;
   servedModelName: string;
-  /** The command of one run, given the port chosen for it. */
-  command: (port: number) => EngineCommand | Promise<EngineCommand>;
+  /** The command of one run, given the address chosen for it. */
+  command: (endpoint: EngineEndpoint) => EngineCommand | Promise<EngineCommand>;
   logger: Logger;
   startupTimeoutMs: number;
   /** Default: 1 s doubling to 60 s, equal jitter. */
@@ -65,7 +66,8 @@ export interface SupervisorOptions {
   livenessFailures?: number;
   /** Grace of the SIGTERM when the supervisor itself kills a run (timeout, hung). Default 10 s. */
   killGraceMs?: number;
-  findPort?: () => Promise<number>;
+  /** The address of the next run; default: a free loopback TCP port. */
+  endpoint?: () => Promise<EngineEndpoint>;
   sleep?: Sleep;
   now?: () => number;
   random?: () => number;
@@ -129,7 +131,7 @@ export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
       livenessIntervalMs: options.livenessIntervalMs ?? 10_000,
       livenessFailures: options.livenessFailures ?? 3,
       killGraceMs: options.killGraceMs ?? 10_000,
-      findPort: options.findPort ?? (() => findFreePort()),
+      endpoint: options.endpoint ?? (() => nextEndpoint(undefined)),
       sleep: options.sleep ?? realSleep,
       now: options.now ?? Date.now,
       random: options.random ?? Math.random,
@@ -260,11 +262,26 @@ export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
 
   async #runOnce(launched: () => void): Promise<RunEnd> {
     const stop = this.#stopCtl.signal;
-    const port = await this.#o.findPort();
-    const command = await this.#command(port);
+    let endpoint: EngineEndpoint;
+    try {
+      endpoint = await this.#o.endpoint();
+    } catch (err) {
+      // A busy socket path or no free port: a failed start like any other (it may clear up).
+      const failure: EngineFailure = {
+        ...failureOf("port-in-use"),
+        evidence: String(err instanceof Error ? err.message : err),
+        exitCode: null,
+        signal: null,
+        lastLines: [],
+        at: this.#o.now(),
+      };
+      return { stopped: false, failure, wasReady: false, fatal: false };
+    }
+    const address = endpointAddress(endpoint);
+    const command = await this.#command(endpoint);
     for (const w of command.warnings) this.#log.warn(w);
     this.#runLines = [];
-    this.#log.info({ file: command.file, args: command.args, port }, "starting the engine");
+    this.#log.info({ file: command.file, args: command.args, address }, "starting the engine");
     const child = spawn(command.file, command.args, {
       env: command.env,
       detached: true,
@@ -282,7 +299,7 @@ export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
       this.#capture(child.stderr, "stderr"),
     ]);
     this.#client?.close();
-    const client = new EngineHttpClient(`http://127.0.0.1:${port}`);
+    const client = new EngineHttpClient(address);
     this.#client = client;
     if (child.pid !== undefined) {
       this.#set("loading");
@@ -305,7 +322,7 @@ export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
         wasReady = true;
         await this.#confirmModel(client);
         this.#set("ready");
-        this.#log.info({ port, pid: child.pid }, "the engine is ready");
+        this.#log.info({ address, pid: child.pid }, "the engine is ready");
         const hung = await this.#watchLiveness(client, run.signal);
         if (hung) {
           this.#log.warn(

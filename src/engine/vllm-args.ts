@@ -3,6 +3,7 @@
  *
  * Merge rule (argparse keeps the last value of a repeated option):
  *   1. `serve <model> --host 127.0.0.1 --port <port> --served-model-name <name>`
+ *      (`--uds <path>` instead of host and port with XEROTIER_AGENT_VLLM_SOCKET_PATH)
  *   2. the planner's args (it has already folded the settings into its plan)
  *   3. each engine setting the plan does not mention (--gpu-memory-utilization,
  *      --max-model-len, --tensor-parallel-size, --max-num-seqs)
@@ -14,6 +15,7 @@
  * XEROTIER_AGENT_VLLM_ENV (user wins).
  */
 import type { Config } from "../core/config/schema.ts";
+import type { EngineEndpoint } from "./endpoint.ts";
 
 export interface EnginePlan {
   args: string[];
@@ -36,7 +38,7 @@ export interface VllmLaunch {
   model: string;
   /** The name clients and the router use (--served-model-name). */
   servedModelName: string;
-  port: number;
+  endpoint: EngineEndpoint;
   plan?: EnginePlan;
 }
 
@@ -93,13 +95,14 @@ export function buildVllmCommand(
   const warnings: string[] = [];
   const planArgs = launch.plan?.args ?? [];
   const planned = new Set(planArgs.map(flagName).filter((n): n is string => n !== undefined));
+  const address =
+    "socketPath" in launch.endpoint
+      ? ["--uds", launch.endpoint.socketPath]
+      : ["--host", launch.endpoint.host, "--port", String(launch.endpoint.port)];
   const args = [
     "serve",
     launch.model,
-    "--host",
-    "127.0.0.1",
-    "--port",
-    String(launch.port),
+    ...address,
     "--served-model-name",
     launch.servedModelName,
     ...withoutOwned(planArgs, []),

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { Writable } from "node:stream";
@@ -307,6 +308,36 @@ describe("engine supervision", { timeout: 120_000 }, () => {
     assert.equal(status.lastFailure?.cause, "startup-timeout");
     assert.match(status.lastFailure?.hint ?? "", /XEROTIER_AGENT_ENGINE_STARTUP_TIMEOUT_SECONDS/);
     assert.equal(recorded(record).length, 1);
+  });
+
+  test("with XEROTIER_AGENT_VLLM_SOCKET_PATH the engine serves on that Unix socket (--uds)", async () => {
+    const record = recordFile();
+    const socketPath = join(dir, "engine.sock");
+    const e = engine(settings({ vllmSocketPath: socketPath }, { FAKE_VLLM_RECORD: record }));
+    await e.start();
+    await e.waitReady(AbortSignal.timeout(WAIT_MS));
+    assert.equal(e.baseUrl, `unix:${socketPath}`);
+    assert.deepEqual(recorded(record)[0].argv.slice(0, 4), ["serve", "/models/demo", "--uds", socketPath]);
+    const payloads = await collect(
+      e.stream({ path: "/v1/completions", body: { model: "demo", prompt: "x", max_tokens: 2 } }),
+    );
+    assert.equal(payloads.length, 3);
+    await e.stop(5000);
+  });
+
+  test("a socket path another process still serves on is a port-in-use failure, not a shared socket", async () => {
+    const socketPath = join(dir, "busy.sock");
+    const squatter = createServer().listen(socketPath);
+    await once(squatter, "listening");
+    try {
+      const e = engine(settings({ vllmSocketPath: socketPath }), { supervisor: { maxFailures: 1 } });
+      await e.start();
+      const status = await until(e, (s) => s.state === "failed");
+      assert.equal(status.lastFailure?.cause, "port-in-use");
+      assert.match(status.lastFailure?.evidence ?? "", /already serves on/);
+    } finally {
+      squatter.close();
+    }
   });
 
   test("a missing vLLM executable fails at once as engine-not-installed", async () => {

@@ -11,7 +11,11 @@ const base: VllmSettings = {
   tensorParallelSize: undefined,
   maxNumSeqs: undefined,
 };
-const launch = { model: "/models/llama", servedModelName: "llama", port: 41000 };
+const launch = {
+  model: "/models/llama",
+  servedModelName: "llama",
+  endpoint: { host: "127.0.0.1", port: 41000 },
+};
 const HEAD = [
   "serve",
   "/models/llama",
@@ -81,6 +85,19 @@ describe("the vllm serve command line", () => {
     assert.deepEqual(cmd.args.slice(HEAD.length), ["--gpu-memory-utilization", "0.9", "--enforce-eager"]);
     assert.equal(cmd.warnings.length, 3);
     assert.match(cmd.warnings[0], /ignored '--port 8000'/);
+  });
+
+  test("with XEROTIER_AGENT_VLLM_SOCKET_PATH the engine serves on --uds instead of host and port", () => {
+    const cmd = buildVllmCommand(base, { ...launch, endpoint: { socketPath: "/run/xim/engine.sock" } }, {});
+    assert.deepEqual(cmd.args.slice(0, 6), [
+      "serve",
+      "/models/llama",
+      "--uds",
+      "/run/xim/engine.sock",
+      "--served-model-name",
+      "llama",
+    ]);
+    assert.ok(!cmd.args.includes("--port"));
   });
 
   test("environment: the node's, minus XEROTIER_AGENT_*, then the plan's, then XEROTIER_AGENT_VLLM_ENV", () => {

@@ -160,7 +160,7 @@ export function planSpeculative(
   b.flag(
     "--speculative-config",
     JSON.stringify(spec),
-    `speculative decoding on (XEROTIER_AGENT_SPECULATIVE_ENABLED); ${spec.num_speculative_tokens ?? "default"} speculative tokens${config.speculativeTokens === undefined ? " (method default)" : ""}`,
+    `speculative decoding on (XEROTIER_AGENT_SPECULATIVE_ENABLED); ${spec.num_speculative_tokens ?? "the method's default number of"} speculative token${spec.num_speculative_tokens === 1 ? "" : "s"}${config.speculativeTokens === undefined ? " (method default)" : ""}`,
     source,
   );
 }

@@ -9,9 +9,32 @@ import type { Hardware } from "./hardware.ts";
 import type { ModelInfo } from "./model-info.ts";
 import type { PlanConfig } from "./plan-types.ts";
 
-export function largestTensorParallel(gpuCount: number, heads: number): number {
+/**
+ * Why `tp` cannot shard this model, or null. Attention heads must divide;
+ * with block-quantized weights (FP8 [128, 128]) each rank's slice of the
+ * MLP (and of each expert) must be a whole number of blocks, or vLLM
+ * refuses to load ("... is not divisible by weight quantization block_n").
+ */
+export function tensorParallelProblem(model: ModelInfo, tp: number): string | null {
+  if (model.numAttentionHeads % tp !== 0)
+    return `${model.numAttentionHeads} attention heads do not divide by ${tp}`;
+  const block = model.quantization?.weightBlockSize?.[0];
+  if (block) {
+    for (const [name, size] of [
+      ["expert intermediate size", model.moe?.intermediateSize ?? null],
+      ["intermediate size", model.intermediateSize],
+    ] as const) {
+      if (size !== null && (size / tp) % block !== 0) {
+        return `the ${name} ${size} split ${tp} ways is not a whole number of ${block}-wide quantization blocks`;
+      }
+    }
+  }
+  return null;
+}
+
+export function largestTensorParallel(gpuCount: number, model: ModelInfo): number {
   let tp = 1;
-  for (let p = 1; p <= gpuCount; p *= 2) if (heads % p === 0) tp = p;
+  for (let p = 1; p <= gpuCount; p *= 2) if (tensorParallelProblem(model, p) === null) tp = p;
   return tp;
 }
 
@@ -25,11 +48,19 @@ export function planTensorParallel(
   const n = hw.gpus.length;
   const explicit = config.tensorParallelSize;
   if (auto && config.autoConfigureGpu && n > 0) {
-    const tp = largestTensorParallel(n, model.numAttentionHeads);
+    const tp = largestTensorParallel(n, model);
+    let limit = "";
+    for (let p = tp * 2; p <= n; p *= 2) {
+      const problem = tensorParallelProblem(model, p);
+      if (problem) {
+        limit = ` (not ${p}: ${problem})`;
+        break;
+      }
+    }
     const why =
       tp === n
         ? `${n} visible GPU${n > 1 ? "s" : ""}; ${model.numAttentionHeads} attention heads divide by ${tp}`
-        : `largest power of two <= ${n} visible GPUs that divides the ${model.numAttentionHeads} attention heads`;
+        : `largest power of two <= ${n} visible GPUs that shards the model${limit}`;
     b.flag("--tensor-parallel-size", String(tp), why);
     if (explicit !== undefined && explicit !== tp) {
       b.warn(
@@ -49,11 +80,11 @@ export function planTensorParallel(
     return 1;
   }
   b.flag("--tensor-parallel-size", String(explicit), "XEROTIER_AGENT_TENSOR_PARALLEL_SIZE", "explicit");
-  if (model.numAttentionHeads % explicit !== 0) {
+  const problem = tensorParallelProblem(model, explicit);
+  if (problem)
     b.warn(
-      `tensor parallel size ${explicit} does not divide the model's ${model.numAttentionHeads} attention heads; vLLM will refuse to start`,
+      `tensor parallel size ${explicit} cannot shard this model (${problem}); vLLM will refuse to start`,
     );
-  }
   if (hw.accelerator !== "cpu" && explicit > n) {
     b.warn(`tensor parallel size ${explicit} is more than the ${n} visible GPU${n === 1 ? "" : "s"}`);
   }

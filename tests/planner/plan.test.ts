@@ -125,6 +125,13 @@ const cases: Case[] = [
     env: {},
   },
   {
+    name: "Qwen3-30B-A3B-FP8 on 8x H100: TP 2, since 768-wide experts split 4 ways are not whole 128-wide FP8 blocks",
+    hw: H100x8,
+    model: "qwen3-30b-a3b-fp8",
+    args: ["--tensor-parallel-size", "2", "--max-model-len", "40960", "--gpu-memory-utilization", "0.9"],
+    env: {},
+  },
+  {
     name: "Llama-8B on 4x L40: TP 4 and the L40 mitigation",
     hw: { gpu: "l40x4-pcie" },
     model: "llama-3-8b-instruct",

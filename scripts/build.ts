@@ -127,14 +127,23 @@ export async function bundle(
     plugins: [seaAddon],
     define: {
       __XIM_VERSION__: JSON.stringify(version),
-      // Only reached from source runs (version.ts reads package.json there); CJS has no import.meta.
+      // CJS has no import.meta; inside the executable these name the executable itself.
+      // (version.ts reaches import.meta.url only when running from source.)
       "import.meta.url": "__xim_import_meta_url",
+      "import.meta.filename": "__filename",
+      "import.meta.dirname": "__dirname",
     },
     banner: { js: 'var __xim_import_meta_url = require("node:url").pathToFileURL(__filename).href;' },
     legalComments: "none",
     logLevel: "warning",
     metafile: true,
   });
+  // esbuild turns any other import.meta use into `{}`, which fails only at run time: stop here instead.
+  const importMeta = result.warnings.filter((w) => w.text.includes("import.meta"));
+  if (importMeta.length > 0) {
+    const where = importMeta.map((w) => `${w.location?.file}:${w.location?.line}: ${w.text}`).join("\n");
+    throw new Error(`the bundle uses import.meta in ways a CommonJS single executable cannot:\n${where}`);
+  }
   const inputs = Object.keys(result.metafile.inputs);
   if (!inputs.some((i) => i.endsWith("src/transport/addon-loader.ts"))) {
     throw new Error(

@@ -18,7 +18,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { parseArgs } from "node:util";
@@ -93,8 +93,16 @@ export function nodeForRelease(arch: Arch, root: string = ROOT): { executable: s
         `${pin.name}@${pin.version}: tarball integrity ${actual} does not match the lockfile's ${pin.integrity}`,
       );
     }
-    mkdirSync(cache, { recursive: true });
-    execFileSync("tar", ["-xzf", tarball, "-C", cache, "package/bin/node", "package/package.json"]);
+    // Unpack beside the cache and rename, so an interrupted run never leaves a half-written node.
+    const unpack = `${cache}.partial-${process.pid}`;
+    mkdirSync(unpack, { recursive: true });
+    try {
+      execFileSync("tar", ["-xzf", tarball, "-C", unpack, "package/bin/node", "package/package.json"]);
+      rmSync(cache, { recursive: true, force: true });
+      renameSync(unpack, cache);
+    } finally {
+      rmSync(unpack, { recursive: true, force: true });
+    }
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -2,8 +2,8 @@
  * @module `xim enroll`: trade a join key for a node identity and save it.
  * Never prompts; --json for scripts; exit codes in docs/protocol.md.
  */
-import { EnrollExit, enroll } from "../agent/enroll.ts";
-import { ExitCode } from "../core/errors.ts";
+import { enroll } from "../agent/enroll.ts";
+import { ExitCode, isXimError } from "../core/errors.ts";
 import type { CommandSpec } from "./command.ts";
 
 export const enrollCommand: CommandSpec = {
@@ -30,14 +30,25 @@ export const enrollCommand: CommandSpec = {
   ],
   async run(ctx) {
     const { config } = ctx.config();
-    const result = await enroll({
-      joinKey: config.joinKey,
-      routerUrl: config.routerUrl,
-      allowInsecure: config.allowInsecure,
-      configDir: config.configDir,
-      force: ctx.options.force === true,
-      logger: ctx.logger(),
-    });
+    let result: Awaited<ReturnType<typeof enroll>>;
+    try {
+      result = await enroll({
+        joinKey: config.joinKey,
+        routerUrl: config.routerUrl,
+        allowInsecure: config.allowInsecure,
+        configDir: config.configDir,
+        force: ctx.options.force === true,
+        logger: ctx.logger(),
+      });
+    } catch (err) {
+      // Scripts with --json get the failure as JSON too; the message still goes to stderr.
+      if (ctx.options.json && isXimError(err)) {
+        ctx.io.stdout(
+          `${JSON.stringify({ error: { code: err.code, message: err.message, hint: err.hint ?? null, exitCode: err.exitCode } })}\n`,
+        );
+      }
+      throw err;
+    }
     if (config.allowInsecure && result.router.startsWith("http:")) {
       ctx.io.stderr("warning: enrolled over plain HTTP; the join key and credentials travelled in clear\n");
     }
@@ -50,6 +61,6 @@ export const enrollCommand: CommandSpec = {
         `enrolled as ${result.nodeId} (project ${result.project}) with ${result.router}\nstate: ${result.statePath}\nnext: xim run\n`,
       );
     }
-    return result.replaced ? ExitCode.ok : EnrollExit.ok;
+    return ExitCode.ok;
   },
 };

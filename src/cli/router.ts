@@ -337,6 +337,10 @@ const nodes: CommandSpec = {
         ]),
       ),
     );
+    const dropped = Object.entries(list.counters).filter(
+      ([k, v]) => v > 0 && !["registered", "zapAdmitted"].includes(k),
+    );
+    if (dropped.length) ctx.io.stdout(`counters: ${dropped.map(([k, v]) => `${k}=${v}`).join(" ")}\n`);
     return ExitCode.ok;
   },
 };

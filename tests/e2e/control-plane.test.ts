@@ -155,9 +155,17 @@ describe("control plane with real processes", { timeout: 90_000 }, () => {
 
   test("a second enroll on an enrolled node is refused and changes nothing", async () => {
     const before = readFileSync(join(nodeDir, "enrollment.json"), "utf8");
-    const r = await xim(["enroll", "--join-key", key], { ...env, XEROTIER_AGENT_CONFIG_DIR: nodeDir });
+    const r = await xim(["enroll", "--join-key", key, "--json"], {
+      ...env,
+      XEROTIER_AGENT_CONFIG_DIR: nodeDir,
+    });
     assert.equal(r.code, EnrollExit.alreadyEnrolled);
     assert.match(r.stderr, /already enrolled/);
+    assert.deepEqual(
+      JSON.parse(r.stdout).error.exitCode,
+      EnrollExit.alreadyEnrolled,
+      "--json reports failures as JSON too",
+    );
     assert.equal(readFileSync(join(nodeDir, "enrollment.json"), "utf8"), before);
   });
 
@@ -321,6 +329,47 @@ describe("control plane with real processes", { timeout: 90_000 }, () => {
     assert.ok(after.epoch > (before?.epoch ?? 0));
     assert.ok(Date.now() - restartedAt < 15_000);
     assert.equal(node?.child.exitCode, null, "the node process stayed up");
+  });
+
+  test("container entrypoint: with XEROTIER_AGENT_JOIN_KEY and no state, xim run enrolls; the next start reuses the state", async () => {
+    const dir = join(home, "entrypoint-config");
+    const joinKey = createJoinKey(store, loadIdentity(store), {
+      project: "default",
+      uses: 1,
+      ttlMs: 3_600_000,
+      labels: {},
+    }).key;
+    const runEnv = { ...env, ...LEASE, XEROTIER_AGENT_CONFIG_DIR: dir, XEROTIER_AGENT_JOIN_KEY: joinKey };
+    const first = new XimProcess(["run"], runEnv);
+    try {
+      const id = await waitFor(() => loadEnrollmentState(dir)?.nodeId, {
+        timeoutMs: 20_000,
+        what: "enrollment by xim run",
+        stopIf: () => first.child.exitCode !== null,
+      });
+      const one = await waitFor(() => nodeRow(id)?.state === "ready" && nodeRow(id), {
+        timeoutMs: 15_000,
+        what: "first start ready",
+      });
+      assert.equal((await first.stop()).code, 0);
+      // The key is used up now: a second start must not try to enroll again.
+      const second = new XimProcess(["run"], runEnv);
+      try {
+        const two = await waitFor(
+          () => (nodeRow(id)?.epoch ?? 0) > one.epoch && nodeRow(id)?.state === "ready" && nodeRow(id),
+          {
+            timeoutMs: 20_000,
+            what: "second start ready with the saved identity",
+            stopIf: () => second.child.exitCode !== null,
+          },
+        );
+        assert.equal(two.nodeId, id);
+      } finally {
+        assert.equal((await second.stop()).code, 0, second.stderr.slice(-2000));
+      }
+    } finally {
+      await first.stop();
+    }
   });
 
   test("SIGTERM: the node drains, releases its lease and exits 0", async () => {

@@ -119,6 +119,13 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
       };
     }
 
+    if (!record && !options.force && (await exists(cache.modelDir(name)))) {
+      throw new XimError(
+        "XIM_PULL_EXISTS",
+        `${cache.modelDir(name)} already exists and was not placed by xim pull; it is left alone`,
+        { hint: "pull under another name (--name), remove that folder, or replace it with --force" },
+      );
+    }
     const staging = cache.stagingDir(name);
     const resumedBytes = await prepareStaging(staging, manifest);
     const evicted = await cache.makeRoom(name, totalBytes);

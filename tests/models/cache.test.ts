@@ -138,3 +138,17 @@ test("model names map to folder names without escaping the cache", () => {
   assert.throws(() => modelKey("../x"), /cannot name a model folder/);
   assert.equal(modelKey("org/../../x"), "org--..--..--x", "no path separator survives");
 });
+
+test("a folder xim did not place is never overwritten by a pull of the same name, unless forced", async () => {
+  const cfg = config();
+  const { mkdirSync, writeFileSync, readFileSync } = await import("node:fs");
+  mkdirSync(join(cfg.modelCacheDir, "mine"), { recursive: true });
+  writeFileSync(join(cfg.modelCacheDir, "mine", "config.json"), "hand made");
+  await assert.rejects(pullModel({ source: publish("mine", 100), config: cfg }), (err: PullError) => {
+    assert.equal(err.code, "XIM_PULL_EXISTS");
+    return true;
+  });
+  assert.equal(readFileSync(join(cfg.modelCacheDir, "mine", "config.json"), "utf8"), "hand made");
+  await pullModel({ source: publish("mine", 100), config: cfg, force: true });
+  assert.ok(!existsSync(join(cfg.modelCacheDir, "mine", "config.json")));
+});

@@ -27,6 +27,10 @@ import {
 import { planSpeculative } from "./speculative.ts";
 import { planTensorParallel } from "./tensor-parallel.ts";
 
+// One import for the engine: plan, print, write the plan's files, escalate after a failure.
+export { nextMitigation } from "./cuda-mitigation.ts";
+export { formatPlan, planToJson } from "./format.ts";
+export { probeLmcache, writePlanFiles } from "./lmcache.ts";
 export type {
   Decision,
   MemoryEstimate,

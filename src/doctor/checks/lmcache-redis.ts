@@ -3,7 +3,6 @@
  * PING, through the node-redis client with a short connect timeout and no
  * reconnection. The URL is shown without its password.
  */
-import { createClient } from "redis";
 import { messageOf } from "../../core/errors.ts";
 import { type Check, fail, ok, skipped } from "../check.ts";
 import { lmcacheEnabled } from "../lmcache-paths.ts";
@@ -30,6 +29,8 @@ export const lmcacheRedis: Check = {
     if (!secret) return skipped("no XEROTIER_AGENT_LMCACHE_REDIS_URL: local tiers only");
     const url = secret.reveal();
     const shown = redactUrl(url);
+    // Loaded here, not at the top: the client library takes about a second to import, and every xim command loads this module.
+    const { createClient } = await import("redis");
     const client = createClient({
       url,
       socket: { connectTimeout: REDIS_TIMEOUT_MS, reconnectStrategy: false },

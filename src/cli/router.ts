@@ -4,6 +4,7 @@
  * mints, lists and revokes keys, `nodes` lists enrolled nodes and their
  * leases. Every subcommand takes --state DIR (default $XDG_STATE_HOME/xim/router).
  */
+import { InvalidArgumentError } from "commander";
 import { ExitCode, UsageError } from "../core/errors.ts";
 import { defaultRouterStateDir } from "../core/paths.ts";
 import { initRouter, loadIdentity } from "../router/identity.ts";
@@ -37,7 +38,7 @@ function positiveInt(name: string) {
   return (value: string) => {
     const n = Number(value);
     if (!Number.isInteger(n) || n < 1)
-      throw new Error(`${name} must be a whole number of at least 1, got '${value}'`);
+      throw new InvalidArgumentError(`${name} must be a whole number of at least 1, got '${value}'`);
     return n;
   };
 }
@@ -189,7 +190,13 @@ const joinKeyCreate: CommandSpec = {
     {
       flags: "--labels <k=v,...>",
       description: "labels given to enrolled nodes (repeatable)",
-      parse: (v, prev) => parseLabels(v, (prev as Record<string, string>) ?? {}),
+      parse: (v, prev) => {
+        try {
+          return parseLabels(v, (prev as Record<string, string>) ?? {});
+        } catch (err) {
+          throw new InvalidArgumentError((err as Error).message);
+        }
+      },
     },
     {
       flags: "--url <url>",

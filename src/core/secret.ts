@@ -32,10 +32,10 @@ export class Secret {
   }
 }
 
-/** Strip `user:password@` from a URL-looking string (Redis URLs carry passwords). */
+/**
+ * Hide the credentials of URLs in a text: `redis://user:pw@h` and
+ * `redis://:pw@h` (Redis's usual form) both become `redis://[redacted]@h`.
+ */
 export function redactUrlCredentials(text: string): string {
-  return text.replace(
-    /([a-z][a-z0-9+.-]*:\/\/)([^/@\s:]+)(:[^/@\s]*)?@/gi,
-    (_m, scheme: string, user: string) => (user ? `${scheme}${REDACTED}@` : `${scheme}@`),
-  );
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, (_m, scheme: string) => `${scheme}${REDACTED}@`);
 }

@@ -81,5 +81,6 @@ test("URL credentials are stripped from text", () => {
     redactUrlCredentials("connect redis://u:pw@h:6379/0 failed"),
     "connect redis://[redacted]@h:6379/0 failed",
   );
-  assert.equal(redactUrlCredentials("https://h/x"), "https://h/x");
+  assert.equal(redactUrlCredentials("redis://:only-password@h:6379"), "redis://[redacted]@h:6379");
+  assert.equal(redactUrlCredentials("https://h/x?a=b@c"), "https://h/x?a=b@c");
 });

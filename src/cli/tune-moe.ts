@@ -56,7 +56,11 @@ not installed), XIM_MOE_TUNER (a whole tuner command line, replacing both).`,
     const modelDir = ctx.options.model;
     if (typeof modelDir !== "string")
       throw new UsageError("xim tune-moe needs --model DIR", "give the model folder that holds config.json");
-    const { config } = ctx.config();
+    const loaded = ctx.config();
+    const { config } = loaded;
+    // A --tensor-parallel-size given here wins; otherwise the planner's choice for this machine.
+    const explicitTp =
+      loaded.sources.tensorParallelSize.kind === "flag" ? config.tensorParallelSize : undefined;
     const json = ctx.options.json === true;
     const gpuOverride = typeof ctx.options.gpuName === "string" ? ctx.options.gpuName : undefined;
     if (gpuOverride && !ctx.options.printName) {
@@ -71,6 +75,7 @@ not installed), XIM_MOE_TUNER (a whole tuner command line, replacing both).`,
       config,
       env: ctx.io.env,
       gpus,
+      tensorParallelSize: explicitTp,
       expertParallel: ctx.options.enableExpertParallel === true,
     };
     const print = (outcome: Record<string, unknown> & { message: string }) => {

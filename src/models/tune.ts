@@ -19,6 +19,7 @@ import { XimError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { Gpu } from "../planner/detect.ts";
 import { inspectModel, type ModelInfo } from "../planner/inspect-model.ts";
+import { largestTensorParallel } from "../planner/tensor-parallel.ts";
 import { acquireLock } from "./lock.ts";
 import {
   candidateFileNames,
@@ -33,7 +34,13 @@ type Env = Record<string, string | undefined>;
 
 export type TuneConfig = Pick<
   Config,
-  "moeConfigPath" | "modelCacheDir" | "vllmPath" | "tensorParallelSize" | "vllmQuantization"
+  | "moeConfigPath"
+  | "modelCacheDir"
+  | "vllmPath"
+  | "tensorParallelSize"
+  | "vllmQuantization"
+  | "autoConfig"
+  | "autoConfigureGpu"
 >;
 
 export interface ModelForTuning {
@@ -55,16 +62,19 @@ export async function readModelForTuning(dir: string): Promise<ModelForTuning> {
 }
 
 /**
- * Tensor parallel size when none is given: XEROTIER_AGENT_TENSOR_PARALLEL_SIZE,
- * else the largest power of two up to the GPU count that divides the
- * attention heads and the expert intermediate size (how vLLM can shard it).
+ * Tensor parallel size when none is given: what the planner would choose on
+ * this machine (the largest power of two up to the GPU count that shards
+ * the model, with XEROTIER_AGENT_AUTO_CONFIGURE_GPU on), else
+ * XEROTIER_AGENT_TENSOR_PARALLEL_SIZE, else 1.
  */
-export function defaultTensorParallel(model: ModelInfo, gpuCount: number, configured?: number): number {
-  if (configured) return configured;
-  let tp = 1;
-  const inter = model.moe?.intermediateSize ?? model.intermediateSize ?? 1;
-  while (tp * 2 <= gpuCount && model.numAttentionHeads % (tp * 2) === 0 && inter % (tp * 2) === 0) tp *= 2;
-  return tp;
+export function defaultTensorParallel(
+  model: ModelInfo,
+  gpuCount: number,
+  config: Pick<Config, "autoConfig" | "autoConfigureGpu" | "tensorParallelSize">,
+): number {
+  if (config.autoConfig && config.autoConfigureGpu && gpuCount > 0)
+    return largestTensorParallel(gpuCount, model);
+  return config.tensorParallelSize ?? 1;
 }
 
 export interface ExistingConfig {
@@ -250,8 +260,7 @@ export async function planTuning(options: TuneOptions & { gpuName?: string }) {
   const model = await readModelForTuning(options.modelDir);
   const gpuName = options.gpuName ?? options.gpus[0]?.name;
   const tp =
-    options.tensorParallelSize ??
-    defaultTensorParallel(model.info, options.gpus.length, options.config.tensorParallelSize);
+    options.tensorParallelSize ?? defaultTensorParallel(model.info, options.gpus.length, options.config);
   const moeOptions: MoeOptions = {
     expertParallel: options.expertParallel,
     quantizationOverride: options.config.vllmQuantization,

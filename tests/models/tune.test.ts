@@ -54,6 +54,8 @@ function setup(tuner = "fake-moe-tuner", name = "E=8,N=14336,device_name=NVIDIA_
     vllmPath: "vllm",
     tensorParallelSize: undefined,
     vllmQuantization: undefined,
+    autoConfig: true,
+    autoConfigureGpu: true,
   };
   const argsFile = join(dir, "tuner-args.txt");
   const env = {
@@ -289,6 +291,15 @@ describe("xim tune-moe", () => {
       { XIM_FIXTURE_GPU: "h100x8-nvlink" },
     );
     assert.equal(tp2.stdout, "E=8,N=7168,device_name=NVIDIA_H100_80GB_HBM3.json\n");
+    // As in the planner: the environment's TP counts only with GPU auto-configuration off.
+    const envTp = (auto: string) =>
+      xim(["tune-moe", "--model", join(MODELS, "mixtral-8x7b-instruct"), "--print-name"], {
+        XIM_FIXTURE_GPU: "h100x8-nvlink",
+        XEROTIER_AGENT_TENSOR_PARALLEL_SIZE: "4",
+        XEROTIER_AGENT_AUTO_CONFIGURE_GPU: auto,
+      });
+    assert.equal((await envTp("0")).stdout, "E=8,N=3584,device_name=NVIDIA_H100_80GB_HBM3.json\n");
+    assert.equal((await envTp("1")).stdout, "E=8,N=1792,device_name=NVIDIA_H100_80GB_HBM3.json\n");
   });
 
   test("--print-name --gpu-name works without a GPU", async () => {

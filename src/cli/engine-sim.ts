@@ -83,6 +83,11 @@ export const engineSimCommand: CommandSpec = {
       parse: positiveInt("--output-tokens"),
     },
     {
+      flags: "--max-num-seqs <n>",
+      description: "requests generated at once (vLLM's --max-num-seqs); more wait in a queue",
+      parse: positiveInt("--max-num-seqs"),
+    },
+    {
       flags: "--max-model-len <n>",
       description: "context length reported by /v1/models",
       default: 4096,
@@ -136,6 +141,7 @@ export const engineSimCommand: CommandSpec = {
           itlMs: o.itlMs as number,
           outputTokens: o.outputTokens as number,
           maxModelLen: o.maxModelLen as number,
+          maxNumSeqs: o.maxNumSeqs as number | undefined,
           created: o.created as number | undefined,
           failAtStart: o.failAtStart as StartFailureKind | undefined,
           exitAfterMs: o.exitAfterMs as number | undefined,

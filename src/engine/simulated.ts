@@ -40,8 +40,10 @@ export interface SimulatedEngineOptions {
   ttftMs?: number;
   /** Inter-token latency; 0 writes tokens as fast as the client reads them. */
   itlMs?: number;
-  /** Tokens per completion (a request's max_tokens can lower it). */
+  /** Tokens per completion (a request's max_tokens can lower it; with ignore_eos, max_tokens sets it). */
   outputTokens?: number;
+  /** Requests generated at once, as vLLM's --max-num-seqs; more wait in a queue. Default: no limit. */
+  maxNumSeqs?: number;
   maxModelLen?: number;
   /** `created` of every response, epoch seconds; defaults to the server's creation time. */
   created?: number;
@@ -68,6 +70,7 @@ export interface SimulatedEngineStats {
   completed: number;
   aborts: number;
   running: number;
+  waiting: number;
   errors: number;
   promptTokens: number;
   generationTokens: number;
@@ -129,6 +132,7 @@ interface Parsed {
   promptText: string;
   promptTokens: number;
   maxTokens: number | undefined;
+  ignoreEos: boolean;
   cacheSalt: string | null;
 }
 
@@ -156,10 +160,12 @@ export class SimulatedEngineServer {
     completed: 0,
     aborts: 0,
     running: 0,
+    waiting: 0,
     errors: 0,
     promptTokens: 0,
     generationTokens: 0,
   };
+  #queue: Array<() => void> = [];
   #saltCounts = new Map<string, number>();
   #lastSalts: string[] = [];
   #lastRequests: SimulatedRequestRecord[] = [];
@@ -174,6 +180,7 @@ export class SimulatedEngineServer {
       ttftMs: options.ttftMs ?? 0,
       itlMs: options.itlMs ?? 0,
       outputTokens: options.outputTokens ?? 16,
+      maxNumSeqs: options.maxNumSeqs ?? Number.POSITIVE_INFINITY,
       maxModelLen: options.maxModelLen ?? 4096,
       created: options.created ?? Math.floor(Date.now() / 1000),
     };
@@ -244,9 +251,9 @@ export class SimulatedEngineServer {
       "# HELP vllm:num_requests_running Requests being generated.",
       "# TYPE vllm:num_requests_running gauge",
       `vllm:num_requests_running{model_name=${m}} ${s.running}`,
-      "# HELP vllm:num_requests_waiting Requests waiting to be scheduled (always 0 here).",
+      "# HELP vllm:num_requests_waiting Requests waiting for a slot (--max-num-seqs).",
       "# TYPE vllm:num_requests_waiting gauge",
-      `vllm:num_requests_waiting{model_name=${m}} 0`,
+      `vllm:num_requests_waiting{model_name=${m}} ${s.waiting}`,
       "# HELP xim_sim_requests_total Completion requests received.",
       "# TYPE xim_sim_requests_total counter",
       `xim_sim_requests_total ${s.requests}`,
@@ -414,6 +421,7 @@ export class SimulatedEngineServer {
       promptText,
       promptTokens: Math.max(1, countWords(promptText)),
       maxTokens,
+      ignoreEos: b.ignore_eos === true,
       cacheSalt: typeof b.cache_salt === "string" ? b.cache_salt : null,
     };
   }
@@ -444,9 +452,11 @@ export class SimulatedEngineServer {
     const header = req.headers["x-request-id"];
     const base = typeof header === "string" && header.length > 0 ? header : seed.toString("hex").slice(0, 32);
     const id = `${chat ? "chatcmpl" : "cmpl"}-${base}`;
-    const n = Math.min(this.options.outputTokens, parsed.maxTokens ?? Number.POSITIVE_INFINITY);
-    const finishReason =
-      parsed.maxTokens !== undefined && parsed.maxTokens <= this.options.outputTokens ? "length" : "stop";
+    const n =
+      parsed.ignoreEos && parsed.maxTokens !== undefined
+        ? parsed.maxTokens
+        : Math.min(this.options.outputTokens, parsed.maxTokens ?? Number.POSITIVE_INFINITY);
+    const finishReason = n === parsed.maxTokens ? "length" : "stop";
     const record: SimulatedRequestRecord = {
       requestId: base,
       path: chat ? "/v1/chat/completions" : "/v1/completions",
@@ -456,8 +466,6 @@ export class SimulatedEngineServer {
     };
     this.#record(record);
     this.#stats.requests++;
-    this.#stats.running++;
-    this.#stats.promptTokens += parsed.promptTokens;
 
     // The client's disconnect aborts the generation, as vLLM's does.
     const gone = new AbortController();
@@ -467,6 +475,8 @@ export class SimulatedEngineServer {
     res.once("close", () => {
       if (!res.writableFinished) gone.abort();
     });
+    const slot = await this.#acquire(gone.signal);
+    if (slot) this.#stats.promptTokens += parsed.promptTokens;
     let generated = 0;
     const token = (i: number) => {
       const word = VOCABULARY[(seed.readUInt16BE((i * 2) % 30) ^ (i * 7919)) % VOCABULARY.length];
@@ -479,6 +489,7 @@ export class SimulatedEngineServer {
     });
     const head = { id, object: "", created: this.options.created, model: this.options.model };
     try {
+      if (!slot) return;
       if (parsed.stream) {
         res.writeHead(200, {
           "content-type": "text/event-stream; charset=utf-8",
@@ -555,7 +566,7 @@ export class SimulatedEngineServer {
         }
       }
     } finally {
-      this.#stats.running--;
+      if (slot) this.#release();
       if (gone.signal.aborted) {
         this.#stats.aborts++;
         record.outcome = "aborted";
@@ -564,6 +575,36 @@ export class SimulatedEngineServer {
         record.outcome = "completed";
       }
     }
+  }
+
+  /** A generation slot (--max-num-seqs): true when granted, false when the client left while waiting. */
+  async #acquire(signal: AbortSignal): Promise<boolean> {
+    if (this.#stats.running < this.options.maxNumSeqs) {
+      this.#stats.running++;
+      return true;
+    }
+    this.#stats.waiting++;
+    const granted = await new Promise<boolean>((resolve) => {
+      const grant = () => {
+        signal.removeEventListener("abort", leave);
+        resolve(true);
+      };
+      const leave = () => {
+        this.#queue.splice(this.#queue.indexOf(grant), 1);
+        resolve(false);
+      };
+      this.#queue.push(grant);
+      signal.addEventListener("abort", leave, { once: true });
+    });
+    this.#stats.waiting--;
+    return granted;
+  }
+
+  /** Hand the slot to the next waiting request (it stays counted as running), or free it. */
+  #release(): void {
+    const next = this.#queue.shift();
+    if (next) next();
+    else this.#stats.running--;
   }
 
   /** Wait the inter-token latency; with 0, yield to other connections every 64 tokens only. */

@@ -41,7 +41,7 @@ import {
   waitForReady,
 } from "./engine.ts";
 import { EngineHttpClient } from "./http-client.ts";
-import type { EngineCommand } from "./vllm-args.ts";
+import { type EngineCommand, redactArgs } from "./vllm-args.ts";
 
 export const KEPT_LINES = 200;
 
@@ -281,7 +281,7 @@ export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
     const command = await this.#command(endpoint);
     for (const w of command.warnings) this.#log.warn(w);
     this.#runLines = [];
-    this.#log.info({ file: command.file, args: command.args, address }, "starting the engine");
+    this.#log.info({ file: command.file, args: redactArgs(command.args), address }, "starting the engine");
     const child = spawn(command.file, command.args, {
       env: command.env,
       detached: true,

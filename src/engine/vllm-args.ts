@@ -15,6 +15,7 @@
  * XEROTIER_AGENT_VLLM_ENV (user wins).
  */
 import type { Config } from "../core/config/schema.ts";
+import { REDACTED } from "../core/secret.ts";
 import type { EngineEndpoint } from "./endpoint.ts";
 
 export interface EnginePlan {
@@ -74,6 +75,30 @@ function withoutOwned(args: readonly string[], warnings: string[]): string[] {
       continue;
     }
     out.push(args[i]);
+  }
+  return out;
+}
+
+const SECRET_FLAG = /^--[\w-]*(key|token|secret|password)[\w-]*$/i;
+
+/** The args as they may be logged: values of flags such as --api-key become [redacted]. */
+export function redactArgs(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const eq = args[i].indexOf("=");
+    const name = eq === -1 ? args[i] : args[i].slice(0, eq);
+    if (!SECRET_FLAG.test(name)) {
+      out.push(args[i]);
+    } else if (eq !== -1) {
+      out.push(`${name}=${REDACTED}`);
+    } else {
+      out.push(name);
+      // --api-key takes one or more values (nargs="+"): redact up to the next flag.
+      while (i + 1 < args.length && !args[i + 1].startsWith("--")) {
+        out.push(REDACTED);
+        i++;
+      }
+    }
   }
   return out;
 }

@@ -3,7 +3,7 @@ import { request } from "node:http";
 import { after, describe, test } from "node:test";
 import { SimulatedEngineServer } from "../../src/engine/simulated.ts";
 import { SimulatedEngine } from "../../src/engine/simulated-engine.ts";
-import { eventually, httpGet, runEngineConformance } from "./engine.case.ts";
+import { collect, eventually, httpGet, runEngineConformance, WAIT_MS } from "./engine.case.ts";
 
 runEngineConformance({
   name: "simulated engine in this process",
@@ -94,6 +94,56 @@ describe("the simulated server", () => {
     assert.match(body, /^xim_sim_cache_salts_distinct 2$/m);
     assert.match(body, /^xim_sim_cache_salt_requests_total\{salt_sha256="[0-9a-f]{16}"\} 2$/m);
     assert.match(body, /^vllm:num_requests_running\{model_name="m"\} 0$/m);
+  });
+
+  test("with --max-num-seqs 1 a second request waits for the first, and one that leaves while waiting is an abort", {
+    timeout: 30_000,
+  }, async () => {
+    const engine = new SimulatedEngine({ model: "m", outputTokens: 400, itlMs: 5, maxNumSeqs: 1 });
+    await engine.start();
+    try {
+      await engine.waitReady(AbortSignal.timeout(WAIT_MS));
+      const body = { model: "m", prompt: "p" };
+      const first = engine.stream({ path: "/v1/completions", body });
+      assert.equal((await first.next()).done, false, "the first request is generating");
+      const leaver = new AbortController();
+      const waiting = collect(engine.stream({ path: "/v1/completions", body: { ...body, max_tokens: 2 } }));
+      const leaving = collect(engine.stream({ path: "/v1/completions", body }, leaver.signal));
+      await eventually("two requests to wait", async () => engine.server.stats().waiting === 2);
+      assert.equal(engine.server.stats().running, 1);
+      assert.match(engine.server.metrics(), /^vllm:num_requests_waiting\{model_name="m"\} 2$/m);
+      leaver.abort();
+      await assert.rejects(leaving, { name: "AbortError" });
+      await eventually("the leaver to be counted", async () => engine.server.stats().aborts === 1);
+      await collect(first);
+      assert.equal((await waiting).length, 3, "2 tokens and [DONE] once the slot was free");
+      assert.deepEqual(
+        { running: engine.server.stats().running, waiting: engine.server.stats().waiting },
+        { running: 0, waiting: 0 },
+      );
+    } finally {
+      await engine.stop(1000);
+    }
+  });
+
+  test("ignore_eos with max_tokens generates exactly max_tokens, beyond the default length (benchmarks rely on it)", {
+    timeout: 10_000,
+  }, async () => {
+    const { baseUrl } = await serve({ model: "m", outputTokens: 4 });
+    const res = await post(
+      baseUrl,
+      "/v1/completions",
+      JSON.stringify({ model: "m", prompt: "p", max_tokens: 40, ignore_eos: true }),
+    );
+    const body = JSON.parse(res.body);
+    assert.equal(body.usage.completion_tokens, 40);
+    assert.equal(body.choices[0].finish_reason, "length");
+    const short = JSON.parse(
+      (await post(baseUrl, "/v1/completions", JSON.stringify({ model: "m", prompt: "p", max_tokens: 40 })))
+        .body,
+    );
+    assert.equal(short.usage.completion_tokens, 4);
+    assert.equal(short.choices[0].finish_reason, "stop");
   });
 
   test("a client that stops reading stalls the generation instead of filling a buffer", {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { buildVllmCommand, childEnv, type VllmSettings } from "../../src/engine/vllm-args.ts";
+import { buildVllmCommand, childEnv, redactArgs, type VllmSettings } from "../../src/engine/vllm-args.ts";
 
 const base: VllmSettings = {
   vllmPath: "/usr/local/bin/xerotier-vllm",
@@ -98,6 +98,19 @@ describe("the vllm serve command line", () => {
       "llama",
     ]);
     assert.ok(!cmd.args.includes("--port"));
+  });
+
+  test("secret-looking flag values are redacted for the log", () => {
+    assert.deepEqual(redactArgs(["serve", "m", "--api-key", "k1", "k2", "--hf-token=t", "--port", "1"]), [
+      "serve",
+      "m",
+      "--api-key",
+      "[redacted]",
+      "[redacted]",
+      "--hf-token=[redacted]",
+      "--port",
+      "1",
+    ]);
   });
 
   test("environment: the node's, minus XEROTIER_AGENT_*, then the plan's, then XEROTIER_AGENT_VLLM_ENV", () => {

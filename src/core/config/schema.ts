@@ -433,7 +433,7 @@ export const settings = {
     {
       env: `${P}MODEL_PULL_MAX_ATTEMPTS`,
       group: "Model cache and pull",
-      doc: "Attempts for a failed model pull before giving up.",
+      doc: "Retries of a failed model pull (after the first try) before giving up; the delays follow the base and max below.",
     },
     { min: 1, max: 1000 },
     5,

@@ -396,7 +396,8 @@ export class ControlPlane {
     const previous = this.#leases.get(m.nodeId);
     if (previous) {
       this.#unbind(previous);
-      if (previous.state !== "expired") {
+      // An orphan (a lease of the previous router run, no connection) is replaced, not fenced.
+      if (previous.state !== "expired" && previous.controlRoutingId !== null) {
         this.counters.fenced++;
         this.#log.info(
           { nodeId: m.nodeId, oldEpoch: previous.epoch },
@@ -418,7 +419,7 @@ export class ControlPlane {
     };
     const state = stateFor(status, false);
     const leaseId = randomBytes(16).toString("hex");
-    const epoch = this.#o.store.startLease(m.nodeId, leaseId, leaseMs, now, { state, ...status });
+    const epoch = this.#o.store.startLease(m.nodeId, leaseId, leaseMs, now, { state, ...status }, m.hardware);
     const lease: Lease = {
       nodeId: m.nodeId,
       project: node.project,

@@ -22,6 +22,7 @@ export interface NodeListing {
   agentVersion: string;
   labels: Record<string, string>;
   enrolledAt: string;
+  hardware: Record<string, unknown> | null;
 }
 
 export function effectiveState(n: NodeRow, now: number): NodeListing["state"] {
@@ -55,5 +56,6 @@ export function listNodes(store: RouterStore, now = Date.now()): NodeListing[] {
     agentVersion: n.agentVersion,
     labels: n.labels,
     enrolledAt: new Date(n.enrolledAt).toISOString(),
+    hardware: n.hardware,
   }));
 }

@@ -46,6 +46,8 @@ export interface NodeRow {
   maxConcurrent: number;
   freeSlots: number;
   engine: string;
+  /** The hardware summary of the last registration (hostname, cpus, memory, gpus). */
+  hardware: Record<string, unknown> | null;
 }
 
 const SCHEMA = `
@@ -61,7 +63,7 @@ CREATE TABLE IF NOT EXISTS nodes (
   epoch INTEGER NOT NULL DEFAULT 0, lease_id TEXT, state TEXT, state_reason TEXT,
   last_renewal INTEGER, lease_ms INTEGER, models TEXT NOT NULL DEFAULT '[]',
   max_concurrent INTEGER NOT NULL DEFAULT 0, free_slots INTEGER NOT NULL DEFAULT 0,
-  engine TEXT NOT NULL DEFAULT 'none');
+  engine TEXT NOT NULL DEFAULT 'none', hardware TEXT);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 `;
 
@@ -114,6 +116,7 @@ function toNode(r: Row): NodeRow {
     maxConcurrent: Number(r.max_concurrent),
     freeSlots: Number(r.free_slots),
     engine: String(r.engine),
+    hardware: json(r.hardware, null),
   };
 }
 
@@ -143,6 +146,9 @@ export class RouterStore {
     if (!options.readOnly) {
       db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
       db.exec(SCHEMA);
+      // Columns added after the first release of the schema.
+      const columns = (db.prepare("PRAGMA table_info(nodes)").all() as Row[]).map((c) => String(c.name));
+      if (!columns.includes("hardware")) db.exec("ALTER TABLE nodes ADD COLUMN hardware TEXT");
     }
     return new RouterStore(dir, db);
   }
@@ -307,10 +313,11 @@ export class RouterStore {
     leaseMs: number,
     now: number,
     status: { state: NodeState; models: string[]; maxConcurrent: number; freeSlots: number; engine: string },
+    hardware: object | null = null,
   ): number {
     const row = this.db
       .prepare(
-        "UPDATE nodes SET epoch = epoch + 1, lease_id = ?, lease_ms = ?, last_renewal = ?, state = ?, state_reason = NULL, models = ?, max_concurrent = ?, free_slots = ?, engine = ? WHERE node_id = ? RETURNING epoch",
+        "UPDATE nodes SET epoch = epoch + 1, lease_id = ?, lease_ms = ?, last_renewal = ?, state = ?, state_reason = NULL, models = ?, max_concurrent = ?, free_slots = ?, engine = ?, hardware = ? WHERE node_id = ? RETURNING epoch",
       )
       .get(
         leaseId,
@@ -321,6 +328,7 @@ export class RouterStore {
         status.maxConcurrent,
         status.freeSlots,
         status.engine,
+        hardware === null ? null : JSON.stringify(hardware),
         nodeId,
       ) as Row | undefined;
     if (!row) throw new Error(`unknown node ${nodeId}`);

@@ -280,6 +280,7 @@ describe("control plane with real processes", { timeout: 90_000 }, () => {
     const shown = (await cliNodes()).find((n) => n.nodeId === nodeId);
     assert.equal(shown?.state, "ready");
     assert.equal(shown?.maxConcurrent, 3);
+    assert.ok(Number(shown?.hardware?.cpus) > 0, "the registration's hardware summary is kept");
 
     node.signal("SIGSTOP");
     // The lease is 1000 ms; 10 s leaves room for a slow machine.

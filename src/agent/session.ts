@@ -92,6 +92,7 @@ export class NodeSession {
   #stopping = false;
   #draining = false;
   #run: Promise<void> | null = null;
+  #lastAuthLog = Number.NEGATIVE_INFINITY;
 
   constructor(o: NodeSessionOptions) {
     this.#o = o;
@@ -183,13 +184,19 @@ export class NodeSession {
           logger: this.#log,
           counters: this.counters,
           onMessage: (m) => this.#onMessage(m),
-          onAuthFailure: (detail) =>
+          onAuthFailure: (detail) => {
+            // libzmq retries the handshake every few hundred ms: say it once per 30 s.
+            const now = this.#now();
+            if (now - this.#lastAuthLog < 30_000) return;
+            this.#lastAuthLog = now;
             this.#log.error(
               {
+                failures: this.counters.authFailures,
                 hint: "The router does not know this node's key: re-enroll with 'xim enroll --force', or check that the router's state was not reset.",
               },
               detail,
-            ),
+            );
+          },
         });
         const outcome = await this.#register(this.#channel);
         if (outcome.kind === "fatal") throw outcome.error;

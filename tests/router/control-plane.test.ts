@@ -12,6 +12,8 @@ import { after, before, describe, test } from "node:test";
 import fc from "fast-check";
 import { Packr } from "msgpackr";
 import type * as zmq from "zeromq";
+import type { EnrollmentState } from "../../src/agent/enrollment-state.ts";
+import { NodeSession } from "../../src/agent/session.ts";
 import { silentLogger } from "../../src/core/log.ts";
 import { decodeRouterMessage, encodeMessage } from "../../src/protocol/codec.ts";
 import { joinKeyId, joinKeySecretHash } from "../../src/protocol/join-key.ts";
@@ -346,5 +348,113 @@ describe("the router control plane", { timeout: 60_000 }, () => {
       false,
       "no lease, no send",
     );
+  });
+
+  test("node session and router together: register, dispatch to the node, chunks back to the router", async () => {
+    const node = enrollDirect();
+    const state = {
+      nodeId: node.nodeId,
+      keys: node.keys,
+      routerPublicKey: routerKeys.publicKey,
+      controlEndpoint: cp.controlEndpoint,
+      streamingEndpoint: cp.streamingEndpoint,
+    } as EnrollmentState;
+    const got: RouterMessage[] = [];
+    const session = new NodeSession({
+      state,
+      settings: {
+        leaseRenewalIntervalMs: 100,
+        leaseDurationMs: 2000,
+        streamingSocketEnabled: true,
+        maxConcurrent: 4,
+      },
+      logger: silentLogger(),
+      status: () => ({ engine: "ready", models: ["tiny"], maxConcurrent: 4, freeSlots: 3 }),
+      onMessage: (m) => got.push(m),
+    });
+    const running = session.start();
+    try {
+      const lease = await waitFor(() => cp.lease(node.nodeId)?.state === "ready" && cp.lease(node.nodeId), {
+        timeoutMs: 5000,
+        what: "registration",
+      });
+      assert.deepEqual(lease.status.models, ["tiny"]);
+      const seen: NodeMessage[] = [];
+      const off = cp.onNodeMessage((l, m) => {
+        if (l.nodeId === node.nodeId) seen.push(m);
+      });
+      await cp.send(node.nodeId, {
+        type: "dispatch",
+        requestId: "q1",
+        leaseId: lease.leaseId,
+        epoch: lease.epoch,
+        project: "p",
+        tenant: "t",
+        model: "tiny",
+        path: "/v1/completions",
+        stream: false,
+        body: Buffer.from("{}"),
+        windowBytes: 0,
+        deadlineMs: 1000,
+      });
+      await waitFor(() => got.some((m) => m.type === "dispatch"), {
+        timeoutMs: 5000,
+        what: "dispatch at the node",
+      });
+      // Wait for the streaming connection before sending on it (the first messages could race the handshake).
+      await waitFor(
+        async () =>
+          (await session.send({
+            type: "stream_start",
+            requestId: "q1",
+            status: 200,
+            contentType: "application/json",
+          })) && seen.length > 0,
+        { timeoutMs: 5000, intervalMs: 100, what: "stream_start at the router" },
+      );
+      await session.send({ type: "chunk", requestId: "q1", seq: 0, data: Buffer.from("{}") });
+      await session.send({ type: "stream_end", requestId: "q1", seq: 1 });
+      await waitFor(() => seen.some((m) => m.type === "stream_end"), {
+        timeoutMs: 5000,
+        what: "stream_end at the router",
+      });
+      off();
+      assert.ok(seen.some((m) => m.type === "chunk"));
+    } finally {
+      await session.stop();
+      await running;
+    }
+    await waitFor(() => cp.lease(node.nodeId)?.state === "expired", {
+      timeoutMs: 5000,
+      what: "release on stop",
+    });
+  });
+
+  test("a node whose key the router does not know keeps retrying without crashing, and counts the refusals", async () => {
+    const state = {
+      nodeId: `node_${"f".repeat(24)}`,
+      keys: generateCurveKeyPair(),
+      routerPublicKey: routerKeys.publicKey,
+      controlEndpoint: cp.controlEndpoint,
+      streamingEndpoint: cp.streamingEndpoint,
+    } as EnrollmentState;
+    const session = new NodeSession({
+      state,
+      settings: {
+        leaseRenewalIntervalMs: 100,
+        leaseDurationMs: 500,
+        streamingSocketEnabled: true,
+        maxConcurrent: 1,
+      },
+      logger: silentLogger(),
+    });
+    const running = session.start();
+    await waitFor(() => session.counters.authFailures > 0, {
+      timeoutMs: 5000,
+      what: "a refused handshake at the node",
+    });
+    assert.equal(session.lease, null);
+    await session.stop();
+    await running;
   });
 });

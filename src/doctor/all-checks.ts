@@ -17,7 +17,9 @@ import { gpuCudaCompat } from "./checks/gpu-cuda-compat.ts";
 import { gpuDeviceNodes } from "./checks/gpu-device-nodes.ts";
 import { gpuDockerRuntime } from "./checks/gpu-docker-runtime.ts";
 import { gpuDriver } from "./checks/gpu-driver.ts";
+import { gpuFabric } from "./checks/gpu-fabric.ts";
 import { gpuList } from "./checks/gpu-list.ts";
+import { gpuMemoryHealth } from "./checks/gpu-memory-health.ts";
 import { gpuMig } from "./checks/gpu-mig.ts";
 import { gpuNvml } from "./checks/gpu-nvml.ts";
 import { gpuPersistence } from "./checks/gpu-persistence.ts";
@@ -41,6 +43,8 @@ export const ALL_CHECKS: readonly Check[] = [
   gpuNvml,
   gpuMig,
   gpuPersistence,
+  gpuFabric,
+  gpuMemoryHealth,
   gpuContainerToolkit,
   gpuDockerRuntime,
   cpuFlags,

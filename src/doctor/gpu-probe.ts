@@ -25,6 +25,14 @@ export interface NvidiaGpuDetails {
   persistenceMode?: string;
   migCurrent?: string;
   migPending?: string;
+  /** NVSwitch fabric (Fabric Manager): "Completed"/"Success" when trained, "N/A" without NVSwitch. */
+  fabricState?: string;
+  fabricStatus?: string;
+  /** Row remapping: a pending remap needs a GPU reset; a failed one means bad memory. */
+  remapPending?: string;
+  remapFailure?: string;
+  /** Volatile (since the last driver load) uncorrectable DRAM ECC errors. */
+  dramUncorrectable?: string;
 }
 
 export type NvidiaProbe =
@@ -102,6 +110,11 @@ function detailsFromQ(text: string) {
     persistenceMode: g.values["Persistence Mode"],
     migCurrent: g.values["MIG Mode/Current"],
     migPending: g.values["MIG Mode/Pending"],
+    fabricState: g.values["Fabric/State"],
+    fabricStatus: g.values["Fabric/Status"],
+    remapPending: g.values["Remapped Rows/Pending"],
+    remapFailure: g.values["Remapped Rows/Remapping Failure Occurred"],
+    dramUncorrectable: g.values["ECC Errors/Volatile/DRAM Uncorrectable"],
   }));
   return { details, driverVersion: parsed.top["Driver Version"], cudaVersion: parsed.top["CUDA Version"] };
 }

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
+import { fabricOutcome } from "../../src/doctor/checks/gpu-fabric.ts";
+import { memoryHealthOutcome } from "../../src/doctor/checks/gpu-memory-health.ts";
 import { cleanup, devWith, doctor, pathWith, statuses } from "./helpers.ts";
 
 after(cleanup);
@@ -12,6 +14,8 @@ const GPU_IDS = [
   "gpu-nvml",
   "gpu-mig",
   "gpu-persistence",
+  "gpu-fabric",
+  "gpu-memory-health",
   "gpu-container-toolkit",
   "gpu-docker-runtime",
 ];
@@ -42,6 +46,8 @@ describe("GPU checks against the nvidia-smi/amd-smi/nvidia-container-cli/docker 
       "gpu-nvml": "ok",
       "gpu-mig": "ok",
       "gpu-persistence": "ok",
+      "gpu-fabric": "ok",
+      "gpu-memory-health": "ok",
       "gpu-container-toolkit": "skipped",
       "gpu-docker-runtime": "ok",
     });
@@ -96,7 +102,7 @@ describe("GPU checks against the nvidia-smi/amd-smi/nvidia-container-cli/docker 
 
   test("persistence mode off on an L40S is a warning with the nvidia-persistenced fix", async () => {
     const r = await doctor(gpuEnv("../doctor/gpu/l40s-persistence-off", ["nvidia-smi", "lscpu"]), {
-      selectors: ["gpu-persistence", "gpu-mig", "gpu-cuda-compat"],
+      selectors: ["gpu-persistence", "gpu-mig", "gpu-cuda-compat", "gpu-fabric", "gpu-memory-health"],
       devRoot: devWith(NV_NODES),
       inContainer: false,
     });
@@ -105,6 +111,8 @@ describe("GPU checks against the nvidia-smi/amd-smi/nvidia-container-cli/docker 
     assert.match(r["gpu-persistence"].fix ?? "", /nvidia-persistenced/);
     assert.equal(r["gpu-mig"].status, "ok");
     assert.match(r["gpu-cuda-compat"].evidence, /driver 595\.80 \(CUDA 13\.2\)/);
+    assert.equal(r["gpu-fabric"].status, "skipped", "an L40S has no NVSwitch (Fabric State N/A)");
+    assert.equal(r["gpu-memory-health"].status, "ok");
   });
 
   test("a driver older than 570 warns that vLLM's CUDA 12.8 build needs a newer one", async () => {
@@ -238,5 +246,39 @@ describe("docker's runtimes on a host", () => {
     const r = await doctor(gpuEnv("none", []), { selectors: ["gpu-docker-runtime"], inContainer: false });
     assert.equal(r["gpu-docker-runtime"].status, "skipped");
     assert.match(r["gpu-docker-runtime"].evidence, /docker is not installed/);
+  });
+});
+
+describe("fabric and memory health from nvidia-smi -q values", () => {
+  const base = { busId: "00000000:18:00.0", name: "NVIDIA H100 80GB HBM3" };
+
+  test("a fabric still training fails with the Fabric Manager fix (CUDA error 802)", () => {
+    const r = fabricOutcome([{ ...base, fabricState: "In Progress", fabricStatus: "N/A" }]);
+    assert.equal(r.status, "fail");
+    assert.match(r.evidence, /error 802/);
+    assert.match(r.fix ?? "", /nvidia-fabricmanager/);
+    assert.equal(
+      fabricOutcome([{ ...base, fabricState: "Completed", fabricStatus: "Success" }]).status,
+      "ok",
+    );
+    assert.equal(fabricOutcome([{ ...base, fabricState: "N/A" }]).status, "skipped");
+  });
+
+  test("a pending row remap or uncorrectable ECC errors warn; a failed remap fails", () => {
+    const pending = memoryHealthOutcome([
+      { ...base, remapPending: "Yes", remapFailure: "No", dramUncorrectable: "0" },
+    ]);
+    assert.equal(pending.status, "warn");
+    assert.match(pending.fix ?? "", /nvidia-smi -i <bus id> -r/);
+    assert.equal(
+      memoryHealthOutcome([{ ...base, remapPending: "No", dramUncorrectable: "3" }]).status,
+      "warn",
+    );
+    assert.equal(memoryHealthOutcome([{ ...base, remapPending: "No", remapFailure: "Yes" }]).status, "fail");
+    assert.equal(
+      memoryHealthOutcome([{ ...base, remapPending: "No", remapFailure: "No", dramUncorrectable: "0" }])
+        .status,
+      "ok",
+    );
   });
 });

@@ -1,7 +1,8 @@
 /**
  * @module Asks the GPU tools once per doctor run and keeps the answers for
  * every GPU check: `nvidia-smi` (the inventory query, `-q` for driver, CUDA,
- * persistence and MIG modes, `-L` for MIG devices) and `amd-smi static --json`.
+ * persistence and MIG modes, fabric state and memory health, `-L` for MIG
+ * devices) and `amd-smi static --json`.
  * A failing nvidia-smi is classified by its message (the NVML "Unknown Error"
  * of the container toolkit, a driver/library mismatch, no driver, no device).
  * The inventory and the CPU/memory facts come from the planner's detection

@@ -173,8 +173,13 @@ export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
     this.emit("state", this.status());
   }
 
+  /**
+   * Begin supervising; resolves once the first run is launched (or has
+   * failed). Starting a `failed` engine tries again from a clean slate.
+   */
   async start(): Promise<void> {
-    if (this.#loop) return;
+    if (this.#loop && this.#state !== "failed") return;
+    await this.#loop;
     this.#stopCtl = new AbortController();
     this.#failures = [];
     this.#restarts = 0;
@@ -228,6 +233,7 @@ export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
     let attempt = 0;
     while (!stop.aborted) {
       const end = await this.#runOnce(launched);
+      launched();
       if (end.stopped || stop.aborted) return;
       const { failure } = end;
       this.#lastFailure = failure;

@@ -348,6 +348,21 @@ describe("engine supervision", { timeout: 120_000 }, () => {
     assert.equal(status.restarts, 0);
   });
 
+  test("starting a failed engine again tries from a clean slate", async () => {
+    const record = recordFile();
+    const e = engine(
+      settings({}, { FAKE_VLLM_RECORD: record, FAKE_VLLM_FAIL_AT_START: "oom", FAKE_VLLM_FAIL_TIMES: "1" }),
+      { supervisor: { maxFailures: 1 } },
+    );
+    await e.start();
+    await until(e, (s) => s.state === "failed");
+    await e.start();
+    await e.waitReady(AbortSignal.timeout(WAIT_MS));
+    assert.equal(e.status().lastFailure, undefined);
+    assert.equal(recorded(record).length, 2);
+    await e.stop(5000);
+  });
+
   test("stop(grace) ends a ready engine with SIGTERM, before the grace runs out", async () => {
     const record = recordFile();
     const e = engine(settings({}, { FAKE_VLLM_RECORD: record }));

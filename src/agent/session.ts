@@ -380,6 +380,14 @@ export interface RunNodeOptions {
   signal: AbortSignal;
   status?: () => NodeStatus;
   onMessage?: (message: RouterMessage, session: NodeSession) => void;
+  /** Called once the session exists, before it connects (the engine can keep it to report status). */
+  onSession?: (session: NodeSession) => void;
+  /**
+   * Called after the router was told to drain and before the lease is
+   * released: finish in-flight streams here (up to `graceMs`).
+   */
+  beforeStop?: (session: NodeSession, graceMs: number) => Promise<void>;
+  hardware?: Hardware;
 }
 
 /** `xim run` for the control plane: enroll on first start if a join key is set, then hold the lease until the signal. */
@@ -415,8 +423,10 @@ export async function runNode(o: RunNodeOptions): Promise<{ nodeId: string; enro
     settings: config,
     logger,
     status: o.status,
+    hardware: o.hardware,
     onMessage: (m) => o.onMessage?.(m, session),
   });
+  o.onSession?.(session);
   let failure: unknown;
   const running = session.start().catch((err: unknown) => {
     failure = err;
@@ -431,7 +441,9 @@ export async function runNode(o: RunNodeOptions): Promise<{ nodeId: string; enro
     throw failure;
   }
   logger.info({ nodeId: state.nodeId }, "stopping: draining and releasing the lease");
-  await session.drain("stopping", config.drainGraceSeconds * 1000);
+  const graceMs = config.drainGraceSeconds * 1000;
+  await session.drain("stopping", graceMs);
+  await o.beforeStop?.(session, graceMs);
   await session.stop();
   return { nodeId: state.nodeId, enrolled };
 }

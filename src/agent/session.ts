@@ -312,6 +312,12 @@ export class NodeSession {
         return;
       case "pong":
         return;
+      case "drain_request":
+        // Acknowledge at once (the router stops dispatching); the engine side finishes its streams.
+        this.#log.info({ reason: m.reason, graceMs: m.graceMs }, "the router asked this node to drain");
+        void this.drain(m.reason, m.graceMs);
+        this.#o.onMessage?.(m);
+        return;
       default:
         this.#o.onMessage?.(m);
     }

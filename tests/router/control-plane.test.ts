@@ -418,6 +418,19 @@ describe("the router control plane", { timeout: 60_000 }, () => {
         timeoutMs: 5000,
         what: "stream_end at the router",
       });
+      await cp.send(node.nodeId, { type: "drain_request", reason: "maintenance", graceMs: 1000 });
+      await waitFor(() => cp.lease(node.nodeId)?.state === "draining", {
+        timeoutMs: 5000,
+        what: "the node to answer a drain request",
+      });
+      assert.ok(
+        got.some((m) => m.type === "drain_request"),
+        "the engine side hears about it too",
+      );
+      assert.ok(
+        !cp.readyLeases().some((l) => l.nodeId === node.nodeId),
+        "a draining node gets no new requests",
+      );
       off();
       assert.ok(seen.some((m) => m.type === "chunk"));
     } finally {

@@ -109,6 +109,11 @@ export const engineSimCommand: CommandSpec = {
       parse: nonNegativeInt("--exit-after-ms"),
     },
     {
+      flags: "--unhealthy-after-ms <ms>",
+      description: "answer 503 on /health this long after becoming ready (a dead engine that still listens)",
+      parse: nonNegativeInt("--unhealthy-after-ms"),
+    },
+    {
       flags: "--exit-on-stdin-close",
       description: "exit when stdin closes (the supervisor's pipe: dies with its parent)",
     },
@@ -145,6 +150,7 @@ export const engineSimCommand: CommandSpec = {
           created: o.created as number | undefined,
           failAtStart: o.failAtStart as StartFailureKind | undefined,
           exitAfterMs: o.exitAfterMs as number | undefined,
+          unhealthyAfterMs: o.unhealthyAfterMs as number | undefined,
         },
         ctx.io,
         shutdown.promise,

@@ -45,6 +45,8 @@ export interface SimulatedEngineOptions {
   /** Requests generated at once, as vLLM's --max-num-seqs; more wait in a queue. Default: no limit. */
   maxNumSeqs?: number;
   maxModelLen?: number;
+  /** After being ready this long, /health answers 503 as vLLM's does once its engine died. */
+  unhealthyAfterMs?: number;
   /** `created` of every response, epoch seconds; defaults to the server's creation time. */
   created?: number;
   sleep?: Sleep;
@@ -149,10 +151,15 @@ class RequestError extends Error {
 }
 
 export class SimulatedEngineServer {
-  readonly options: Required<Omit<SimulatedEngineOptions, "root" | "sleep">> & { root: string };
+  readonly options: Required<Omit<SimulatedEngineOptions, "root" | "sleep" | "unhealthyAfterMs">> & {
+    root: string;
+    unhealthyAfterMs: number | undefined;
+  };
   readonly #sleep: Sleep;
   readonly #server: Server;
   #ready = false;
+  #dead = false;
+  #deathTimer: NodeJS.Timeout | undefined;
   #loadTimer: NodeJS.Timeout | undefined;
   #readyWaiters: Array<() => void> = [];
   #stats = {
@@ -182,6 +189,7 @@ export class SimulatedEngineServer {
       outputTokens: options.outputTokens ?? 16,
       maxNumSeqs: options.maxNumSeqs ?? Number.POSITIVE_INFINITY,
       maxModelLen: options.maxModelLen ?? 4096,
+      unhealthyAfterMs: options.unhealthyAfterMs,
       created: options.created ?? Math.floor(Date.now() / 1000),
     };
     this.#sleep = options.sleep ?? realSleep;
@@ -208,6 +216,12 @@ export class SimulatedEngineServer {
     await once(this.#server, "listening");
     const finish = () => {
       this.#ready = true;
+      const after = this.options.unhealthyAfterMs;
+      if (after !== undefined) {
+        this.#deathTimer = setTimeout(() => {
+          this.#dead = true;
+        }, after);
+      }
       for (const w of this.#readyWaiters.splice(0)) w();
     };
     if (this.options.loadTimeMs > 0) this.#loadTimer = setTimeout(finish, this.options.loadTimeMs);
@@ -227,6 +241,7 @@ export class SimulatedEngineServer {
   /** Stop listening and drop every connection (in-flight streams end abruptly, as a killed engine's would). */
   async close(): Promise<void> {
     clearTimeout(this.#loadTimer);
+    clearTimeout(this.#deathTimer);
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     for (const s of this.#sockets) s.destroy();
     await closed;
@@ -292,7 +307,7 @@ export class SimulatedEngineServer {
     const path = (req.url ?? "/").split("?")[0];
     const method = req.method ?? "GET";
     if (path === "/health" && method === "GET") {
-      res.writeHead(this.#ready ? 200 : 503, { "content-length": 0 });
+      res.writeHead(this.#ready && !this.#dead ? 200 : 503, { "content-length": 0 });
       res.end();
       return;
     }

@@ -83,11 +83,18 @@ type RunEnd =
   | { stopped: true }
   | { stopped: false; failure: EngineFailure; wasReady: boolean; fatal: boolean };
 
-function signalGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+/**
+ * Signal the engine's process group (vLLM's workers with it). Only a child
+ * not yet reaped may also be signalled by pid: after the leader exits its
+ * pid can be reused, while the group id stays taken until the group is empty.
+ */
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  const pid = child.pid;
   if (pid === undefined) return;
   try {
     process.kill(-pid, signal);
   } catch {
+    if (child.exitCode !== null || child.signalCode !== null) return;
     try {
       process.kill(pid, signal);
     } catch {
@@ -114,7 +121,9 @@ export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
   #stopCtl = new AbortController();
   #loop: Promise<void> | undefined;
   #stopGraceMs = 0;
-  readonly #onProcessExit = () => signalGroup(this.#child?.pid, "SIGKILL");
+  readonly #onProcessExit = () => {
+    if (this.#child) signalGroup(this.#child, "SIGKILL");
+  };
 
   constructor(options: SupervisorOptions) {
     super();
@@ -296,7 +305,11 @@ export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
     this.#child = child;
     const exited = new Promise<Exit>((resolve) => {
       child.once("exit", (code, signal) => resolve({ code, signal }));
-      child.once("error", (error: NodeJS.ErrnoException) => resolve({ code: null, signal: null, error }));
+      child.once("error", (error: NodeJS.ErrnoException) => {
+        // After a successful spawn an error (a failed kill) is not an exit; 'exit' will come.
+        if (child.pid === undefined) resolve({ code: null, signal: null, error });
+        else this.#log.warn({ err: error }, "engine process error");
+      });
     });
     // Nothing is written to the engine; the open pipe lets `xim engine-sim` notice a dead parent.
     child.stdin?.on("error", () => undefined);
@@ -324,12 +337,13 @@ export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
       const outcome = await this.#awaitReady(client, run.signal, () => exit !== undefined);
       let wasReady = false;
       let timedOut = false;
+      let hung = false;
       if (outcome === "ready") {
         wasReady = true;
         await this.#confirmModel(client);
         this.#set("ready");
         this.#log.info({ address, pid: child.pid }, "the engine is ready");
-        const hung = await this.#watchLiveness(client, run.signal);
+        hung = await this.#watchLiveness(client, run.signal);
         if (hung) {
           this.#log.warn(
             { misses: this.#o.livenessFailures },
@@ -349,7 +363,7 @@ export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
         await this.#kill(child, this.#o.killGraceMs);
       }
       const end = await exited;
-      signalGroup(child.pid, "SIGKILL"); // workers the engine left behind
+      signalGroup(child, "SIGKILL"); // workers the engine left behind
       await Promise.race([outputDone, this.#o.sleep(1000)]);
       if (stop.aborted) return { stopped: true };
       const classification = end.error
@@ -357,6 +371,9 @@ export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
           ? failureOf("engine-not-installed")
           : { ...failureOf("unknown"), evidence: String(end.error) }
         : classifyFailure(this.#runLines, { timedOut });
+      if (hung && classification.cause === "unknown") {
+        classification.evidence = `stopped answering GET /health (${this.#o.livenessFailures} checks in a row)`;
+      }
       const failure: EngineFailure = {
         ...classification,
         exitCode: end.code,
@@ -413,13 +430,13 @@ export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
   async #kill(child: ChildProcess, graceMs: number): Promise<void> {
     if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
     const gone = once(child, "exit").then(() => true);
-    signalGroup(child.pid, "SIGTERM");
+    signalGroup(child, "SIGTERM");
     const timer = new AbortController();
     const inTime = await Promise.race([gone, this.#o.sleep(graceMs, timer.signal).then(() => false)]);
     timer.abort();
     if (!inTime) {
       this.#log.warn({ pid: child.pid, graceMs }, "the engine ignored SIGTERM; sending SIGKILL");
-      signalGroup(child.pid, "SIGKILL");
+      signalGroup(child, "SIGKILL");
       await gone;
     }
   }

@@ -231,6 +231,24 @@ describe("engine supervision", { timeout: 120_000 }, () => {
     assert.deepEqual(seen.map((s) => s.state).slice(0, 4), ["loading", "ready", "loading", "ready"]);
   });
 
+  test("a ready engine whose /health turns 503 is killed and restarted (liveness checks only after ready)", async () => {
+    const record = recordFile();
+    const e = engine(settings({}, { FAKE_VLLM_RECORD: record, FAKE_VLLM_UNHEALTHY_AFTER_MS: "200" }), {
+      supervisor: { livenessIntervalMs: 100, livenessFailures: 2, killGraceMs: 5000 },
+    });
+    await e.start();
+    await until(e, (s) => s.state === "ready");
+    const restarted = await until(e, (s) => s.state === "loading" && s.lastFailure !== undefined);
+    assert.match(
+      restarted.lastFailure?.evidence ?? "",
+      /stopped answering GET \/health \(2 checks in a row\)/,
+    );
+    assert.equal(restarted.lastFailure?.exitCode, 0, "it was stopped with SIGTERM and shut down cleanly");
+    await until(e, (s) => s.state === "ready" && s.restarts === 1);
+    assert.equal(recorded(record).length, 2);
+    await e.stop(5000);
+  });
+
   test("an engine that fails to start twice and then loads is ready, after backoffs of 50 and 100 ms", async () => {
     const record = recordFile();
     const e = engine(

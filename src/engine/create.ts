@@ -2,8 +2,10 @@
  * @module The engine `xim run` supervises, from the configuration:
  * XEROTIER_AGENT_ENGINE=vllm runs XEROTIER_AGENT_VLLM_PATH as
  * `serve <model> ...` (vllm-args.ts); =sim runs this same executable as
- * `xim engine-sim`, and XEROTIER_AGENT_VLLM_ARGS then go to the simulator
- * (e.g. `--ttft-ms 50 --itl-ms 10 --output-tokens 64`).
+ * `xim engine-sim`: XEROTIER_AGENT_MAX_NUM_SEQS and _MAX_MODEL_LEN apply to
+ * it as to vLLM, and the simulator's own options may be given in
+ * XEROTIER_AGENT_VLLM_ARGS (e.g. `--ttft-ms 50 --itl-ms 10 --output-tokens 64`);
+ * other (vLLM) arguments there are dropped with a warning.
  */
 import type { Config } from "../core/config/schema.ts";
 import type { Logger } from "../core/log.ts";
@@ -43,8 +45,42 @@ export interface CreateEngineOptions {
 }
 
 /** The `xim engine-sim` command line for one run on `endpoint`. */
+/** engine-sim options that XEROTIER_AGENT_VLLM_ARGS may carry with engine=sim; all take a value. */
+const SIM_FLAGS = new Set([
+  "--load-time-ms",
+  "--ttft-ms",
+  "--itl-ms",
+  "--output-tokens",
+  "--max-num-seqs",
+  "--max-model-len",
+  "--created",
+  "--fail-at-start",
+  "--exit-after-ms",
+  "--unhealthy-after-ms",
+]);
+
+/** Split user args into engine-sim options and the rest (vLLM arguments the simulator does not take). */
+function simArgs(args: readonly string[], warnings: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const eq = args[i].indexOf("=");
+    const name = eq === -1 ? args[i] : args[i].slice(0, eq);
+    const takesNext = eq === -1 && i + 1 < args.length && !args[i + 1].startsWith("--");
+    if (SIM_FLAGS.has(name)) {
+      out.push(args[i]);
+      if (takesNext) out.push(args[++i]);
+    } else {
+      warnings.push(
+        `ignored '${args[i]}' in XEROTIER_AGENT_VLLM_ARGS: not an option of the simulated engine`,
+      );
+      if (takesNext) i++;
+    }
+  }
+  return out;
+}
+
 export function simCommand(
-  settings: Pick<Config, "vllmArgs" | "vllmEnv">,
+  settings: Pick<Config, "vllmArgs" | "vllmEnv" | "maxNumSeqs" | "maxModelLen">,
   options: Pick<CreateEngineOptions, "model" | "servedModelName" | "sim" | "env">,
   endpoint: EngineEndpoint,
 ): EngineCommand {
@@ -68,8 +104,11 @@ export function simCommand(
   if (t.ttftMs !== undefined) args.push("--ttft-ms", String(t.ttftMs));
   if (t.itlMs !== undefined) args.push("--itl-ms", String(t.itlMs));
   if (t.outputTokens !== undefined) args.push("--output-tokens", String(t.outputTokens));
-  args.push(...settings.vllmArgs);
-  return { file: self.file, args, env: { ...childEnv(options.env), ...settings.vllmEnv }, warnings: [] };
+  if (settings.maxNumSeqs !== undefined) args.push("--max-num-seqs", String(settings.maxNumSeqs));
+  if (settings.maxModelLen !== undefined) args.push("--max-model-len", String(settings.maxModelLen));
+  const warnings: string[] = [];
+  args.push(...simArgs(settings.vllmArgs, warnings));
+  return { file: self.file, args, env: { ...childEnv(options.env), ...settings.vllmEnv }, warnings };
 }
 
 export function createEngine(settings: EngineSettings, options: CreateEngineOptions): Supervisor {

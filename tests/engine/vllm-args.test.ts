@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { simCommand } from "../../src/engine/create.ts";
 import { buildVllmCommand, childEnv, redactArgs, type VllmSettings } from "../../src/engine/vllm-args.ts";
 
 const base: VllmSettings = {
@@ -131,5 +132,50 @@ describe("the vllm serve command line", () => {
       SHARED: "user",
     });
     assert.deepEqual(childEnv({ A: "1", XEROTIER_AGENT_X: "2" }), { A: "1" });
+  });
+});
+
+describe("the engine-sim command line (XEROTIER_AGENT_ENGINE=sim)", () => {
+  test("runs this xim as `engine-sim` on the endpoint, with the sim's options from the settings and XEROTIER_AGENT_VLLM_ARGS", () => {
+    const cmd = simCommand(
+      {
+        vllmArgs: ["--ttft-ms", "50", "--enforce-eager", "--itl-ms=5", "--kv-cache-dtype", "fp8"],
+        vllmEnv: { A: "1" },
+        maxNumSeqs: 8,
+        maxModelLen: undefined,
+      },
+      {
+        model: "/models/demo",
+        servedModelName: "demo",
+        sim: { outputTokens: 32 },
+        env: { PATH: "/bin", XEROTIER_AGENT_JOIN_KEY: "x" },
+      },
+      { host: "127.0.0.1", port: 41000 },
+    );
+    assert.equal(cmd.file, process.execPath);
+    const at = cmd.args.indexOf("engine-sim");
+    assert.ok(at >= 0);
+    assert.deepEqual(cmd.args.slice(at), [
+      "engine-sim",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "41000",
+      "--model",
+      "demo",
+      "--root",
+      "/models/demo",
+      "--exit-on-stdin-close",
+      "--output-tokens",
+      "32",
+      "--max-num-seqs",
+      "8",
+      "--ttft-ms",
+      "50",
+      "--itl-ms=5",
+    ]);
+    assert.equal(cmd.warnings.length, 2);
+    assert.match(cmd.warnings[0], /ignored '--enforce-eager'/);
+    assert.deepEqual(cmd.env, { PATH: "/bin", A: "1" });
   });
 });

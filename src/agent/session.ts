@@ -14,6 +14,8 @@ import type { Config } from "../core/config/schema.ts";
 import { XimError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { XIM_VERSION } from "../core/version.ts";
+import type { ModelChannel } from "../models/router-protocol.ts";
+import { PullError } from "../models/source.ts";
 import type {
   Hardware,
   NodeMessage,
@@ -93,6 +95,7 @@ export class NodeSession {
   #draining = false;
   #run: Promise<void> | null = null;
   #lastAuthLog = Number.NEGATIVE_INFINITY;
+  readonly #modelReplies = new Map<string, (reply: unknown) => void>();
 
   constructor(o: NodeSessionOptions) {
     this.#o = o;
@@ -127,6 +130,61 @@ export class NodeSession {
       ...this.#status(),
       ...(detail ? { detail } : {}),
     });
+  }
+
+  /**
+   * A ModelChannel over this session (src/models): each model request goes to
+   * the router on the control socket and its reply comes back on the streaming
+   * socket. Rejects with a retryable PullError when not registered or when no
+   * reply comes within `timeoutMs`.
+   */
+  modelChannel(timeoutMs = 30_000): ModelChannel {
+    return (request, signal) =>
+      new Promise((resolve, reject) => {
+        if (!this.#lease) {
+          reject(
+            new PullError("XIM_PULL_UNAVAILABLE", "not connected to the router (no lease yet)", {
+              retryable: true,
+              retryAfterMs: 1000,
+            }),
+          );
+          return;
+        }
+        const settle = () => {
+          clearTimeout(timer);
+          signal?.removeEventListener("abort", onAbort);
+          this.#modelReplies.delete(request.requestId);
+        };
+        const onAbort = () => {
+          settle();
+          reject(new PullError("XIM_PULL_ABORTED", "the model request was cancelled", { retryable: false }));
+        };
+        const timer = setTimeout(() => {
+          settle();
+          reject(
+            new PullError(
+              "XIM_PULL_TIMEOUT",
+              `the router did not answer a model request within ${timeoutMs} ms`,
+              { retryable: true },
+            ),
+          );
+        }, timeoutMs);
+        signal?.addEventListener("abort", onAbort, { once: true });
+        this.#modelReplies.set(request.requestId, (reply) => {
+          settle();
+          resolve(reply);
+        });
+        void this.send({ type: "model_request", request }).then((sent) => {
+          if (!sent) {
+            settle();
+            reject(
+              new PullError("XIM_PULL_UNAVAILABLE", "could not queue the model request to the router", {
+                retryable: true,
+              }),
+            );
+          }
+        });
+      });
   }
 
   /** Tell the router to send no new requests; the lease is kept until stop(). */
@@ -311,6 +369,9 @@ export class NodeSession {
         this.#wake.abort();
         return;
       case "pong":
+        return;
+      case "model_reply":
+        this.#modelReplies.get(m.reply.requestId)?.(m.reply);
         return;
       case "drain_request":
         // Acknowledge at once (the router stops dispatching); the engine side finishes its streams.

@@ -14,6 +14,7 @@ import { startRouterService } from "../router/service.ts";
 import { RouterStore } from "../router/store.ts";
 import type { CommandContext, CommandSpec, OptionSpec } from "./command.ts";
 import { formatTable } from "./output.ts";
+import { routerModelsCommand } from "./pull.ts";
 
 const stateOption: OptionSpec = {
   flags: "--state <dir>",
@@ -361,5 +362,5 @@ export const routerCommand: CommandSpec = {
     "xim router join-key create --uses 2",
     "xim router nodes",
   ],
-  subcommands: [init, serve, joinKey, nodes],
+  subcommands: [init, serve, joinKey, nodes, routerModelsCommand],
 };

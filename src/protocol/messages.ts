@@ -5,6 +5,7 @@
  * direction so each side validates only what it may receive.
  */
 import * as v from "valibot";
+import { ModelReplySchema, ModelRequestSchema } from "../models/router-protocol.ts";
 import { PROTOCOL_VERSION } from "./version.ts";
 
 const version = v.literal(PROTOCOL_VERSION);
@@ -96,6 +97,13 @@ export const PingSchema = v.object({
   type: v.literal("ping"),
   nonce: hex(32),
   sentAtMs: count,
+});
+
+/** A model transfer request (src/models/router-protocol.ts): manifest or one chunk of a published model. */
+export const ModelRequestMessageSchema = v.object({
+  v: version,
+  type: v.literal("model_request"),
+  request: ModelRequestSchema,
 });
 
 // ---- node -> router, streaming socket (or control when the streaming socket is off) ---------
@@ -246,6 +254,13 @@ export const CreditSchema = v.object({
   bytes: count,
 });
 
+/** The answer to a model_request; chunks are up to 4 MiB, so it travels on the streaming socket. */
+export const ModelReplyMessageSchema = v.object({
+  v: version,
+  type: v.literal("model_reply"),
+  reply: ModelReplySchema,
+});
+
 // ---- by direction ----------------------------------------------------------------------------
 
 /** Everything a router may receive from a node (either socket). */
@@ -260,6 +275,7 @@ export const NodeMessageSchema = v.variant("type", [
   ChunkSchema,
   StreamEndSchema,
   StreamErrorSchema,
+  ModelRequestMessageSchema,
 ]);
 
 /** Everything a node may receive from a router (either socket). */
@@ -273,6 +289,7 @@ export const RouterMessageSchema = v.variant("type", [
   CancelSchema,
   DrainRequestSchema,
   CreditSchema,
+  ModelReplyMessageSchema,
 ]);
 
 export type NodeMessage = v.InferOutput<typeof NodeMessageSchema>;
@@ -303,7 +320,7 @@ export const STREAM_PLANE_NODE_TYPES: ReadonlySet<NodeMessageType> = new Set([
   "stream_error",
 ]);
 /** Router -> node messages that belong on the streaming socket. */
-export const STREAM_PLANE_ROUTER_TYPES: ReadonlySet<RouterMessageType> = new Set(["credit"]);
+export const STREAM_PLANE_ROUTER_TYPES: ReadonlySet<RouterMessageType> = new Set(["credit", "model_reply"]);
 
 /** A message as the sender builds it: everything but `v`, which the codec adds. */
 export type Outgoing<M> = M extends unknown ? Omit<M, "v"> : never;

@@ -7,6 +7,7 @@
  */
 import { hostname } from "node:os";
 import type { Logger } from "../core/log.ts";
+import { ModelLibrary } from "../models/library.ts";
 import { ControlPlane } from "./control-plane.ts";
 import { type EnrollServer, startEnrollServer } from "./enroll-server.ts";
 import { initRouter, loadIdentity, type RouterIdentity, type TlsFiles } from "./identity.ts";
@@ -88,6 +89,27 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
       expiryCheckMs: o.expiryCheckMs,
     });
     const cp = controlPlane;
+    // Published models (`xim router models add`) are served to nodes over their own connection.
+    const library = new ModelLibrary(o.stateDir);
+    cp.onNodeMessage((lease, m) => {
+      if (m.type !== "model_request") return;
+      library.handle(m.request).then(
+        (reply) => cp.send(lease.nodeId, { type: "model_reply", reply }),
+        (err: unknown) => {
+          o.logger.error({ err, nodeId: lease.nodeId }, "serving a model request failed");
+          void cp.send(lease.nodeId, {
+            type: "model_reply",
+            reply: {
+              type: "model_error",
+              requestId: m.request.requestId,
+              code: "unavailable",
+              message: "the router failed to read the model; see its log",
+              retryAfterMs: 5000,
+            },
+          });
+        },
+      );
+    });
     const endpoints = {
       control: advertise(cp.controlEndpoint, host),
       streaming: advertise(cp.streamingEndpoint, host),

@@ -70,6 +70,17 @@ export const nodeExamples: Outgoing<NodeMessage>[] = [
     message: "no credit for 30 s",
     status: 504,
   },
+  {
+    type: "model_request",
+    request: {
+      type: "model_chunk_request",
+      requestId: "m1",
+      name: "tiny",
+      path: "model.safetensors",
+      offset: 0,
+      length: 4,
+    },
+  },
 ];
 
 export const routerExamples: Outgoing<RouterMessage>[] = [
@@ -107,6 +118,18 @@ export const routerExamples: Outgoing<RouterMessage>[] = [
   { type: "cancel", requestId: "r1", reason: "client disconnected" },
   { type: "drain_request", reason: "maintenance", graceMs: 1000 },
   { type: "credit", requestId: "r1", bytes: 32768 },
+  {
+    type: "model_reply",
+    reply: {
+      type: "model_chunk",
+      requestId: "m1",
+      name: "tiny",
+      path: "model.safetensors",
+      offset: 0,
+      data: new Uint8Array([1, 2, 3, 4]),
+      sha256: "9f".repeat(32),
+    },
+  },
 ];
 
 function normalise(value: unknown): unknown {

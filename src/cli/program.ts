@@ -6,7 +6,7 @@
  * `xim: <message>` and its hint and exits with its code; anything else is
  * a bug and prints its stack.
  */
-import { Command, CommanderError, Option } from "commander";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import type { RawValue } from "../core/config/kit.ts";
 import { type LoadedConfig, loadConfig, settingByKey } from "../core/config/load.ts";
 import type { SettingKey } from "../core/config/schema.ts";
@@ -72,7 +72,17 @@ function buildCommand(spec: CommandSpec, io: Io, runner: Runner, parentPath: str
   for (const o of spec.options ?? []) {
     const option = new Option(o.flags, o.description);
     if (o.default !== undefined) option.default(o.default);
-    if (o.parse) option.argParser(o.parse);
+    const parse = o.parse;
+    if (parse) {
+      // A parser's Error becomes commander's usage error (exit 2), as OptionSpec promises.
+      option.argParser((value: string, previous: unknown) => {
+        try {
+          return parse(value, previous);
+        } catch (err) {
+          throw err instanceof InvalidArgumentError ? err : new InvalidArgumentError((err as Error).message);
+        }
+      });
+    }
     cmd.addOption(option);
   }
   for (const key of spec.settings ?? []) cmd.addOption(settingOption(key));

@@ -105,7 +105,7 @@ export const settings = {
       env: `${P}ALLOW_INSECURE`,
       flag: "insecure",
       group: "Enrollment",
-      doc: "Allow enrollment over plain HTTP and ZeroMQ without CURVE. Credentials travel in clear: development only.",
+      doc: "Allow enrollment over plain HTTP (the join key and the node's identity travel in clear): development only. ZeroMQ stays CURVE-encrypted.",
     },
     false,
   ),
@@ -161,6 +161,12 @@ export const settings = {
     env: `${P}INITIAL_MODEL_PATH`,
     group: "Engine",
     doc: "A local model folder (config.json and weights) to start serving right after registration.",
+  }),
+  servedModelName: optionalString({
+    env: `${P}SERVED_MODEL_NAME`,
+    group: "Engine",
+    doc: "The model name clients ask for (vLLM --served-model-name). Default: the initial model folder's name, or xim-sim with the simulated engine.",
+    defaultText: "auto",
   }),
   maxConcurrent: autoInt(
     {

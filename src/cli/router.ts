@@ -1,12 +1,20 @@
 /**
  * @module `xim router`: the self-hostable reference router. `init` creates
  * its identity, `serve` runs enrollment and the control plane, `join-key`
- * mints, lists and revokes keys, `nodes` lists enrolled nodes and their
+ * mints, lists and revokes keys, `api-key` does the same for the OpenAI
+ * API's keys, `nodes` lists enrolled nodes and their
  * leases. Every subcommand takes --state DIR (default $XDG_STATE_HOME/xim/router).
  */
 import { InvalidArgumentError } from "commander";
 import { ExitCode, UsageError } from "../core/errors.ts";
 import { defaultRouterStateDir } from "../core/paths.ts";
+import {
+  createApiKey,
+  listApiKeys,
+  revokeApiKey,
+  validateProject,
+  validateTenant,
+} from "../router/api-keys.ts";
 import { initRouter, loadIdentity } from "../router/identity.ts";
 import { createJoinKey, joinKeyStatus, parseDuration, parseLabels } from "../router/join-keys.ts";
 import { listNodes } from "../router/nodes.ts";
@@ -50,6 +58,24 @@ function hostPort(value: string): { host: string; port: number } {
   const port = Number(m[3]);
   if (port > 65535) throw new Error(`port ${port} is out of range`);
   return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
+}
+
+function nonNegativeInt(name: string) {
+  return (value: string) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0)
+      throw new InvalidArgumentError(`${name} must be a whole number of at least 0, got '${value}'`);
+    return n;
+  };
+}
+
+function fractionArg(name: string) {
+  return (value: string) => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n < 0 || n > 1)
+      throw new InvalidArgumentError(`${name} must be a number from 0 to 1, got '${value}'`);
+    return n;
+  };
 }
 
 function ago(ms: number | null): string {
@@ -121,10 +147,56 @@ const serve: CommandSpec = {
       flags: "--insecure-http",
       description: "serve enrollment over plain HTTP (development only: keys travel in clear)",
     },
+    { flags: "--http-host <host>", description: "address of the OpenAI-compatible API", default: "0.0.0.0" },
+    {
+      flags: "--http-port <port>",
+      description: "port of the OpenAI-compatible API (0 = any free port)",
+      default: 8080,
+      parse: nonNegativeInt("--http-port"),
+    },
+    {
+      flags: "--metrics-port <port>",
+      description: "serve Prometheus /metrics on this port (0 = any free port); off unless given",
+      parse: nonNegativeInt("--metrics-port"),
+    },
+    { flags: "--metrics-host <host>", description: "address of the metrics server", default: "127.0.0.1" },
+    {
+      flags: "--queue-max <n>",
+      description: "requests parked per node when the only compatible node is full",
+      default: 10,
+      parse: nonNegativeInt("--queue-max"),
+    },
+    {
+      flags: "--queue-timeout-ms <ms>",
+      description: "how long a parked request waits for a slot before its 503",
+      default: 30000,
+      parse: positiveInt("--queue-timeout-ms"),
+    },
+    {
+      flags: "--flow-window-bytes <n>",
+      description:
+        "credit window asked for each stream (the node's own window caps it); 0 turns flow control off",
+      default: 65536,
+      parse: nonNegativeInt("--flow-window-bytes"),
+    },
+    {
+      flags: "--flow-replenish-threshold <f>",
+      description:
+        "fraction of the window taken by the client that triggers credit (when the node does not say)",
+      default: 0.5,
+      parse: fractionArg("--flow-replenish-threshold"),
+    },
+    {
+      flags: "--request-deadline-ms <ms>",
+      description: "the node cancels a request running longer than this (0 = no deadline)",
+      default: 0,
+      parse: nonNegativeInt("--request-deadline-ms"),
+    },
     jsonOption,
   ],
   examples: [
     "xim router serve",
+    "xim router serve --http-port 8000 --metrics-port 9095",
     "xim router serve --state /var/lib/xim-router --advertise-host router.internal",
     "xim router serve --enroll-listen 127.0.0.1:0 --control-bind tcp://127.0.0.1:0 --streaming-bind tcp://127.0.0.1:0 --json",
   ],
@@ -145,6 +217,21 @@ const serve: CommandSpec = {
       plainHttp: ctx.options.insecureHttp === true,
       tls: { cert: ctx.options.tlsCert as string | undefined, key: ctx.options.tlsKey as string | undefined },
       logger,
+      http: { host: String(ctx.options.httpHost), port: Number(ctx.options.httpPort) },
+      metricsListen:
+        ctx.options.metricsPort === undefined
+          ? undefined
+          : { host: String(ctx.options.metricsHost), port: Number(ctx.options.metricsPort) },
+      queue: {
+        queueMax: Number(ctx.options.queueMax),
+        queueTimeoutMs: Number(ctx.options.queueTimeoutMs),
+      },
+      flow: {
+        windowBytes: Number(ctx.options.flowWindowBytes),
+        replenishThreshold: Number(ctx.options.flowReplenishThreshold),
+        creditIdleMs: 100,
+      },
+      requestDeadlineMs: Number(ctx.options.requestDeadlineMs),
     });
     if (ctx.options.insecureHttp)
       logger.warn("enrollment is served over plain HTTP: join keys travel in clear; development only");
@@ -157,7 +244,7 @@ const serve: CommandSpec = {
     if (ctx.options.json) ctx.io.stdout(`${JSON.stringify(info)}\n`);
     else
       ctx.io.stdout(
-        `router serving\n  enrollment: ${info.enrollUrl}\n  control:    ${info.control}\n  streaming:  ${info.streaming}\n  state:      ${info.stateDir}\n`,
+        `router serving\n  enrollment: ${info.enrollUrl}\n  control:    ${info.control}\n  streaming:  ${info.streaming}\n  OpenAI API: ${info.httpUrl ?? "-"}\n${info.metricsUrl ? `  metrics:    ${info.metricsUrl}/metrics\n` : ""}  state:      ${info.stateDir}\n`,
       );
     await new Promise<void>((resolve) => {
       const stop = (signal: NodeJS.Signals) => {
@@ -313,6 +400,95 @@ const joinKey: CommandSpec = {
   subcommands: [joinKeyCreate, joinKeyList, joinKeyRevoke],
 };
 
+const apiKeyCreate: CommandSpec = {
+  name: "create",
+  summary: "Mint an API key for the OpenAI API (printed once; the router keeps only its hash)",
+  settings: ["logLevel"],
+  options: [
+    stateOption,
+    {
+      flags: "--project <name>",
+      description: "project whose nodes serve the key's requests",
+      default: "default",
+    },
+    { flags: "--tenant <name>", description: "tenant the requests belong to (isolates the prefix cache)" },
+    jsonOption,
+  ],
+  examples: [
+    "xim router api-key create --tenant alice",
+    "xim router api-key create --project acme --tenant team-a --json",
+  ],
+  async run(ctx) {
+    const project = String(ctx.options.project);
+    const tenant = String(ctx.options.tenant ?? project);
+    const bad = validateProject(project) ?? validateTenant(tenant);
+    if (bad) throw new UsageError(bad);
+    const created = await withStore(ctx, (store) => createApiKey(store, { project, tenant }));
+    if (ctx.options.json)
+      ctx.io.stdout(
+        `${JSON.stringify({ key: created.key, id: created.row.id, project, tenant, createdAt: new Date(created.row.createdAt).toISOString() })}\n`,
+      );
+    else {
+      ctx.io.stdout(`${created.key}\n`);
+      ctx.io.stderr(
+        `API key ${created.row.id}: project ${project}, tenant ${tenant}\nShown once: store it now. Clients send it as 'Authorization: Bearer <key>'.\n`,
+      );
+    }
+    return ExitCode.ok;
+  },
+};
+
+const apiKeyList: CommandSpec = {
+  name: "list",
+  summary: "List API keys (ids, projects, tenants; never the keys)",
+  settings: ["logLevel"],
+  options: [stateOption, jsonOption],
+  examples: ["xim router api-key list"],
+  async run(ctx) {
+    const rows = (await withStore(ctx, (store) => listApiKeys(store))).map((k) => ({
+      id: k.id,
+      project: k.project,
+      tenant: k.tenant,
+      createdAt: new Date(k.createdAt).toISOString(),
+      revokedAt: k.revokedAt === null ? null : new Date(k.revokedAt).toISOString(),
+    }));
+    if (ctx.options.json) ctx.io.stdout(`${JSON.stringify({ apiKeys: rows })}\n`);
+    else
+      ctx.io.stdout(
+        formatTable(
+          ["ID", "PROJECT", "TENANT", "CREATED", "STATUS"],
+          rows.map((r) => [r.id, r.project, r.tenant, r.createdAt, r.revokedAt ? "revoked" : "active"]),
+        ),
+      );
+    return ExitCode.ok;
+  },
+};
+
+const apiKeyRevoke: CommandSpec = {
+  name: "revoke",
+  summary: "Revoke an API key by its id",
+  arguments: ["<id>"],
+  settings: ["logLevel"],
+  options: [stateOption, jsonOption],
+  examples: ["xim router api-key revoke ak_3f2a9c1b7d4e"],
+  async run(ctx) {
+    const id = ctx.args[0];
+    const revoked = await withStore(ctx, (store) => revokeApiKey(store, id));
+    if (!revoked)
+      throw new UsageError(`no API key with id '${id}'`, "List them with 'xim router api-key list'.");
+    if (ctx.options.json) ctx.io.stdout(`${JSON.stringify({ id: revoked.id, revoked: true })}\n`);
+    else ctx.io.stdout(`revoked ${revoked.id}\n`);
+    return ExitCode.ok;
+  },
+};
+
+const apiKey: CommandSpec = {
+  name: "api-key",
+  summary: "Mint, list and revoke API keys of the OpenAI API",
+  examples: ["xim router api-key create --project acme --tenant team-a", "xim router api-key list"],
+  subcommands: [apiKeyCreate, apiKeyList, apiKeyRevoke],
+};
+
 const nodes: CommandSpec = {
   name: "nodes",
   summary: "List enrolled nodes: lease state, last renewal, models, capacity",
@@ -360,7 +536,8 @@ export const routerCommand: CommandSpec = {
     "xim router init",
     "xim router serve",
     "xim router join-key create --uses 2",
+    "xim router api-key create --tenant alice",
     "xim router nodes",
   ],
-  subcommands: [init, serve, joinKey, nodes, routerModelsCommand],
+  subcommands: [init, serve, joinKey, apiKey, nodes, routerModelsCommand],
 };

@@ -1,43 +1,100 @@
 /**
- * @module `xim run`: enroll on first start when a join key is set, then
- * hold the lease with the router until SIGTERM/SIGINT. The engine and the
- * relay plug into src/agent/session.ts (issue 4).
+ * @module `xim run`: enroll on first start when a join key is set, start
+ * the engine (vLLM with the planner's command, or the simulated engine),
+ * hold the lease with the router and relay inference
+ * (src/agent/inference-node.ts). SIGTERM drains (in-flight streams get
+ * XEROTIER_AGENT_DRAIN_GRACE_SECONDS), a second SIGTERM stops at once.
+ * `--dry-run` prints what would be started and starts nothing.
  */
-import { runNode } from "../agent/session.ts";
+import { describeLaunch } from "../agent/engine-setup.ts";
+import { runInferenceNode } from "../agent/inference-node.ts";
+import { deriveMaxConcurrent } from "../agent/relay.ts";
+import { type SettingKey, settings } from "../core/config/schema.ts";
 import { ExitCode } from "../core/errors.ts";
+import { formatPlan, planToJson } from "../planner/plan.ts";
 import type { CommandSpec } from "./command.ts";
 
 export const runCommand: CommandSpec = {
   name: "run",
   summary: "Run the node: engine, lease and inference relay",
-  settings: [
-    "joinKey",
-    "routerUrl",
-    "allowInsecure",
-    "configDir",
-    "leaseRenewalIntervalMs",
-    "leaseDurationMs",
-    "streamingSocketEnabled",
-    "maxConcurrent",
-    "drainGraceSeconds",
-    "logLevel",
+  description:
+    "Enrolls on first start when XEROTIER_AGENT_JOIN_KEY is set, starts the engine at once (XEROTIER_AGENT_ENGINE=sim runs the simulated engine, no GPU needed), registers with the router and serves its requests. SIGTERM drains: the router stops sending requests, in-flight streams finish within XEROTIER_AGENT_DRAIN_GRACE_SECONDS, then the engine stops and xim exits 0. A second SIGTERM stops at once.",
+  settings: Object.keys(settings) as SettingKey[],
+  options: [
+    { flags: "--dry-run", description: "print the engine plan (command, environment, decisions) and exit" },
+    { flags: "--json", description: "with --dry-run: print JSON for scripts" },
   ],
   examples: [
     "xim run",
     "XEROTIER_AGENT_JOIN_KEY=xjk_... xim run   # first start enrolls, later starts reconnect",
+    "XEROTIER_AGENT_ENGINE=sim xim run          # the simulated engine: no GPU needed",
+    "xim run --dry-run --initial-model-path /data/models/Qwen3-8B",
   ],
   async run(ctx) {
-    const { config } = ctx.config();
+    const loaded = ctx.config();
+    const { config } = loaded;
+    if (ctx.options.dryRun) {
+      const launch = await describeLaunch(loaded, ctx.io.env);
+      const maxConcurrent = deriveMaxConcurrent(config, launch?.plan?.maxConcurrent);
+      if (ctx.options.json) {
+        ctx.io.stdout(
+          `${JSON.stringify(
+            launch
+              ? {
+                  engine: launch.engine,
+                  model: launch.model,
+                  servedModelName: launch.servedModelName,
+                  maxConcurrent,
+                  plan: launch.plan ? planToJson(launch.plan) : null,
+                }
+              : {
+                  engine: null,
+                  reason: "no XEROTIER_AGENT_INITIAL_MODEL_PATH: the node would wait for a model",
+                },
+            null,
+            2,
+          )}\n`,
+        );
+      } else if (!launch) {
+        ctx.io.stdout(
+          "Nothing to serve yet: XEROTIER_AGENT_INITIAL_MODEL_PATH is not set, so the node would register and wait for a model.\n",
+        );
+      } else if (launch.plan) {
+        ctx.io.stdout(`Model: ${launch.model} (served as ${launch.servedModelName})\n\n`);
+        ctx.io.stdout(formatPlan(launch.plan, { vllmPath: config.vllmPath, model: launch.model }));
+      } else {
+        ctx.io.stdout(
+          `Engine: simulated (xim engine-sim), served as ${launch.servedModelName}\nMax concurrent requests: ${maxConcurrent}\n`,
+        );
+      }
+      for (const w of loaded.warnings) ctx.io.stderr(`warning: ${w}\n`);
+      return ExitCode.ok;
+    }
     const logger = ctx.logger();
+    // Refuses at start-up when XEROTIER_AGENT_INITIAL_MODEL_PATH is missing or holds no model.
+    const launch = await describeLaunch(loaded, ctx.io.env);
     const abort = new AbortController();
+    const hardStop = new AbortController();
     const onSignal = (signal: NodeJS.Signals) => {
-      logger.info({ signal }, "signal received");
-      abort.abort();
+      if (!abort.signal.aborted) {
+        logger.info({ signal }, "signal received: draining (send it again to stop at once)");
+        abort.abort();
+      } else if (!hardStop.signal.aborted) {
+        logger.warn({ signal }, "second signal: cancelling in-flight streams and stopping now");
+        hardStop.abort();
+      }
     };
     process.on("SIGTERM", onSignal);
     process.on("SIGINT", onSignal);
     try {
-      await runNode({ config, logger, signal: abort.signal });
+      await runInferenceNode({
+        config,
+        logger,
+        launch,
+        signal: abort.signal,
+        hardStop: hardStop.signal,
+        env: ctx.io.env,
+      });
       return ExitCode.ok;
     } finally {
       process.off("SIGTERM", onSignal);

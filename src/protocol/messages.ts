@@ -116,6 +116,10 @@ export const StreamStartSchema = v.object({
   ...stream,
   status: v.pipe(v.number(), v.integer(), v.minValue(100), v.maxValue(599)),
   contentType: text(256),
+  /** The stream's effective credit window (the node caps the router's); 0 = flow control off. */
+  windowBytes: v.optional(count),
+  /** The router replenishes once the client has taken this many bytes (window x REPLENISH_THRESHOLD). */
+  replenishBytes: v.optional(count),
 });
 
 export const ChunkSchema = v.object({

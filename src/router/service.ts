@@ -8,10 +8,15 @@
 import { hostname } from "node:os";
 import type { Logger } from "../core/log.ts";
 import { ModelLibrary } from "../models/library.ts";
+import { startHealthServer } from "../observability/health-server.ts";
+import { createRouterMetrics, type RouterMetrics } from "../observability/router-metrics.ts";
 import { ControlPlane } from "./control-plane.ts";
+import { DEFAULT_ROUTER_FLOW, type FlowSettingsRouter, RouterRelay } from "./dispatch.ts";
 import { type EnrollServer, startEnrollServer } from "./enroll-server.ts";
 import { initRouter, loadIdentity, type RouterIdentity, type TlsFiles } from "./identity.ts";
 import { ENROLL_URL_META } from "./join-keys.ts";
+import { type OpenAiServer, startOpenAiServer } from "./openai-http.ts";
+import { DEFAULT_QUEUE, type QueueSettings, Scheduler } from "./queue.ts";
 import { RouterStore } from "./store.ts";
 
 export interface RouterServiceOptions {
@@ -29,12 +34,24 @@ export interface RouterServiceOptions {
   lease?: { durationMs: number; renewalIntervalMs: number };
   logger: Logger;
   expiryCheckMs?: number;
+  /** The OpenAI-compatible front (POST /v1/chat/completions ...); off when absent. */
+  http?: { host: string; port: number };
+  /** Prometheus /metrics (and /healthz, /readyz) of the router; off when absent. */
+  metricsListen?: { host: string; port: number };
+  queue?: QueueSettings;
+  flow?: FlowSettingsRouter;
+  /** Sent with each dispatch: the node cancels a request that runs longer (0 = no deadline). */
+  requestDeadlineMs?: number;
 }
 
 export interface RouterEndpoints {
   enrollUrl: string;
   control: string;
   streaming: string;
+  /** The OpenAI front, when served. */
+  httpUrl?: string;
+  /** The metrics server, when served. */
+  metricsUrl?: string;
 }
 
 export interface RouterService {
@@ -42,6 +59,9 @@ export interface RouterService {
   identity: RouterIdentity;
   controlPlane: ControlPlane;
   endpoints: RouterEndpoints;
+  metrics: RouterMetrics;
+  scheduler: Scheduler;
+  relay: RouterRelay;
   close: () => Promise<void>;
 }
 
@@ -70,6 +90,9 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
   const store = await RouterStore.open(o.stateDir);
   let controlPlane: ControlPlane | undefined;
   let enroll: EnrollServer | undefined;
+  let relay: RouterRelay | undefined;
+  let http: OpenAiServer | undefined;
+  let metricsServer: Awaited<ReturnType<typeof startHealthServer>> | undefined;
   try {
     if (!store.getMeta("curve_public_key")) {
       const init = await initRouter(store);
@@ -124,22 +147,81 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
       logger: o.logger,
     });
     const enrollUrl = `${o.plainHttp ? "http" : "https"}://${bracket(host)}:${enroll.port}`;
+    // The inference path: scheduler (node choice, single-node queue), relay, HTTP front, metrics.
+    const metrics = createRouterMetrics();
+    const scheduler = new Scheduler(cp, o.queue ?? DEFAULT_QUEUE, metrics);
+    relay = new RouterRelay({
+      controlPlane: cp,
+      scheduler,
+      flow: o.flow ?? DEFAULT_ROUTER_FLOW,
+      metrics,
+      logger: o.logger,
+      deadlineMs: o.requestDeadlineMs,
+    });
+    const countNodes = () => {
+      const by: Record<string, number> = { registered: 0, ready: 0, draining: 0, expired: 0 };
+      for (const l of cp.leases()) by[l.state] = (by[l.state] ?? 0) + 1;
+      for (const [state, n] of Object.entries(by)) metrics.nodes.set({ state }, n);
+    };
+    cp.onLeaseChange((lease, previous) => {
+      if (lease.state === "expired" && previous !== "expired") metrics.leaseExpiries.inc();
+      countNodes();
+    });
+    countNodes();
+    if (o.http) {
+      http = await startOpenAiServer({
+        host: o.http.host,
+        port: o.http.port,
+        store,
+        controlPlane: cp,
+        relay,
+        logger: o.logger,
+        metrics,
+      });
+    }
+    if (o.metricsListen) {
+      metricsServer = await startHealthServer({
+        host: o.metricsListen.host,
+        port: o.metricsListen.port,
+        registry: metrics.registry,
+        readiness: () => ({ ready: true, reasons: [] }),
+      });
+    }
+    const metricsHost = o.metricsListen?.host === "0.0.0.0" ? "127.0.0.1" : o.metricsListen?.host;
     store.setMeta(ENROLL_URL_META, enrollUrl);
     store.setMeta("control_endpoint", endpoints.control);
     store.setMeta("streaming_endpoint", endpoints.streaming);
     const server = enroll;
+    const front = http;
+    const ms = metricsServer;
+    const rl = relay;
     return {
       store,
       identity,
       controlPlane: cp,
-      endpoints: { enrollUrl, ...endpoints },
+      endpoints: {
+        enrollUrl,
+        ...endpoints,
+        ...(front ? { httpUrl: front.url } : {}),
+        ...(ms ? { metricsUrl: `http://${bracket(metricsHost ?? "127.0.0.1")}:${ms.port}` } : {}),
+      },
+      metrics,
+      scheduler,
+      relay: rl,
       close: async () => {
+        scheduler.close();
+        rl.close();
+        await front?.close();
+        await ms?.close();
         await server.close();
         await cp.close();
         store.close();
       },
     };
   } catch (err) {
+    relay?.close();
+    await http?.close();
+    await metricsServer?.close();
     await enroll?.close();
     await controlPlane?.close();
     store.close();

@@ -1,0 +1,196 @@
+/**
+ * @module The node's side of credit-based flow control (the seed's six
+ * XEROTIER_AGENT_FLOW_CONTROL_* settings). Each stream starts with a
+ * window of credit (the router's `dispatch.windowBytes`, capped by this
+ * node's own window), spends it on every chunk's bytes and waits at zero
+ * until the router sends `credit`. Across all streams, unacknowledged
+ * bytes at or above the pause threshold stop every stream (a global
+ * safety valve). A stream that waits for credit longer than the timeout
+ * is stalled: the caller cancels it at the engine and reports it. With
+ * flow control off (setting, or a window of 0 from the router) nothing
+ * ever waits.
+ */
+import type { Config } from "../core/config/schema.ts";
+import { XimError } from "../core/errors.ts";
+import type { NodeMetrics } from "../observability/node-metrics.ts";
+
+export type FlowSettings = Pick<
+  Config,
+  | "flowControlEnabled"
+  | "flowControlWindowBytes"
+  | "flowControlReplenishThreshold"
+  | "flowControlPauseThresholdBytes"
+  | "flowControlTimeoutSeconds"
+>;
+
+/** A stream waited for credit longer than FLOW_CONTROL_TIMEOUT_SECONDS. */
+export class StalledError extends XimError {
+  constructor(waitedMs: number) {
+    super("XIM_STREAM_STALLED", `no credit from the router for ${Math.round(waitedMs / 1000)} s`);
+  }
+}
+
+export class CreditLedger {
+  readonly settings: FlowSettings;
+  readonly #metrics: NodeMetrics | undefined;
+  readonly #now: () => number;
+  #unacked = 0;
+  #lastCreditAt = 0;
+  #wakers = new Set<() => void>();
+
+  constructor(settings: FlowSettings, options: { metrics?: NodeMetrics; now?: () => number } = {}) {
+    this.settings = settings;
+    this.#metrics = options.metrics;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Bytes sent and not yet acknowledged by credit, over all streams. */
+  get unackedBytes(): number {
+    return this.#unacked;
+  }
+
+  /** Whether every stream is paused by the global threshold now. */
+  get paused(): boolean {
+    return this.#unacked >= this.settings.flowControlPauseThresholdBytes;
+  }
+
+  get lastCreditAt(): number {
+    return this.#lastCreditAt;
+  }
+
+  now(): number {
+    return this.#now();
+  }
+
+  /** The credit state of a new stream; `requestedWindow` 0 means the router turned flow control off. */
+  open(requestedWindow: number): StreamCredit {
+    const on = this.settings.flowControlEnabled && requestedWindow > 0;
+    const window = on ? Math.min(requestedWindow, this.settings.flowControlWindowBytes) : 0;
+    return new StreamCredit(this, window);
+  }
+
+  /** @internal */ add(bytes: number): void {
+    this.#unacked += bytes;
+    this.#metrics?.unackedBytes.set(this.#unacked);
+  }
+
+  /** @internal */ remove(bytes: number, credited: boolean): void {
+    this.#unacked -= bytes;
+    if (credited) this.#lastCreditAt = this.#now();
+    this.#metrics?.unackedBytes.set(this.#unacked);
+    const wakers = [...this.#wakers];
+    this.#wakers.clear();
+    for (const w of wakers) w();
+  }
+
+  /** @internal */ pause(scope: "stream" | "global"): void {
+    this.#metrics?.flowPauses.inc({ scope });
+  }
+
+  /** Resolves on the next credit (or stream end), after `ms`, or rejects when the signal aborts. */
+  changed(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        this.#wakers.delete(done);
+        resolve();
+      };
+      const onAbort = () => {
+        clearTimeout(timer);
+        this.#wakers.delete(done);
+        reject(signal?.reason);
+      };
+      if (signal?.aborted) return onAbort();
+      const timer = setTimeout(done, ms);
+      this.#wakers.add(done);
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+}
+
+export class StreamCredit {
+  /** The effective window in bytes; 0 when flow control is off for this stream. */
+  readonly window: number;
+  /** Bytes the router may have left to take before it replenishes: window x REPLENISH_THRESHOLD. */
+  readonly replenishBytes: number;
+  readonly #ledger: CreditLedger;
+  #unacked = 0;
+  #peak = 0;
+  #lastCreditAt: number;
+  #closed = false;
+
+  constructor(ledger: CreditLedger, window: number) {
+    this.#ledger = ledger;
+    this.window = window;
+    this.replenishBytes =
+      window === 0
+        ? 0
+        : Math.max(1, Math.min(window, Math.ceil(window * ledger.settings.flowControlReplenishThreshold)));
+    this.#lastCreditAt = ledger.now();
+  }
+
+  get enabled(): boolean {
+    return this.window > 0;
+  }
+
+  get unacked(): number {
+    return this.#unacked;
+  }
+
+  /** The most bytes this stream ever had unacknowledged (never more than the window). */
+  get peakUnacked(): number {
+    return this.#peak;
+  }
+
+  /** Bytes this stream may send now. */
+  available(): number {
+    if (!this.enabled) return Number.POSITIVE_INFINITY;
+    if (this.#ledger.paused) return 0;
+    return this.window - this.#unacked;
+  }
+
+  sent(bytes: number): void {
+    if (!this.enabled || this.#closed) return;
+    this.#unacked += bytes;
+    if (this.#unacked > this.#peak) this.#peak = this.#unacked;
+    this.#ledger.add(bytes);
+  }
+
+  credit(bytes: number): void {
+    if (!this.enabled || this.#closed) return;
+    const take = Math.min(bytes, this.#unacked);
+    this.#unacked -= take;
+    this.#lastCreditAt = this.#ledger.now();
+    this.#ledger.remove(take, true);
+  }
+
+  /** Return this stream's unacknowledged bytes to the global budget. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const held = this.#unacked;
+    this.#unacked = 0;
+    if (this.enabled) this.#ledger.remove(held, false);
+  }
+
+  /**
+   * Wait until `ready()` holds, re-checking after every credit. Throws
+   * StalledError once no credit has arrived for FLOW_CONTROL_TIMEOUT_SECONDS
+   * while waiting (own credit, or any credit while the global pause holds).
+   */
+  async waitUntil(ready: () => boolean, signal?: AbortSignal): Promise<void> {
+    if (ready()) return;
+    const ledger = this.#ledger;
+    const timeoutMs = ledger.settings.flowControlTimeoutSeconds * 1000;
+    const started = ledger.now();
+    ledger.pause(ledger.paused ? "global" : "stream");
+    while (!ready()) {
+      signal?.throwIfAborted();
+      const since = Math.max(started, this.#lastCreditAt, ledger.paused ? ledger.lastCreditAt : 0);
+      const left = since + timeoutMs - ledger.now();
+      if (left <= 0) throw new StalledError(ledger.now() - since);
+      await ledger.changed(left, signal);
+    }
+  }
+}

@@ -1,0 +1,528 @@
+/**
+ * @module The node's inference relay: runs each `dispatch` against the
+ * engine and streams the answer back to the router as `stream_start`,
+ * `chunk`s and `stream_end` (or `stream_error`). The engine's SSE events
+ * are forwarded as the bytes it wrote (`data: <payload>\n\n`, never
+ * re-encoded). Reading from the engine follows the stream's credit
+ * (credits.ts): what the node holds for a stream stays within its window,
+ * so a slow client slows the engine instead of growing a buffer. The
+ * first chunk goes out at once; chunks that arrive while a send is in
+ * progress are coalesced into the next send. The relay also owns the
+ * concurrency limit (free slots), the tenant's cache salt, cancellation
+ * (router `cancel`, deadline, drain, stall) and drain.
+ */
+import type { Config } from "../core/config/schema.ts";
+import { messageOf } from "../core/errors.ts";
+import type { Logger } from "../core/log.ts";
+import type { Secret } from "../core/secret.ts";
+import { saltedEngineBody } from "../engine/cache-salt.ts";
+import { type Engine, EngineHttpError } from "../engine/engine.ts";
+import { isDone, sseEvent } from "../engine/sse.ts";
+import type { NodeMetrics } from "../observability/node-metrics.ts";
+import type {
+  Dispatch,
+  NodeMessage,
+  NodeStatus,
+  Outgoing,
+  RouterMessage,
+  STREAM_ERROR_CODES,
+} from "../protocol/messages.ts";
+import { CreditLedger, type FlowSettings, StalledError, type StreamCredit } from "./credits.ts";
+
+export type StreamErrorCode = (typeof STREAM_ERROR_CODES)[number];
+
+/** Largest `chunk.data` the relay sends in one message. */
+export const MAX_CHUNK_BYTES = 1 << 20;
+
+/** Why a stream was stopped from outside: becomes its `stream_error`. */
+class StreamAbort extends Error {
+  readonly code: StreamErrorCode;
+  readonly status: number;
+  constructor(code: StreamErrorCode, status: number, message: string) {
+    super(message);
+    this.code = code;
+    this.status = status;
+  }
+}
+
+export interface RelayOptions {
+  /** The engine, once there is one (vLLM without a model has none yet). */
+  engine: () => Engine | undefined;
+  /** Sends a stream message to the router (NodeSession.send: the streaming socket when enabled). */
+  send: (message: Outgoing<NodeMessage>) => Promise<boolean>;
+  flow: FlowSettings;
+  maxConcurrent: number;
+  saltSecret: Secret;
+  logger: Logger;
+  metrics?: NodeMetrics;
+  /** Called when free slots change (the node reports them to the router at once). */
+  onSlotsChange?: () => void;
+  now?: () => number;
+}
+
+export interface StreamStats {
+  requestId: string;
+  window: number;
+  peakUnacked: number;
+  /** The most bytes held for this stream at once: read from the engine and not yet acknowledged. */
+  peakHeld: number;
+  bytes: number;
+  chunks: number;
+  messages: number;
+  outcome: string;
+}
+
+interface Active {
+  dispatch: Dispatch;
+  abort: AbortController;
+  credit: StreamCredit;
+  done: Promise<void>;
+}
+
+/** Default in-flight ceiling: the setting, else the plan's, else vLLM's --max-num-seqs, else 5 (CPU, simulated). */
+export function deriveMaxConcurrent(
+  config: Pick<Config, "maxConcurrent" | "maxNumSeqs">,
+  planned?: number | null,
+): number {
+  return config.maxConcurrent ?? planned ?? config.maxNumSeqs ?? 5;
+}
+
+export class Relay {
+  readonly ledger: CreditLedger;
+  /** Stats of the last finished streams (at most 100), for tests and debugging. */
+  readonly finished: StreamStats[] = [];
+  readonly #o: RelayOptions;
+  readonly #log: Logger;
+  readonly #active = new Map<string, Active>();
+  #draining = false;
+
+  constructor(o: RelayOptions) {
+    this.#o = o;
+    this.#log = o.logger.child({ component: "relay" });
+    this.ledger = new CreditLedger(o.flow, { metrics: o.metrics, now: o.now });
+  }
+
+  get inFlight(): number {
+    return this.#active.size;
+  }
+
+  get maxConcurrent(): number {
+    return this.#o.maxConcurrent;
+  }
+
+  get freeSlots(): number {
+    return this.#draining ? 0 : Math.max(0, this.#o.maxConcurrent - this.#active.size);
+  }
+
+  /** What the node reports to the router (registration, renewals, node_status). */
+  status(): NodeStatus {
+    const engine = this.#o.engine();
+    const state = engine?.state;
+    return {
+      engine: !engine ? "none" : state === "ready" ? "ready" : state === "loading" ? "loading" : "failed",
+      models: engine ? [engine.servedModelName] : [],
+      maxConcurrent: this.#o.maxConcurrent,
+      freeSlots: this.freeSlots,
+    };
+  }
+
+  /** dispatch, cancel and credit from the router (other messages are ignored). */
+  handle(m: RouterMessage): void {
+    switch (m.type) {
+      case "dispatch":
+        this.#dispatch(m);
+        return;
+      case "cancel":
+        this.#active
+          .get(m.requestId)
+          ?.abort.abort(new StreamAbort("cancelled", 499, `cancelled by the router: ${m.reason}`));
+        return;
+      case "credit":
+        this.#active.get(m.requestId)?.credit.credit(m.bytes);
+        return;
+      case "drain_request":
+        this.#draining = true;
+        this.#o.onSlotsChange?.();
+        return;
+    }
+  }
+
+  /**
+   * Stop taking requests, let in-flight streams finish for up to `graceMs`,
+   * then cancel what is left. `now` (a second SIGTERM) cancels at once.
+   */
+  async drain(graceMs: number, now?: AbortSignal): Promise<void> {
+    this.#draining = true;
+    this.#o.onSlotsChange?.();
+    if (this.#active.size === 0) return;
+    this.#log.info({ inFlight: this.#active.size, graceMs }, "draining: waiting for in-flight streams");
+    const all = Promise.allSettled([...this.#active.values()].map((a) => a.done));
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, graceMs);
+      now?.addEventListener("abort", () => resolve(), { once: true });
+    });
+    await Promise.race([all, expired]);
+    clearTimeout(timer);
+    if (this.#active.size > 0) {
+      this.#log.warn({ inFlight: this.#active.size }, "drain: cancelling the streams still running");
+      this.cancelAll(new StreamAbort("draining", 503, "the node is shutting down"));
+      await Promise.allSettled([...this.#active.values()].map((a) => a.done));
+    }
+  }
+
+  cancelAll(reason?: Error): void {
+    for (const a of this.#active.values())
+      a.abort.abort(reason ?? new StreamAbort("draining", 503, "the node is shutting down"));
+  }
+
+  #reject(d: Dispatch, code: StreamErrorCode, status: number, message: string): void {
+    this.#o.metrics?.requests.inc({ outcome: "rejected" });
+    void this.#o.send({ type: "stream_error", requestId: d.requestId, seq: 0, code, message, status });
+  }
+
+  #dispatch(d: Dispatch): void {
+    if (this.#active.has(d.requestId)) return; // a duplicate of a request already running
+    if (this.#draining) {
+      this.#reject(d, "draining", 503, "the node is draining");
+      return;
+    }
+    if (this.#active.size >= this.#o.maxConcurrent) {
+      this.#reject(
+        d,
+        "overloaded",
+        503,
+        `the node is at its limit of ${this.#o.maxConcurrent} concurrent requests`,
+      );
+      return;
+    }
+    const engine = this.#o.engine();
+    if (engine?.state !== "ready") {
+      this.#reject(d, "engine_error", 503, `the engine is ${engine?.state ?? "not started"}`);
+      return;
+    }
+    const abort = new AbortController();
+    const credit = this.ledger.open(d.windowBytes);
+    const active: Active = { dispatch: d, abort, credit, done: Promise.resolve() };
+    this.#active.set(d.requestId, active);
+    this.#o.metrics?.inFlight.set(this.#active.size);
+    this.#o.onSlotsChange?.();
+    active.done = this.#run(engine, active).finally(() => {
+      credit.close();
+      this.#active.delete(d.requestId);
+      this.#o.metrics?.inFlight.set(this.#active.size);
+      this.#o.onSlotsChange?.();
+    });
+  }
+
+  async #run(engine: Engine, a: Active): Promise<void> {
+    const d = a.dispatch;
+    const started = Date.now();
+    const out = new StreamOut(this.#o, a, started);
+    let timer: NodeJS.Timeout | undefined;
+    if (d.deadlineMs > 0)
+      timer = setTimeout(
+        () => a.abort.abort(new StreamAbort("cancelled", 504, `deadline of ${d.deadlineMs} ms passed`)),
+        d.deadlineMs,
+      );
+    let outcome = "ok";
+    try {
+      let body: Record<string, unknown>;
+      try {
+        body = saltedEngineBody(
+          JSON.parse(Buffer.from(d.body).toString("utf8")),
+          d.tenant,
+          this.#o.saltSecret,
+        );
+      } catch (err) {
+        outcome = "rejected";
+        await out.error("bad_request", 400, `invalid request body: ${messageOf(err)}`);
+        return;
+      }
+      const request = { path: d.path, body, requestId: d.requestId };
+      if (d.stream) await this.#streamed(engine, request, a, out);
+      else await this.#complete(engine, request, a, out);
+    } catch (err) {
+      const reason = a.abort.signal.aborted ? a.abort.signal.reason : err;
+      if (reason instanceof StalledError || err instanceof StalledError) {
+        outcome = "stalled";
+        this.#o.metrics?.flowStalls.inc();
+        a.abort.abort(reason);
+        this.#log.warn({ requestId: d.requestId, window: a.credit.window }, "stream stalled: cancelled");
+        await out.error("stalled", 504, messageOf(reason));
+      } else if (reason instanceof StreamAbort) {
+        outcome = "cancelled";
+        await out.error(reason.code, reason.status, reason.message);
+      } else {
+        outcome = "engine_error";
+        this.#log.warn({ requestId: d.requestId, err }, "the engine failed a request");
+        await out.error("engine_error", 502, `the engine failed the request: ${messageOf(err)}`);
+      }
+    } finally {
+      clearTimeout(timer);
+      this.#o.metrics?.requests.inc({ outcome });
+      this.finished.push(out.stats(outcome));
+      if (this.finished.length > 100) this.finished.shift();
+    }
+  }
+
+  async #streamed(
+    engine: Engine,
+    request: Parameters<Engine["stream"]>[0],
+    a: Active,
+    out: StreamOut,
+  ): Promise<void> {
+    const signal = a.abort.signal;
+    const events = engine.stream(request, signal);
+    let first: IteratorResult<Buffer>;
+    try {
+      first = await events.next();
+    } catch (err) {
+      if (err instanceof EngineHttpError && !signal.aborted) {
+        // The engine refused the request: the client gets the engine's own answer.
+        await out.start(err.status, "application/json");
+        out.push(err.body);
+        await out.finish();
+        return;
+      }
+      throw err;
+    }
+    try {
+      await out.start(200, "text/event-stream; charset=utf-8");
+      let next = first;
+      while (!next.done) {
+        const payload = next.value;
+        out.noteEvent(payload);
+        out.push(sseEvent(payload));
+        // Read on only while what this stream holds leaves room in its credit.
+        if (!isDone(payload))
+          await a.credit.waitUntil(() => a.credit.available() - out.pendingBytes > 0, signal);
+        next = await events.next();
+      }
+      await out.finish();
+    } finally {
+      // A stream left early (stall, cancel) closes the engine's HTTP request.
+      void events.return(undefined).catch(() => undefined);
+    }
+  }
+
+  async #complete(
+    engine: Engine,
+    request: Parameters<Engine["complete"]>[0],
+    a: Active,
+    out: StreamOut,
+  ): Promise<void> {
+    let status: number;
+    let contentType: string;
+    let body: Buffer;
+    try {
+      const reply = await engine.complete(request, a.abort.signal);
+      status = reply.status;
+      contentType = reply.contentType ?? "application/json";
+      body = reply.body;
+    } catch (err) {
+      if (!(err instanceof EngineHttpError) || a.abort.signal.aborted) throw err;
+      status = err.status;
+      contentType = "application/json";
+      body = err.body;
+    }
+    await out.start(status, contentType);
+    out.noteEvent(body);
+    out.push(body);
+    await out.finish();
+  }
+}
+
+/** One stream's way out to the router: ordering, coalescing, credit, the terminal message. */
+class StreamOut {
+  readonly #o: RelayOptions;
+  readonly #a: Active;
+  readonly #started: number;
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  #seq = 0;
+  #busy = false;
+  #failure: unknown;
+  #idle: Array<() => void> = [];
+  #ended = false;
+  #bytes = 0;
+  #chunks = 0;
+  #messages = 0;
+  #lastChunkAt = 0;
+  #peakHeld = 0;
+  #usage: { promptTokens: number; completionTokens: number } | undefined;
+  #finishReason: string | undefined;
+
+  constructor(o: RelayOptions, a: Active, started: number) {
+    this.#o = o;
+    this.#a = a;
+    this.#started = started;
+  }
+
+  get pendingBytes(): number {
+    return this.#pendingBytes;
+  }
+
+  stats(outcome: string): StreamStats {
+    return {
+      requestId: this.#a.dispatch.requestId,
+      window: this.#a.credit.window,
+      peakUnacked: this.#a.credit.peakUnacked,
+      peakHeld: this.#peakHeld,
+      bytes: this.#bytes,
+      chunks: this.#chunks,
+      messages: this.#messages,
+      outcome,
+    };
+  }
+
+  /** Usage and finish reason from the engine's own JSON, read only from the events that carry them. */
+  noteEvent(payload: Buffer): void {
+    if (payload.includes('"finish_reason":"')) {
+      const m = /"finish_reason":"([^"]{1,64})"/.exec(payload.toString("utf8"));
+      if (m) this.#finishReason = m[1];
+    }
+    if (payload.includes('"usage":{')) {
+      try {
+        const u = (JSON.parse(payload.toString("utf8")) as { usage?: Record<string, unknown> }).usage;
+        if (u && typeof u.prompt_tokens === "number" && typeof u.completion_tokens === "number")
+          this.#usage = { promptTokens: u.prompt_tokens, completionTokens: u.completion_tokens };
+      } catch {
+        // not JSON: no usage to report
+      }
+    }
+  }
+
+  async start(status: number, contentType: string): Promise<void> {
+    await this.#send({
+      type: "stream_start",
+      requestId: this.#a.dispatch.requestId,
+      status,
+      contentType,
+      windowBytes: this.#a.credit.window,
+      replenishBytes: this.#a.credit.replenishBytes,
+    });
+  }
+
+  /** Queue bytes for the router; they leave at once when no send is in progress. */
+  push(data: Buffer): void {
+    if (data.length === 0) return;
+    this.#pending.push(data);
+    this.#pendingBytes += data.length;
+    this.#noteHeld();
+    if (this.#failure !== undefined) return;
+    this.#kick();
+  }
+
+  #noteHeld(): void {
+    const held = this.#pendingBytes + this.#a.credit.unacked;
+    if (held > this.#peakHeld) this.#peakHeld = held;
+  }
+
+  #kick(): void {
+    if (this.#busy) return;
+    this.#busy = true;
+    void this.#drain();
+  }
+
+  async #drain(): Promise<void> {
+    const credit = this.#a.credit;
+    try {
+      while (this.#pendingBytes > 0) {
+        await credit.waitUntil(() => credit.available() > 0, this.#a.abort.signal);
+        const n = Math.min(this.#pendingBytes, credit.available(), MAX_CHUNK_BYTES);
+        const data = this.#take(n);
+        credit.sent(n);
+        this.#noteHeld();
+        const now = Date.now();
+        const metrics = this.#o.metrics;
+        if (metrics) {
+          if (this.#chunks === 0) metrics.ttft.observe((now - this.#started) / 1000);
+          else metrics.interChunk.observe((now - this.#lastChunkAt) / 1000);
+          metrics.bytesRelayed.inc(n);
+          metrics.chunksRelayed.inc();
+        }
+        this.#lastChunkAt = now;
+        this.#bytes += n;
+        this.#chunks++;
+        await this.#send({
+          type: "chunk",
+          requestId: this.#a.dispatch.requestId,
+          seq: this.#seq++,
+          data: data as Uint8Array<ArrayBuffer>,
+        });
+      }
+    } catch (err) {
+      this.#failure = err;
+      if (!this.#a.abort.signal.aborted) this.#a.abort.abort(err);
+    } finally {
+      this.#busy = false;
+      const idle = this.#idle;
+      this.#idle = [];
+      for (const resolve of idle) resolve();
+    }
+  }
+
+  #take(n: number): Buffer {
+    if (this.#pending[0].length === n) {
+      this.#pendingBytes -= n;
+      return this.#pending.shift() as Buffer;
+    }
+    const parts: Buffer[] = [];
+    let left = n;
+    while (left > 0) {
+      const head = this.#pending[0];
+      if (head.length <= left) {
+        parts.push(head);
+        this.#pending.shift();
+        left -= head.length;
+      } else {
+        parts.push(head.subarray(0, left));
+        this.#pending[0] = head.subarray(left);
+        left = 0;
+      }
+    }
+    this.#pendingBytes -= n;
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts, n);
+  }
+
+  /** Wait until every queued byte was sent, then end the stream. */
+  async finish(): Promise<void> {
+    while (this.#busy || (this.#pendingBytes > 0 && this.#failure === undefined)) {
+      if (!this.#busy) this.#kick();
+      await new Promise<void>((resolve) => this.#idle.push(resolve));
+    }
+    if (this.#failure !== undefined) throw this.#failure;
+    this.#ended = true;
+    await this.#send({
+      type: "stream_end",
+      requestId: this.#a.dispatch.requestId,
+      seq: this.#seq,
+      ...(this.#usage ? { usage: this.#usage } : {}),
+      ...(this.#finishReason ? { finishReason: this.#finishReason } : {}),
+    });
+  }
+
+  /** The terminal error of a stream (once; nothing after a stream_end). */
+  async error(code: StreamErrorCode, status: number, message: string): Promise<void> {
+    if (this.#ended) return;
+    this.#ended = true;
+    // Let a send in progress finish so the error follows the last chunk in order.
+    while (this.#busy) await new Promise<void>((resolve) => this.#idle.push(resolve));
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    await this.#send({
+      type: "stream_error",
+      requestId: this.#a.dispatch.requestId,
+      seq: this.#seq,
+      code,
+      message: message.slice(0, 4000),
+      status,
+    });
+  }
+
+  async #send(m: Outgoing<NodeMessage>): Promise<void> {
+    this.#messages++;
+    await this.#o.send(m);
+  }
+}

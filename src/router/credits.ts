@@ -1,0 +1,68 @@
+/**
+ * @module The router's side of credit-based flow control, one per stream.
+ * Bytes count as taken by the client once they are written to its
+ * socket and drained (res.write returned true, or 'drain' fired), so a
+ * slow reader stops the credit and, at the window, the node. Credit is
+ * returned in one message once `replenishBytes` were taken (the node's
+ * window x REPLENISH_THRESHOLD, announced in stream_start); bytes taken
+ * below that threshold are returned after `idleMs` without further
+ * output, so a stream that holds little never waits on the global pause
+ * threshold of its node.
+ */
+
+export interface CreditOptions {
+  /** The stream's window; 0 = flow control off (no credit is ever sent). */
+  windowBytes: number;
+  replenishBytes: number;
+  idleMs: number;
+  /** Sends a `credit` of `bytes` to the node. */
+  grant: (bytes: number) => void;
+}
+
+export class RouterCredit {
+  readonly #o: CreditOptions;
+  #taken = 0;
+  #writing = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(o: CreditOptions) {
+    this.#o = o;
+  }
+
+  /** Bytes handed to the client's socket: `drained` is what res.write returned. */
+  wrote(bytes: number, drained: boolean): void {
+    if (drained) this.#take(bytes);
+    else this.#writing += bytes;
+  }
+
+  /** The client's socket drained: everything written so far was taken. */
+  drained(): void {
+    const n = this.#writing;
+    this.#writing = 0;
+    if (n > 0) this.#take(n);
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+  }
+
+  #take(bytes: number): void {
+    if (this.#closed || this.#o.windowBytes === 0) return;
+    this.#taken += bytes;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#taken >= this.#o.replenishBytes) this.#flush();
+    else if (this.#writing === 0) this.#timer = setTimeout(() => this.#flush(), this.#o.idleMs);
+  }
+
+  #flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#closed || this.#taken === 0) return;
+    const n = this.#taken;
+    this.#taken = 0;
+    this.#o.grant(n);
+  }
+}

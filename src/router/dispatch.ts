@@ -1,0 +1,300 @@
+/**
+ * @module The router's half of the relay: one inference request from an
+ * HTTP client to a node and back. It reserves a slot (queue.ts), sends
+ * `dispatch`, turns the node's `stream_start` into the HTTP status and
+ * headers, writes each `chunk`'s bytes to the client as they are (no
+ * re-encoding), returns credit as the client takes them (credits.ts),
+ * ends on `stream_end`, and turns a `stream_error` (or a lost node) into
+ * an SSE error event or an OpenAI JSON error. A client that goes away
+ * sends `cancel` to the node; the slot is freed when the node confirms.
+ */
+import { randomBytes } from "node:crypto";
+import type { ServerResponse } from "node:http";
+import type { Logger } from "../core/log.ts";
+import type { RouterMetrics } from "../observability/router-metrics.ts";
+import type { DISPATCH_PATHS, NodeMessage, NodeMessageOf } from "../protocol/messages.ts";
+import type { ControlPlane, Lease } from "./control-plane.ts";
+import { RouterCredit } from "./credits.ts";
+import type { Scheduler } from "./queue.ts";
+
+export interface FlowSettingsRouter {
+  /** The window the router asks each stream for (the node may cap it); 0 = flow control off. */
+  windowBytes: number;
+  /** Used when a node does not say its own replenish point in stream_start. */
+  replenishThreshold: number;
+  /** Credit for bytes taken below the threshold is returned after this long without output. */
+  creditIdleMs: number;
+}
+
+export const DEFAULT_ROUTER_FLOW: FlowSettingsRouter = {
+  windowBytes: 65536,
+  replenishThreshold: 0.5,
+  creditIdleMs: 100,
+};
+
+/** How long the node may take to confirm a cancel before the router frees the slot anyway. */
+const CANCEL_CONFIRM_MS = 10_000;
+
+export interface InferenceRequest {
+  requestId: string;
+  project: string;
+  tenant: string;
+  model: string;
+  path: (typeof DISPATCH_PATHS)[number];
+  stream: boolean;
+  body: Uint8Array;
+  /** The client went away (its socket closed before the answer ended). */
+  signal: AbortSignal;
+  receivedAt: number;
+}
+
+/** OpenAI's error JSON. */
+export function openAiErrorBody(status: number, code: string, message: string): string {
+  const type =
+    status === 401 ? "authentication_error" : status < 500 ? "invalid_request_error" : "server_error";
+  return JSON.stringify({ error: { message, type, param: null, code } });
+}
+
+export function sendJsonError(res: ServerResponse, status: number, code: string, message: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = openAiErrorBody(status, code, message);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+  res.end(body);
+}
+
+interface RouterStream {
+  req: InferenceRequest;
+  res: ServerResponse;
+  nodeId: string;
+  seq: number;
+  sse: boolean;
+  credit: RouterCredit | undefined;
+  firstChunk: boolean;
+  cancelled: boolean;
+  cancelTimer: NodeJS.Timeout | undefined;
+  finish: (outcome: string) => void;
+}
+
+export class RouterRelay {
+  readonly #cp: ControlPlane;
+  readonly #scheduler: Scheduler;
+  readonly #flow: FlowSettingsRouter;
+  readonly #metrics: RouterMetrics | undefined;
+  readonly #log: Logger;
+  readonly #streams = new Map<string, RouterStream>();
+  readonly #unsubscribe: Array<() => void> = [];
+  readonly #deadlineMs: number;
+
+  constructor(o: {
+    controlPlane: ControlPlane;
+    scheduler: Scheduler;
+    flow?: FlowSettingsRouter;
+    metrics?: RouterMetrics;
+    logger: Logger;
+    /** Sent in dispatch: the node cancels a request running longer (0 = none). */
+    deadlineMs?: number;
+  }) {
+    this.#cp = o.controlPlane;
+    this.#scheduler = o.scheduler;
+    this.#flow = o.flow ?? DEFAULT_ROUTER_FLOW;
+    this.#metrics = o.metrics;
+    this.#log = o.logger.child({ component: "relay" });
+    this.#deadlineMs = o.deadlineMs ?? 0;
+    this.#unsubscribe.push(
+      this.#cp.onNodeMessage((lease, m) => this.#onNodeMessage(lease, m)),
+      this.#cp.onLeaseChange((lease) => {
+        if (lease.state === "expired") this.#nodeLost(lease.nodeId);
+        this.#scheduler.pump();
+      }),
+    );
+  }
+
+  get active(): number {
+    return this.#streams.size;
+  }
+
+  /** A request id not in use now: the client's own when free (it reaches the engine as X-Request-Id). */
+  uniqueId(wanted: string | undefined): string {
+    if (wanted && !this.#streams.has(wanted)) return wanted;
+    return `req-${randomBytes(12).toString("hex")}`;
+  }
+
+  close(): void {
+    for (const un of this.#unsubscribe) un();
+    for (const s of [...this.#streams.values()])
+      this.#fail(s, 503, "router_stopping", "the router is shutting down");
+  }
+
+  /** Serve one request to the end; resolves with its outcome. */
+  async serve(req: InferenceRequest, res: ServerResponse): Promise<string> {
+    const placement = await this.#scheduler.acquire(req.project, req.model, req.signal);
+    if (!placement.ok) {
+      if (placement.status !== 499) sendJsonError(res, placement.status, placement.code, placement.message);
+      this.#metrics?.requests.inc({ outcome: placement.outcome });
+      return placement.outcome;
+    }
+    const lease = placement.lease;
+    const outcome = await new Promise<string>((resolve) => {
+      let released = false;
+      const s: RouterStream = {
+        req,
+        res,
+        nodeId: lease.nodeId,
+        seq: 0,
+        sse: false,
+        credit: undefined,
+        firstChunk: true,
+        cancelled: false,
+        cancelTimer: undefined,
+        finish: (outcome) => {
+          if (released) return;
+          released = true;
+          clearTimeout(s.cancelTimer);
+          s.credit?.close();
+          res.off("drain", onDrain);
+          this.#streams.delete(req.requestId);
+          this.#metrics?.inFlight.set(this.#streams.size);
+          this.#metrics?.requests.inc({ outcome });
+          this.#scheduler.release(lease.nodeId);
+          resolve(outcome);
+        },
+      };
+      const onDrain = () => s.credit?.drained();
+      res.on("drain", onDrain);
+      this.#streams.set(req.requestId, s);
+      this.#metrics?.inFlight.set(this.#streams.size);
+      const onGone = () => this.#clientGone(s);
+      if (req.signal.aborted) onGone();
+      else req.signal.addEventListener("abort", onGone, { once: true });
+      void this.#cp
+        .send(lease.nodeId, {
+          type: "dispatch",
+          requestId: req.requestId,
+          leaseId: lease.leaseId,
+          epoch: lease.epoch,
+          project: req.project,
+          tenant: req.tenant,
+          model: req.model,
+          path: req.path,
+          stream: req.stream,
+          body: req.body as Uint8Array<ArrayBuffer>,
+          windowBytes: this.#flow.windowBytes,
+          deadlineMs: this.#deadlineMs,
+        })
+        .then((sent) => {
+          if (!sent) this.#fail(s, 503, "node_unavailable", "the selected node could not be reached; retry");
+        });
+    });
+    return outcome;
+  }
+
+  #clientGone(s: RouterStream): void {
+    if (s.res.writableFinished || s.cancelled) return;
+    s.cancelled = true;
+    s.credit?.close();
+    void this.#cp.send(s.nodeId, {
+      type: "cancel",
+      requestId: s.req.requestId,
+      reason: "client disconnected",
+    });
+    // The slot stays taken until the node confirms (its stream_error), so a queued request never finds it busy.
+    s.cancelTimer = setTimeout(() => s.finish("cancelled"), CANCEL_CONFIRM_MS);
+  }
+
+  #nodeLost(nodeId: string): void {
+    for (const s of [...this.#streams.values()])
+      if (s.nodeId === nodeId) this.#fail(s, 502, "node_lost", "the node serving this request went away");
+  }
+
+  #onNodeMessage(lease: Lease, m: NodeMessage): void {
+    switch (m.type) {
+      case "stream_start":
+      case "chunk":
+      case "stream_end":
+      case "stream_error": {
+        const s = this.#streams.get(m.requestId);
+        if (!s || s.nodeId !== lease.nodeId) return;
+        if (m.type === "stream_start") this.#start(s, m);
+        else if (m.type === "chunk") this.#chunk(s, m);
+        else if (m.type === "stream_end") this.#end(s);
+        else this.#fail(s, m.status, m.code, m.message);
+        return;
+      }
+      case "node_status":
+      case "drain":
+        this.#scheduler.pump();
+        return;
+    }
+  }
+
+  #start(s: RouterStream, m: NodeMessageOf<"stream_start">): void {
+    if (s.res.headersSent || s.cancelled) return;
+    s.sse = m.contentType.startsWith("text/event-stream");
+    const headers: Record<string, string> = { "content-type": m.contentType };
+    if (s.sse) headers["cache-control"] = "no-cache";
+    s.res.writeHead(m.status, headers);
+    if (s.sse) s.res.flushHeaders();
+    const window = m.windowBytes ?? this.#flow.windowBytes;
+    if (window > 0) {
+      const replenish = m.replenishBytes ?? Math.max(1, Math.ceil(window * this.#flow.replenishThreshold));
+      s.credit = new RouterCredit({
+        windowBytes: window,
+        replenishBytes: replenish,
+        idleMs: this.#flow.creditIdleMs,
+        grant: (bytes) => {
+          this.#metrics?.creditsGranted.inc(bytes);
+          void this.#cp.send(s.nodeId, { type: "credit", requestId: s.req.requestId, bytes });
+        },
+      });
+    }
+  }
+
+  #chunk(s: RouterStream, m: NodeMessageOf<"chunk">): void {
+    if (s.cancelled) return;
+    if (!s.res.headersSent || m.seq !== s.seq) {
+      this.#log.warn({ requestId: s.req.requestId, seq: m.seq, expected: s.seq }, "chunk out of order");
+      void this.#cp.send(s.nodeId, { type: "cancel", requestId: s.req.requestId, reason: "out of order" });
+      this.#fail(s, 502, "relay_error", "the node's stream arrived out of order");
+      return;
+    }
+    s.seq++;
+    if (s.firstChunk) {
+      s.firstChunk = false;
+      this.#metrics?.ttft.observe((Date.now() - s.req.receivedAt) / 1000);
+    }
+    const drained = s.res.write(m.data);
+    this.#metrics?.bytesRelayed.inc(m.data.byteLength);
+    this.#metrics?.chunksRelayed.inc();
+    s.credit?.wrote(m.data.byteLength, drained);
+  }
+
+  #end(s: RouterStream): void {
+    if (s.cancelled) {
+      s.finish("cancelled");
+      return;
+    }
+    if (!s.res.headersSent) {
+      sendJsonError(s.res, 502, "relay_error", "the node ended the stream before it started");
+      s.finish("node_error");
+      return;
+    }
+    s.res.end();
+    s.finish("ok");
+  }
+
+  #fail(s: RouterStream, status: number, code: string, message: string): void {
+    if (s.cancelled) {
+      s.finish("cancelled");
+      return;
+    }
+    if (!s.res.headersSent) sendJsonError(s.res, status, code, message);
+    else if (s.sse && !s.res.writableEnded) {
+      const body = openAiErrorBody(status, code, message);
+      s.res.end(`data: ${body}\n\n`);
+    } else s.res.destroy();
+    s.finish(code === "cancelled" ? "cancelled" : "node_error");
+  }
+}

@@ -1,0 +1,201 @@
+/**
+ * @module The router's OpenAI-compatible HTTP front: POST
+ * /v1/chat/completions, POST /v1/completions, GET /v1/models (plus GET
+ * /health, unauthenticated). Every request needs `Authorization: Bearer
+ * xak_...` (api-keys.ts): the key decides the project (which nodes may
+ * serve it) and the tenant (the node's cache salt). Every response
+ * carries X-Request-ID (the client's own when it sent a usable one, else
+ * a new one), and every error is OpenAI's JSON error shape.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Logger } from "../core/log.ts";
+import type { RouterMetrics } from "../observability/router-metrics.ts";
+import { lookupApiKey } from "./api-keys.ts";
+import type { ControlPlane } from "./control-plane.ts";
+import { type RouterRelay, sendJsonError } from "./dispatch.ts";
+import type { RouterStore } from "./store.ts";
+
+/** Bodies above this are refused with 413 (a dispatch must fit one protocol message). */
+export const MAX_BODY_BYTES = 8 * 1024 * 1024;
+const REQUEST_ID_RE = /^[\x21-\x7e]{1,128}$/;
+
+export interface OpenAiServer {
+  port: number;
+  url: string;
+  close: () => Promise<void>;
+}
+
+export interface OpenAiServerOptions {
+  host: string;
+  port: number;
+  store: RouterStore;
+  controlPlane: ControlPlane;
+  relay: RouterRelay;
+  logger: Logger;
+  metrics?: RouterMetrics;
+}
+
+class BodyTooLarge extends Error {}
+
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) throw new BodyTooLarge();
+    parts.push(chunk as Buffer);
+  }
+  return Buffer.concat(parts);
+}
+
+function bracket(host: string): string {
+  return host.includes(":") ? `[${host}]` : host;
+}
+
+export async function startOpenAiServer(o: OpenAiServerOptions): Promise<OpenAiServer> {
+  const log = o.logger.child({ component: "http" });
+  const server: Server = createServer((req, res) => {
+    handle(o, req, res).catch((err: unknown) => {
+      log.error({ err }, "request handler failed");
+      sendJsonError(res, 500, "internal_error", "the router failed to handle the request; see its log");
+    });
+  });
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(o.port, o.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = o.host === "0.0.0.0" || o.host === "::" ? "127.0.0.1" : o.host;
+  return {
+    port,
+    url: `http://${bracket(host)}:${port}`,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+async function handle(o: OpenAiServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const receivedAt = Date.now();
+  const given = req.headers["x-request-id"];
+  const wanted = typeof given === "string" && REQUEST_ID_RE.test(given) ? given : undefined;
+  const requestId = o.relay.uniqueId(wanted);
+  res.setHeader("x-request-id", requestId);
+  const path = (req.url ?? "/").split("?")[0];
+  const count = (outcome: string) => o.metrics?.requests.inc({ outcome });
+
+  if (path === "/health" && req.method === "GET") {
+    res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+    return;
+  }
+  const route =
+    path === "/v1/models"
+      ? "models"
+      : path === "/v1/chat/completions" || path === "/v1/completions"
+        ? "completion"
+        : undefined;
+  if (!route) {
+    req.resume();
+    count("client_error");
+    return sendJsonError(
+      res,
+      404,
+      "not_found",
+      `no route ${req.method} ${path}: this router serves /v1/chat/completions, /v1/completions and /v1/models`,
+    );
+  }
+  const wantMethod = route === "models" ? "GET" : "POST";
+  if (req.method !== wantMethod) {
+    req.resume();
+    res.setHeader("allow", wantMethod);
+    count("client_error");
+    return sendJsonError(res, 405, "method_not_allowed", `${path} takes ${wantMethod}, not ${req.method}`);
+  }
+  const auth = req.headers.authorization ?? "";
+  const m = /^Bearer\s+(\S+)$/i.exec(auth);
+  const identity = m ? lookupApiKey(o.store, m[1]) : undefined;
+  if (!identity) {
+    req.resume();
+    count("client_error");
+    return sendJsonError(
+      res,
+      401,
+      "invalid_api_key",
+      m ? "the API key is unknown or revoked" : "missing API key: send 'Authorization: Bearer xak_...'",
+    );
+  }
+
+  if (route === "models") {
+    const models = new Set<string>();
+    for (const l of o.controlPlane.readyLeases())
+      if (l.project === identity.project) for (const name of l.status.models) models.add(name);
+    const body = JSON.stringify({
+      object: "list",
+      data: [...models].sort().map((id) => ({ id, object: "model", created: 0, owned_by: "xim" })),
+    });
+    res.writeHead(200, { "content-type": "application/json" }).end(body);
+    return;
+  }
+
+  let raw: Buffer;
+  try {
+    raw = await readBody(req);
+  } catch (err) {
+    count("client_error");
+    if (err instanceof BodyTooLarge)
+      return sendJsonError(
+        res,
+        413,
+        "request_too_large",
+        `the request body is larger than ${MAX_BODY_BYTES} bytes`,
+      );
+    throw err;
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw.toString("utf8"));
+  } catch (err) {
+    count("client_error");
+    return sendJsonError(
+      res,
+      400,
+      "invalid_json",
+      `the request body is not valid JSON: ${(err as Error).message}`,
+    );
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+    count("client_error");
+    return sendJsonError(res, 400, "invalid_request", "the request body must be a JSON object");
+  }
+  const body = parsed as Record<string, unknown>;
+  if (typeof body.model !== "string" || body.model === "") {
+    count("client_error");
+    return sendJsonError(res, 400, "missing_model", "you must provide a model parameter");
+  }
+  if (body.stream !== undefined && typeof body.stream !== "boolean") {
+    count("client_error");
+    return sendJsonError(res, 400, "invalid_stream", "'stream' must be true or false");
+  }
+  const gone = new AbortController();
+  res.once("close", () => {
+    if (!res.writableFinished) gone.abort();
+  });
+  await o.relay.serve(
+    {
+      requestId,
+      project: identity.project,
+      tenant: identity.tenant,
+      model: body.model,
+      path: path as "/v1/chat/completions" | "/v1/completions",
+      stream: body.stream === true,
+      body: raw,
+      signal: gone.signal,
+      receivedAt,
+    },
+    res,
+  );
+}

@@ -1,0 +1,251 @@
+/**
+ * @module Where a request goes: node selection and the seed's single-node
+ * queueing. A request may use a node with a live, ready lease in its
+ * project that serves its model. Among those with a free slot the one
+ * with the most free slots wins (the router counts its own dispatches,
+ * so it never over-commits between two renewals). When exactly one
+ * compatible node exists and it is full, the request is parked (at most
+ * `queueMax` per node, `queueTimeoutMs` each) and dispatched when a slot
+ * frees; else the answer is 503. A node that expires or drains gets no new
+ * requests, and its parked requests are placed again (another node, or
+ * 503).
+ */
+import type { RouterMetrics } from "../observability/router-metrics.ts";
+import type { Lease } from "./control-plane.ts";
+
+export interface QueueSettings {
+  /** Requests parked per node at most (seed: 10). */
+  queueMax: number;
+  /** How long a parked request waits for a slot before its 503 (seed: 30 s). */
+  queueTimeoutMs: number;
+}
+
+export const DEFAULT_QUEUE: QueueSettings = { queueMax: 10, queueTimeoutMs: 30_000 };
+
+export type Placement =
+  | { ok: true; lease: Lease; queuedMs: number }
+  | { ok: false; status: number; code: string; message: string; outcome: string };
+
+/** What the scheduler needs of the control plane. */
+export interface LeaseSource {
+  leases(): Lease[];
+  lease(nodeId: string): Lease | undefined;
+}
+
+interface Waiter {
+  project: string;
+  model: string;
+  nodeId: string;
+  since: number;
+  timer: NodeJS.Timeout;
+  settle: (p: Placement) => void;
+}
+
+function compatible(l: Lease, project: string, model: string): boolean {
+  return (
+    l.state === "ready" &&
+    l.controlRoutingId !== null &&
+    l.project === project &&
+    l.status.models.includes(model)
+  );
+}
+
+export class Scheduler {
+  readonly #leases: LeaseSource;
+  readonly #o: QueueSettings;
+  readonly #metrics: RouterMetrics | undefined;
+  readonly #inflight = new Map<string, number>();
+  readonly #queues = new Map<string, Waiter[]>();
+
+  constructor(leases: LeaseSource, settings: QueueSettings, metrics?: RouterMetrics) {
+    this.#leases = leases;
+    this.#o = settings;
+    this.#metrics = metrics;
+  }
+
+  inflight(nodeId: string): number {
+    return this.#inflight.get(nodeId) ?? 0;
+  }
+
+  queued(nodeId?: string): number {
+    if (nodeId) return this.#queues.get(nodeId)?.length ?? 0;
+    let n = 0;
+    for (const q of this.#queues.values()) n += q.length;
+    return n;
+  }
+
+  #free(l: Lease): number {
+    return l.status.maxConcurrent - this.inflight(l.nodeId);
+  }
+
+  #take(l: Lease): void {
+    this.#inflight.set(l.nodeId, this.inflight(l.nodeId) + 1);
+  }
+
+  /** Reserve a slot on a node for one request, waiting in the queue when the seed's rule says so. */
+  acquire(project: string, model: string, signal?: AbortSignal): Promise<Placement> {
+    return new Promise((resolve) => {
+      const since = Date.now();
+      let settled = false;
+      const settle = (p: Placement) => {
+        if (settled) return;
+        settled = true;
+        signal?.removeEventListener("abort", onAbort);
+        resolve(p);
+      };
+      const onAbort = () => {
+        this.#forget(waiter);
+        settle({
+          ok: false,
+          status: 499,
+          code: "cancelled",
+          message: "the client went away",
+          outcome: "cancelled",
+        });
+      };
+      const waiter: Waiter = {
+        project,
+        model,
+        nodeId: "",
+        since,
+        timer: undefined as unknown as NodeJS.Timeout,
+        settle,
+      };
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#place(waiter);
+    });
+  }
+
+  /** A request on `nodeId` finished: free its slot and serve the queue. */
+  release(nodeId: string): void {
+    const n = this.inflight(nodeId) - 1;
+    if (n <= 0) this.#inflight.delete(nodeId);
+    else this.#inflight.set(nodeId, n);
+    this.pump();
+  }
+
+  /** Re-examine every queue: dispatch where slots are free, move requests off nodes that stopped being ready. */
+  pump(): void {
+    for (const [nodeId, queue] of [...this.#queues]) {
+      const lease = this.#leases.lease(nodeId);
+      if (lease?.state !== "ready" || lease.controlRoutingId === null) {
+        this.#queues.delete(nodeId);
+        for (const w of queue) {
+          clearTimeout(w.timer);
+          this.#place(w);
+        }
+        continue;
+      }
+      while (queue.length > 0 && this.#free(lease) > 0) {
+        const w = queue.shift() as Waiter;
+        clearTimeout(w.timer);
+        this.#take(lease);
+        w.settle({ ok: true, lease, queuedMs: Date.now() - w.since });
+      }
+      if (queue.length === 0) this.#queues.delete(nodeId);
+    }
+    this.#metrics?.queueDepth.set(this.queued());
+  }
+
+  /** Answer every parked request with 503 (the router is stopping). */
+  close(): void {
+    for (const queue of this.#queues.values())
+      for (const w of queue) {
+        clearTimeout(w.timer);
+        w.settle({
+          ok: false,
+          status: 503,
+          code: "router_stopping",
+          message: "the router is shutting down",
+          outcome: "no_node",
+        });
+      }
+    this.#queues.clear();
+    this.#metrics?.queueDepth.set(0);
+  }
+
+  #forget(w: Waiter): void {
+    clearTimeout(w.timer);
+    const q = this.#queues.get(w.nodeId);
+    if (!q) return;
+    const i = q.indexOf(w);
+    if (i >= 0) q.splice(i, 1);
+    if (q.length === 0) this.#queues.delete(w.nodeId);
+    this.#metrics?.queueDepth.set(this.queued());
+  }
+
+  #place(w: Waiter): void {
+    const all = this.#leases.leases();
+    const candidates = all.filter((l) => compatible(l, w.project, w.model));
+    if (candidates.length === 0) {
+      const known = all.some(
+        (l) => l.state !== "expired" && l.project === w.project && l.status.models.includes(w.model),
+      );
+      w.settle(
+        known
+          ? {
+              ok: false,
+              status: 503,
+              code: "no_ready_node",
+              message: `no node of this project is ready to serve model '${w.model}' now; retry shortly`,
+              outcome: "no_node",
+            }
+          : {
+              ok: false,
+              status: 404,
+              code: "model_not_found",
+              message: `the model '${w.model}' does not exist or no node of this project serves it`,
+              outcome: "no_node",
+            },
+      );
+      return;
+    }
+    let best: Lease | undefined;
+    for (const l of candidates)
+      if (this.#free(l) > 0 && (!best || this.#free(l) > this.#free(best))) best = l;
+    if (best) {
+      this.#take(best);
+      w.settle({ ok: true, lease: best, queuedMs: Date.now() - w.since });
+      return;
+    }
+    if (candidates.length > 1) {
+      w.settle({
+        ok: false,
+        status: 503,
+        code: "no_capacity",
+        message: `all ${candidates.length} nodes serving '${w.model}' are at capacity; retry shortly`,
+        outcome: "no_node",
+      });
+      return;
+    }
+    const node = candidates[0];
+    const queue = this.#queues.get(node.nodeId) ?? [];
+    if (queue.length >= this.#o.queueMax) {
+      w.settle({
+        ok: false,
+        status: 503,
+        code: "queue_full",
+        message: `the only node serving '${w.model}' is at capacity and ${queue.length} requests already wait for it`,
+        outcome: "queue_full",
+      });
+      return;
+    }
+    w.nodeId = node.nodeId;
+    const left = Math.max(0, w.since + this.#o.queueTimeoutMs - Date.now());
+    w.timer = setTimeout(() => {
+      this.#forget(w);
+      this.#metrics?.queueTimeouts.inc();
+      w.settle({
+        ok: false,
+        status: 503,
+        code: "queue_timeout",
+        message: `no slot freed on the node serving '${w.model}' within ${this.#o.queueTimeoutMs} ms`,
+        outcome: "queue_timeout",
+      });
+    }, left);
+    queue.push(w);
+    this.#queues.set(node.nodeId, queue);
+    this.#metrics?.queueDepth.set(this.queued());
+  }
+}

@@ -63,6 +63,8 @@ export interface RelayOptions {
 export interface StreamStats {
   requestId: string;
   window: number;
+  /** Bytes sent and not yet acknowledged now. */
+  unacked: number;
   peakUnacked: number;
   /** The most bytes held for this stream at once: read from the engine and not yet acknowledged. */
   peakHeld: number;
@@ -77,6 +79,7 @@ interface Active {
   abort: AbortController;
   credit: StreamCredit;
   done: Promise<void>;
+  out?: StreamOut;
 }
 
 /** Default in-flight ceiling: the setting, else the plan's, else vLLM's --max-num-seqs, else 5 (CPU, simulated). */
@@ -104,6 +107,11 @@ export class Relay {
 
   get inFlight(): number {
     return this.#active.size;
+  }
+
+  /** Stats of the streams running now. */
+  live(): StreamStats[] {
+    return [...this.#active.values()].flatMap((a) => (a.out ? [a.out.stats("running")] : []));
   }
 
   get maxConcurrent(): number {
@@ -160,7 +168,8 @@ export class Relay {
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, graceMs);
-      now?.addEventListener("abort", () => resolve(), { once: true });
+      if (now?.aborted) resolve();
+      else now?.addEventListener("abort", () => resolve(), { once: true });
     });
     await Promise.race([all, expired]);
     clearTimeout(timer);
@@ -219,6 +228,7 @@ export class Relay {
     const d = a.dispatch;
     const started = Date.now();
     const out = new StreamOut(this.#o, a, started);
+    a.out = out;
     let timer: NodeJS.Timeout | undefined;
     if (d.deadlineMs > 0)
       timer = setTimeout(
@@ -367,6 +377,7 @@ class StreamOut {
     return {
       requestId: this.#a.dispatch.requestId,
       window: this.#a.credit.window,
+      unacked: this.#a.credit.unacked,
       peakUnacked: this.#a.credit.peakUnacked,
       peakHeld: this.#peakHeld,
       bytes: this.#bytes,

@@ -71,6 +71,8 @@ interface RouterStream {
   nodeId: string;
   seq: number;
   sse: boolean;
+  /** SSE only: bytes after the last complete event, written once the event is complete. */
+  tail: Buffer | undefined;
   credit: RouterCredit | undefined;
   firstChunk: boolean;
   cancelled: boolean;
@@ -145,6 +147,7 @@ export class RouterRelay {
         nodeId: lease.nodeId,
         seq: 0,
         sse: false,
+        tail: undefined,
         credit: undefined,
         firstChunk: true,
         cancelled: false,
@@ -265,10 +268,21 @@ export class RouterRelay {
       s.firstChunk = false;
       this.#metrics?.ttft.observe((Date.now() - s.req.receivedAt) / 1000);
     }
-    const drained = s.res.write(m.data);
-    this.#metrics?.bytesRelayed.inc(m.data.byteLength);
+    const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+    let out = data;
+    if (s.sse) {
+      // The node may split an event at its credit boundary; the client only ever sees whole
+      // events, so an error event after a failure is never glued to half of one.
+      const joined = s.tail ? Buffer.concat([s.tail, data]) : data;
+      const end = joined.lastIndexOf("\n\n");
+      out = end === -1 ? Buffer.alloc(0) : joined.subarray(0, end + 2);
+      s.tail = end + 2 === joined.length ? undefined : joined.subarray(end === -1 ? 0 : end + 2);
+    }
+    // Bytes held in the tail count as taken: at most one event, whose size the engine decides.
+    const drained = out.length === 0 ? true : s.res.write(out);
+    this.#metrics?.bytesRelayed.inc(out.length);
     this.#metrics?.chunksRelayed.inc();
-    s.credit?.wrote(m.data.byteLength, drained);
+    s.credit?.wrote(data.length, drained);
   }
 
   #end(s: RouterStream): void {
@@ -281,7 +295,7 @@ export class RouterRelay {
       s.finish("node_error");
       return;
     }
-    s.res.end();
+    s.res.end(s.tail);
     s.finish("ok");
   }
 

@@ -108,7 +108,7 @@ describe("relay through router and node", { timeout: 60_000 }, () => {
     const models = await fetch(`${stack.url}/v1/models`, { headers: auth(keyA) });
     assert.ok(models.headers.get("x-request-id"));
     assert.deepEqual(
-      (await models.json()).data.map((m: { id: string }) => m.id),
+      ((await models.json()) as { data: { id: string }[] }).data.map((m) => m.id),
       ["sim-model"],
     );
   });

@@ -1,0 +1,179 @@
+/**
+ * Credit-based flow control: the node's ledger as a unit (windows, the
+ * global pause threshold, the stall timeout), then the whole path with a
+ * client that does not read: the node never holds more than the stream's
+ * window, the engine is slowed rather than buffered, a stream without
+ * credit for FLOW_CONTROL_TIMEOUT_SECONDS is cancelled at the engine and
+ * reported, and with flow control off no credit is waited for.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { CreditLedger, StalledError } from "../../src/agent/credits.ts";
+import { waitFor } from "../router/harness.ts";
+import { chatBody, post, Stack, slowRequest } from "./stack.ts";
+
+const flow = {
+  flowControlEnabled: true,
+  flowControlWindowBytes: 4096,
+  flowControlReplenishThreshold: 0.5,
+  flowControlPauseThresholdBytes: 6000,
+  flowControlTimeoutSeconds: 1,
+};
+
+describe("the node's credit ledger", () => {
+  test("a stream spends its window and waits at zero; credit gives it back", () => {
+    const ledger = new CreditLedger(flow);
+    const s = ledger.open(65536);
+    assert.equal(s.window, 4096, "the node's own window caps the router's");
+    assert.equal(s.replenishBytes, 2048);
+    s.sent(4096);
+    assert.equal(s.available(), 0);
+    s.credit(2048);
+    assert.equal(s.available(), 2048);
+    assert.equal(s.peakUnacked, 4096);
+    s.close();
+    assert.equal(ledger.unackedBytes, 0);
+  });
+
+  test("unacknowledged bytes across streams at the pause threshold pause every stream", () => {
+    const ledger = new CreditLedger(flow);
+    const a = ledger.open(4096);
+    const b = ledger.open(4096);
+    a.sent(4096);
+    assert.equal(b.available(), 4096);
+    b.sent(2000);
+    assert.equal(ledger.unackedBytes, 6096);
+    assert.ok(ledger.paused);
+    assert.equal(b.available(), 0, "b has window left but the global valve is shut");
+    a.credit(2048);
+    assert.ok(!ledger.paused);
+    assert.equal(b.available(), 2096);
+  });
+
+  test("flow control off (setting, or a window of 0 from the router) never waits", async () => {
+    const off = new CreditLedger({ ...flow, flowControlEnabled: false }).open(65536);
+    const zero = new CreditLedger(flow).open(0);
+    for (const s of [off, zero]) {
+      s.sent(1 << 20);
+      assert.equal(s.available(), Number.POSITIVE_INFINITY);
+      await s.waitUntil(() => s.available() > 0);
+    }
+  });
+
+  test("a stream without credit for the timeout is stalled", async () => {
+    const ledger = new CreditLedger(flow);
+    const s = ledger.open(4096);
+    s.sent(4096);
+    const started = Date.now();
+    await assert.rejects(
+      s.waitUntil(() => s.available() > 0),
+      StalledError,
+    );
+    assert.ok(Date.now() - started >= 900, "not before the timeout");
+  });
+});
+
+describe("flow control through router and node", { timeout: 60_000 }, () => {
+  let stack: Stack;
+  before(async () => {
+    stack = await Stack.start();
+  });
+  after(async () => {
+    await stack?.close();
+  });
+
+  test("a slow reader keeps the node's buffered bytes within the window and slows the engine read", async (t) => {
+    const window = 4096;
+    const tokens = 20_000;
+    const node = await stack.addNode({
+      project: "slow-reader",
+      sim: { outputTokens: tokens },
+      env: { XEROTIER_AGENT_FLOW_CONTROL_WINDOW_BYTES: String(window) },
+    });
+    const key = stack.apiKey("slow-reader", "t");
+    const r = slowRequest(stack.url, "/v1/chat/completions", chatBody({ stream: true }), {
+      authorization: `Bearer ${key}`,
+    });
+    after(() => r.destroy());
+    await r.started;
+    // The client reads nothing: the node ends up waiting for credit, its stream's bytes steady.
+    let lastBytes = -1;
+    const blocked = await waitFor(
+      async () => {
+        await new Promise((res) => setTimeout(res, 300));
+        const live = node.relay.live()[0];
+        const steady = live !== undefined && live.bytes === lastBytes && live.unacked === live.window;
+        lastBytes = live?.bytes ?? -1;
+        return steady ? live : undefined;
+      },
+      { timeoutMs: 20_000, what: "the node to wait for credit while the client reads nothing" },
+    );
+    assert.equal(blocked.window, window);
+    assert.ok(blocked.peakUnacked <= window, `unacked ${blocked.peakUnacked} <= window ${window}`);
+    assert.ok(blocked.peakHeld <= window + 512, `held ${blocked.peakHeld} B while blocked`);
+    const engineTokens = node.engine.server.stats().generationTokens;
+    r.resume();
+    const body = await r.ended;
+    assert.ok(body.toString().endsWith("data: [DONE]\n\n"));
+    const stats = node.relay.finished.at(-1);
+    assert.ok(stats);
+    assert.equal(stats.outcome, "ok");
+    assert.equal(stats.bytes, body.length, "every byte the engine wrote reached the client");
+    assert.ok(stats.peakUnacked <= window, `peak unacknowledged ${stats.peakUnacked} B <= ${window} B`);
+    // Held = read from the engine and not yet acknowledged: the window plus at most one SSE event.
+    assert.ok(stats.peakHeld <= window + 512, `peak held ${stats.peakHeld} B`);
+    assert.equal(node.relay.ledger.unackedBytes, 0);
+    t.diagnostic(
+      `window ${window} B, peak unacked ${stats.peakUnacked} B, peak held ${stats.peakHeld} B, node blocked after relaying ${blocked.bytes} B (engine had generated ${engineTokens}/${tokens} tokens; the rest sat in kernel socket buffers), ${stats.bytes} B in ${stats.chunks} chunks`,
+    );
+  });
+
+  test("a stream with no credit for the timeout is cancelled at the engine and reported as stalled", async () => {
+    const node = await stack.addNode({
+      project: "stall",
+      sim: { outputTokens: 50_000 },
+      env: {
+        XEROTIER_AGENT_FLOW_CONTROL_WINDOW_BYTES: "4096",
+        XEROTIER_AGENT_FLOW_CONTROL_TIMEOUT_SECONDS: "1",
+      },
+    });
+    const key = stack.apiKey("stall", "t");
+    const r = slowRequest(stack.url, "/v1/chat/completions", chatBody({ stream: true }), {
+      authorization: `Bearer ${key}`,
+    });
+    after(() => r.destroy());
+    await r.started;
+    await waitFor(() => node.relay.finished.find((s) => s.outcome === "stalled"), {
+      timeoutMs: 20_000,
+      what: "the stream to stall",
+    });
+    await waitFor(() => node.engine.server.stats().aborts === 1, {
+      timeoutMs: 10_000,
+      what: "the engine to see the cancel",
+    });
+    r.resume();
+    const text = (await r.ended).toString();
+    const last = text.split("\n\n").filter(Boolean).at(-1) as string;
+    assert.match(last, /^data: \{"error":/);
+    assert.equal(JSON.parse(last.slice(6)).error.code, "stalled");
+    assert.equal(node.relay.inFlight, 0);
+    assert.equal(node.relay.ledger.unackedBytes, 0, "the stalled stream's bytes were released");
+  });
+
+  test("with flow control off the node waits for no credit", async () => {
+    const node = await stack.addNode({
+      project: "no-flow",
+      sim: { outputTokens: 2000 },
+      env: { XEROTIER_AGENT_FLOW_CONTROL_ENABLED: "0" },
+    });
+    const key = stack.apiKey("no-flow", "t");
+    const r = await post(stack.url, "/v1/chat/completions", chatBody({ stream: true }), {
+      authorization: `Bearer ${key}`,
+    });
+    assert.equal(r.status, 200);
+    const stats = node.relay.finished.at(-1);
+    assert.equal(stats?.window, 0);
+    assert.equal(stats?.outcome, "ok");
+    assert.equal(stats?.bytes, r.body.length);
+  });
+});

@@ -1,0 +1,39 @@
+/**
+ * `npm run demo` (scripts/demo.ts) as a user runs it: a child process
+ * that starts a router and a node with the simulated engine, streams one
+ * completion and stops everything. It must print the tokens, exit 0 and
+ * leave no temporary folder behind.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { REPO } from "../router/harness.ts";
+
+test("the demo streams tokens through router and node and stops cleanly", { timeout: 90_000 }, async () => {
+  const child = spawn(process.execPath, [join(REPO, "scripts", "demo.ts")], {
+    cwd: REPO,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: process.env.TMPDIR },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const timer = setTimeout(() => child.kill("SIGKILL"), 80_000);
+  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+  clearTimeout(timer);
+  assert.equal(code, 0, `demo failed:\n${stdout}\n${stderr}`);
+  const tokens = /==> (\d+) tokens \(usage says (\d+)\)/.exec(stdout);
+  assert.ok(tokens, stdout);
+  assert.equal(tokens[1], "40");
+  assert.equal(tokens[2], "40");
+  assert.match(stdout, /everything stopped cleanly/);
+  const folder = /state in (\S+)\/router\)/.exec(stdout)?.[1];
+  assert.ok(folder && !existsSync(folder), `the temporary folder ${folder} was removed`);
+});

@@ -107,20 +107,31 @@ export async function runInferenceNode(
 
   let health: HealthServer | undefined;
   if (!config.disableMetricsServer) {
-    health = await startHealthServer({
-      host: config.metricsHost,
-      port: config.metricsPort,
-      registry: metrics.registry,
-      readiness: () => {
-        const reasons: string[] = [];
-        if (!engine) reasons.push("no engine: no model assigned yet");
-        else if (engine.state !== "ready") reasons.push(`engine ${engine.state}`);
-        if (!session?.lease) reasons.push("no lease with the router");
-        return { ready: reasons.length === 0, reasons };
-      },
-    });
-    log.info({ host: config.metricsHost, port: health.port }, "metrics server listening");
-    o.onMetrics?.(health);
+    try {
+      health = await startHealthServer({
+        host: config.metricsHost,
+        port: config.metricsPort,
+        registry: metrics.registry,
+        readiness: () => {
+          const reasons: string[] = [];
+          if (!engine) reasons.push("no engine: no model assigned yet");
+          else if (engine.state !== "ready") reasons.push(`engine ${engine.state}`);
+          if (!session?.lease) reasons.push("no lease with the router");
+          return { ready: reasons.length === 0, reasons };
+        },
+      });
+      log.info({ host: config.metricsHost, port: health.port }, "metrics server listening");
+      o.onMetrics?.(health);
+    } catch (err) {
+      // The metrics server is an aid, not the node's job: serve inference without it.
+      log.error(
+        {
+          err,
+          hint: "Set XEROTIER_AGENT_METRICS_PORT to a free port, or XEROTIER_AGENT_DISABLE_METRICS_SERVER=1.",
+        },
+        `the metrics server could not listen on ${config.metricsHost}:${config.metricsPort}; running without /metrics, /healthz and /readyz`,
+      );
+    }
   }
   const leaseGauge = setInterval(() => metrics.leaseHeld.set(session?.lease ? 1 : 0), 1000);
   try {

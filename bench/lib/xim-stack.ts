@@ -1,0 +1,110 @@
+/**
+ * @module A router and one node with the simulated engine, started as real
+ * processes in a temporary folder, for the benchmark: the same path a user's
+ * request takes (HTTP -> router -> ZeroMQ -> node -> engine and back).
+ */
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { jsonLine, type Proc, runXim, startXim, until } from "./procs.ts";
+
+export interface SimTiming {
+  ttftMs: number;
+  itlMs: number;
+  outputTokens: number;
+}
+
+export interface XimStack {
+  httpUrl: string;
+  apiKey: string;
+  model: string;
+  router: Proc;
+  node: Proc;
+  stop: () => Promise<void>;
+}
+
+export async function startXimStack(opts: {
+  timing: SimTiming;
+  curve: boolean;
+  maxConcurrent: number;
+}): Promise<XimStack> {
+  const dir = mkdtempSync(join(tmpdir(), "xim-bench-"));
+  const env: Record<string, string | undefined> = {
+    PATH: process.env.PATH,
+    HOME: dir,
+    XDG_CONFIG_HOME: join(dir, "config"),
+    XDG_STATE_HOME: join(dir, "state"),
+    XDG_CACHE_HOME: join(dir, "cache"),
+    NO_COLOR: "1",
+    XEROTIER_AGENT_LOG_LEVEL: "warning",
+  };
+  const state = join(dir, "router");
+  await runXim(["router", "init", "--state", state], env);
+  const router = startXim(
+    "router",
+    [
+      "router",
+      "serve",
+      "--state",
+      state,
+      "--enroll-listen",
+      "127.0.0.1:0",
+      "--control-bind",
+      "tcp://127.0.0.1:0",
+      "--streaming-bind",
+      "tcp://127.0.0.1:0",
+      "--http-host",
+      "127.0.0.1",
+      "--http-port",
+      "0",
+      "--queue-timeout-ms",
+      "120000",
+      "--json",
+      ...(opts.curve ? [] : ["--insecure-curve"]),
+    ],
+    env,
+  );
+  const info = await jsonLine<{ httpUrl: string }>(router, (o) => typeof o.httpUrl === "string");
+  const joinKey = JSON.parse(
+    await runXim(["router", "join-key", "create", "--state", state, "--json"], env),
+  ).key;
+  const apiKey = JSON.parse(
+    await runXim(["router", "api-key", "create", "--state", state, "--tenant", "bench", "--json"], env),
+  ).key;
+  const t = opts.timing;
+  const node = startXim("node", ["run"], {
+    ...env,
+    XEROTIER_AGENT_ENGINE: "sim",
+    XEROTIER_AGENT_JOIN_KEY: joinKey,
+    XEROTIER_AGENT_ALLOW_INSECURE: opts.curve ? "0" : "1",
+    XEROTIER_AGENT_MAX_CONCURRENT: String(opts.maxConcurrent),
+    XEROTIER_AGENT_VLLM_ARGS: `--load-time-ms 0 --ttft-ms ${t.ttftMs} --itl-ms ${t.itlMs} --output-tokens ${t.outputTokens} --max-num-seqs ${opts.maxConcurrent}`,
+    XEROTIER_AGENT_VLLM_SALT_SECRET: randomBytes(16).toString("hex"),
+    XEROTIER_AGENT_DISABLE_METRICS_SERVER: "1",
+  });
+  const auth = { authorization: `Bearer ${apiKey}` };
+  const model = await until(
+    "the node to be ready",
+    async () => {
+      if (node.child.exitCode !== null) throw new Error(`the node exited: ${node.err().slice(-2000)}`);
+      const res = await fetch(`${info.httpUrl}/v1/models`, { headers: auth }).catch(() => undefined);
+      if (!res?.ok) return undefined;
+      const list = (await res.json()) as { data: { id: string }[] };
+      return list.data[0]?.id;
+    },
+    60_000,
+  );
+  return {
+    httpUrl: info.httpUrl,
+    apiKey,
+    model,
+    router,
+    node,
+    stop: async () => {
+      await node.stop();
+      await router.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -59,7 +59,7 @@ export async function runInferenceNode(
     engine: () => engine,
     send: (m) => (session ? session.send(m) : Promise.resolve(false)),
     flow: config,
-    maxConcurrent: deriveMaxConcurrent(config, planned),
+    maxConcurrent: deriveMaxConcurrent(config, planned, o.launch?.hardware?.gpus),
     saltSecret: config.vllmSaltSecret,
     logger,
     metrics,

@@ -82,12 +82,24 @@ interface Active {
   out?: StreamOut;
 }
 
-/** Default in-flight ceiling: the setting, else the plan's, else vLLM's --max-num-seqs, else 5 (CPU, simulated). */
+/**
+ * The in-flight ceiling: XEROTIER_AGENT_MAX_CONCURRENT when set, else the
+ * planner's, else the engine's own batch limit (XEROTIER_AGENT_MAX_NUM_SEQS,
+ * or vLLM's default --max-num-seqs on the first GPU: 1024 with 70 GiB or
+ * more unless an A100, else 256; research vllm.md), else 5 (CPU and the
+ * simulated engine, the seed's CPU starting point).
+ */
 export function deriveMaxConcurrent(
   config: Pick<Config, "maxConcurrent" | "maxNumSeqs">,
   planned?: number | null,
+  gpus?: ReadonlyArray<{ name: string; memoryTotalMiB: number }>,
 ): number {
-  return config.maxConcurrent ?? planned ?? config.maxNumSeqs ?? 5;
+  if (config.maxConcurrent !== undefined) return config.maxConcurrent;
+  if (planned) return planned;
+  if (config.maxNumSeqs !== undefined) return config.maxNumSeqs;
+  const gpu = gpus?.[0];
+  if (gpu) return gpu.memoryTotalMiB >= 70 * 1024 && !/a100/i.test(gpu.name) ? 1024 : 256;
+  return 5;
 }
 
 export class Relay {

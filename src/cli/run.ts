@@ -35,7 +35,7 @@ export const runCommand: CommandSpec = {
     const { config } = loaded;
     if (ctx.options.dryRun) {
       const launch = await describeLaunch(loaded, ctx.io.env);
-      const maxConcurrent = deriveMaxConcurrent(config, launch?.plan?.maxConcurrent);
+      const maxConcurrent = deriveMaxConcurrent(config, launch?.plan?.maxConcurrent, launch?.hardware?.gpus);
       if (ctx.options.json) {
         ctx.io.stdout(
           `${JSON.stringify(

@@ -65,14 +65,36 @@ export function sendJsonError(res: ServerResponse, status: number, code: string,
   res.end(body);
 }
 
+/**
+ * Re-joins SSE events that a node split at its credit boundary: `push`
+ * returns the bytes of the events completed so far (possibly none), and
+ * holds the rest, at most one incomplete event.
+ */
+export class SseJoiner {
+  #tail: Buffer | undefined;
+
+  push(data: Buffer): Buffer {
+    const joined = this.#tail ? Buffer.concat([this.#tail, data]) : data;
+    const end = joined.lastIndexOf("\n\n");
+    const split = end === -1 ? 0 : end + 2;
+    this.#tail = split === joined.length ? undefined : joined.subarray(split);
+    return joined.subarray(0, split);
+  }
+
+  /** The bytes held back (an unterminated last event), if any. */
+  rest(): Buffer | undefined {
+    return this.#tail;
+  }
+}
+
 interface RouterStream {
   req: InferenceRequest;
   res: ServerResponse;
   nodeId: string;
   seq: number;
   sse: boolean;
-  /** SSE only: bytes after the last complete event, written once the event is complete. */
-  tail: Buffer | undefined;
+  /** SSE only: holds the part of an event after the last complete one. */
+  joiner: SseJoiner | undefined;
   credit: RouterCredit | undefined;
   firstChunk: boolean;
   cancelled: boolean;
@@ -147,7 +169,7 @@ export class RouterRelay {
         nodeId: lease.nodeId,
         seq: 0,
         sse: false,
-        tail: undefined,
+        joiner: undefined,
         credit: undefined,
         firstChunk: true,
         cancelled: false,
@@ -236,6 +258,7 @@ export class RouterRelay {
   #start(s: RouterStream, m: NodeMessageOf<"stream_start">): void {
     if (s.res.headersSent || s.cancelled) return;
     s.sse = m.contentType.startsWith("text/event-stream");
+    if (s.sse) s.joiner = new SseJoiner();
     const headers: Record<string, string> = { "content-type": m.contentType };
     if (s.sse) headers["cache-control"] = "no-cache";
     s.res.writeHead(m.status, headers);
@@ -269,15 +292,9 @@ export class RouterRelay {
       this.#metrics?.ttft.observe((Date.now() - s.req.receivedAt) / 1000);
     }
     const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
-    let out = data;
-    if (s.sse) {
-      // The node may split an event at its credit boundary; the client only ever sees whole
-      // events, so an error event after a failure is never glued to half of one.
-      const joined = s.tail ? Buffer.concat([s.tail, data]) : data;
-      const end = joined.lastIndexOf("\n\n");
-      out = end === -1 ? Buffer.alloc(0) : joined.subarray(0, end + 2);
-      s.tail = end + 2 === joined.length ? undefined : joined.subarray(end === -1 ? 0 : end + 2);
-    }
+    // The node may split an event at its credit boundary; the client only ever sees whole
+    // events, so an error event after a failure is never glued to half of one.
+    const out = s.joiner ? s.joiner.push(data) : data;
     // Bytes held in the tail count as taken: at most one event, whose size the engine decides.
     const drained = out.length === 0 ? true : s.res.write(out);
     this.#metrics?.bytesRelayed.inc(out.length);
@@ -295,7 +312,7 @@ export class RouterRelay {
       s.finish("node_error");
       return;
     }
-    s.res.end(s.tail);
+    s.res.end(s.joiner?.rest());
     s.finish("ok");
   }
 

@@ -57,6 +57,29 @@ describe("relay through router and node", { timeout: 60_000 }, () => {
     assert.deepEqual(viaRouter.body, direct.body);
   });
 
+  test("a long stream under a small window (events split at credit boundaries) is still byte for byte", async () => {
+    const split = await stack.addNode({
+      project: "split",
+      sim: { outputTokens: 3000 },
+      env: { XEROTIER_AGENT_FLOW_CONTROL_WINDOW_BYTES: "1024" },
+    });
+    const key = stack.apiKey("split", "t");
+    const body = chatBody({ stream: true });
+    const viaRouter = await post(
+      stack.url,
+      "/v1/chat/completions",
+      body,
+      auth(key, { "x-request-id": "split-1" }),
+    );
+    const direct = await post(split.engine.baseUrl as string, "/v1/chat/completions", body, {
+      "x-request-id": "split-1",
+    });
+    assert.equal(viaRouter.body.length, direct.body.length);
+    assert.deepEqual(viaRouter.body, direct.body);
+    const stats = split.relay.finished.at(-1);
+    assert.ok(stats && stats.peakUnacked <= 1024 && stats.chunks > 3000 / 8, `${JSON.stringify(stats)}`);
+  });
+
   test("a non-streaming completion works and equals the engine's own answer; completions too", async () => {
     const body = chatBody();
     const viaRouter = await post(

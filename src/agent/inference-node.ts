@@ -133,7 +133,16 @@ export async function runInferenceNode(
       );
     }
   }
-  const leaseGauge = setInterval(() => metrics.leaseHeld.set(session?.lease ? 1 : 0), 1000);
+  const dropped = ["malformed", "oversized", "unknownType", "invalid", "versionMismatch"] as const;
+  const seen: Record<string, number> = {};
+  const leaseGauge = setInterval(() => {
+    metrics.leaseHeld.set(session?.lease ? 1 : 0);
+    for (const reason of dropped) {
+      const now = session?.counters[reason] ?? 0;
+      if (now > (seen[reason] ?? 0)) metrics.framesDropped.inc({ reason }, now - (seen[reason] ?? 0));
+      seen[reason] = now;
+    }
+  }, 1000);
   try {
     return await runNode({
       config,

@@ -91,6 +91,7 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
   let controlPlane: ControlPlane | undefined;
   let enroll: EnrollServer | undefined;
   let relay: RouterRelay | undefined;
+  let counterSync: NodeJS.Timeout | undefined;
   let http: OpenAiServer | undefined;
   let metricsServer: Awaited<ReturnType<typeof startHealthServer>> | undefined;
   try {
@@ -168,6 +169,28 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
       countNodes();
     });
     countNodes();
+    const seen: Record<string, number> = {};
+    const sync = () => {
+      const delta = (name: keyof typeof cp.counters) => {
+        const d = cp.counters[name] - (seen[name] ?? 0);
+        seen[name] = cp.counters[name];
+        return d;
+      };
+      const refused = delta("zapRefused");
+      if (refused > 0) metrics.handshakesRefused.inc(refused);
+      for (const reason of [
+        "malformed",
+        "oversized",
+        "unknownType",
+        "invalid",
+        "versionMismatch",
+        "unbound",
+      ] as const) {
+        const d = delta(reason);
+        if (d > 0) metrics.framesDropped.inc({ reason }, d);
+      }
+    };
+    counterSync = setInterval(sync, 1000);
     if (o.http) {
       http = await startOpenAiServer({
         host: o.http.host,
@@ -209,6 +232,7 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
       scheduler,
       relay: rl,
       close: async () => {
+        clearInterval(counterSync);
         scheduler.close();
         rl.close();
         await front?.close();
@@ -219,6 +243,7 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
       },
     };
   } catch (err) {
+    clearInterval(counterSync);
     relay?.close();
     await http?.close();
     await metricsServer?.close();

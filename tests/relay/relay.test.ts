@@ -80,6 +80,27 @@ describe("relay through router and node", { timeout: 60_000 }, () => {
     assert.ok(stats && stats.peakUnacked <= 1024 && stats.chunks > 3000 / 8, `${JSON.stringify(stats)}`);
   });
 
+  test("with the streaming socket off, chunks share the control socket and arrive the same", async () => {
+    const shared = await stack.addNode({
+      project: "one-socket",
+      sim: { outputTokens: 300 },
+      env: { XEROTIER_AGENT_STREAMING_SOCKET_ENABLED: "0" },
+    });
+    assert.equal(stack.service.controlPlane.lease(shared.nodeId)?.streamingRoutingId, null);
+    const key = stack.apiKey("one-socket", "t");
+    const body = chatBody({ stream: true });
+    const viaRouter = await post(
+      stack.url,
+      "/v1/chat/completions",
+      body,
+      auth(key, { "x-request-id": "one-1" }),
+    );
+    const direct = await post(shared.engine.baseUrl as string, "/v1/chat/completions", body, {
+      "x-request-id": "one-1",
+    });
+    assert.deepEqual(viaRouter.body, direct.body);
+  });
+
   test("a non-streaming completion works and equals the engine's own answer; completions too", async () => {
     const body = chatBody();
     const viaRouter = await post(

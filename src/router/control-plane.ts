@@ -43,6 +43,8 @@ export interface Lease {
   status: NodeStatus;
   hardware: Hardware | null;
   agentVersion: string;
+  /** The `lastEpoch` the node sent in its register: 0 from a process that never held a lease. */
+  lastEpoch?: number;
 }
 
 export interface ControlPlaneOptions {
@@ -433,6 +435,7 @@ export class ControlPlane {
       status,
       hardware: m.hardware,
       agentVersion: m.agentVersion,
+      lastEpoch: m.lastEpoch,
     };
     this.#leases.set(m.nodeId, lease);
     this.#byRoutingId.set(m.controlRoutingId, lease);

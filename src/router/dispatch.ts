@@ -32,6 +32,9 @@ export const DEFAULT_ROUTER_FLOW: FlowSettingsRouter = {
   creditIdleMs: 100,
 };
 
+/** How long after a node's lease ends its streams still wait for their last messages. */
+const LOST_NODE_GRACE_MS = 500;
+
 /** How long the node may take to confirm a cancel before the router frees the slot anyway. */
 const CANCEL_CONFIRM_MS = 10_000;
 
@@ -91,6 +94,8 @@ interface RouterStream {
   req: InferenceRequest;
   res: ServerResponse;
   nodeId: string;
+  /** The epoch of the lease the request was dispatched under. */
+  epoch: number;
   seq: number;
   sse: boolean;
   /** SSE only: holds the part of an event after the last complete one. */
@@ -111,6 +116,7 @@ export class RouterRelay {
   readonly #streams = new Map<string, RouterStream>();
   readonly #unsubscribe: Array<() => void> = [];
   readonly #deadlineMs: number;
+  readonly #timers = new Set<NodeJS.Timeout>();
 
   constructor(o: {
     controlPlane: ControlPlane;
@@ -130,7 +136,15 @@ export class RouterRelay {
     this.#unsubscribe.push(
       this.#cp.onNodeMessage((lease, m) => this.#onNodeMessage(lease, m)),
       this.#cp.onLeaseChange((lease) => {
-        if (lease.state === "expired") this.#nodeLost(lease.nodeId);
+        if (lease.state === "expired") {
+          // A node's last stream messages travel on its streaming socket and may arrive just after
+          // the lease release sent on control: give them a moment before failing what is left.
+          const timer = setTimeout(() => {
+            this.#timers.delete(timer);
+            this.#nodeLost(lease.nodeId);
+          }, LOST_NODE_GRACE_MS);
+          this.#timers.add(timer);
+        } else this.#restarted(lease);
         this.#scheduler.pump();
       }),
     );
@@ -148,6 +162,7 @@ export class RouterRelay {
 
   close(): void {
     for (const un of this.#unsubscribe) un();
+    for (const t of this.#timers) clearTimeout(t);
     for (const s of [...this.#streams.values()])
       this.#fail(s, 503, "router_stopping", "the router is shutting down");
   }
@@ -157,16 +172,28 @@ export class RouterRelay {
     const placement = await this.#scheduler.acquire(req.project, req.model, req.signal);
     if (!placement.ok) {
       if (placement.status !== 499) sendJsonError(res, placement.status, placement.code, placement.message);
+      if (placement.status >= 500)
+        this.#log.info(
+          { requestId: req.requestId, project: req.project, model: req.model, code: placement.code },
+          placement.message,
+        );
       this.#metrics?.requests.inc({ outcome: placement.outcome });
       return placement.outcome;
     }
     const lease = placement.lease;
+    if (req.signal.aborted) {
+      // Gone between getting the slot and dispatching: nothing to send.
+      this.#scheduler.release(lease.nodeId);
+      this.#metrics?.requests.inc({ outcome: "cancelled" });
+      return "cancelled";
+    }
     const outcome = await new Promise<string>((resolve) => {
       let released = false;
       const s: RouterStream = {
         req,
         res,
         nodeId: lease.nodeId,
+        epoch: lease.epoch,
         seq: 0,
         sse: false,
         joiner: undefined,
@@ -213,6 +240,19 @@ export class RouterRelay {
           if (!sent) this.#fail(s, 503, "node_unavailable", "the selected node could not be reached; retry");
         });
     });
+    const fields = {
+      requestId: req.requestId,
+      nodeId: lease.nodeId,
+      project: req.project,
+      model: req.model,
+      stream: req.stream,
+      outcome,
+      queuedMs: placement.queuedMs,
+      ms: Date.now() - req.receivedAt,
+    };
+    if (outcome === "node_error") this.#log.warn(fields, "request failed at the node");
+    else if (placement.queued) this.#log.info(fields, "queued request done");
+    else this.#log.debug(fields, "request done");
     return outcome;
   }
 
@@ -229,7 +269,19 @@ export class RouterRelay {
     s.cancelTimer = setTimeout(() => s.finish("cancelled"), CANCEL_CONFIRM_MS);
   }
 
+  /**
+   * A new registration from a process that never held the lease a stream
+   * was dispatched under (it restarted): that stream is gone. A process
+   * that only reconnected knows its last epoch and keeps its streams.
+   */
+  #restarted(lease: Lease): void {
+    for (const s of [...this.#streams.values()])
+      if (s.nodeId === lease.nodeId && s.epoch !== lease.epoch && (lease.lastEpoch ?? 0) < s.epoch)
+        this.#fail(s, 502, "node_lost", "the node serving this request restarted");
+  }
+
   #nodeLost(nodeId: string): void {
+    if (this.#cp.lease(nodeId)?.state !== "expired") return; // registered again meanwhile
     for (const s of [...this.#streams.values()])
       if (s.nodeId === nodeId) this.#fail(s, 502, "node_lost", "the node serving this request went away");
   }

@@ -23,7 +23,7 @@ export interface QueueSettings {
 export const DEFAULT_QUEUE: QueueSettings = { queueMax: 10, queueTimeoutMs: 30_000 };
 
 export type Placement =
-  | { ok: true; lease: Lease; queuedMs: number }
+  | { ok: true; lease: Lease; queued: boolean; queuedMs: number }
   | { ok: false; status: number; code: string; message: string; outcome: string };
 
 /** What the scheduler needs of the control plane. */
@@ -141,7 +141,7 @@ export class Scheduler {
         const w = queue.shift() as Waiter;
         clearTimeout(w.timer);
         this.#take(lease);
-        w.settle({ ok: true, lease, queuedMs: Date.now() - w.since });
+        w.settle({ ok: true, lease, queued: true, queuedMs: Date.now() - w.since });
       }
       if (queue.length === 0) this.#queues.delete(nodeId);
     }
@@ -206,7 +206,7 @@ export class Scheduler {
       if (this.#free(l) > 0 && (!best || this.#free(l) > this.#free(best))) best = l;
     if (best) {
       this.#take(best);
-      w.settle({ ok: true, lease: best, queuedMs: Date.now() - w.since });
+      w.settle({ ok: true, lease: best, queued: w.nodeId !== "", queuedMs: Date.now() - w.since });
       return;
     }
     if (candidates.length > 1) {

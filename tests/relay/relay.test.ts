@@ -250,4 +250,36 @@ describe("relay through router and node", { timeout: 60_000 }, () => {
     assert.ok(after.status >= 500, `status ${after.status}`);
     assert.equal(typeof JSON.parse(after.body.toString()).error.message, "string");
   });
+
+  test("a node process that restarts mid-stream ends that stream with an SSE error, not a hang", async () => {
+    const first = await stack.addNode({ project: "restart", sim: { outputTokens: 100_000, itlMs: 10 } });
+    const key = stack.apiKey("restart", "t");
+    const res = await fetch(`${stack.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...auth(key) },
+      body: JSON.stringify(chatBody({ stream: true })),
+    });
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    await reader.read();
+    // The same node identity registers from a fresh process (lastEpoch 0), as after a crash and
+    // restart: the streams of the old process are gone.
+    const second = await stack.addNode({
+      project: "restart",
+      sameIdentityAs: first,
+      sim: { outputTokens: 10 },
+    });
+    let text = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += Buffer.from(value).toString();
+    }
+    const last = text.split("\n\n").filter(Boolean).at(-1) as string;
+    assert.match(last, /^data: \{"error":/);
+    assert.equal(JSON.parse(last.slice(6)).error.code, "node_lost");
+    for (const n of [first, second]) {
+      n.stop();
+      n.hardStop();
+    }
+  });
 });

@@ -24,6 +24,7 @@ import { waitFor } from "../router/harness.ts";
 
 export interface StackNode {
   nodeId: string;
+  configDir: string;
   engine: SimulatedEngine;
   relay: Relay;
   /** First SIGTERM: drain. */
@@ -67,6 +68,8 @@ export class Stack {
     project?: string;
     sim?: Partial<SimulatedEngineOptions>;
     env?: Record<string, string>;
+    /** Run as another process of an enrolled node (its state folder), as after a restart. */
+    sameIdentityAs?: StackNode;
   }): Promise<StackNode> {
     const project = o.project ?? "default";
     const { key } = createJoinKey(this.service.store, this.service.identity, {
@@ -75,7 +78,7 @@ export class Stack {
       ttlMs: null,
       labels: {},
     });
-    const configDir = join(this.dir, `node-${this.nodes.length}`);
+    const configDir = o.sameIdentityAs?.configDir ?? join(this.dir, `node-${this.nodes.length}`);
     const { config } = loadConfig({
       env: {
         XEROTIER_AGENT_CONFIG_DIR: configDir,
@@ -106,15 +109,23 @@ export class Stack {
       },
     }).catch((err: unknown) => err);
     const before = new Set(this.nodes.map((n) => n.nodeId));
+    const epoch = o.sameIdentityAs
+      ? (this.service.controlPlane.lease(o.sameIdentityAs.nodeId)?.epoch ?? 0)
+      : 0;
     const lease = await waitFor(
       () =>
         this.service.controlPlane
           .readyLeases()
-          .find((l) => !before.has(l.nodeId) && l.project === project && l.status.engine === "ready"),
+          .find((l) =>
+            o.sameIdentityAs
+              ? l.nodeId === o.sameIdentityAs.nodeId && l.epoch > epoch
+              : !before.has(l.nodeId) && l.project === project && l.status.engine === "ready",
+          ),
       { timeoutMs: 20_000, what: "the node to be ready at the router" },
     );
     const node: StackNode = {
       nodeId: lease.nodeId,
+      configDir,
       engine,
       relay: relay as Relay,
       stop: () => stop.abort(),
@@ -195,6 +206,8 @@ export function slowRequest(url: string, path: string, body: unknown, headers: R
         r.once("error", reject);
       }),
   );
+  // A test that destroys the request need not await the end.
+  ended.catch(() => undefined);
   return {
     started,
     ended,

@@ -31,6 +31,9 @@ import { CreditLedger, type FlowSettings, StalledError, type StreamCredit } from
 
 export type StreamErrorCode = (typeof STREAM_ERROR_CODES)[number];
 
+/** Pause after a drain's last stream message, before the lease release and socket close. */
+const DRAIN_FLUSH_MS = 200;
+
 /** Largest `chunk.data` the relay sends in one message. */
 export const MAX_CHUNK_BYTES = 1 << 20;
 
@@ -190,6 +193,9 @@ export class Relay {
       this.cancelAll(new StreamAbort("draining", 503, "the node is shutting down"));
       await Promise.allSettled([...this.#active.values()].map((a) => a.done));
     }
+    // The last stream messages are queued on the streaming socket; the lease release that follows
+    // goes on control and the sockets close without linger: give them a moment to leave first.
+    await new Promise((resolve) => setTimeout(resolve, DRAIN_FLUSH_MS));
   }
 
   cancelAll(reason?: Error): void {

@@ -114,7 +114,7 @@ const init: CommandSpec = {
 
 const serve: CommandSpec = {
   name: "serve",
-  summary: "Run the router: HTTPS enrollment and the CURVE ZeroMQ control plane",
+  summary: "Run the router: HTTPS enrollment, the CURVE ZeroMQ control plane and the OpenAI-compatible API",
   settings: ["logLevel"],
   options: [
     stateOption,

@@ -13,6 +13,7 @@ import { runInferenceNode } from "../../src/agent/inference-node.ts";
 import type { Relay } from "../../src/agent/relay.ts";
 import { loadConfig } from "../../src/core/config/load.ts";
 import { silentLogger } from "../../src/core/log.ts";
+import type { Engine } from "../../src/engine/engine.ts";
 import type { SimulatedEngineOptions } from "../../src/engine/simulated.ts";
 import { SimulatedEngine } from "../../src/engine/simulated-engine.ts";
 import { createApiKey } from "../../src/router/api-keys.ts";
@@ -26,6 +27,8 @@ export interface StackNode {
   nodeId: string;
   configDir: string;
   engine: SimulatedEngine;
+  /** The engine the node runs (the simulated one unless the test gave its own). */
+  nodeEngine: Engine;
   relay: Relay;
   /** First SIGTERM: drain. */
   stop: () => void;
@@ -70,6 +73,8 @@ export class Stack {
     env?: Record<string, string>;
     /** Run as another process of an enrolled node (its state folder), as after a restart. */
     sameIdentityAs?: StackNode;
+    /** Another engine than the in-process simulated one (then the node is awaited registered, not ready). */
+    engine?: Engine;
   }): Promise<StackNode> {
     const project = o.project ?? "default";
     const { key } = createJoinKey(this.service.store, this.service.identity, {
@@ -100,7 +105,7 @@ export class Stack {
       config,
       logger: this.logger,
       launch: undefined,
-      engine,
+      engine: o.engine ?? engine,
       signal: stop.signal,
       hardStop: hard.signal,
       env: {},
@@ -115,11 +120,14 @@ export class Stack {
     const lease = await waitFor(
       () =>
         this.service.controlPlane
-          .readyLeases()
+          .leases()
+          .filter((l) => l.state !== "expired" && l.controlRoutingId !== null)
           .find((l) =>
             o.sameIdentityAs
               ? l.nodeId === o.sameIdentityAs.nodeId && l.epoch > epoch
-              : !before.has(l.nodeId) && l.project === project && l.status.engine === "ready",
+              : !before.has(l.nodeId) &&
+                l.project === project &&
+                (o.engine !== undefined || l.status.engine === "ready"),
           ),
       { timeoutMs: 20_000, what: "the node to be ready at the router" },
     );
@@ -127,6 +135,7 @@ export class Stack {
       nodeId: lease.nodeId,
       configDir,
       engine,
+      nodeEngine: o.engine ?? engine,
       relay: relay as Relay,
       stop: () => stop.abort(),
       hardStop: () => hard.abort(),

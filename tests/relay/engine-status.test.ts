@@ -1,0 +1,68 @@
+/**
+ * The engine's state reaches the router as it changes: a node whose
+ * engine keeps failing (the vllm test double running out of memory)
+ * reports `failed` with the classified cause and gets no requests; the
+ * node itself stays up and holds its lease.
+ */
+import assert from "node:assert/strict";
+import { dirname, join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { silentLogger } from "../../src/core/log.ts";
+import { createEngine, type EngineSettings } from "../../src/engine/create.ts";
+import { BIN } from "../planner/fixtures.ts";
+import { waitFor } from "../router/harness.ts";
+import { chatBody, post, Stack } from "./stack.ts";
+
+describe("engine state at the router", { timeout: 60_000 }, () => {
+  let stack: Stack;
+  before(async () => {
+    stack = await Stack.start();
+  });
+  after(async () => {
+    await stack?.close();
+  });
+
+  test("an engine that keeps failing is reported failed with its cause, and gets no requests", async () => {
+    const engine = createEngine(
+      {
+        engine: "vllm",
+        vllmPath: join(BIN, "vllm"),
+        vllmArgs: [],
+        vllmEnv: {
+          PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ""}`,
+          FAKE_VLLM_FAIL_AT_START: "oom",
+        },
+        gpuMemoryUtilization: 0.9,
+        maxModelLen: undefined,
+        tensorParallelSize: undefined,
+        maxNumSeqs: undefined,
+        engineStartupTimeoutSeconds: 60,
+        vllmSocketPath: undefined,
+      } as EngineSettings,
+      {
+        model: "/models/demo",
+        servedModelName: "demo",
+        logger: silentLogger(),
+        supervisor: {
+          healthIntervalMs: 50,
+          maxFailures: 2,
+          backoff: { baseMs: 50, maxMs: 200, jitter: "none" },
+        },
+      },
+    );
+    const node = await stack.addNode({ project: "oom", engine });
+    await waitFor(() => stack.service.controlPlane.lease(node.nodeId)?.status.engine === "failed", {
+      timeoutMs: 30_000,
+      what: "the failed engine at the router",
+    });
+    const row = stack.service.store.getNode(node.nodeId);
+    assert.match(row?.stateReason ?? "", /out-of-memory: out of memory/);
+    assert.equal(stack.service.controlPlane.lease(node.nodeId)?.state, "registered", "live lease, not ready");
+    const key = stack.apiKey("oom", "t");
+    const r = await post(stack.url, "/v1/chat/completions", chatBody({ model: "demo" }), {
+      authorization: `Bearer ${key}`,
+    });
+    assert.equal(r.status, 503);
+    assert.equal(JSON.parse(r.body.toString()).error.code, "no_ready_node");
+  });
+});

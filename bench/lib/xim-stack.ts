@@ -38,6 +38,8 @@ export async function startXimStack(opts: {
     XDG_CACHE_HOME: join(dir, "cache"),
     NO_COLOR: "1",
     XEROTIER_AGENT_LOG_LEVEL: "warning",
+    // Passed through so the relay can be profiled: NODE_OPTIONS="--cpu-prof --cpu-prof-dir=DIR".
+    NODE_OPTIONS: process.env.XIM_BENCH_NODE_OPTIONS,
   };
   const state = join(dir, "router");
   await runXim(["router", "init", "--state", state], env);

@@ -17,6 +17,7 @@ import {
   type RouterMessage,
   STREAM_PLANE_NODE_TYPES,
 } from "../protocol/messages.ts";
+import { BatchSender } from "../transport/batch-sender.ts";
 import { newRoutingId, openDealer } from "../transport/sockets.ts";
 import type { EnrollmentState } from "./enrollment-state.ts";
 
@@ -58,7 +59,7 @@ export class NodeChannel {
   readonly #control: zmq.Dealer;
   readonly #streaming: zmq.Dealer | null;
   readonly #o: ChannelOptions;
-  readonly #tails = new Map<zmq.Dealer, Promise<boolean>>();
+  readonly #senders = new Map<zmq.Dealer, BatchSender>();
   readonly #loops: Promise<void>[] = [];
   #lastDropLog = 0;
   #closed = false;
@@ -87,24 +88,27 @@ export class NodeChannel {
     }
   }
 
-  /** Queue a message for the router; false when it could not be queued (never throws). */
+  /**
+   * Queue a message for the router; false when it could not be queued (never
+   * throws). Messages queued while a send is in flight leave together as one
+   * multipart message (src/transport/batch-sender.ts).
+   */
   send(message: Outgoing<NodeMessage>): Promise<boolean> {
     const socket =
       this.#streaming && STREAM_PLANE_NODE_TYPES.has(message.type) ? this.#streaming : this.#control;
-    const frame = encodeMessage(message);
-    const previous = this.#tails.get(socket) ?? Promise.resolve(true);
-    const next = previous.then(async () => {
-      if (socket.closed) return false;
-      try {
-        await socket.send(frame);
-        return true;
-      } catch {
-        this.#o.counters.sendFailed++;
-        return false;
-      }
+    let sender = this.#senders.get(socket);
+    if (!sender) {
+      sender = new BatchSender(
+        (frames) => socket.send(frames),
+        () => socket.closed,
+      );
+      this.#senders.set(socket, sender);
+    }
+    const failuresBefore = sender.failures;
+    return sender.push(encodeMessage(message)).then((sent) => {
+      if (!sent && sender.failures > failuresBefore) this.#o.counters.sendFailed++;
+      return sent;
     });
-    this.#tails.set(socket, next);
-    return next;
   }
 
   async close(): Promise<void> {
@@ -130,30 +134,28 @@ export class NodeChannel {
   async #receive(socket: zmq.Dealer): Promise<void> {
     try {
       for await (const frames of socket) {
-        if (frames.length !== 1) {
-          this.#drop("malformed", `message of ${frames.length} frames`);
-          continue;
-        }
-        const result = decodeRouterMessage(frames[0]);
-        if (result.ok) {
-          this.#deliver(result.message);
-          continue;
-        }
-        if (result.reason === "version") {
-          // A refusal's fields are frozen across versions: read it whatever the router's version.
-          const refusal = v.safeParse(RegisterRefusedSchema, result.raw);
-          if (refusal.success) {
-            this.#deliver(refusal.output);
-            continue;
-          }
-          this.#drop("versionMismatch", result.detail);
-          continue;
-        }
-        this.#drop(result.reason === "unknown_type" ? "unknownType" : result.reason, result.detail);
+        // Each frame is one message: the router may send several in one ZeroMQ message.
+        for (const frame of frames) this.#receiveFrame(frame);
       }
     } catch (err) {
       if (!this.#closed) this.#o.logger.error({ err }, "receive loop stopped");
     }
+  }
+
+  #receiveFrame(frame: Buffer): void {
+    const result = decodeRouterMessage(frame);
+    if (result.ok) {
+      this.#deliver(result.message);
+      return;
+    }
+    if (result.reason === "version") {
+      // A refusal's fields are frozen across versions: read it whatever the router's version.
+      const refusal = v.safeParse(RegisterRefusedSchema, result.raw);
+      if (refusal.success) this.#deliver(refusal.output);
+      else this.#drop("versionMismatch", result.detail);
+      return;
+    }
+    this.#drop(result.reason === "unknown_type" ? "unknownType" : result.reason, result.detail);
   }
 
   #deliver(message: RouterMessage): void {

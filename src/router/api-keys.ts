@@ -39,6 +39,18 @@ function ensureTable(store: RouterStore): void {
   prepared.add(store);
 }
 
+const byHash = new WeakMap<RouterStore, ReturnType<RouterStore["db"]["prepare"]>>();
+
+/** The lookup runs on every request: prepare it once per store. */
+function selectByHash(store: RouterStore) {
+  let stmt = byHash.get(store);
+  if (!stmt) {
+    stmt = store.db.prepare("SELECT * FROM api_keys WHERE hash = ?");
+    byHash.set(store, stmt);
+  }
+  return stmt;
+}
+
 function hashOf(key: string): string {
   return createHash("sha256").update(key, "utf8").digest("hex");
 }
@@ -91,9 +103,7 @@ export function lookupApiKey(store: RouterStore, key: string): ApiKeyIdentity | 
   if (!key.startsWith(API_KEY_PREFIX) || key.length > 200) return undefined;
   ensureTable(store);
   const hash = hashOf(key);
-  const r = store.db.prepare("SELECT * FROM api_keys WHERE hash = ?").get(hash) as
-    | Record<string, unknown>
-    | undefined;
+  const r = selectByHash(store).get(hash) as Record<string, unknown> | undefined;
   if (!r || r.revoked_at !== null) return undefined;
   // The lookup is by hash already; compare again in constant time for good measure.
   if (!timingSafeEqual(Buffer.from(String(r.hash)), Buffer.from(hash))) return undefined;

@@ -300,13 +300,24 @@ export class ControlPlane {
     }
   }
 
+  /** [routingId, payload, payload, ...]: a node may send several messages in one ZeroMQ message. */
   #handleFrames(frames: Buffer[], role: SocketRole): void {
-    if (frames.length !== 2) {
-      this.#count("malformed", `${role}: message of ${frames.length - 1} frames dropped (expected 1)`);
+    if (frames.length < 2) {
+      this.#count("malformed", `${role}: message without a payload frame dropped`);
       return;
     }
     const routingId = frames[0].toString("latin1");
-    const result = decodeNodeMessage(frames[1]);
+    for (let i = 1; i < frames.length; i++) {
+      try {
+        this.#handlePayload(frames[i], routingId, role);
+      } catch (err) {
+        this.#log.error({ err }, "error while handling a node message; dropped");
+      }
+    }
+  }
+
+  #handlePayload(payload: Buffer, routingId: string, role: SocketRole): void {
+    const result = decodeNodeMessage(payload);
     if (!result.ok) {
       this.#dropped(result, routingId, role);
       return;
@@ -531,11 +542,15 @@ export class ControlPlane {
           freeSlots: m.freeSlots,
         };
         lease.state = stateFor(lease.status, previous === "draining");
-        this.#o.store.updateLease(lease.nodeId, {
-          state: lease.state,
-          ...lease.status,
-          stateReason: m.detail ? `${m.detail.reason}: ${m.detail.message}` : null,
-        });
+        // Free slots change with every request: keep them in memory (renewals persist them);
+        // write through only what `xim router nodes` must show at once.
+        if (lease.state !== previous || m.detail) {
+          this.#o.store.updateLease(lease.nodeId, {
+            state: lease.state,
+            ...lease.status,
+            stateReason: m.detail ? `${m.detail.reason}: ${m.detail.message}` : null,
+          });
+        }
         break;
       case "drain":
         lease.state = "draining";

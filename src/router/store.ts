@@ -129,6 +129,18 @@ export type EnrollOutcome =
     };
 
 export class RouterStore {
+  /** Prepared statements by SQL text: preparing costs more than running on hot paths. */
+  readonly #statements = new Map<string, ReturnType<DatabaseSync["prepare"]>>();
+
+  #statement(sql: string): ReturnType<DatabaseSync["prepare"]> {
+    let stmt = this.#statements.get(sql);
+    if (!stmt) {
+      stmt = this.db.prepare(sql);
+      this.#statements.set(sql, stmt);
+    }
+    return stmt;
+  }
+
   readonly db: DatabaseSync;
   readonly dir: string;
 
@@ -361,7 +373,7 @@ export class RouterStore {
     if (fields.freeSlots !== undefined) put("free_slots", fields.freeSlots);
     if (fields.engine !== undefined) put("engine", fields.engine);
     if (sets.length === 0) return;
-    this.db.prepare(`UPDATE nodes SET ${sets.join(", ")} WHERE node_id = ?`).run(...values, nodeId);
+    this.#statement(`UPDATE nodes SET ${sets.join(", ")} WHERE node_id = ?`).run(...values, nodeId);
   }
 
   addCounters(deltas: Record<string, number>): void {

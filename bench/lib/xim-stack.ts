@@ -63,7 +63,7 @@ export async function startXimStack(opts: {
       "--queue-timeout-ms",
       "120000",
       "--json",
-      ...(opts.curve ? [] : ["--insecure-curve"]),
+      ...(opts.curve ? [] : ["--insecure-zmq"]),
     ],
     env,
   );

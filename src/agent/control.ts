@@ -44,7 +44,10 @@ export function newChannelCounters(): ChannelCounters {
 }
 
 export interface ChannelOptions {
-  state: Pick<EnrollmentState, "keys" | "routerPublicKey" | "controlEndpoint" | "streamingEndpoint">;
+  state: Pick<
+    EnrollmentState,
+    "keys" | "routerPublicKey" | "controlEndpoint" | "streamingEndpoint" | "curve"
+  >;
   streaming: boolean;
   logger: Logger;
   counters: ChannelCounters;
@@ -67,7 +70,7 @@ export class NodeChannel {
   constructor(o: ChannelOptions) {
     this.#o = o;
     this.streamingRoutingId = o.streaming ? newRoutingId("streaming") : null;
-    const base = { keys: o.state.keys, serverPublicKey: o.state.routerPublicKey };
+    const base = { keys: o.state.keys, serverPublicKey: o.state.routerPublicKey, curve: o.state.curve };
     this.#control = openDealer({
       ...base,
       role: "control",

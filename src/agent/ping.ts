@@ -17,7 +17,8 @@ export interface PingResult {
 }
 
 export async function pingRouter(
-  state: Pick<EnrollmentState, "keys" | "routerPublicKey" | "controlEndpoint">,
+  state: Pick<EnrollmentState, "keys" | "routerPublicKey" | "controlEndpoint"> &
+    Partial<Pick<EnrollmentState, "curve">>,
   options: { timeoutMs: number },
 ): Promise<PingResult> {
   const socket = openDealer({
@@ -25,6 +26,7 @@ export async function pingRouter(
     keys: state.keys,
     serverPublicKey: state.routerPublicKey,
     endpoint: state.controlEndpoint,
+    curve: state.curve,
   });
   const nonce = randomBytes(16).toString("hex");
   const started = performance.now();

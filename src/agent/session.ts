@@ -11,7 +11,7 @@ import { randomBytes } from "node:crypto";
 import { cpus, hostname, totalmem } from "node:os";
 import { backoffDelay, sleep as realSleep, type Sleep } from "../core/backoff.ts";
 import type { Config } from "../core/config/schema.ts";
-import { XimError } from "../core/errors.ts";
+import { ExitCode, XimError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { XIM_VERSION } from "../core/version.ts";
 import type { ModelChannel } from "../models/router-protocol.ts";
@@ -483,6 +483,21 @@ export async function runNode(o: RunNodeOptions): Promise<{ nodeId: string; enro
     state = loadEnrollmentState(config.configDir);
     if (!state)
       throw new XimError("XIM_STATE_INVALID", `enrollment succeeded but ${config.configDir} holds no state`);
+  }
+  if (state.curve === false) {
+    if (!config.allowInsecure) {
+      throw new XimError(
+        "XIM_INSECURE_ROUTER",
+        "the router runs ZeroMQ without CURVE encryption (xim router serve --insecure-zmq): requests and tokens would travel in clear",
+        {
+          exitCode: ExitCode.config,
+          hint: "Use a router without --insecure-zmq, or accept plain ZeroMQ for development with XEROTIER_AGENT_ALLOW_INSECURE=1.",
+        },
+      );
+    }
+    logger.warn(
+      "ZeroMQ to the router runs WITHOUT CURVE encryption (--insecure-zmq router): development only",
+    );
   }
   warnSocketBuffersOnce(logger);
   const session: NodeSession = new NodeSession({

@@ -147,6 +147,11 @@ const serve: CommandSpec = {
       flags: "--insecure-http",
       description: "serve enrollment over plain HTTP (development only: keys travel in clear)",
     },
+    {
+      flags: "--insecure-zmq",
+      description:
+        "run ZeroMQ without CURVE encryption (development and benchmarks only: requests and tokens travel in clear; nodes must set XEROTIER_AGENT_ALLOW_INSECURE=1)",
+    },
     { flags: "--http-host <host>", description: "address of the OpenAI-compatible API", default: "0.0.0.0" },
     {
       flags: "--http-port <port>",
@@ -215,6 +220,7 @@ const serve: CommandSpec = {
       streamingBind: String(ctx.options.streamingBind),
       advertiseHost: ctx.options.advertiseHost as string | undefined,
       plainHttp: ctx.options.insecureHttp === true,
+      plainZmq: ctx.options.insecureZmq === true,
       tls: { cert: ctx.options.tlsCert as string | undefined, key: ctx.options.tlsKey as string | undefined },
       logger,
       http: { host: String(ctx.options.httpHost), port: Number(ctx.options.httpPort) },
@@ -235,6 +241,10 @@ const serve: CommandSpec = {
     });
     if (ctx.options.insecureHttp)
       logger.warn("enrollment is served over plain HTTP: join keys travel in clear; development only");
+    if (ctx.options.insecureZmq)
+      logger.warn(
+        "ZeroMQ runs WITHOUT CURVE: requests and tokens travel in clear; development and benchmarks only",
+      );
     const info = {
       ...service.endpoints,
       stateDir: stateDir(ctx),

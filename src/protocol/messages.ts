@@ -351,6 +351,12 @@ export const EnrollResponseSchema = v.object({
   streamingEndpoint: v.pipe(v.string(), v.startsWith("tcp://")),
   lease: v.object({ durationMs: ms, renewalIntervalMs: ms }),
   labels: v.record(v.string(), v.string()),
+  /**
+   * false only for a router started with `--insecure-zmq` (development and
+   * benchmarks): its ZeroMQ sockets run without CURVE, and a node connects
+   * to it only with XEROTIER_AGENT_ALLOW_INSECURE=1. Absent means true.
+   */
+  curve: v.optional(v.boolean(), true),
 });
 export type EnrollResponse = v.InferOutput<typeof EnrollResponseSchema>;
 

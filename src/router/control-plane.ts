@@ -56,6 +56,8 @@ export interface ControlPlaneOptions {
   now?: () => number;
   /** How often leases are checked for expiry. */
   expiryCheckMs?: number;
+  /** false: ZeroMQ without CURVE (`--insecure-zmq`, development and benchmarks only). */
+  curve?: boolean;
 }
 
 export type NodeMessageListener = (lease: Lease, message: NodeMessage) => void;
@@ -148,11 +150,13 @@ export class ControlPlane {
       serverKeys: this.#o.keys,
       zapDomain: controlDomain,
       bind: this.#o.controlBind,
+      curve: this.#o.curve,
     });
     this.#streaming = await openRouterSocket({
       serverKeys: this.#o.keys,
       zapDomain: streamingDomain,
       bind: this.#o.streamingBind,
+      curve: this.#o.curve,
     });
     this.controlEndpoint = this.#control.lastEndpoint ?? this.#o.controlBind;
     this.streamingEndpoint = this.#streaming.lastEndpoint ?? this.#o.streamingBind;

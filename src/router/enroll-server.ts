@@ -48,6 +48,8 @@ export interface EnrollServerOptions {
   lease: { durationMs: number; renewalIntervalMs: number };
   logger: Logger;
   now?: () => number;
+  /** false when the control plane runs without CURVE (--insecure-zmq); told to nodes at enrollment. */
+  curve?: boolean;
 }
 
 export interface EnrollServer {
@@ -136,6 +138,7 @@ function handleEnroll(bodyText: string, o: EnrollServerOptions): EnrollResponse 
     streamingEndpoint: endpoints.streaming,
     lease: o.lease,
     labels: outcome.key.labels,
+    curve: o.curve !== false,
   };
 }
 

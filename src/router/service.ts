@@ -29,6 +29,8 @@ export interface RouterServiceOptions {
   /** Host name or address that nodes use to reach this router; defaults to the bind host, or the machine's name for 0.0.0.0. */
   advertiseHost?: string;
   plainHttp?: boolean;
+  /** ZeroMQ without CURVE (development and benchmarks only; nodes must allow insecure). */
+  plainZmq?: boolean;
   tls?: TlsFiles;
   /** Lease settings announced at enrollment (the node's own settings decide). */
   lease?: { durationMs: number; renewalIntervalMs: number };
@@ -111,6 +113,7 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
       streamingBind: zmqBind(o.streamingBind),
       logger: o.logger,
       expiryCheckMs: o.expiryCheckMs,
+      curve: o.plainZmq !== true,
     });
     const cp = controlPlane;
     // Published models (`xim router models add`) are served to nodes over their own connection.
@@ -143,6 +146,7 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
       identity,
       listen: o.enrollListen,
       plainHttp: o.plainHttp === true,
+      curve: o.plainZmq !== true,
       endpoints: () => endpoints,
       lease: o.lease ?? { durationMs: 30_000, renewalIntervalMs: 10_000 },
       logger: o.logger,

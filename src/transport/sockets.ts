@@ -24,6 +24,8 @@ export interface DealerOptions {
   endpoint: string;
   routingId?: string;
   bufferBytes?: number;
+  /** false only against a router started with --insecure-zmq: no encryption, no key check by ZAP. */
+  curve?: boolean;
 }
 
 /** A node-side DEALER, connected (connecting happens in the background). */
@@ -31,9 +33,13 @@ export function openDealer(options: DealerOptions): zmq.Dealer {
   const buffer = options.bufferBytes ?? SOCKET_BUFFER_BYTES;
   const socket = new zmq.Dealer({
     routingId: options.routingId ?? newRoutingId(options.role),
-    curveServerKey: options.serverPublicKey,
-    curvePublicKey: options.keys.publicKey,
-    curveSecretKey: options.keys.secretKey,
+    ...(options.curve === false
+      ? {}
+      : {
+          curveServerKey: options.serverPublicKey,
+          curvePublicKey: options.keys.publicKey,
+          curveSecretKey: options.keys.secretKey,
+        }),
     sendBufferSize: buffer,
     receiveBufferSize: buffer,
     maxMessageSize: SOCKET_MAX_MESSAGE_BYTES,
@@ -56,16 +62,22 @@ export interface RouterSocketOptions {
   zapDomain: string;
   bind: string;
   bufferBytes?: number;
+  /** false: plain ZeroMQ (`xim router serve --insecure-zmq`); nodes are still identified by the register proof. */
+  curve?: boolean;
 }
 
 /** A router-side ROUTER with CURVE server role, bound. */
 export async function openRouterSocket(options: RouterSocketOptions): Promise<zmq.Router> {
   const buffer = options.bufferBytes ?? SOCKET_BUFFER_BYTES;
   const socket = new zmq.Router({
-    curveServer: true,
-    curvePublicKey: options.serverKeys.publicKey,
-    curveSecretKey: options.serverKeys.secretKey,
-    zapDomain: options.zapDomain,
+    ...(options.curve === false
+      ? {}
+      : {
+          curveServer: true,
+          curvePublicKey: options.serverKeys.publicKey,
+          curveSecretKey: options.serverKeys.secretKey,
+          zapDomain: options.zapDomain,
+        }),
     sendBufferSize: buffer,
     receiveBufferSize: buffer,
     maxMessageSize: SOCKET_MAX_MESSAGE_BYTES,

@@ -43,7 +43,9 @@ export class Stack {
   readonly nodes: StackNode[] = [];
   readonly logger = silentLogger();
 
-  static async start(o: { queue?: QueueSettings; flow?: FlowSettingsRouter } = {}): Promise<Stack> {
+  static async start(
+    o: { queue?: QueueSettings; flow?: FlowSettingsRouter; plainZmq?: boolean } = {},
+  ): Promise<Stack> {
     const s = new Stack();
     s.service = await startRouterService({
       stateDir: join(s.dir, "router"),
@@ -53,6 +55,7 @@ export class Stack {
       http: { host: "127.0.0.1", port: 0 },
       queue: o.queue,
       flow: o.flow,
+      plainZmq: o.plainZmq,
       logger: s.logger,
     });
     return s;

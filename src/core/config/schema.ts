@@ -105,7 +105,7 @@ export const settings = {
       env: `${P}ALLOW_INSECURE`,
       flag: "insecure",
       group: "Enrollment",
-      doc: "Allow enrollment over plain HTTP (the join key and the node's identity travel in clear): development only. ZeroMQ stays CURVE-encrypted.",
+      doc: "Development only: allow enrollment over plain HTTP, and a router that runs ZeroMQ without CURVE (xim router serve --insecure-zmq). Join key, identity and requests then travel in clear.",
     },
     false,
   ),

@@ -117,6 +117,8 @@ export class RouterRelay {
   readonly #unsubscribe: Array<() => void> = [];
   readonly #deadlineMs: number;
   readonly #timers = new Set<NodeJS.Timeout>();
+  /** Streams failed as node_lost while their node was away: cancelled at the node when it registers again. */
+  readonly #orphans = new Map<string, Set<string>>();
 
   constructor(o: {
     controlPlane: ControlPlane;
@@ -144,7 +146,10 @@ export class RouterRelay {
             this.#nodeLost(lease.nodeId);
           }, LOST_NODE_GRACE_MS);
           this.#timers.add(timer);
-        } else this.#restarted(lease);
+        } else {
+          this.#restarted(lease);
+          this.#cancelOrphans(lease);
+        }
         this.#scheduler.pump();
       }),
     );
@@ -283,7 +288,26 @@ export class RouterRelay {
   #nodeLost(nodeId: string): void {
     if (this.#cp.lease(nodeId)?.state !== "expired") return; // registered again meanwhile
     for (const s of [...this.#streams.values()])
-      if (s.nodeId === nodeId) this.#fail(s, 502, "node_lost", "the node serving this request went away");
+      if (s.nodeId === nodeId) {
+        // A node that was only stopped or cut off still runs this stream: it is cancelled when the
+        // node comes back, else it would hold a slot (and the engine) until its credit stall timeout.
+        const ids = this.#orphans.get(nodeId) ?? new Set<string>();
+        ids.add(s.req.requestId);
+        this.#orphans.set(nodeId, ids);
+        this.#fail(s, 502, "node_lost", "the node serving this request went away");
+      }
+  }
+
+  #cancelOrphans(lease: Lease): void {
+    const ids = this.#orphans.get(lease.nodeId);
+    if (!ids || lease.controlRoutingId === null) return;
+    this.#orphans.delete(lease.nodeId);
+    for (const requestId of ids)
+      void this.#cp.send(lease.nodeId, {
+        type: "cancel",
+        requestId,
+        reason: "the router failed this stream while the node was away",
+      });
   }
 
   #onNodeMessage(lease: Lease, m: NodeMessage): void {
@@ -293,7 +317,18 @@ export class RouterRelay {
       case "stream_end":
       case "stream_error": {
         const s = this.#streams.get(m.requestId);
-        if (!s || s.nodeId !== lease.nodeId) return;
+        if (!s) {
+          // A stream this router no longer knows (failed while the node was away, or begun under
+          // a previous router process): stop it at the node instead of letting it run on.
+          if (m.type === "chunk" || m.type === "stream_start")
+            void this.#cp.send(lease.nodeId, {
+              type: "cancel",
+              requestId: m.requestId,
+              reason: "the router has no client for this stream",
+            });
+          return;
+        }
+        if (s.nodeId !== lease.nodeId) return;
         if (m.type === "stream_start") this.#start(s, m);
         else if (m.type === "chunk") this.#chunk(s, m);
         else if (m.type === "stream_end") this.#end(s);

@@ -7,13 +7,19 @@
  * carries X-Request-ID (the client's own when it sent a usable one, else
  * a new one), and every error is OpenAI's JSON error shape.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import {
+  createServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+  STATUS_CODES,
+} from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "../core/log.ts";
 import type { RouterMetrics } from "../observability/router-metrics.ts";
 import { lookupApiKey } from "./api-keys.ts";
 import type { ControlPlane } from "./control-plane.ts";
-import { type RouterRelay, sendJsonError } from "./dispatch.ts";
+import { openAiErrorBody, type RouterRelay, sendJsonError } from "./dispatch.ts";
 import type { RouterStore } from "./store.ts";
 
 /** Bodies above this are refused with 413 (a dispatch must fit one protocol message). */
@@ -62,6 +68,29 @@ export async function startOpenAiServer(o: OpenAiServerOptions): Promise<OpenAiS
     });
   });
   server.keepAliveTimeout = 65_000;
+  // Requests Node cannot parse (bad method, header too large, bytes that are not HTTP) would get
+  // a bare 400 without a body: give them OpenAI's error shape like every other answer.
+  server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
+    if (err.code === "ECONNRESET" || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const status =
+      err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
+    const body = openAiErrorBody(
+      status,
+      status === 431 ? "headers_too_large" : status === 408 ? "request_timeout" : "bad_request",
+      status === 431
+        ? "the request headers are too large"
+        : status === 408
+          ? "the request was not received in time"
+          : `the HTTP request is malformed (${err.code ?? "parse error"})`,
+    );
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(o.port, o.host, () => resolve());

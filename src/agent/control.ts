@@ -9,7 +9,7 @@
 import * as v from "valibot";
 import type * as zmq from "zeromq";
 import type { Logger } from "../core/log.ts";
-import { decodeRouterMessage, encodeMessage } from "../protocol/codec.ts";
+import { type DecodeResult, decodeRouterMessages, encodeMessage } from "../protocol/codec.ts";
 import {
   type NodeMessage,
   type Outgoing,
@@ -102,7 +102,7 @@ export class NodeChannel {
     let sender = this.#senders.get(socket);
     if (!sender) {
       sender = new BatchSender(
-        (frames) => socket.send(frames),
+        (frame) => socket.send(frame),
         () => socket.closed,
       );
       this.#senders.set(socket, sender);
@@ -137,16 +137,16 @@ export class NodeChannel {
   async #receive(socket: zmq.Dealer): Promise<void> {
     try {
       for await (const frames of socket) {
-        // Each frame is one message: the router may send several in one ZeroMQ message.
-        for (const frame of frames) this.#receiveFrame(frame);
+        // Every frame, and every message packed in a frame, in order.
+        for (const frame of frames)
+          for (const result of decodeRouterMessages(frame)) this.#receiveResult(result);
       }
     } catch (err) {
       if (!this.#closed) this.#o.logger.error({ err }, "receive loop stopped");
     }
   }
 
-  #receiveFrame(frame: Buffer): void {
-    const result = decodeRouterMessage(frame);
+  #receiveResult(result: DecodeResult<RouterMessage>): void {
     if (result.ok) {
       this.#deliver(result.message);
       return;

@@ -6,6 +6,15 @@
  */
 
 const DONE = Buffer.from("[DONE]");
+// Needles as bytes: searching with a string converts it on every call (hot path).
+const LF2 = Buffer.from("\n\n");
+const CRLF2 = Buffer.from("\r\n\r\n");
+const LF = 0x0a;
+const CR = 0x0d;
+const DATA_PREFIX = Buffer.from("data: ");
+const DATA_FIELD = Buffer.from("data:");
+const EVENT_END = Buffer.from("\n\n");
+const NEWLINE = Buffer.from("\n");
 
 /** Whether a data payload is the end-of-stream marker. */
 export function isDone(payload: Uint8Array): boolean {
@@ -14,13 +23,17 @@ export function isDone(payload: Uint8Array): boolean {
 
 /** One SSE event encoded as OpenAI servers write it. */
 export function sseEvent(payload: string | Uint8Array): Buffer {
-  return Buffer.concat([Buffer.from("data: "), Buffer.from(payload), Buffer.from("\n\n")]);
+  const body = typeof payload === "string" ? Buffer.from(payload) : payload;
+  return Buffer.concat([DATA_PREFIX, body, EVENT_END], DATA_PREFIX.length + body.length + EVENT_END.length);
 }
 
 /** The end of the first event at or after `from`: where it ends and where the next begins. */
 function eventEnd(buf: Buffer, from: number): { end: number; next: number } | undefined {
-  const lf = buf.indexOf("\n\n", from);
-  const crlf = buf.indexOf("\r\n\r\n", from);
+  const lf = buf.indexOf(LF2, from);
+  // OpenAI servers end events with \n\n; look for \r\n\r\n only when a CR comes first.
+  const cr = buf.indexOf(CR, from);
+  if (lf !== -1 && (cr === -1 || cr > lf)) return { end: lf, next: lf + 2 };
+  const crlf = cr === -1 ? -1 : buf.indexOf(CRLF2, cr);
   if (lf === -1 && crlf === -1) return undefined;
   if (crlf !== -1 && (lf === -1 || crlf < lf)) return { end: crlf, next: crlf + 4 };
   return { end: lf, next: lf + 2 };
@@ -31,11 +44,11 @@ function dataOf(event: Buffer): Buffer | undefined {
   const parts: Buffer[] = [];
   let start = 0;
   while (start <= event.length) {
-    let end = event.indexOf("\n", start);
+    let end = event.indexOf(LF, start);
     if (end === -1) end = event.length;
     let line = event.subarray(start, end);
-    if (line.length > 0 && line[line.length - 1] === 0x0d) line = line.subarray(0, line.length - 1);
-    if (line.subarray(0, 5).toString("latin1") === "data:") {
+    if (line.length > 0 && line[line.length - 1] === CR) line = line.subarray(0, line.length - 1);
+    if (line.length >= 5 && DATA_FIELD.equals(line.subarray(0, 5))) {
       parts.push(line[5] === 0x20 ? line.subarray(6) : line.subarray(5));
     }
     start = end + 1;
@@ -44,7 +57,7 @@ function dataOf(event: Buffer): Buffer | undefined {
   if (parts.length === 1) return parts[0];
   const joined: Buffer[] = [];
   for (const [i, p] of parts.entries()) {
-    if (i > 0) joined.push(Buffer.from("\n"));
+    if (i > 0) joined.push(NEWLINE);
     joined.push(p);
   }
   return Buffer.concat(joined);

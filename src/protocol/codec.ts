@@ -46,25 +46,24 @@ export function encodeMessage(message: Outgoing<NodeMessage> | Outgoing<RouterMe
   return packr.pack({ v: PROTOCOL_VERSION, ...message });
 }
 
-function decodeWith<M>(
-  frame: Uint8Array,
+function checkFrame(frame: Uint8Array): Extract<DecodeResult<never>, { ok: false }> | undefined {
+  if (frame.byteLength > MAX_MESSAGE_BYTES) {
+    return { ok: false, reason: "oversized", detail: `${frame.byteLength} bytes > ${MAX_MESSAGE_BYTES}` };
+  }
+  if (frame.byteLength === 0) return { ok: false, reason: "malformed", detail: "empty frame" };
+  return undefined;
+}
+
+function notMessagePack(err: unknown): Extract<DecodeResult<never>, { ok: false }> {
+  return { ok: false, reason: "malformed", detail: `not MessagePack: ${String(err).slice(0, 200)}` };
+}
+
+/** Check one decoded value: a map with an integer `v` and a known `type` that passes its schema. */
+function validate<M>(
+  raw: unknown,
   schema: v.GenericSchema<unknown, M>,
   known: readonly string[],
 ): DecodeResult<M> {
-  if (frame.byteLength > MAX_MESSAGE_BYTES) {
-    return {
-      ok: false,
-      reason: "oversized",
-      detail: `${frame.byteLength} bytes > ${MAX_MESSAGE_BYTES}`,
-    };
-  }
-  if (frame.byteLength === 0) return { ok: false, reason: "malformed", detail: "empty frame" };
-  let raw: unknown;
-  try {
-    raw = unpackr.unpack(frame);
-  } catch (err) {
-    return { ok: false, reason: "malformed", detail: `not MessagePack: ${String(err).slice(0, 200)}` };
-  }
   if (raw === null || typeof raw !== "object" || Array.isArray(raw) || raw instanceof Uint8Array) {
     return { ok: false, reason: "malformed", detail: "not a map" };
   }
@@ -105,6 +104,69 @@ function decodeWith<M>(
     };
   }
   return { ok: true, message: parsed.output };
+}
+
+function decodeWith<M>(
+  frame: Uint8Array,
+  schema: v.GenericSchema<unknown, M>,
+  known: readonly string[],
+): DecodeResult<M> {
+  const bad = checkFrame(frame);
+  if (bad) return bad;
+  let raw: unknown;
+  try {
+    raw = unpackr.unpack(frame);
+  } catch (err) {
+    return notMessagePack(err);
+  }
+  return validate(raw, schema, known);
+}
+
+/**
+ * Decode a frame that holds one or more messages back to back (a sender's
+ * batch, see encodeBatch). Each message is checked on its own: a bad one is
+ * reported beside the good ones, and bytes that stop being MessagePack end
+ * the frame with one "malformed" result.
+ */
+function decodeAllWith<M>(
+  frame: Uint8Array,
+  schema: v.GenericSchema<unknown, M>,
+  known: readonly string[],
+): DecodeResult<M>[] {
+  const bad = checkFrame(frame);
+  if (bad) return [bad];
+  const results: DecodeResult<M>[] = [];
+  try {
+    unpackr.unpackMultiple(frame, (value: unknown) => {
+      results.push(validate(value, schema, known));
+    });
+  } catch (err) {
+    results.push(notMessagePack(err));
+  }
+  return results;
+}
+
+/**
+ * One frame carrying several encoded messages back to back; the receiver's
+ * decodeNodeMessages/decodeRouterMessages return them in order. Fewer,
+ * larger frames mean fewer CURVE boxes and ZeroMQ messages per chunk.
+ */
+export function encodeBatch(frames: readonly Buffer[]): Buffer {
+  return frames.length === 1 ? frames[0] : Buffer.concat(frames);
+}
+
+/** Every message of a frame a router received from a node. */
+export function decodeNodeMessages(frame: Uint8Array): DecodeResult<NodeMessage>[] {
+  return decodeAllWith(frame, NodeMessageSchema as v.GenericSchema<unknown, NodeMessage>, NODE_MESSAGE_TYPES);
+}
+
+/** Every message of a frame a node received from a router. */
+export function decodeRouterMessages(frame: Uint8Array): DecodeResult<RouterMessage>[] {
+  return decodeAllWith(
+    frame,
+    RouterMessageSchema as v.GenericSchema<unknown, RouterMessage>,
+    ROUTER_MESSAGE_TYPES,
+  );
 }
 
 /** Decode what a router received from a node. */

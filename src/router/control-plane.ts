@@ -11,7 +11,7 @@ import { randomBytes } from "node:crypto";
 import type * as zmq from "zeromq";
 import type { Logger } from "../core/log.ts";
 import { XIM_VERSION } from "../core/version.ts";
-import { type DecodeResult, decodeNodeMessage, encodeMessage } from "../protocol/codec.ts";
+import { type DecodeResult, decodeNodeMessages, encodeMessage } from "../protocol/codec.ts";
 import {
   type Hardware,
   type NodeMessage,
@@ -321,7 +321,10 @@ export class ControlPlane {
   }
 
   #handlePayload(payload: Buffer, routingId: string, role: SocketRole): void {
-    const result = decodeNodeMessage(payload);
+    for (const result of decodeNodeMessages(payload)) this.#handleResult(result, routingId, role);
+  }
+
+  #handleResult(result: DecodeResult<NodeMessage>, routingId: string, role: SocketRole): void {
     if (!result.ok) {
       this.#dropped(result, routingId, role);
       return;

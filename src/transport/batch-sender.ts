@@ -1,13 +1,15 @@
 /**
- * @module One writer per ZeroMQ socket that coalesces. zeromq.js allows one
- * send in flight per socket; while one is in flight, further messages
- * queue, and when it completes everything queued leaves as ONE multipart
- * ZeroMQ message (each frame one protocol message, in order; see
- * docs/protocol.md "Frames and limits"). A lone message therefore leaves at
- * once, with no added latency, and under load the per-send costs (the
- * async send, libzmq's queueing, the peer's receive) are paid once per
- * batch instead of once per chunk.
+ * @module One writer per ZeroMQ socket that coalesces. Messages queued in
+ * one turn of the event loop, and those queued while a send is in flight
+ * (zeromq.js allows one at a time), leave together as ONE frame holding the
+ * encoded messages back to back (see docs/protocol.md "Frames and limits").
+ * A lone message leaves after the current I/O phase (microseconds); under
+ * load the per-send costs (the async send, libzmq's queueing and CURVE box,
+ * the peer's receive and wake-up) are paid once per batch, not per chunk.
+ * Measured with bench/run.ts: that is where the relay's CPU went.
  */
+
+import { encodeBatch } from "../protocol/codec.ts";
 
 /** What a batch may hold at most, so one send never grows without bound. */
 export const MAX_BATCH_FRAMES = 256;
@@ -19,18 +21,19 @@ interface Queued {
 }
 
 export class BatchSender {
-  readonly #send: (frames: Buffer[]) => Promise<void>;
+  readonly #send: (frame: Buffer) => Promise<void>;
   readonly #closed: () => boolean;
   #queue: Queued[] = [];
   #busy = false;
+  #scheduled = false;
   /** Sends that failed (peer gone, socket closed): counted by the owner. */
   failures = 0;
 
   /**
-   * @param send sends one multipart message (the caller adds any envelope, e.g. a routing id)
+   * @param send sends one frame (the caller adds any envelope, e.g. a routing id)
    * @param closed whether the socket is closed (queued messages then resolve false)
    */
-  constructor(send: (frames: Buffer[]) => Promise<void>, closed: () => boolean) {
+  constructor(send: (frame: Buffer) => Promise<void>, closed: () => boolean) {
     this.#send = send;
     this.#closed = closed;
   }
@@ -39,7 +42,15 @@ export class BatchSender {
   push(frame: Buffer): Promise<boolean> {
     return new Promise((done) => {
       this.#queue.push({ frame, done });
-      if (!this.#busy) void this.#flush();
+      if (!this.#busy && !this.#scheduled) {
+        // Flush after the current I/O phase: chunks that many streams read from the
+        // engine in this turn of the event loop leave in one send.
+        this.#scheduled = true;
+        setImmediate(() => {
+          this.#scheduled = false;
+          void this.#flush();
+        });
+      }
     });
   }
 
@@ -48,6 +59,7 @@ export class BatchSender {
   }
 
   async #flush(): Promise<void> {
+    if (this.#busy) return;
     this.#busy = true;
     while (this.#queue.length > 0) {
       let n = 0;
@@ -61,10 +73,11 @@ export class BatchSender {
         n++;
       }
       const batch = this.#queue.splice(0, n);
+
       let sent = false;
       if (!this.#closed()) {
         try {
-          await this.#send(batch.map((q) => q.frame));
+          await this.#send(encodeBatch(batch.map((q) => q.frame)));
           sent = true;
         } catch {
           this.failures++;

@@ -1,0 +1,68 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import fc from "fast-check";
+import { Packr } from "msgpackr";
+import { decodeNodeMessages, encodeBatch, encodeMessage } from "../../src/protocol/codec.ts";
+import { PROTOCOL_VERSION } from "../../src/protocol/version.ts";
+import { BatchSender } from "../../src/transport/batch-sender.ts";
+
+const chunk = (seq: number) =>
+  encodeMessage({ type: "chunk", requestId: "req-1", seq, data: Buffer.from(`data: ${seq}\n\n`) });
+
+test("a batch frame decodes to its messages, in order", () => {
+  const results = decodeNodeMessages(encodeBatch([chunk(0), chunk(1), chunk(2)]));
+  assert.deepEqual(
+    results.map((r) => (r.ok && r.message.type === "chunk" ? r.message.seq : r)),
+    [0, 1, 2],
+  );
+});
+
+test("a bad message inside a batch is reported beside the good ones; trailing garbage ends the frame", () => {
+  const unknown = new Packr({ useRecords: false }).pack({ v: PROTOCOL_VERSION, type: "launch_missiles" });
+  const results = decodeNodeMessages(Buffer.concat([chunk(0), unknown, chunk(1), Buffer.from([0xc1])]));
+  assert.deepEqual(
+    results.map((r) => (r.ok ? "ok" : r.reason)),
+    ["ok", "unknown_type", "ok", "malformed"],
+  );
+});
+
+test("random bytes never throw and always give at least one result", () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 0, maxLength: 300 }), (bytes) => {
+      assert.ok(decodeNodeMessages(bytes).length >= 1);
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+test("the sender coalesces messages queued in one turn into one frame, and sends a lone message alone", async () => {
+  const sent: Buffer[] = [];
+  const sender = new BatchSender(
+    async (frame) => {
+      sent.push(frame);
+    },
+    () => false,
+  );
+  const all = await Promise.all([sender.push(chunk(0)), sender.push(chunk(1)), sender.push(chunk(2))]);
+  assert.deepEqual(all, [true, true, true]);
+  assert.equal(sent.length, 1);
+  assert.equal(decodeNodeMessages(sent[0]).length, 3);
+  await sender.push(chunk(3));
+  assert.equal(sent.length, 2);
+  assert.deepEqual(sent[1], chunk(3));
+});
+
+test("a closed socket or a failed send resolves false and is counted", async () => {
+  let closed = false;
+  const sender = new BatchSender(
+    async () => {
+      throw new Error("peer gone");
+    },
+    () => closed,
+  );
+  assert.equal(await sender.push(chunk(0)), false);
+  assert.equal(sender.failures, 1);
+  closed = true;
+  assert.equal(await sender.push(chunk(1)), false);
+  assert.equal(sender.failures, 1);
+});

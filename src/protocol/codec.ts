@@ -122,6 +122,9 @@ function decodeWith<M>(
   return validate(raw, schema, known);
 }
 
+/** Bad messages in one batch frame after which the rest of the frame is dropped unread. */
+const MAX_BATCH_FAILURES = 16;
+
 /**
  * Decode a frame that holds one or more messages back to back (a sender's
  * batch, see encodeBatch). Each message is checked on its own: a bad one is
@@ -136,9 +139,15 @@ function decodeAllWith<M>(
   const bad = checkFrame(frame);
   if (bad) return [bad];
   const results: DecodeResult<M>[] = [];
+  let failures = 0;
   try {
     unpackr.unpackMultiple(frame, (value: unknown) => {
-      results.push(validate(value, schema, known));
+      const result = validate(value, schema, known);
+      results.push(result);
+      // A sender's batch holds only maps: a value that is not a message, or many bad ones, means the
+      // rest is garbage. Without this end, one 16 MiB frame of nil bytes became 16.7 million results.
+      if (!result.ok && (result.reason === "malformed" || ++failures >= MAX_BATCH_FAILURES)) return false;
+      return undefined;
     });
   } catch (err) {
     results.push(notMessagePack(err));

@@ -9,7 +9,7 @@
  * sends `cancel` to the node; the slot is freed when the node confirms.
  */
 import { randomBytes } from "node:crypto";
-import type { ServerResponse } from "node:http";
+import { type ServerResponse, validateHeaderValue } from "node:http";
 import type { Logger } from "../core/log.ts";
 import type { RouterMetrics } from "../observability/router-metrics.ts";
 import type { DISPATCH_PATHS, NodeMessage, NodeMessageOf } from "../protocol/messages.ts";
@@ -56,6 +56,15 @@ export function openAiErrorBody(status: number, code: string, message: string): 
   const type =
     status === 401 ? "authentication_error" : status < 500 ? "invalid_request_error" : "server_error";
   return JSON.stringify({ error: { message, type, param: null, code } });
+}
+
+function validHeaderValue(value: string): boolean {
+  try {
+    validateHeaderValue("content-type", value);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export function sendJsonError(res: ServerResponse, status: number, code: string, message: string): void {
@@ -344,6 +353,22 @@ export class RouterRelay {
 
   #start(s: RouterStream, m: NodeMessageOf<"stream_start">): void {
     if (s.res.headersSent || s.cancelled) return;
+    // The node's start must make a final HTTP answer: a 1xx status would leave the client waiting
+    // for ever, and a content type Node refuses as a header value would throw below.
+    if (m.status < 200 || !validHeaderValue(m.contentType)) {
+      void this.#cp.send(s.nodeId, {
+        type: "cancel",
+        requestId: s.req.requestId,
+        reason: "invalid stream_start",
+      });
+      this.#fail(
+        s,
+        502,
+        "relay_error",
+        `the node started the stream with status ${m.status} or an invalid content type`,
+      );
+      return;
+    }
     s.sse = m.contentType.startsWith("text/event-stream");
     if (s.sse) s.joiner = new SseJoiner();
     const headers: Record<string, string> = { "content-type": m.contentType };

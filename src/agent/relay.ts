@@ -167,6 +167,17 @@ export class Relay {
         this.#draining = true;
         this.#o.onSlotsChange?.();
         return;
+      case "lease_refused":
+        // The router restarted: its clients are gone, and a stream waiting for their credit would
+        // hold its slot until the stall timeout.
+        if (m.code === "unknown_lease" && this.#active.size > 0) {
+          this.#log.warn(
+            { inFlight: this.#active.size },
+            "the router restarted: ending the streams it no longer knows",
+          );
+          this.cancelAll(new StreamAbort("cancelled", 499, "the router restarted"));
+        }
+        return;
     }
   }
 

@@ -367,6 +367,8 @@ export class NodeSession {
         );
         this.#refused = m.code;
         this.#wake.abort();
+        // unknown_lease: a new router process, which knows none of this node's streams (the relay ends them).
+        if (m.code === "unknown_lease") this.#o.onMessage?.(m);
         return;
       case "pong":
         return;

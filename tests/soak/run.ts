@@ -72,8 +72,12 @@ export interface SoakSummary {
   rssBoundMiB: number;
   /** Gauges read after the run: all must be 0. */
   final: Record<string, number>;
-  /** Streams node B cancelled for want of credit (xim_node_flow_control_stalls_total). */
-  nodeBStalls: number;
+  /**
+   * Streams cancelled for want of credit (xim_node_flow_control_stalls_total) by node A's first
+   * process (read before its drain) and node B. Slow readers read every 10 ms and never stall:
+   * a stall is a stream whose router forgot it.
+   */
+  stalls: Record<string, number>;
   /** Lines of the processes' logs that name a crash or an unhandled error. */
   logProblems: string[];
   /** Warnings and errors the processes logged, by message, for the reader. */
@@ -354,8 +358,10 @@ export async function runSoak(o: SoakOptions): Promise<SoakSummary> {
       ...(withKey ? { XEROTIER_AGENT_JOIN_KEY: key } : {}),
       XEROTIER_AGENT_CONFIG_DIR: join(home, `node-${letter}`),
       XEROTIER_AGENT_VLLM_ARGS: `--load-time-ms 200 --ttft-ms 0 --itl-ms 1 --output-tokens ${OUTPUT_TOKENS} --created ${CREATED}`,
-      XEROTIER_AGENT_LEASE_RENEWAL_INTERVAL_MS: "200",
-      XEROTIER_AGENT_LEASE_DURATION_MS: "1000",
+      // B: a short lease, so its SIGSTOP outlasts it and the router restart is a full reconnect;
+      // A: a lease longer than the router's restart, so A's renewals reach the new router.
+      XEROTIER_AGENT_LEASE_RENEWAL_INTERVAL_MS: letter === "B" ? "200" : "500",
+      XEROTIER_AGENT_LEASE_DURATION_MS: letter === "B" ? "1000" : "4000",
       XEROTIER_AGENT_DRAIN_GRACE_SECONDS: "20",
       XEROTIER_AGENT_MAX_CONCURRENT: "16",
       XEROTIER_AGENT_FLOW_CONTROL_TIMEOUT_SECONDS: "5",
@@ -408,6 +414,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakSummary> {
     const outcomes: Record<string, number> = {};
     const results: Array<{ spec: Spec; result: Result; outcome: string }> = [];
     const faults: Array<{ name: string; atRequest: number; start: number; end: number }> = [];
+    const stalls: Record<string, number> = {};
     let next = 0;
     let finished = 0;
     let faultsDone = false;
@@ -596,6 +603,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakSummary> {
       await untilFinished(at(0.7));
       await fault("node A drains on SIGTERM while node B takes over; A starts again", async () => {
         const a = nodes.A.info;
+        const m = await getText(`http://127.0.0.1:${nodes.A.port}/metrics`);
+        stalls["node-A#1"] = m ? (metricValue(m.text, "xim_node_flow_control_stalls_total") ?? 0) : -1;
         a.killedOnPurpose = true;
         a.proc.signal("SIGTERM");
         const exit = await a.proc.exited;
@@ -625,7 +634,6 @@ export async function runSoak(o: SoakOptions): Promise<SoakSummary> {
 
     // ---- after the run: nothing in flight, no credit held, no queue ----
     const final: Record<string, number> = {};
-    let stalls = 0;
     const readFinal = async (): Promise<boolean> => {
       const r = await getText(routerMetricsUrl);
       const a = await getText(`http://127.0.0.1:${nodes.A.port}/metrics`);
@@ -641,9 +649,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakSummary> {
         final[`node_${n}_unacknowledged_bytes`] = metricValue(m.text, "xim_node_unacknowledged_bytes") ?? -1;
       }
       const held = Object.values(final).every((v) => v === 0);
-      // For the reader: slow readers read every 10 ms and never stall, so a stall is a stream that
-      // lost its router (begun under the killed router and waiting for credit when it died).
-      stalls = metricValue(b.text, "xim_node_flow_control_stalls_total") ?? 0;
+      stalls["node-B"] = metricValue(b.text, "xim_node_flow_control_stalls_total") ?? 0;
       return held;
     };
     // Cancelled streams are confirmed by the node within moments; stalls end after the 5 s flow timeout.
@@ -710,7 +716,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakSummary> {
       rss,
       rssBoundMiB: RSS_BOUND_MIB,
       final,
-      nodeBStalls: stalls,
+      stalls,
       logProblems,
       logCounts,
     };
@@ -745,7 +751,9 @@ export function formatSummary(s: SoakSummary): string {
     `after the run: ${Object.entries(s.final)
       .map(([k, v]) => `${k}=${v}`)
       .join(" ")}`,
-    `node B streams stalled for want of credit: ${s.nodeBStalls}`,
+    `streams stalled for want of credit: ${Object.entries(s.stalls)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(", ")}`,
     `RSS (bound ${s.rssBoundMiB} MiB growth):`,
     ...s.rss.map(
       (r) =>

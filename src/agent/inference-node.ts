@@ -135,8 +135,19 @@ export async function runInferenceNode(
   }
   const dropped = ["malformed", "oversized", "unknownType", "invalid", "versionMismatch"] as const;
   const seen: Record<string, number> = {};
+  const lease = { acked: 0, registrations: 0 };
   const leaseGauge = setInterval(() => {
     metrics.leaseHeld.set(session?.lease ? 1 : 0);
+    // The session counts; the metrics take the increments (a registration after the first is a reconnect).
+    const stats = session?.leaseStats;
+    if (stats) {
+      if (stats.renewalsAcked > lease.acked)
+        metrics.leaseRenewals.inc({ result: "ok" }, stats.renewalsAcked - lease.acked);
+      const reconnects = Math.max(0, stats.registrations - 1);
+      if (reconnects > lease.registrations) metrics.reconnects.inc(reconnects - lease.registrations);
+      lease.acked = stats.renewalsAcked;
+      lease.registrations = reconnects;
+    }
     for (const reason of dropped) {
       const now = session?.counters[reason] ?? 0;
       if (now > (seen[reason] ?? 0)) metrics.framesDropped.inc({ reason }, now - (seen[reason] ?? 0));

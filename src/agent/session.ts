@@ -79,6 +79,8 @@ type RegisterOutcome =
 
 export class NodeSession {
   readonly counters: ChannelCounters = newChannelCounters();
+  /** Lease activity, for the node's metrics: renewals acknowledged, registrations after the first. */
+  readonly leaseStats = { renewalsAcked: 0, registrations: 0 };
   readonly #o: NodeSessionOptions;
   readonly #log: Logger;
   readonly #sleep: Sleep;
@@ -357,7 +359,10 @@ export class NodeSession {
         this.#registerRefused(m);
         return;
       case "lease_ack":
-        if (this.#lease && m.leaseId === this.#lease.leaseId) this.#lastAck = this.#now();
+        if (this.#lease && m.leaseId === this.#lease.leaseId) {
+          this.#lastAck = this.#now();
+          this.leaseStats.renewalsAcked++;
+        }
         return;
       case "lease_refused":
         if (!this.#lease || m.leaseId !== this.#lease.leaseId) return;
@@ -388,6 +393,7 @@ export class NodeSession {
 
   #registered(m: RouterMessageOf<"register_ack">): void {
     if (!this.#pendingRegister || m.nodeId !== this.#o.state.nodeId) return;
+    this.leaseStats.registrations++;
     const lease: LeaseInfo = {
       nodeId: m.nodeId,
       leaseId: m.leaseId,

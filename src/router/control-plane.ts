@@ -74,6 +74,7 @@ const COUNTERS = [
   "unbound",
   "fenced",
   "expired",
+  "renewed",
   "registered",
   "badProof",
 ] as const;
@@ -506,6 +507,7 @@ export class ControlPlane {
     }
     const lease = bound;
     lease.lastRenewal = this.#now();
+    this.counters.renewed++;
     const previous = lease.state;
     lease.status = {
       engine: m.engine,

@@ -182,6 +182,10 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
       };
       const refused = delta("zapRefused");
       if (refused > 0) metrics.handshakesRefused.inc(refused);
+      const renewed = delta("renewed");
+      if (renewed > 0) metrics.leaseRenewals.inc(renewed);
+      const expired = delta("expired");
+      if (expired > 0) metrics.leaseExpiries.inc(expired);
       for (const reason of [
         "malformed",
         "oversized",

@@ -16,6 +16,7 @@ import { silentLogger } from "../../src/core/log.ts";
 import type { Engine } from "../../src/engine/engine.ts";
 import type { SimulatedEngineOptions } from "../../src/engine/simulated.ts";
 import { SimulatedEngine } from "../../src/engine/simulated-engine.ts";
+import type { NodeMetrics } from "../../src/observability/node-metrics.ts";
 import { createApiKey } from "../../src/router/api-keys.ts";
 import type { FlowSettingsRouter } from "../../src/router/dispatch.ts";
 import { createJoinKey } from "../../src/router/join-keys.ts";
@@ -78,6 +79,8 @@ export class Stack {
     sameIdentityAs?: StackNode;
     /** Another engine than the in-process simulated one (then the node is awaited registered, not ready). */
     engine?: Engine;
+    /** The node's metrics, for tests that read them. */
+    metrics?: NodeMetrics;
   }): Promise<StackNode> {
     const project = o.project ?? "default";
     const { key } = createJoinKey(this.service.store, this.service.identity, {
@@ -112,6 +115,7 @@ export class Stack {
       signal: stop.signal,
       hardStop: hard.signal,
       env: {},
+      metrics: o.metrics,
       onRelay: (r) => {
         relay = r;
       },

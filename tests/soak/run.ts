@@ -82,6 +82,8 @@ export interface SoakSummary {
   logProblems: string[];
   /** Warnings and errors the processes logged, by message, for the reader. */
   logCounts: Record<string, number>;
+  /** Each stall, by the fault that preceded its wait for credit. */
+  stallCauses: Record<string, number>;
 }
 
 /**
@@ -102,6 +104,8 @@ const MODEL = "xim-sim";
 const CREATED = 1_700_000_000;
 const OUTPUT_TOKENS = 48;
 const REQUEST_TIMEOUT_MS = 60_000;
+/** The nodes' FLOW_CONTROL_TIMEOUT_SECONDS: a stream without credit this long is cancelled. */
+const STALL_TIMEOUT_S = 5;
 /** A fault explains a dropped connection this long after it ended (lease expiry, grace, restart). */
 const FAULT_SLACK_MS = 3000;
 
@@ -364,7 +368,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakSummary> {
       XEROTIER_AGENT_LEASE_DURATION_MS: letter === "B" ? "1000" : "4000",
       XEROTIER_AGENT_DRAIN_GRACE_SECONDS: "20",
       XEROTIER_AGENT_MAX_CONCURRENT: "16",
-      XEROTIER_AGENT_FLOW_CONTROL_TIMEOUT_SECONDS: "5",
+      XEROTIER_AGENT_FLOW_CONTROL_TIMEOUT_SECONDS: String(STALL_TIMEOUT_S),
       XEROTIER_AGENT_METRICS_PORT: String(port),
       XEROTIER_AGENT_VLLM_SALT_SECRET: "soak-salt-secret-0123456789abcdef",
     });
@@ -678,6 +682,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakSummary> {
     // ---- logs ----
     const logProblems: string[] = [];
     const logCounts: Record<string, number> = {};
+    const stallCauses: Record<string, number> = {};
     const crash =
       /unhandled|uncaught|internal error|internal_error|request handler failed|"level":"fatal"|^\s+at .+:\d+:\d+\)?$/i;
     for (const p of procs) {
@@ -692,6 +697,13 @@ export async function runSoak(o: SoakOptions): Promise<SoakSummary> {
         if (m) {
           const k = `${p.name.replace(/#\d+$/, "")} ${m[1]}: ${m[2]}`;
           logCounts[k] = (logCounts[k] ?? 0) + 1;
+          if (m[2].startsWith("stream stalled")) {
+            // Which fault left it behind: the last one that began before its wait for credit did.
+            const at = Date.parse(/"time":"([^"]+)"/.exec(line)?.[1] ?? "");
+            const began = at - STALL_TIMEOUT_S * 1000;
+            const cause = faults.filter((f) => f.start <= began + FAULT_SLACK_MS).at(-1)?.name ?? "no fault";
+            stallCauses[`${p.name}: after ${cause}`] = (stallCauses[`${p.name}: after ${cause}`] ?? 0) + 1;
+          }
         }
       }
     }
@@ -719,6 +731,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakSummary> {
       stalls,
       logProblems,
       logCounts,
+      stallCauses,
     };
   } finally {
     agent.destroy();
@@ -754,6 +767,7 @@ export function formatSummary(s: SoakSummary): string {
     `streams stalled for want of credit: ${Object.entries(s.stalls)
       .map(([k, v]) => `${k} ${v}`)
       .join(", ")}`,
+    ...Object.entries(s.stallCauses).map(([k, v]) => `  ${v} x ${k}`),
     `RSS (bound ${s.rssBoundMiB} MiB growth):`,
     ...s.rss.map(
       (r) =>

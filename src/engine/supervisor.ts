@@ -394,12 +394,16 @@ export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
     hasExited: () => boolean,
   ): Promise<"ready" | "exited" | "timeout" | "stopped"> {
     const deadline = this.#o.now() + this.#o.startupTimeoutMs;
+    // Poll fast at first (an engine that loads in a second is served a second later),
+    // then back off to healthIntervalMs for engines that load for minutes.
+    let interval = Math.min(50, this.#o.healthIntervalMs);
     for (;;) {
       if (this.#stopCtl.signal.aborted) return "stopped";
       if (hasExited()) return "exited";
       if ((await client.health()) === 200 && !hasExited()) return "ready";
       if (this.#o.now() >= deadline) return "timeout";
-      await this.#o.sleep(Math.min(this.#o.healthIntervalMs, Math.max(1, deadline - this.#o.now())), signal);
+      await this.#o.sleep(Math.min(interval, Math.max(1, deadline - this.#o.now())), signal);
+      interval = Math.min(interval * 2, this.#o.healthIntervalMs);
     }
   }
 

@@ -13,6 +13,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { loopbackServeArgs } from "../scripts/lib/loopback-router.ts";
 import { jsonLine, ROOT, runXim, startXim, until } from "./lib/procs.ts";
 
 const BINARY = join(ROOT, "dist", "xim");
@@ -48,28 +49,7 @@ async function firstTokenTimes(runs: number): Promise<number[]> {
   const env = { PATH: process.env.PATH, HOME: dir, NO_COLOR: "1", XEROTIER_AGENT_LOG_LEVEL: "warning" };
   const state = join(dir, "router");
   await runXim(["router", "init", "--state", state], env);
-  const router = startXim(
-    "router",
-    [
-      "router",
-      "serve",
-      "--state",
-      state,
-      "--enroll-listen",
-      "127.0.0.1:0",
-      "--control-bind",
-      "tcp://127.0.0.1:0",
-    ].concat([
-      "--streaming-bind",
-      "tcp://127.0.0.1:0",
-      "--http-host",
-      "127.0.0.1",
-      "--http-port",
-      "0",
-      "--json",
-    ]),
-    env,
-  );
+  const router = startXim("router", loopbackServeArgs(state), env);
   const times: number[] = [];
   try {
     const { httpUrl } = await jsonLine<{ httpUrl: string }>(router, (o) => typeof o.httpUrl === "string");

@@ -15,6 +15,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { loopbackServeArgs } from "./lib/loopback-router.ts";
 
 const ROOT = join(import.meta.dirname, "..");
 const MAIN = join(ROOT, "main.ts");
@@ -108,23 +109,7 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   step(`router: xim router init && xim router serve (state in ${routerState})`);
   await xim(["router", "init", "--state", routerState]);
-  const router = start("router", [
-    "router",
-    "serve",
-    "--state",
-    routerState,
-    "--enroll-listen",
-    "127.0.0.1:0",
-    "--control-bind",
-    "tcp://127.0.0.1:0",
-    "--streaming-bind",
-    "tcp://127.0.0.1:0",
-    "--http-host",
-    "127.0.0.1",
-    "--http-port",
-    "0",
-    "--json",
-  ]);
+  const router = start("router", loopbackServeArgs(routerState));
   const info = await until("the router to listen", () => {
     const line = router.out.split("\n").find((l) => l.startsWith("{"));
     return line ? (JSON.parse(line) as { httpUrl: string; enrollUrl: string }) : undefined;

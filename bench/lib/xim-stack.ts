@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { loopbackServeArgs } from "../../scripts/lib/loopback-router.ts";
 import { jsonLine, type Proc, runXim, startXim, until } from "./procs.ts";
 
 export interface SimTiming {
@@ -45,26 +46,7 @@ export async function startXimStack(opts: {
   await runXim(["router", "init", "--state", state], env);
   const router = startXim(
     "router",
-    [
-      "router",
-      "serve",
-      "--state",
-      state,
-      "--enroll-listen",
-      "127.0.0.1:0",
-      "--control-bind",
-      "tcp://127.0.0.1:0",
-      "--streaming-bind",
-      "tcp://127.0.0.1:0",
-      "--http-host",
-      "127.0.0.1",
-      "--http-port",
-      "0",
-      "--queue-timeout-ms",
-      "120000",
-      "--json",
-      ...(opts.curve ? [] : ["--insecure-zmq"]),
-    ],
+    loopbackServeArgs(state, ["--queue-timeout-ms", "120000", ...(opts.curve ? [] : ["--insecure-zmq"])]),
     env,
   );
   const info = await jsonLine<{ httpUrl: string }>(router, (o) => typeof o.httpUrl === "string");

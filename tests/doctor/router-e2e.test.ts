@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { loopbackServeArgs } from "../../scripts/lib/loopback-router.ts";
 import { baseEnv, XimProcess, xim } from "../router/harness.ts";
 import { cleanup, tempDir } from "./helpers.ts";
 
@@ -19,26 +20,7 @@ let router: XimProcess | undefined;
 before(async () => {
   const init = await xim(["router", "init", "--state", stateDir, "--json"], env);
   assert.equal(init.code, 0, init.stderr);
-  router = new XimProcess(
-    [
-      "router",
-      "serve",
-      "--state",
-      stateDir,
-      "--enroll-listen",
-      "127.0.0.1:0",
-      "--control-bind",
-      "tcp://127.0.0.1:0",
-      "--streaming-bind",
-      "tcp://127.0.0.1:0",
-      "--http-host",
-      "127.0.0.1",
-      "--http-port",
-      "0",
-      "--json",
-    ],
-    env,
-  );
+  router = new XimProcess(loopbackServeArgs(stateDir), env);
   await router.line((l) => l.startsWith("{"), 30_000);
   const created = await xim(
     ["router", "join-key", "create", "--state", stateDir, "--uses", "1", "--json"],

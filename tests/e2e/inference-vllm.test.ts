@@ -10,6 +10,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { loopbackServeArgs } from "../../scripts/lib/loopback-router.ts";
 import { BIN, MODELS, sandbox } from "../planner/fixtures.ts";
 import { baseEnv, waitFor, XimProcess, xim } from "../router/harness.ts";
 
@@ -25,26 +26,7 @@ describe("xim run with the planned vLLM engine", { timeout: 90_000 }, () => {
 
   before(async () => {
     assert.equal((await xim(["router", "init", "--state", stateDir], env)).code, 0);
-    router = new XimProcess(
-      [
-        "router",
-        "serve",
-        "--state",
-        stateDir,
-        "--enroll-listen",
-        "127.0.0.1:0",
-        "--control-bind",
-        "tcp://127.0.0.1:0",
-        "--streaming-bind",
-        "tcp://127.0.0.1:0",
-        "--http-host",
-        "127.0.0.1",
-        "--http-port",
-        "0",
-        "--json",
-      ],
-      env,
-    );
+    router = new XimProcess(loopbackServeArgs(stateDir), env);
     httpUrl = JSON.parse(await router.line((l) => l.startsWith("{"), 20_000)).httpUrl;
   });
 

@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { loopbackServeArgs } from "../../scripts/lib/loopback-router.ts";
 import { findFreePort } from "../../src/engine/free-port.ts";
 import { baseEnv, waitFor, XimProcess, xim } from "../router/harness.ts";
 
@@ -77,28 +78,7 @@ describe("inference with real router and node processes", { timeout: 90_000 }, (
 
   before(async () => {
     assert.equal((await xim(["router", "init", "--state", stateDir], env)).code, 0);
-    router = new XimProcess(
-      [
-        "router",
-        "serve",
-        "--state",
-        stateDir,
-        "--enroll-listen",
-        "127.0.0.1:0",
-        "--control-bind",
-        "tcp://127.0.0.1:0",
-        "--streaming-bind",
-        "tcp://127.0.0.1:0",
-        "--http-host",
-        "127.0.0.1",
-        "--http-port",
-        "0",
-        "--metrics-port",
-        "0",
-        "--json",
-      ],
-      env,
-    );
+    router = new XimProcess(loopbackServeArgs(stateDir, ["--metrics-port", "0"]), env);
     info = JSON.parse(await router.line((l) => l.startsWith("{"), 20_000));
     const key = await xim(
       ["router", "api-key", "create", "--state", stateDir, "--tenant", "acme", "--json"],

@@ -12,7 +12,7 @@
 import { encodeBatch } from "../protocol/codec.ts";
 
 /** What a batch may hold at most, so one send never grows without bound. */
-export const MAX_BATCH_FRAMES = 256;
+export const MAX_BATCH_MESSAGES = 256;
 export const MAX_BATCH_BYTES = 1 << 20;
 
 interface Queued {
@@ -66,14 +66,13 @@ export class BatchSender {
       let bytes = 0;
       while (
         n < this.#queue.length &&
-        n < MAX_BATCH_FRAMES &&
+        n < MAX_BATCH_MESSAGES &&
         (n === 0 || bytes + this.#queue[n].frame.length <= MAX_BATCH_BYTES)
       ) {
         bytes += this.#queue[n].frame.length;
         n++;
       }
       const batch = this.#queue.splice(0, n);
-
       let sent = false;
       if (!this.#closed()) {
         try {

@@ -24,6 +24,7 @@ export class RouterCredit {
   #taken = 0;
   #writing = 0;
   #timer: NodeJS.Timeout | undefined;
+  #lastTakeAt = 0;
   #closed = false;
 
   constructor(o: CreditOptions) {
@@ -51,10 +52,22 @@ export class RouterCredit {
   #take(bytes: number): void {
     if (this.#closed || this.#o.windowBytes === 0) return;
     this.#taken += bytes;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#lastTakeAt = Date.now();
     if (this.#taken >= this.#o.replenishBytes) this.#flush();
-    else if (this.#writing === 0) this.#timer = setTimeout(() => this.#flush(), this.#o.idleMs);
+    else if (this.#writing === 0 && !this.#timer) this.#armIdle(this.#o.idleMs);
+  }
+
+  /**
+   * One timer per idle period, not one per chunk: when it fires early (more
+   * bytes were taken since), it waits out the rest of the idle time.
+   */
+  #armIdle(ms: number): void {
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      const idleFor = Date.now() - this.#lastTakeAt;
+      if (idleFor >= this.#o.idleMs) this.#flush();
+      else if (this.#taken > 0 && this.#writing === 0) this.#armIdle(this.#o.idleMs - idleFor);
+    }, ms);
   }
 
   #flush(): void {

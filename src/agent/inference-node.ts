@@ -15,6 +15,7 @@ import { DEFAULT_SALT_SECRET_WARNING, isDefaultSaltSecret } from "../engine/cach
 import type { Engine, EngineStatus } from "../engine/engine.ts";
 import { type HealthServer, startHealthServer } from "../observability/health-server.ts";
 import { createNodeMetrics, type NodeMetrics, setEngineState } from "../observability/node-metrics.ts";
+import { TotalsDelta } from "../observability/totals.ts";
 import type { Hardware } from "../protocol/messages.ts";
 import { createLaunchEngine, type Launch } from "./engine-setup.ts";
 import { deriveMaxConcurrent, Relay } from "./relay.ts";
@@ -134,24 +135,17 @@ export async function runInferenceNode(
     }
   }
   const dropped = ["malformed", "oversized", "unknownType", "invalid", "versionMismatch"] as const;
-  const seen: Record<string, number> = {};
-  const lease = { acked: 0, registrations: 0 };
+  const totals = new TotalsDelta();
   const leaseGauge = setInterval(() => {
     metrics.leaseHeld.set(session?.lease ? 1 : 0);
     // The session counts; the metrics take the increments (a registration after the first is a reconnect).
     const stats = session?.leaseStats;
     if (stats) {
-      if (stats.renewalsAcked > lease.acked)
-        metrics.leaseRenewals.inc({ result: "ok" }, stats.renewalsAcked - lease.acked);
-      const reconnects = Math.max(0, stats.registrations - 1);
-      if (reconnects > lease.registrations) metrics.reconnects.inc(reconnects - lease.registrations);
-      lease.acked = stats.renewalsAcked;
-      lease.registrations = reconnects;
+      metrics.leaseRenewals.inc({ result: "ok" }, totals.delta("renewalsAcked", stats.renewalsAcked));
+      metrics.reconnects.inc(totals.delta("reconnects", Math.max(0, stats.registrations - 1)));
     }
     for (const reason of dropped) {
-      const now = session?.counters[reason] ?? 0;
-      if (now > (seen[reason] ?? 0)) metrics.framesDropped.inc({ reason }, now - (seen[reason] ?? 0));
-      seen[reason] = now;
+      metrics.framesDropped.inc({ reason }, totals.delta(reason, session?.counters[reason] ?? 0));
     }
   }, 1000);
   try {

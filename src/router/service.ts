@@ -10,6 +10,7 @@ import type { Logger } from "../core/log.ts";
 import { ModelLibrary } from "../models/library.ts";
 import { startHealthServer } from "../observability/health-server.ts";
 import { createRouterMetrics, type RouterMetrics } from "../observability/router-metrics.ts";
+import { TotalsDelta } from "../observability/totals.ts";
 import { ControlPlane } from "./control-plane.ts";
 import { DEFAULT_ROUTER_FLOW, type FlowSettingsRouter, RouterRelay } from "./dispatch.ts";
 import { type EnrollServer, startEnrollServer } from "./enroll-server.ts";
@@ -168,24 +169,15 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
       for (const l of cp.leases()) by[l.state] = (by[l.state] ?? 0) + 1;
       for (const [state, n] of Object.entries(by)) metrics.nodes.set({ state }, n);
     };
-    cp.onLeaseChange((lease, previous) => {
-      if (lease.state === "expired" && previous !== "expired") metrics.leaseExpiries.inc();
-      countNodes();
-    });
+    // Expiries are counted from the control plane's own counter below (a node's release is not one).
+    cp.onLeaseChange(() => countNodes());
     countNodes();
-    const seen: Record<string, number> = {};
+    const totals = new TotalsDelta();
     const sync = () => {
-      const delta = (name: keyof typeof cp.counters) => {
-        const d = cp.counters[name] - (seen[name] ?? 0);
-        seen[name] = cp.counters[name];
-        return d;
-      };
-      const refused = delta("zapRefused");
-      if (refused > 0) metrics.handshakesRefused.inc(refused);
-      const renewed = delta("renewed");
-      if (renewed > 0) metrics.leaseRenewals.inc(renewed);
-      const expired = delta("expired");
-      if (expired > 0) metrics.leaseExpiries.inc(expired);
+      const delta = (name: keyof typeof cp.counters) => totals.delta(name, cp.counters[name]);
+      metrics.handshakesRefused.inc(delta("zapRefused"));
+      metrics.leaseRenewals.inc(delta("renewed"));
+      metrics.leaseExpiries.inc(delta("expired"));
       for (const reason of [
         "malformed",
         "oversized",
@@ -194,8 +186,7 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
         "versionMismatch",
         "unbound",
       ] as const) {
-        const d = delta(reason);
-        if (d > 0) metrics.framesDropped.inc({ reason }, d);
+        metrics.framesDropped.inc({ reason }, delta(reason));
       }
     };
     counterSync = setInterval(sync, 1000);

@@ -85,6 +85,17 @@ function stateFor(status: NodeStatus, draining: boolean): NodeState {
   return status.engine === "ready" || status.engine === "none" ? "ready" : "registered";
 }
 
+/** Take the status a node reported (at renewal or on change) and the state it implies. */
+function applyStatus(lease: Lease, m: NodeStatus): void {
+  lease.status = {
+    engine: m.engine,
+    models: m.models,
+    maxConcurrent: m.maxConcurrent,
+    freeSlots: m.freeSlots,
+  };
+  lease.state = stateFor(lease.status, lease.state === "draining");
+}
+
 interface Retired {
   nodeId: string;
   epoch: number;
@@ -509,13 +520,7 @@ export class ControlPlane {
     lease.lastRenewal = this.#now();
     this.counters.renewed++;
     const previous = lease.state;
-    lease.status = {
-      engine: m.engine,
-      models: m.models,
-      maxConcurrent: m.maxConcurrent,
-      freeSlots: m.freeSlots,
-    };
-    lease.state = stateFor(lease.status, previous === "draining");
+    applyStatus(lease, m);
     this.#o.store.updateLease(lease.nodeId, {
       lastRenewal: lease.lastRenewal,
       state: lease.state,
@@ -544,13 +549,7 @@ export class ControlPlane {
     const previous = lease.state;
     switch (m.type) {
       case "node_status":
-        lease.status = {
-          engine: m.engine,
-          models: m.models,
-          maxConcurrent: m.maxConcurrent,
-          freeSlots: m.freeSlots,
-        };
-        lease.state = stateFor(lease.status, previous === "draining");
+        applyStatus(lease, m);
         // Free slots change with every request: keep them in memory (renewals persist them);
         // write through only what `xim router nodes` must show at once.
         if (lease.state !== previous || m.detail) {

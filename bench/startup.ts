@@ -13,7 +13,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { loopbackServeArgs } from "../scripts/lib/loopback-router.ts";
+import { loopbackServeArgs, sandboxEnv } from "../scripts/lib/loopback-router.ts";
 import { jsonLine, ROOT, runXim, startXim, until } from "./lib/procs.ts";
 
 const BINARY = join(ROOT, "dist", "xim");
@@ -46,7 +46,7 @@ function versionTimes(): { tool: string; medianMs: number; runs: number } | unde
 
 async function firstTokenTimes(runs: number): Promise<number[]> {
   const dir = mkdtempSync(join(tmpdir(), "xim-startup-"));
-  const env = { PATH: process.env.PATH, HOME: dir, NO_COLOR: "1", XEROTIER_AGENT_LOG_LEVEL: "warning" };
+  const env = sandboxEnv(dir, { XEROTIER_AGENT_LOG_LEVEL: "warning" });
   const state = join(dir, "router");
   await runXim(["router", "init", "--state", state], env);
   const router = startXim("router", loopbackServeArgs(state), env);

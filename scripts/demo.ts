@@ -15,22 +15,14 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loopbackServeArgs } from "./lib/loopback-router.ts";
+import { loopbackServeArgs, sandboxEnv } from "./lib/loopback-router.ts";
 
 const ROOT = join(import.meta.dirname, "..");
 const MAIN = join(ROOT, "main.ts");
 const DEADLINE_MS = 50_000;
 
 const dir = mkdtempSync(join(tmpdir(), "xim-demo-"));
-const env: Record<string, string | undefined> = {
-  PATH: process.env.PATH,
-  HOME: dir,
-  XDG_CONFIG_HOME: join(dir, "config"),
-  XDG_STATE_HOME: join(dir, "state"),
-  XDG_CACHE_HOME: join(dir, "cache"),
-  NO_COLOR: "1",
-  XEROTIER_AGENT_LOG_LEVEL: "info",
-};
+const env = sandboxEnv(dir, { XEROTIER_AGENT_LOG_LEVEL: "info" });
 const routerState = join(dir, "router");
 
 interface Proc {

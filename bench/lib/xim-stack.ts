@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loopbackServeArgs } from "../../scripts/lib/loopback-router.ts";
+import { loopbackServeArgs, sandboxEnv } from "../../scripts/lib/loopback-router.ts";
 import { jsonLine, type Proc, runXim, startXim, until } from "./procs.ts";
 
 export interface SimTiming {
@@ -31,17 +31,11 @@ export async function startXimStack(opts: {
   maxConcurrent: number;
 }): Promise<XimStack> {
   const dir = mkdtempSync(join(tmpdir(), "xim-bench-"));
-  const env: Record<string, string | undefined> = {
-    PATH: process.env.PATH,
-    HOME: dir,
-    XDG_CONFIG_HOME: join(dir, "config"),
-    XDG_STATE_HOME: join(dir, "state"),
-    XDG_CACHE_HOME: join(dir, "cache"),
-    NO_COLOR: "1",
+  const env = sandboxEnv(dir, {
     XEROTIER_AGENT_LOG_LEVEL: "warning",
     // Passed through so the relay can be profiled: NODE_OPTIONS="--cpu-prof --cpu-prof-dir=DIR".
     NODE_OPTIONS: process.env.XIM_BENCH_NODE_OPTIONS,
-  };
+  });
   const state = join(dir, "router");
   await runXim(["router", "init", "--state", state], env);
   const router = startXim(

@@ -11,7 +11,7 @@
  */
 import { basename } from "node:path";
 import type { LoadedConfig } from "../core/config/load.ts";
-import type { Config } from "../core/config/schema.ts";
+import type { Config, SettingKey } from "../core/config/schema.ts";
 import type { Logger } from "../core/log.ts";
 import { createEngine } from "../engine/create.ts";
 import { validateInitialModelPath } from "../engine/initial-model.ts";
@@ -64,6 +64,30 @@ export async function describeLaunch(loaded: LoadedConfig, env: Env): Promise<La
     plan,
     hardware,
   };
+}
+
+/**
+ * What to serve for a model the router assigned (pulled and verified into
+ * the cache at `path`): served under the assigned `name`, planned like an
+ * initial model for vLLM. `explicit`: the settings the operator set (the
+ * planner keeps those as given).
+ */
+export async function describeAssignedLaunch(
+  config: Config,
+  explicit: Set<SettingKey>,
+  env: Env,
+  model: { name: string; path: string },
+): Promise<Launch> {
+  if (config.engine === "sim") return { engine: "sim", model: model.path, servedModelName: model.name };
+  const assigned: Config = { ...config, initialModelPath: model.path, servedModelName: model.name };
+  const { plan, hardware } = await preparePlan({
+    modelDir: model.path,
+    config: assigned,
+    explicit,
+    env,
+    moeTunedConfigDir: moeConfigFolder(config),
+  });
+  return { engine: "vllm", model: model.path, servedModelName: model.name, plan, hardware };
 }
 
 export interface LaunchEngine {

@@ -7,17 +7,22 @@
  * they change. The first SIGTERM (`signal`) drains: the router is told at
  * once, in-flight streams get DRAIN_GRACE_SECONDS, then the engine stops
  * and the call returns. A second one (`hardStop`) cancels the streams
- * and stops at once.
+ * and stops at once. A model the router assigns (`model_assign`) is pulled
+ * while the current engine serves (model-assignment.ts); then new requests
+ * stop, in-flight ones finish (up to the drain grace), the old engine stops
+ * and one serving the new model starts.
  */
 import type { Config } from "../core/config/schema.ts";
 import type { Logger } from "../core/log.ts";
 import { DEFAULT_SALT_SECRET_WARNING, isDefaultSaltSecret } from "../engine/cache-salt.ts";
-import type { Engine, EngineStatus } from "../engine/engine.ts";
+import type { Engine, EngineRestart, EngineStatus } from "../engine/engine.ts";
+import { ModelCache } from "../models/cache.ts";
 import { type HealthServer, startHealthServer } from "../observability/health-server.ts";
 import { createNodeMetrics, type NodeMetrics, setEngineState } from "../observability/node-metrics.ts";
 import { TotalsDelta } from "../observability/totals.ts";
 import type { Hardware } from "../protocol/messages.ts";
-import { createLaunchEngine, type Launch } from "./engine-setup.ts";
+import { createLaunchEngine, describeAssignedLaunch, type Launch } from "./engine-setup.ts";
+import { ModelAssignments } from "./model-assignment.ts";
 import { deriveMaxConcurrent, Relay } from "./relay.ts";
 import { type NodeSession, runNode } from "./session.ts";
 
@@ -39,6 +44,14 @@ export interface InferenceNodeOptions {
   onRelay?: (relay: Relay) => void;
   /** Called once the metrics server listens. */
   onMetrics?: (server: HealthServer) => void;
+  /**
+   * What to serve for a model the router assigned, once it is in the cache
+   * (default: describeAssignedLaunch with no setting counted as explicit;
+   * `xim run` passes the operator's explicit settings).
+   */
+  launchFor?: (model: { name: string; path: string }) => Promise<Launch>;
+  /** Called once the model-assignment handler exists (tests follow its pulls). */
+  onAssignments?: (assignments: ModelAssignments) => void;
 }
 
 export async function runInferenceNode(
@@ -92,8 +105,7 @@ export async function runInferenceNode(
         : undefined,
     );
   };
-  engine?.on("state", onState);
-  engine?.on("restart", (r) => {
+  const onRestart = (r: EngineRestart) => {
     metrics.engineRestarts.inc({ cause: r.failure.cause });
     void session?.reportStatus({
       reason: r.failure.cause,
@@ -101,10 +113,55 @@ export async function runInferenceNode(
       exitCode: r.failure.exitCode,
       logTail: r.failure.lastLines.slice(-200).map((l) => l.slice(0, 4096)),
     });
-  });
+  };
+  engine?.on("state", onState);
+  engine?.on("restart", onRestart);
   if (engine) setEngineState(metrics, engine.state);
   // The engine loads while the node registers: a big model takes minutes either way.
   engine?.start().catch((err: unknown) => log.error({ err }, "the engine could not be started"));
+
+  // An assigned model replaces the engine: build the new one first (a bad
+  // model fails here, and the old engine keeps serving), route new requests
+  // to it (refused while it loads), let in-flight streams finish, stop the
+  // old engine (its GPU memory is needed), start the new one.
+  const cache = new ModelCache(config);
+  let inUse: { release: () => Promise<void> } | undefined;
+  const launchFor =
+    o.launchFor ??
+    ((model: { name: string; path: string }) => describeAssignedLaunch(config, new Set(), o.env, model));
+  const serveModel = async (model: { name: string; path: string }): Promise<void> => {
+    const launch = await launchFor(model);
+    const launched = await createLaunchEngine(launch, config, { logger, env: o.env });
+    const next = launched.engine;
+    const old = engine;
+    const marker = await cache.markInUse(model.name);
+    engine = next;
+    next.on("state", onState);
+    next.on("restart", onRestart);
+    setEngineState(metrics, next.state);
+    void session?.reportStatus();
+    if (old) {
+      log.info(
+        { from: old.servedModelName, to: model.name, inFlight: relay.maxConcurrent - relay.freeSlots },
+        "replacing the engine: waiting for in-flight requests, then stopping the old engine",
+      );
+      const deadline = Date.now() + config.drainGraceSeconds * 1000;
+      while (relay.freeSlots < relay.maxConcurrent && Date.now() < deadline && !o.hardStop?.aborted) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      old.off("state", onState);
+      old.off("restart", onRestart);
+      await old.stop(10_000).catch((err: unknown) => log.warn({ err }, "stopping the old engine failed"));
+    }
+    await inUse?.release().catch(() => undefined);
+    inUse = marker;
+    log.info(
+      { model: model.name, path: model.path, engine: next.kind },
+      "starting the engine with the assigned model",
+    );
+    await next.start();
+  };
+  let assignments: ModelAssignments | undefined;
 
   let health: HealthServer | undefined;
   if (!config.disableMetricsServer) {
@@ -155,16 +212,29 @@ export async function runInferenceNode(
       signal: o.signal,
       hardware: o.hardware,
       status: () => relay.status(),
-      onMessage: (m) => relay.handle(m),
+      onMessage: (m) => {
+        if (m.type === "model_assign") assignments?.handle(m);
+        else relay.handle(m);
+      },
       onSession: (s) => {
         session = s;
+        assignments = new ModelAssignments({
+          config,
+          logger,
+          channel: s.modelChannel(),
+          report: (p) => s.reportModelProgress(p),
+          serve: serveModel,
+        });
+        o.onAssignments?.(assignments);
       },
+      onRegistered: () => assignments?.resend(),
       beforeStop: async (_s, graceMs) => {
         await relay.drain(graceMs, o.hardStop);
       },
     });
   } finally {
     clearInterval(leaseGauge);
+    await assignments?.close();
     relay.cancelAll();
     if (engine) {
       log.info("stopping the engine");
@@ -172,7 +242,9 @@ export async function runInferenceNode(
         log.warn({ err }, "stopping the engine failed");
       });
       engine.off("state", onState);
+      engine.off("restart", onRestart);
     }
+    await inUse?.release().catch(() => undefined);
     await health?.close();
   }
 }

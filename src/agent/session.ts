@@ -5,7 +5,9 @@
  * new epoch. The session never touches the engine: losing the router only
  * means reconnecting. `runNode` is what `xim run` calls; the inference path
  * plugs in through `status` (what to report) and `onMessage` (dispatch,
- * cancel, credit, drain_request) and sends stream messages with `send`.
+ * cancel, credit, drain_request, model_assign) and sends stream messages
+ * with `send`; a model assignment pulls over `modelChannel` and reports
+ * with `reportModelProgress`.
  */
 import { randomBytes } from "node:crypto";
 import { cpus, hostname, totalmem } from "node:os";
@@ -19,6 +21,7 @@ import { PullError } from "../models/source.ts";
 import type {
   Hardware,
   NodeMessage,
+  NodeMessageOf,
   NodeStatus,
   Outgoing,
   RouterMessage,
@@ -131,6 +134,23 @@ export class NodeSession {
       epoch: this.#lease.epoch,
       ...this.#status(),
       ...(detail ? { detail } : {}),
+    });
+  }
+
+  /**
+   * Report how the pull of an assigned model goes (`model_progress`, on the
+   * control socket). False when not registered: the caller reports again
+   * after the next registration.
+   */
+  reportModelProgress(
+    p: Omit<Outgoing<NodeMessageOf<"model_progress">>, "type" | "leaseId" | "epoch">,
+  ): Promise<boolean> {
+    if (!this.#lease) return Promise.resolve(false);
+    return this.send({
+      type: "model_progress",
+      leaseId: this.#lease.leaseId,
+      epoch: this.#lease.epoch,
+      ...p,
     });
   }
 
@@ -463,6 +483,8 @@ export interface RunNodeOptions {
    */
   beforeStop?: (session: NodeSession, graceMs: number) => Promise<void>;
   hardware?: Hardware;
+  /** Each registration (the first and every one after a reconnect). */
+  onRegistered?: (lease: LeaseInfo, session: NodeSession) => void;
 }
 
 /** `xim run` for the control plane: enroll on first start if a join key is set, then hold the lease until the signal. */
@@ -515,6 +537,7 @@ export async function runNode(o: RunNodeOptions): Promise<{ nodeId: string; enro
     status: o.status,
     hardware: o.hardware,
     onMessage: (m) => o.onMessage?.(m, session),
+    onRegistered: (lease) => o.onRegistered?.(lease, session),
   });
   o.onSession?.(session);
   let failure: unknown;

@@ -13,6 +13,8 @@ import { ModelLibrary } from "../models/library.ts";
 import { barReporter, jsonLinesReporter, lineReporter, type PullEventSink } from "../models/progress.ts";
 import { pullModel } from "../models/pull.ts";
 import { resolveSource } from "../models/resolve-source.ts";
+import { assignModel, unassignModel } from "../router/model-assignments.ts";
+import { RouterStore } from "../router/store.ts";
 import type { CommandSpec } from "./command.ts";
 import { formatTable } from "./output.ts";
 
@@ -110,9 +112,10 @@ const stateOption = {
 };
 
 /**
- * `xim router models add|list|remove`: the models the reference router
- * publishes to its nodes (router://NAME). Listed by `xim router`'s
- * subcommands; lives here beside `xim pull`, its other half.
+ * `xim router models add|list|remove|assign|unassign`: the models the
+ * reference router publishes to its nodes (router://NAME), and which node
+ * serves which. Listed by `xim router`'s subcommands; lives here beside
+ * `xim pull`, its other half.
  */
 export const routerModelsCommand: CommandSpec = {
   name: "models",
@@ -120,6 +123,7 @@ export const routerModelsCommand: CommandSpec = {
   examples: [
     "xim router models add llama-3.1-8b /data/models/Meta-Llama-3.1-8B-Instruct",
     "xim router models list",
+    "xim router models assign node_3f2a9c1b7d4e5f60718293a4 llama-3.1-8b",
     "xim router models remove llama-3.1-8b",
   ],
   subcommands: [
@@ -174,6 +178,55 @@ export const routerModelsCommand: CommandSpec = {
           });
         ctx.io.stdout(`no longer publishing ${ctx.args[0]}\n`);
         return ExitCode.ok;
+      },
+    },
+    {
+      name: "assign",
+      summary:
+        "Have a node serve a published model: the running router sends it, the node pulls it and restarts its engine with it",
+      description:
+        "NODE_ID is the node's id as 'xim router nodes' lists it (or an unambiguous prefix). A running 'xim router serve' picks the assignment up within about a second; a node that is offline gets it when it registers. The node pulls router://NAME into its model cache while it keeps serving, then replaces its engine. 'xim router nodes' shows the progress.",
+      arguments: ["<node-id>", "<name>"],
+      options: [stateOption, { flags: "--json", description: "print JSON for scripts" }],
+      examples: [
+        "xim router models assign node_3f2a9c1b7d4e5f60718293a4 mixtral",
+        "xim router models assign node_3f2a mixtral   # a unique prefix of the id",
+      ],
+      async run(ctx) {
+        const [nodeId, name] = ctx.args;
+        const state = routerState(ctx);
+        const store = await RouterStore.open(state);
+        try {
+          const a = await assignModel(store, new ModelLibrary(state), nodeId, name);
+          if (ctx.options.json)
+            ctx.io.stdout(
+              `${JSON.stringify({ nodeId: a.nodeId, name: a.name, assignmentId: a.assignmentId, assignedAt: new Date(a.assignedAt).toISOString() })}\n`,
+            );
+          else
+            ctx.io.stdout(
+              `assigned router://${a.name} to ${a.nodeId} (${a.assignmentId}); follow it with 'xim router nodes'\n`,
+            );
+          return ExitCode.ok;
+        } finally {
+          store.close();
+        }
+      },
+    },
+    {
+      name: "unassign",
+      summary: "Forget a node's assignment (the node keeps serving its current model)",
+      arguments: ["<node-id>"],
+      options: [stateOption],
+      examples: ["xim router models unassign node_3f2a9c1b7d4e5f60718293a4"],
+      async run(ctx) {
+        const store = await RouterStore.open(routerState(ctx));
+        try {
+          const r = unassignModel(store, ctx.args[0]);
+          ctx.io.stdout(r.had ? `${r.nodeId} has no assignment now\n` : `${r.nodeId} had no assignment\n`);
+          return ExitCode.ok;
+        } finally {
+          store.close();
+        }
       },
     },
   ],

@@ -2,8 +2,8 @@
  * @module `xim router`: the self-hostable reference router. `init` creates
  * its identity, `serve` runs enrollment and the control plane, `join-key`
  * mints, lists and revokes keys, `api-key` does the same for the OpenAI
- * API's keys, `nodes` lists enrolled nodes and their
- * leases. Every subcommand takes --state DIR (default $XDG_STATE_HOME/xim/router).
+ * API's keys, `nodes` lists enrolled nodes, their leases and model
+ * assignments, `models` publishes and assigns models (src/cli/pull.ts). Every subcommand takes --state DIR (default $XDG_STATE_HOME/xim/router).
  */
 import { InvalidArgumentError } from "commander";
 import { ExitCode, UsageError } from "../core/errors.ts";
@@ -17,6 +17,7 @@ import {
 } from "../router/api-keys.ts";
 import { initRouter, loadIdentity } from "../router/identity.ts";
 import { createJoinKey, joinKeyStatus, parseDuration, parseLabels } from "../router/join-keys.ts";
+import { describeAssignment } from "../router/model-assignments.ts";
 import { listNodes } from "../router/nodes.ts";
 import { startRouterService } from "../router/service.ts";
 import { RouterStore } from "../router/store.ts";
@@ -501,7 +502,7 @@ const apiKey: CommandSpec = {
 
 const nodes: CommandSpec = {
   name: "nodes",
-  summary: "List enrolled nodes: lease state, last renewal, models, capacity",
+  summary: "List enrolled nodes: lease state, last renewal, models, capacity, assigned model and its pull",
   settings: ["logLevel"],
   options: [stateOption, jsonOption],
   examples: [
@@ -517,7 +518,18 @@ const nodes: CommandSpec = {
     }
     ctx.io.stdout(
       formatTable(
-        ["NODE", "PROJECT", "HOST", "STATE", "EPOCH", "LAST RENEWAL", "ENGINE", "MODELS", "CAPACITY"],
+        [
+          "NODE",
+          "PROJECT",
+          "HOST",
+          "STATE",
+          "EPOCH",
+          "LAST RENEWAL",
+          "ENGINE",
+          "MODELS",
+          "CAPACITY",
+          "ASSIGNED",
+        ],
         list.nodes.map((n) => [
           n.nodeId,
           n.project,
@@ -528,6 +540,7 @@ const nodes: CommandSpec = {
           n.engine,
           n.models.join(",") || "-",
           `${n.freeSlots}/${n.maxConcurrent} free`,
+          describeAssignment(n.assignment),
         ]),
       ),
     );

@@ -4,21 +4,23 @@
  * hold the lease with the router and relay inference
  * (src/agent/inference-node.ts). SIGTERM drains (in-flight streams get
  * XEROTIER_AGENT_DRAIN_GRACE_SECONDS), a second SIGTERM stops at once.
+ * A model the router assigns (`xim router models assign`) is pulled with
+ * the code of `xim pull` and then replaces the engine.
  * `--dry-run` prints what would be started and starts nothing.
  */
-import { describeLaunch } from "../agent/engine-setup.ts";
+import { describeAssignedLaunch, describeLaunch } from "../agent/engine-setup.ts";
 import { runInferenceNode } from "../agent/inference-node.ts";
 import { deriveMaxConcurrent } from "../agent/relay.ts";
 import { type SettingKey, settings } from "../core/config/schema.ts";
 import { ExitCode } from "../core/errors.ts";
-import { formatPlan, planToJson } from "../planner/plan.ts";
+import { explicitSettings, formatPlan, planToJson } from "../planner/plan.ts";
 import type { CommandSpec } from "./command.ts";
 
 export const runCommand: CommandSpec = {
   name: "run",
   summary: "Run the node: engine, lease and inference relay",
   description:
-    "Enrolls on first start when XEROTIER_AGENT_JOIN_KEY is set, starts the engine at once (XEROTIER_AGENT_ENGINE=sim runs the simulated engine, no GPU needed), registers with the router and serves its requests. SIGTERM drains: the router stops sending requests, in-flight streams finish within XEROTIER_AGENT_DRAIN_GRACE_SECONDS, then the engine stops and xim exits 0. A second SIGTERM stops at once.",
+    "Enrolls on first start when XEROTIER_AGENT_JOIN_KEY is set, starts the engine at once (XEROTIER_AGENT_ENGINE=sim runs the simulated engine, no GPU needed), registers with the router and serves its requests. Without XEROTIER_AGENT_INITIAL_MODEL_PATH (vLLM) it registers without an engine and waits for the router to assign a model (xim router models assign): the node pulls it into the model cache while serving, reports the progress to the router, then starts (or replaces) the engine with it. SIGTERM drains: the router stops sending requests, in-flight streams finish within XEROTIER_AGENT_DRAIN_GRACE_SECONDS, then the engine stops and xim exits 0. A second SIGTERM stops at once.",
   settings: Object.keys(settings) as SettingKey[],
   options: [
     { flags: "--dry-run", description: "print the engine plan (command, environment, decisions) and exit" },
@@ -94,6 +96,7 @@ export const runCommand: CommandSpec = {
         signal: abort.signal,
         hardStop: hardStop.signal,
         env: ctx.io.env,
+        launchFor: (model) => describeAssignedLaunch(config, explicitSettings(loaded), ctx.io.env, model),
       });
       return ExitCode.ok;
     } finally {

@@ -106,6 +106,26 @@ export const ModelRequestMessageSchema = v.object({
   request: ModelRequestSchema,
 });
 
+export const MODEL_PROGRESS_STATES = ["pulling", "verifying", "ready", "failed"] as const;
+
+/**
+ * How a pull of an assigned model (`model_assign`) goes: sent at most about
+ * once a second while bytes move, and at every change of state. `ready`: the
+ * model is in the node's cache and the engine is (re)starting with it (its
+ * loading and readiness follow in `node_status`); `failed`: `message` says why.
+ */
+export const ModelProgressSchema = v.object({
+  v: version,
+  type: v.literal("model_progress"),
+  ...lease,
+  assignmentId: id(64),
+  name: id(256),
+  state: v.picklist(MODEL_PROGRESS_STATES),
+  bytesDone: count,
+  bytesTotal: count,
+  message: v.optional(text()),
+});
+
 // ---- node -> router, streaming socket (or control when the streaming socket is off) ---------
 
 const stream = { requestId: id(128) };
@@ -249,6 +269,14 @@ export const DrainRequestSchema = v.object({
   graceMs: ms,
 });
 
+/** The operator assigned a published model to this node (`xim router models assign`): pull it, then serve it. */
+export const ModelAssignSchema = v.object({
+  v: version,
+  type: v.literal("model_assign"),
+  assignmentId: id(64),
+  name: id(256),
+});
+
 // ---- router -> node, streaming socket --------------------------------------------------------
 
 export const CreditSchema = v.object({
@@ -280,6 +308,7 @@ export const NodeMessageSchema = v.variant("type", [
   StreamEndSchema,
   StreamErrorSchema,
   ModelRequestMessageSchema,
+  ModelProgressSchema,
 ]);
 
 /** Everything a node may receive from a router (either socket). */
@@ -294,6 +323,7 @@ export const RouterMessageSchema = v.variant("type", [
   DrainRequestSchema,
   CreditSchema,
   ModelReplyMessageSchema,
+  ModelAssignSchema,
 ]);
 
 export type NodeMessage = v.InferOutput<typeof NodeMessageSchema>;

@@ -1,9 +1,10 @@
 /**
  * @module `xim router nodes` as data: every enrolled node with the state of
  * its lease. A lease whose renewals stopped counts as expired even when
- * the router that would have marked it is not running.
+ * the router that would have marked it is not running. Each node carries
+ * its model assignment and the latest pull progress it reported.
  */
-import type { NodeRow, NodeState, RouterStore } from "./store.ts";
+import type { AssignmentRow, NodeRow, NodeState, RouterStore } from "./store.ts";
 
 export interface NodeListing {
   nodeId: string;
@@ -23,6 +24,8 @@ export interface NodeListing {
   labels: Record<string, string>;
   enrolledAt: string;
   hardware: Record<string, unknown> | null;
+  /** The assigned model (`xim router models assign`) and its latest pull progress; null when none. */
+  assignment: AssignmentRow | null;
 }
 
 export function effectiveState(n: NodeRow, now: number): NodeListing["state"] {
@@ -39,6 +42,7 @@ export function effectiveState(n: NodeRow, now: number): NodeListing["state"] {
 }
 
 export function listNodes(store: RouterStore, now = Date.now()): NodeListing[] {
+  const assignments = new Map(store.listAssignments().map((a) => [a.nodeId, a]));
   return store.listNodes().map((n) => ({
     nodeId: n.nodeId,
     project: n.project,
@@ -57,5 +61,6 @@ export function listNodes(store: RouterStore, now = Date.now()): NodeListing[] {
     labels: n.labels,
     enrolledAt: new Date(n.enrolledAt).toISOString(),
     hardware: n.hardware,
+    assignment: assignments.get(n.nodeId) ?? null,
   }));
 }

@@ -16,6 +16,7 @@ import { DEFAULT_ROUTER_FLOW, type FlowSettingsRouter, RouterRelay } from "./dis
 import { type EnrollServer, startEnrollServer } from "./enroll-server.ts";
 import { initRouter, loadIdentity, type RouterIdentity, type TlsFiles } from "./identity.ts";
 import { ENROLL_URL_META } from "./join-keys.ts";
+import { ModelAssigner } from "./model-assignments.ts";
 import { type OpenAiServer, startOpenAiServer } from "./openai-http.ts";
 import { DEFAULT_QUEUE, type QueueSettings, Scheduler } from "./queue.ts";
 import { RouterStore } from "./store.ts";
@@ -45,6 +46,8 @@ export interface RouterServiceOptions {
   flow?: FlowSettingsRouter;
   /** Sent with each dispatch: the node cancels a request that runs longer (0 = no deadline). */
   requestDeadlineMs?: number;
+  /** How often model assignments written by `xim router models assign` are looked for. */
+  assignmentPollMs?: number;
 }
 
 export interface RouterEndpoints {
@@ -65,6 +68,8 @@ export interface RouterService {
   metrics: RouterMetrics;
   scheduler: Scheduler;
   relay: RouterRelay;
+  /** Delivers model assignments to nodes and records their pull progress. */
+  assigner: ModelAssigner;
   close: () => Promise<void>;
 }
 
@@ -94,6 +99,7 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
   let controlPlane: ControlPlane | undefined;
   let enroll: EnrollServer | undefined;
   let relay: RouterRelay | undefined;
+  let assigner: ModelAssigner | undefined;
   let counterSync: NodeJS.Timeout | undefined;
   let http: OpenAiServer | undefined;
   let metricsServer: Awaited<ReturnType<typeof startHealthServer>> | undefined;
@@ -137,6 +143,13 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
           });
         },
       );
+    });
+    // Assigned models (`xim router models assign`): sent to their nodes, progress recorded.
+    assigner = new ModelAssigner({
+      store,
+      controlPlane: cp,
+      logger: o.logger,
+      pollMs: o.assignmentPollMs,
     });
     const endpoints = {
       control: advertise(cp.controlEndpoint, host),
@@ -217,6 +230,7 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
     const front = http;
     const ms = metricsServer;
     const rl = relay;
+    const ma = assigner;
     return {
       store,
       identity,
@@ -230,8 +244,10 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
       metrics,
       scheduler,
       relay: rl,
+      assigner: ma,
       close: async () => {
         clearInterval(counterSync);
+        ma.close();
         scheduler.close();
         rl.close();
         await front?.close();
@@ -243,6 +259,7 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
     };
   } catch (err) {
     clearInterval(counterSync);
+    assigner?.close();
     relay?.close();
     await http?.close();
     await metricsServer?.close();

@@ -2,7 +2,8 @@
  * @module The router's state in one embedded SQLite database
  * (`<state>/router.db`, node:sqlite, WAL so `xim router nodes` can read
  * while `serve` writes): identity, join keys (hashed), enrolled nodes with
- * their last lease, and drop counters. The file is created 0600 inside a
+ * their last lease, drop counters, and the model assigned to each node
+ * (`xim router models assign`) with the latest pull progress it reported. The file is created 0600 inside a
  * 0700 folder; SQLite gives its WAL files the same mode.
  */
 import { closeSync, openSync } from "node:fs";
@@ -65,6 +66,9 @@ CREATE TABLE IF NOT EXISTS nodes (
   max_concurrent INTEGER NOT NULL DEFAULT 0, free_slots INTEGER NOT NULL DEFAULT 0,
   engine TEXT NOT NULL DEFAULT 'none', hardware TEXT);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS model_assignments (
+  node_id TEXT PRIMARY KEY, name TEXT NOT NULL, assignment_id TEXT NOT NULL,
+  assigned_at INTEGER NOT NULL, progress TEXT);
 `;
 
 type Row = Record<string, unknown>;
@@ -117,6 +121,35 @@ function toNode(r: Row): NodeRow {
     freeSlots: Number(r.free_slots),
     engine: String(r.engine),
     hardware: json(r.hardware, null),
+  };
+}
+
+/** The latest `model_progress` a node reported for its assignment. */
+export interface ModelProgressRecord {
+  state: "pulling" | "verifying" | "ready" | "failed";
+  bytesDone: number;
+  bytesTotal: number;
+  message?: string;
+  /** Epoch ms when the router received it. */
+  at: number;
+}
+
+export interface AssignmentRow {
+  nodeId: string;
+  name: string;
+  /** New for every assignment, so a node tells a new assignment of the same model from a repeat. */
+  assignmentId: string;
+  assignedAt: number;
+  progress: ModelProgressRecord | null;
+}
+
+function toAssignment(r: Row): AssignmentRow {
+  return {
+    nodeId: String(r.node_id),
+    name: String(r.name),
+    assignmentId: String(r.assignment_id),
+    assignedAt: Number(r.assigned_at),
+    progress: json<ModelProgressRecord | null>(r.progress, null),
   };
 }
 
@@ -374,6 +407,41 @@ export class RouterStore {
     if (fields.engine !== undefined) put("engine", fields.engine);
     if (sets.length === 0) return;
     this.#statement(`UPDATE nodes SET ${sets.join(", ")} WHERE node_id = ?`).run(...values, nodeId);
+  }
+
+  /** Assign `name` to a node, replacing its previous assignment (and that one's progress). */
+  assignModel(nodeId: string, name: string, assignmentId: string, now: number): AssignmentRow {
+    this.#statement(
+      "INSERT INTO model_assignments (node_id, name, assignment_id, assigned_at, progress) VALUES (?, ?, ?, ?, NULL) ON CONFLICT(node_id) DO UPDATE SET name = excluded.name, assignment_id = excluded.assignment_id, assigned_at = excluded.assigned_at, progress = NULL",
+    ).run(nodeId, name, assignmentId, now);
+    return { nodeId, name, assignmentId, assignedAt: now, progress: null };
+  }
+
+  /** Forget a node's assignment; false when it had none. */
+  unassignModel(nodeId: string): boolean {
+    const r = this.#statement("DELETE FROM model_assignments WHERE node_id = ?").run(nodeId);
+    return Number(r.changes) > 0;
+  }
+
+  getAssignment(nodeId: string): AssignmentRow | null {
+    const row = this.#statement("SELECT * FROM model_assignments WHERE node_id = ?").get(nodeId) as
+      | Row
+      | undefined;
+    return row ? toAssignment(row) : null;
+  }
+
+  listAssignments(): AssignmentRow[] {
+    return (this.#statement("SELECT * FROM model_assignments ORDER BY node_id").all() as Row[]).map(
+      toAssignment,
+    );
+  }
+
+  /** Record progress for an assignment; ignored (false) when the node's assignment has changed since. */
+  recordModelProgress(nodeId: string, assignmentId: string, progress: ModelProgressRecord): boolean {
+    const r = this.#statement(
+      "UPDATE model_assignments SET progress = ? WHERE node_id = ? AND assignment_id = ?",
+    ).run(JSON.stringify(progress), nodeId, assignmentId);
+    return Number(r.changes) > 0;
   }
 
   addCounters(deltas: Record<string, number>): void {

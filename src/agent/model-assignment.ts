@@ -75,7 +75,7 @@ export class ModelAssignments {
     return this.#current?.done ?? Promise.resolve();
   }
 
-  handle(m: RouterMessageOf<"model_assign">): void {
+  handle(m: Pick<RouterMessageOf<"model_assign">, "assignmentId" | "name">): void {
     if (this.#closed) return;
     const cur = this.#current;
     if (cur && cur.assignmentId === m.assignmentId && cur.finished !== "failed") {

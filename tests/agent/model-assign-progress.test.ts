@@ -1,0 +1,121 @@
+/**
+ * The node's model-assignment handler on its own: a published model
+ * (ModelLibrary, the router's real request handler) answers its requests
+ * in this process, and a fake clock shows that byte counts reach the
+ * router at most once per interval while every change of state goes at once.
+ */
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import { ModelAssignments, type ModelProgressReport } from "../../src/agent/model-assignment.ts";
+import { silentLogger } from "../../src/core/log.ts";
+import { ModelLibrary } from "../../src/models/library.ts";
+import type { ModelChannel } from "../../src/models/router-protocol.ts";
+
+const root = mkdtempSync(join(tmpdir(), "xim-assign-progress-"));
+after(() => rmSync(root, { recursive: true, force: true }));
+
+const FILES = 40;
+
+async function published(name: string): Promise<{ library: ModelLibrary; folder: string }> {
+  const folder = join(root, "src", name);
+  mkdirSync(folder, { recursive: true });
+  for (let i = 0; i < FILES; i++)
+    writeFileSync(join(folder, `part-${String(i).padStart(2, "0")}.bin`), Buffer.alloc(50_000, i));
+  const library = new ModelLibrary(join(root, "state", name));
+  await library.add(name, folder);
+  return { library, folder };
+}
+
+describe("model assignment progress", () => {
+  test("byte counts are reported at most once per interval; state changes always", {
+    timeout: 30_000,
+  }, async () => {
+    const { library, folder } = await published("many");
+    let t = 0;
+    // Each request to the router takes 250 ms on the fake clock.
+    const channel: ModelChannel = async (request) => {
+      t += 250;
+      return library.handle(request);
+    };
+    const reports: ModelProgressReport[] = [];
+    const served: Array<{ name: string; path: string }> = [];
+    const a = new ModelAssignments({
+      config: {
+        modelCacheDir: join(root, "cache"),
+        modelCacheMaxSizeGb: 1,
+        modelPullMaxAttempts: 2,
+        modelPullBaseDelayMs: 1,
+        modelPullMaxDelayMs: 1,
+      },
+      logger: silentLogger(),
+      channel,
+      report: async (p) => {
+        reports.push({ ...p });
+        return true;
+      },
+      serve: async (m) => {
+        served.push(m);
+      },
+      now: () => t,
+      reportIntervalMs: 1000,
+    });
+    a.handle({ assignmentId: "as_1", name: "many" });
+    await a.settled;
+    assert.equal(served.length, 1);
+    assert.equal(reports.at(-1)?.state, "ready");
+    assert.equal(reports.at(-1)?.bytesDone, FILES * 50_000);
+    const pulling = reports.filter((r) => r.state === "pulling");
+    // ~41 requests x 250 ms = ~10 s: about ten timed reports, plus the forced ones at manifest and start.
+    assert.ok(pulling.length <= 10 / 1 + 4, `${pulling.length} pulling reports for ${t} ms`);
+    assert.ok(pulling.length >= 3, "progress was reported while pulling");
+    for (let i = 1; i < pulling.length; i++) {
+      assert.ok(pulling[i].bytesDone >= pulling[i - 1].bytesDone, "byte counts only grow");
+    }
+    assert.deepEqual(
+      readFileSync(join(root, "cache", "many", "part-39.bin")),
+      readFileSync(join(folder, "part-39.bin")),
+    );
+
+    // The same assignment again (a reconnect): no new pull, the last report is sent again.
+    const before = reports.length;
+    a.handle({ assignmentId: "as_1", name: "many" });
+    await a.settled;
+    assert.equal(served.length, 1);
+    assert.equal(reports.length, before + 1);
+    assert.equal(reports.at(-1)?.state, "ready");
+    await a.close();
+  });
+
+  test("an engine that cannot take the model reports failed with its reason", {
+    timeout: 30_000,
+  }, async () => {
+    const { library } = await published("refused");
+    const reports: ModelProgressReport[] = [];
+    const a = new ModelAssignments({
+      config: {
+        modelCacheDir: join(root, "cache2"),
+        modelCacheMaxSizeGb: 1,
+        modelPullMaxAttempts: 2,
+        modelPullBaseDelayMs: 1,
+        modelPullMaxDelayMs: 1,
+      },
+      logger: silentLogger(),
+      channel: (request) => library.handle(request),
+      report: async (p) => {
+        reports.push({ ...p });
+        return true;
+      },
+      serve: async () => {
+        throw new Error("the planner found no config.json");
+      },
+    });
+    a.handle({ assignmentId: "as_2", name: "refused" });
+    await a.settled;
+    assert.equal(reports.at(-1)?.state, "failed");
+    assert.match(reports.at(-1)?.message ?? "", /no config\.json/);
+    await a.close();
+  });
+});

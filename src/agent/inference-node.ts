@@ -126,6 +126,12 @@ export async function runInferenceNode(
   // old engine (its GPU memory is needed), start the new one.
   const cache = new ModelCache(config);
   let inUse: { release: () => Promise<void> } | undefined;
+  // While the old engine finishes and stops, the new one is not started yet ("stopped"): report it as loading.
+  let swapping = false;
+  const status = () => {
+    const s = relay.status();
+    return swapping && s.engine !== "ready" ? { ...s, engine: "loading" as const } : s;
+  };
   const launchFor =
     o.launchFor ??
     ((model: { name: string; path: string }) => describeAssignedLaunch(config, new Set(), o.env, model));
@@ -135,6 +141,19 @@ export async function runInferenceNode(
     const next = launched.engine;
     const old = engine;
     const marker = await cache.markInUse(model.name);
+    swapping = true;
+    try {
+      await swapTo(next, old, marker, model);
+    } finally {
+      swapping = false;
+    }
+  };
+  const swapTo = async (
+    next: Engine,
+    old: Engine | undefined,
+    marker: { release: () => Promise<void> },
+    model: { name: string; path: string },
+  ): Promise<void> => {
     engine = next;
     next.on("state", onState);
     next.on("restart", onRestart);
@@ -211,7 +230,7 @@ export async function runInferenceNode(
       logger,
       signal: o.signal,
       hardware: o.hardware,
-      status: () => relay.status(),
+      status,
       onMessage: (m) => {
         if (m.type === "model_assign") assignments?.handle(m);
         else relay.handle(m);

@@ -120,7 +120,13 @@ before(async () => {
   apiKey = createApiKey(service.store, { project: "default", tenant: "t1" }).key;
   const config = nodeConfig(join(dir, "node"), joinKey());
   // The node starts serving "old-model" (in process); assignments replace it.
-  const initial = new SimulatedEngine({ model: "old-model", loadTimeMs: 0, ttftMs: 0, itlMs: 0 });
+  const initial = new SimulatedEngine({
+    model: "old-model",
+    loadTimeMs: 0,
+    ttftMs: 0,
+    itlMs: 15,
+    outputTokens: 100,
+  });
   nodeDone = runInferenceNode({
     config,
     logger,
@@ -157,6 +163,12 @@ describe("a model the router assigns reaches a running node", () => {
     await library.add("team/tiny", folder);
     assert.equal((await chat("old-model")).status, 200, "the node serves its first model");
 
+    // A stream of the old model in flight during the swap (100 tokens, 15 ms apart) ends whole.
+    const inFlight = chat("old-model");
+    await waitFor(() => lease()?.status.freeSlots !== lease()?.status.maxConcurrent, {
+      timeoutMs: 10_000,
+      what: "the old model's stream to start",
+    });
     const a = await assignModel(service.store, library, nodeId, "team/tiny");
     const row = await waitFor(
       () => {
@@ -167,6 +179,9 @@ describe("a model the router assigns reaches a running node", () => {
     );
     assert.equal(row.progress?.state, "ready", row.progress?.message ?? "no message");
     assert.equal(row.assignmentId, a.assignmentId);
+    const old = await inFlight;
+    assert.equal(old.status, 200);
+    assert.match(old.body, /\[DONE\]/, "the in-flight stream finished before the old engine stopped");
 
     const mine = progress.filter((p) => p.assignmentId === a.assignmentId);
     assert.equal(mine[0].state, "pulling", "the first report is pulling");

@@ -80,7 +80,8 @@ export const nodeExamples: Outgoing<NodeMessage>[] = [
       offset: 0,
       length: 4,
     },
-  },  {
+  },
+  {
     type: "model_progress",
     ...lease,
     assignmentId: "as_0123456789abcdef",
@@ -137,7 +138,8 @@ export const routerExamples: Outgoing<RouterMessage>[] = [
       data: new Uint8Array([1, 2, 3, 4]),
       sha256: "9f".repeat(32),
     },
-  },  { type: "model_assign", assignmentId: "as_0123456789abcdef", name: "tiny" },
+  },
+  { type: "model_assign", assignmentId: "as_0123456789abcdef", name: "tiny" },
 ];
 
 function normalise(value: unknown): unknown {

@@ -17,7 +17,7 @@ import type { Logger } from "../core/log.ts";
 import type { Secret } from "../core/secret.ts";
 import { saltedEngineBody } from "../engine/cache-salt.ts";
 import { type Engine, EngineHttpError } from "../engine/engine.ts";
-import { isDone, sseEvent } from "../engine/sse.ts";
+import type { SseBlock } from "../engine/sse.ts";
 import type { NodeMetrics } from "../observability/node-metrics.ts";
 import type {
   Dispatch,
@@ -33,6 +33,14 @@ export type StreamErrorCode = (typeof STREAM_ERROR_CODES)[number];
 
 /** Pause after a drain's last stream message, before the lease release and socket close. */
 const DRAIN_FLUSH_MS = 200;
+
+/**
+ * Free-slot changes reach the router at once, then at most one report per
+ * this many ms (the latest count). The router counts its own dispatches to
+ * place requests (router/queue.ts); the report is for display and for a
+ * router that restarted, so a report per request would only cost CPU.
+ */
+const SLOTS_REPORT_MS = 100;
 
 /** Largest `chunk.data` the relay sends in one message. */
 export const MAX_CHUNK_BYTES = 1 << 20;
@@ -113,6 +121,8 @@ export class Relay {
   readonly #log: Logger;
   readonly #active = new Map<string, Active>();
   #draining = false;
+  #slotsTimer: NodeJS.Timeout | undefined;
+  #slotsDirty = false;
 
   constructor(o: RelayOptions) {
     this.#o = o;
@@ -165,7 +175,7 @@ export class Relay {
         return;
       case "drain_request":
         this.#draining = true;
-        this.#o.onSlotsChange?.();
+        this.#slotsChanged(true);
         return;
       case "lease_refused":
         // The router restarted: its clients are gone, and a stream waiting for their credit would
@@ -187,7 +197,7 @@ export class Relay {
    */
   async drain(graceMs: number, now?: AbortSignal): Promise<void> {
     this.#draining = true;
-    this.#o.onSlotsChange?.();
+    this.#slotsChanged(true);
     if (this.#active.size === 0) return;
     this.#log.info({ inFlight: this.#active.size, graceMs }, "draining: waiting for in-flight streams");
     const all = Promise.allSettled([...this.#active.values()].map((a) => a.done));
@@ -244,13 +254,29 @@ export class Relay {
     const active: Active = { dispatch: d, abort, credit, done: Promise.resolve() };
     this.#active.set(d.requestId, active);
     this.#o.metrics?.inFlight.set(this.#active.size);
-    this.#o.onSlotsChange?.();
+    this.#slotsChanged();
     active.done = this.#run(engine, active).finally(() => {
       credit.close();
       this.#active.delete(d.requestId);
       this.#o.metrics?.inFlight.set(this.#active.size);
-      this.#o.onSlotsChange?.();
+      this.#slotsChanged();
     });
+  }
+
+  /** Report free slots: at once when `now` (drain) or when none was sent lately, else once the pause ends. */
+  #slotsChanged(now = false): void {
+    if (this.#slotsTimer && !now) {
+      this.#slotsDirty = true;
+      return;
+    }
+    clearTimeout(this.#slotsTimer);
+    this.#slotsDirty = false;
+    this.#o.onSlotsChange?.();
+    this.#slotsTimer = setTimeout(() => {
+      this.#slotsTimer = undefined;
+      if (this.#slotsDirty) this.#slotsChanged();
+    }, SLOTS_REPORT_MS);
+    this.#slotsTimer.unref();
   }
 
   async #run(engine: Engine, a: Active): Promise<void> {
@@ -312,14 +338,14 @@ export class Relay {
     out: StreamOut,
   ): Promise<void> {
     const signal = a.abort.signal;
-    const events = engine.stream(request, signal);
-    let first: IteratorResult<Buffer>;
+    const blocks = engine.stream(request, signal);
+    let first: IteratorResult<SseBlock>;
     try {
-      first = await events.next();
+      first = await blocks.next();
     } catch (err) {
       if (err instanceof EngineHttpError && !signal.aborted) {
         // The engine refused the request: the client gets the engine's own answer.
-        await out.start(err.status, "application/json");
+        out.start(err.status, "application/json");
         out.push(err.body);
         await out.finish();
         return;
@@ -327,22 +353,23 @@ export class Relay {
       throw err;
     }
     try {
-      await out.start(200, "text/event-stream; charset=utf-8");
-      let next = first;
-      while (!next.done) {
-        const payload = next.value;
-        out.noteEvent(payload);
-        out.push(sseEvent(payload));
-        // Read on only while what this stream holds leaves room in its credit
-        // (checked here first: an await per event is measurable on the hot path).
-        const room = () => a.credit.available() - out.pendingBytes > 0;
-        if (!room() && !isDone(payload)) await a.credit.waitUntil(room, signal);
-        next = await events.next();
+      // stream_start and the first events leave in one frame: no round of the event loop between.
+      out.start(200, "text/event-stream; charset=utf-8");
+      // Read on only while what this stream holds leaves room in its credit
+      // (checked here first: an await per block is measurable on the hot path).
+      const room = () => a.credit.available() - out.pendingBytes > 0;
+      for (let next = first; !next.done; ) {
+        const block = next.value;
+        out.noteEvents(block.bytes);
+        out.push(block.bytes);
+        if (block.done) break;
+        if (!room()) await a.credit.waitUntil(room, signal);
+        next = await blocks.next();
       }
       await out.finish();
     } finally {
       // A stream left early (stall, cancel) closes the engine's HTTP request.
-      void events.return(undefined).catch(() => undefined);
+      void blocks.return(undefined).catch(() => undefined);
     }
   }
 
@@ -366,16 +393,40 @@ export class Relay {
       contentType = "application/json";
       body = err.body;
     }
-    await out.start(status, contentType);
-    out.noteEvent(body);
+    out.start(status, contentType);
+    out.noteEvents(body);
     out.push(body);
     await out.finish();
   }
 }
 
-// Searched in every event: byte needles, not strings converted on each call.
+// Searched in every block: byte needles, not strings converted on each call.
 const FINISH_REASON = Buffer.from('"finish_reason":"');
 const USAGE = Buffer.from('"usage":{');
+const EVENT_END = Buffer.from("\n\n");
+const DATA_PREFIX = Buffer.from("data:");
+
+/** The JSON of the SSE event around `at` (its `data:` line), or the whole body when it is not SSE. */
+function eventAround(bytes: Buffer, at: number): Buffer {
+  const before = bytes.lastIndexOf(EVENT_END, at);
+  const start = before === -1 ? 0 : before + 2;
+  const after = bytes.indexOf(EVENT_END, at);
+  const event = bytes.subarray(start, after === -1 ? bytes.length : after);
+  return event.subarray(0, DATA_PREFIX.length).equals(DATA_PREFIX)
+    ? event.subarray(DATA_PREFIX.length)
+    : event;
+}
+
+function usageOf(json: Buffer): { promptTokens: number; completionTokens: number } | undefined {
+  try {
+    const u = (JSON.parse(json.toString("utf8")) as { usage?: Record<string, unknown> }).usage;
+    if (u && typeof u.prompt_tokens === "number" && typeof u.completion_tokens === "number")
+      return { promptTokens: u.prompt_tokens, completionTokens: u.completion_tokens };
+  } catch {
+    // not JSON: no usage to report
+  }
+  return undefined;
+}
 
 /** One stream's way out to the router: ordering, coalescing, credit, the terminal message. */
 class StreamOut {
@@ -421,25 +472,26 @@ class StreamOut {
     };
   }
 
-  /** Usage and finish reason from the engine's own JSON, read only from the events that carry them. */
-  noteEvent(payload: Buffer): void {
-    if (payload.includes(FINISH_REASON)) {
-      const m = /"finish_reason":"([^"]{1,64})"/.exec(payload.toString("utf8"));
-      if (m) this.#finishReason = m[1];
+  /**
+   * Usage and finish reason from the engine's own JSON: a JSON body, or SSE
+   * events; searched for with byte needles, decoded only in the events that
+   * carry them (the last one wins).
+   */
+  noteEvents(bytes: Buffer): void {
+    if (bytes.includes(FINISH_REASON)) {
+      const all = [...bytes.toString("utf8").matchAll(/"finish_reason":"([^"]{1,64})"/g)];
+      if (all.length > 0) this.#finishReason = all[all.length - 1][1];
     }
-    if (payload.includes(USAGE)) {
-      try {
-        const u = (JSON.parse(payload.toString("utf8")) as { usage?: Record<string, unknown> }).usage;
-        if (u && typeof u.prompt_tokens === "number" && typeof u.completion_tokens === "number")
-          this.#usage = { promptTokens: u.prompt_tokens, completionTokens: u.completion_tokens };
-      } catch {
-        // not JSON: no usage to report
-      }
+    const at = bytes.lastIndexOf(USAGE);
+    if (at !== -1) {
+      const usage = usageOf(eventAround(bytes, at));
+      if (usage) this.#usage = usage;
     }
   }
 
-  async start(status: number, contentType: string): Promise<void> {
-    await this.#send({
+  /** Queue the stream's status and content type: the first message of the stream. */
+  start(status: number, contentType: string): void {
+    void this.#send({
       type: "stream_start",
       requestId: this.#a.dispatch.requestId,
       status,
@@ -474,7 +526,8 @@ class StreamOut {
     const credit = this.#a.credit;
     try {
       while (this.#pendingBytes > 0) {
-        await credit.waitUntil(() => credit.available() > 0, this.#a.abort.signal);
+        if (credit.available() <= 0)
+          await credit.waitUntil(() => credit.available() > 0, this.#a.abort.signal);
         const n = Math.min(this.#pendingBytes, credit.available(), MAX_CHUNK_BYTES);
         const data = this.#take(n);
         credit.sent(n);

@@ -12,6 +12,7 @@
 import type { EventEmitter } from "node:events";
 import { XimError } from "../core/errors.ts";
 import type { FailureClassification } from "./classify-failure.ts";
+import type { SseBlock } from "./sse.ts";
 
 export type EngineState = "loading" | "ready" | "failed" | "stopped";
 export type EngineKind = "vllm" | "sim";
@@ -81,8 +82,12 @@ export interface Engine extends EventEmitter<EngineEvents> {
   waitReady(signal?: AbortSignal): Promise<void>;
   /** SIGTERM (or close), then SIGKILL after graceMs; resolves when the engine is gone. */
   stop(graceMs: number): Promise<void>;
-  /** The SSE data payloads of a streaming completion, `[DONE]` last. Throws EngineHttpError on a non-2xx answer. */
-  stream(request: EngineRequest, signal?: AbortSignal): AsyncGenerator<Buffer, void, undefined>;
+  /**
+   * A streaming completion as blocks of whole SSE events, as the engine wrote
+   * them (one per socket read), `data: [DONE]` last; `ssePayloads` gives the
+   * events one by one. Throws EngineHttpError on a non-2xx answer.
+   */
+  stream(request: EngineRequest, signal?: AbortSignal): AsyncGenerator<SseBlock, void, undefined>;
   /** A non-streaming completion. Throws EngineHttpError on a non-2xx answer. */
   complete(request: EngineRequest, signal?: AbortSignal): Promise<EngineReply>;
 }

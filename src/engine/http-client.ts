@@ -10,7 +10,7 @@ import { Agent, request as httpRequest, type IncomingMessage } from "node:http";
 import { XimError } from "../core/errors.ts";
 import { type EngineEndpoint, parseEndpoint } from "./endpoint.ts";
 import { EngineHttpError, type EngineReply, type EngineRequest } from "./engine.ts";
-import { isDone, SseParser } from "./sse.ts";
+import { type SseBlock, SseBlockReader } from "./sse.ts";
 
 function encodeBody(body: EngineRequest["body"], stream: boolean): Buffer {
   if (body instanceof Uint8Array) return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
@@ -119,7 +119,7 @@ export class EngineHttpClient {
     return { status, contentType: res.headers["content-type"], body };
   }
 
-  async *stream(request: EngineRequest, signal?: AbortSignal): AsyncGenerator<Buffer, void, undefined> {
+  async *stream(request: EngineRequest, signal?: AbortSignal): AsyncGenerator<SseBlock, void, undefined> {
     signal?.throwIfAborted();
     const headers: Record<string, string> = {
       "content-type": "application/json",
@@ -157,16 +157,18 @@ export class EngineHttpClient {
           { cause: body.toString("utf8", 0, 300) },
         );
       }
-      const parser = new SseParser();
+      // One block per socket read: under load a read holds many events, and the relay's
+      // per-message costs are then paid once for all of them (bench/README.md).
+      const reader = new SseBlockReader();
       try {
         for await (const chunk of res) {
-          for (const payload of parser.push(chunk as Buffer)) {
-            if (isDone(payload)) done = true;
-            yield payload;
-            if (done) {
-              res.resume();
-              return;
-            }
+          const block = reader.push(chunk as Buffer);
+          if (!block) continue;
+          done = block.done;
+          yield block;
+          if (done) {
+            res.resume();
+            return;
           }
         }
       } catch (err) {

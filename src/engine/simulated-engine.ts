@@ -17,6 +17,7 @@ import {
 } from "./engine.ts";
 import { EngineHttpClient } from "./http-client.ts";
 import { type SimulatedEngineOptions, SimulatedEngineServer } from "./simulated.ts";
+import type { SseBlock } from "./sse.ts";
 
 export class SimulatedEngine extends EventEmitter<EngineEvents> implements Engine {
   readonly kind = "sim" as const;
@@ -88,7 +89,7 @@ export class SimulatedEngine extends EventEmitter<EngineEvents> implements Engin
     return this.#client;
   }
 
-  stream(request: EngineRequest, signal?: AbortSignal): AsyncGenerator<Buffer, void, undefined> {
+  stream(request: EngineRequest, signal?: AbortSignal): AsyncGenerator<SseBlock, void, undefined> {
     return this.#readyClient().stream(request, signal);
   }
 

@@ -1,11 +1,15 @@
 /**
  * @module Server-sent events as OpenAI servers send them: `data: <json>\n\n`
- * per event, ending with `data: [DONE]\n\n`. The parser hands back each
- * event's data as a Buffer sliced from the bytes read (no decode, no
- * re-encode), so the relay forwards exactly what the engine wrote.
+ * per event, ending with `data: [DONE]\n\n`. Two readers: SseBlockReader
+ * hands the relay whole events as the engine wrote them, as many as one
+ * socket read holds (the relay's hot path: one scan for the last event
+ * end, no copy, no per-event work); SseParser hands back each event's data
+ * (tests, and the block reader's fallback for engines that end lines with
+ * CRLF).
  */
 
 const DONE = Buffer.from("[DONE]");
+const DONE_EVENT = Buffer.from("data: [DONE]\n\n");
 // Needles as bytes: searching with a string converts it on every call (hot path).
 const LF2 = Buffer.from("\n\n");
 const CRLF2 = Buffer.from("\r\n\r\n");
@@ -89,4 +93,68 @@ export class SseParser {
   get pendingBytes(): number {
     return this.#pending.length;
   }
+}
+
+/** Whole SSE events, byte for byte as the engine wrote them. */
+export interface SseBlock {
+  bytes: Buffer;
+  /** The block ends with the `data: [DONE]` event: the stream is complete. */
+  done: boolean;
+}
+
+/**
+ * Incremental reader of whole events: push the bytes of each socket read,
+ * get back every event completed so far as one block (undefined while none
+ * is), holding at most one incomplete event. Events that end with \n\n (every
+ * OpenAI server) pass untouched; once a CR shows up the reader re-encodes
+ * each event as `data: <payload>\n\n`, so a client never sees an event
+ * split or a framing the router does not cut at.
+ */
+export class SseBlockReader {
+  #pending: Buffer | undefined;
+  #parser: SseParser | undefined;
+
+  push(chunk: Buffer): SseBlock | undefined {
+    if (this.#parser) return this.#normalised(chunk);
+    const buf = this.#pending ? Buffer.concat([this.#pending, chunk]) : chunk;
+    if (buf.includes(CR)) {
+      this.#pending = undefined;
+      this.#parser = new SseParser();
+      return this.#normalised(buf);
+    }
+    const end = buf.lastIndexOf(LF2);
+    if (end === -1) {
+      this.#pending = buf;
+      return undefined;
+    }
+    const cut = end + 2;
+    this.#pending = cut < buf.length ? buf.subarray(cut) : undefined;
+    const bytes = buf.subarray(0, cut);
+    return { bytes, done: endsWithDone(bytes) };
+  }
+
+  /** Bytes of an event not yet terminated by a blank line. */
+  get pendingBytes(): number {
+    return this.#parser ? this.#parser.pendingBytes : (this.#pending?.length ?? 0);
+  }
+
+  #normalised(chunk: Buffer): SseBlock | undefined {
+    const payloads = (this.#parser as SseParser).push(chunk);
+    if (payloads.length === 0) return undefined;
+    return {
+      bytes: Buffer.concat(payloads.map((p) => sseEvent(p))),
+      done: isDone(payloads[payloads.length - 1]),
+    };
+  }
+}
+
+function endsWithDone(bytes: Buffer): boolean {
+  const at = bytes.length - DONE_EVENT.length;
+  return at >= 0 && (at === 0 || bytes[at - 1] === LF) && bytes.subarray(at).equals(DONE_EVENT);
+}
+
+/** The data payloads of a stream of blocks (for callers that want events one by one). */
+export async function* ssePayloads(blocks: AsyncIterable<SseBlock>): AsyncGenerator<Buffer, void, undefined> {
+  const parser = new SseParser();
+  for await (const block of blocks) yield* parser.push(block.bytes);
 }

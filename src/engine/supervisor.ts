@@ -41,6 +41,7 @@ import {
   waitForReady,
 } from "./engine.ts";
 import { EngineHttpClient } from "./http-client.ts";
+import type { SseBlock } from "./sse.ts";
 import { type EngineCommand, redactArgs } from "./vllm-args.ts";
 
 export const KEPT_LINES = 200;
@@ -229,7 +230,7 @@ export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
     return this.#client;
   }
 
-  stream(request: EngineRequest, signal?: AbortSignal): AsyncGenerator<Buffer, void, undefined> {
+  stream(request: EngineRequest, signal?: AbortSignal): AsyncGenerator<SseBlock, void, undefined> {
     return this.#readyClient().stream(request, signal);
   }
 

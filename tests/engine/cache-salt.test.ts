@@ -6,6 +6,7 @@ import { isXimError } from "../../src/core/errors.ts";
 import { Secret } from "../../src/core/secret.ts";
 import { cacheSalt, isDefaultSaltSecret, saltedEngineBody } from "../../src/engine/cache-salt.ts";
 import { SimulatedEngine } from "../../src/engine/simulated-engine.ts";
+import { ssePayloads } from "../../src/engine/sse.ts";
 import { collect, debugState, WAIT_MS } from "./engine.case.ts";
 
 const secret = new Secret("a-unique-production-secret");
@@ -62,7 +63,9 @@ describe("salts at the engine", { timeout: 60_000 }, () => {
 
   function send(tenant: string, clientBody: Record<string, unknown>) {
     return collect(
-      engine.stream({ path: "/v1/chat/completions", body: saltedEngineBody(clientBody, tenant, secret) }),
+      ssePayloads(
+        engine.stream({ path: "/v1/chat/completions", body: saltedEngineBody(clientBody, tenant, secret) }),
+      ),
     );
   }
 

@@ -11,7 +11,7 @@ import { request } from "node:http";
 import { after, before, describe, test } from "node:test";
 import { isXimError } from "../../src/core/errors.ts";
 import { type Engine, EngineHttpError, type EngineRequest } from "../../src/engine/engine.ts";
-import { isDone } from "../../src/engine/sse.ts";
+import { isDone, ssePayloads } from "../../src/engine/sse.ts";
 
 export interface EngineTiming {
   loadTimeMs: number;
@@ -71,8 +71,8 @@ export async function eventually(what: string, probe: () => Promise<boolean>): P
   assert.fail(`timed out waiting for ${what}`);
 }
 
-export async function collect(iterable: AsyncIterable<Buffer>): Promise<Buffer[]> {
-  const out: Buffer[] = [];
+export async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
   for await (const payload of iterable) out.push(payload);
   return out;
 }
@@ -124,7 +124,7 @@ export function runEngineConformance(target: ConformanceTarget): void {
     });
 
     test("a streamed chat completion is JSON chunks ending in [DONE], with no usage chunk unless asked", async () => {
-      const payloads = await collect(engine.stream(chat(model), AbortSignal.timeout(WAIT_MS)));
+      const payloads = await collect(ssePayloads(engine.stream(chat(model), AbortSignal.timeout(WAIT_MS))));
       assert.ok(isDone(payloads.at(-1) as Buffer), "last payload is [DONE]");
       const chunks = payloads.slice(0, -1).map((p) => JSON.parse(p.toString("utf8")));
       assert.ok(chunks.length >= 6, "role chunk + 5 tokens");
@@ -139,7 +139,12 @@ export function runEngineConformance(target: ConformanceTarget): void {
 
     test("stream_options.include_usage adds a usage chunk before [DONE]", async () => {
       const payloads = await collect(
-        engine.stream(chat(model, { stream_options: { include_usage: true } }), AbortSignal.timeout(WAIT_MS)),
+        ssePayloads(
+          engine.stream(
+            chat(model, { stream_options: { include_usage: true } }),
+            AbortSignal.timeout(WAIT_MS),
+          ),
+        ),
       );
       const usageChunk = JSON.parse((payloads.at(-2) as Buffer).toString("utf8"));
       assert.deepEqual(usageChunk.choices, []);
@@ -150,10 +155,12 @@ export function runEngineConformance(target: ConformanceTarget): void {
 
     test("a streamed text completion ends in [DONE] too", async () => {
       const payloads = await collect(
-        engine.stream({
-          path: "/v1/completions",
-          body: { model, prompt: "Once upon a time", max_tokens: 3 },
-        }),
+        ssePayloads(
+          engine.stream({
+            path: "/v1/completions",
+            body: { model, prompt: "Once upon a time", max_tokens: 3 },
+          }),
+        ),
       );
       assert.ok(isDone(payloads.at(-1) as Buffer));
       const chunks = payloads.slice(0, -1).map((p) => JSON.parse(p.toString("utf8")));
@@ -163,8 +170,8 @@ export function runEngineConformance(target: ConformanceTarget): void {
 
     test("the same request gives the same bytes (the relay's byte-for-byte check relies on it)", async () => {
       const req = { ...chat(model), requestId: "req-same-bytes" };
-      const a = Buffer.concat(await collect(engine.stream(req)));
-      const b = Buffer.concat(await collect(engine.stream(req)));
+      const a = Buffer.concat(await collect(ssePayloads(engine.stream(req))));
+      const b = Buffer.concat(await collect(ssePayloads(engine.stream(req))));
       assert.ok(a.equals(b));
       assert.match(a.toString("utf8"), /"id":"chatcmpl-req-same-bytes"/);
     });
@@ -179,7 +186,7 @@ export function runEngineConformance(target: ConformanceTarget): void {
     });
 
     test("an unknown model is an OpenAI-shaped error with its HTTP status", async () => {
-      await assert.rejects(collect(engine.stream(chat("no-such-model"))), (err: unknown) => {
+      await assert.rejects(collect(ssePayloads(engine.stream(chat("no-such-model")))), (err: unknown) => {
         assert.ok(err instanceof EngineHttpError);
         assert.equal(err.status, 404);
         const body = JSON.parse(err.body.toString("utf8"));
@@ -200,7 +207,7 @@ export function runEngineConformance(target: ConformanceTarget): void {
       };
       await assert.rejects(
         (async () => {
-          for await (const p of engine.stream(long, ctl.signal)) {
+          for await (const p of ssePayloads(engine.stream(long, ctl.signal))) {
             received.push(p);
             if (received.length === 3) ctl.abort();
           }
@@ -224,18 +231,21 @@ export function runEngineConformance(target: ConformanceTarget): void {
     });
 
     test("cache_salt is accepted and reaches the engine as sent; an empty one is refused as vLLM does", async () => {
-      await collect(engine.stream(chat(model, { cache_salt: "salt-of-conformance" })));
+      await collect(ssePayloads(engine.stream(chat(model, { cache_salt: "salt-of-conformance" }))));
       const state = await debugState(engine);
       assert.equal(state.lastSalts.at(-1), "salt-of-conformance");
-      await assert.rejects(collect(engine.stream(chat(model, { cache_salt: "" }))), (err: unknown) => {
-        assert.ok(err instanceof EngineHttpError);
-        assert.equal(err.status, 400);
-        assert.match(
-          err.body.toString("utf8"),
-          /Parameter 'cache_salt' must be a non-empty string if provided/,
-        );
-        return true;
-      });
+      await assert.rejects(
+        collect(ssePayloads(engine.stream(chat(model, { cache_salt: "" })))),
+        (err: unknown) => {
+          assert.ok(err instanceof EngineHttpError);
+          assert.equal(err.status, 400);
+          assert.match(
+            err.body.toString("utf8"),
+            /Parameter 'cache_salt' must be a non-empty string if provided/,
+          );
+          return true;
+        },
+      );
     });
 
     test("stop() ends the engine: state stopped, and nothing answers on its address", async () => {

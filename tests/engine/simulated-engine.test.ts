@@ -3,6 +3,7 @@ import { request } from "node:http";
 import { after, describe, test } from "node:test";
 import { SimulatedEngineServer } from "../../src/engine/simulated.ts";
 import { SimulatedEngine } from "../../src/engine/simulated-engine.ts";
+import { ssePayloads } from "../../src/engine/sse.ts";
 import { collect, eventually, httpGet, runEngineConformance, WAIT_MS } from "./engine.case.ts";
 
 runEngineConformance({
@@ -107,7 +108,9 @@ describe("the simulated server", () => {
       const first = engine.stream({ path: "/v1/completions", body });
       assert.equal((await first.next()).done, false, "the first request is generating");
       const leaver = new AbortController();
-      const waiting = collect(engine.stream({ path: "/v1/completions", body: { ...body, max_tokens: 2 } }));
+      const waiting = collect(
+        ssePayloads(engine.stream({ path: "/v1/completions", body: { ...body, max_tokens: 2 } })),
+      );
       const leaving = collect(engine.stream({ path: "/v1/completions", body }, leaver.signal));
       await eventually("two requests to wait", async () => engine.server.stats().waiting === 2);
       assert.equal(engine.server.stats().running, 1);

@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { createLogger, silentLogger } from "../../src/core/log.ts";
 import { type CreateEngineOptions, createEngine, type EngineSettings } from "../../src/engine/create.ts";
 import type { EngineStatus } from "../../src/engine/engine.ts";
+import { ssePayloads } from "../../src/engine/sse.ts";
 import type { Supervisor } from "../../src/engine/supervisor.ts";
 import { collect, runEngineConformance, WAIT_MS } from "./engine.case.ts";
 
@@ -337,7 +338,7 @@ describe("engine supervision", { timeout: 120_000 }, () => {
     assert.equal(e.baseUrl, `unix:${socketPath}`);
     assert.deepEqual(recorded(record)[0].argv.slice(0, 4), ["serve", "/models/demo", "--uds", socketPath]);
     const payloads = await collect(
-      e.stream({ path: "/v1/completions", body: { model: "demo", prompt: "x", max_tokens: 2 } }),
+      ssePayloads(e.stream({ path: "/v1/completions", body: { model: "demo", prompt: "x", max_tokens: 2 } })),
     );
     assert.equal(payloads.length, 3);
     await e.stop(5000);

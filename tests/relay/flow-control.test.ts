@@ -110,8 +110,9 @@ describe("flow control through router and node", { timeout: 60_000 }, () => {
     );
     assert.equal(blocked.window, window);
     assert.ok(blocked.peakUnacked <= window, `unacked ${blocked.peakUnacked} <= window ${window}`);
-    // Held = read from the engine and not yet acknowledged: the window plus at most one SSE event.
-    assert.ok(blocked.peakHeld <= window + 512, `held ${blocked.peakHeld} B while blocked`);
+    // Held = read from the engine and not yet acknowledged: the window plus at most one socket
+    // read (libuv reads at most 64 KiB at once; the relay forwards whole reads, see engine/sse.ts).
+    assert.ok(blocked.peakHeld <= window + 65_536, `held ${blocked.peakHeld} B while blocked`);
     const engineWhileBlocked = node.engine.server.stats().generationTokens;
     await new Promise((res) => setTimeout(res, 300));
     assert.equal(
@@ -135,7 +136,7 @@ describe("flow control through router and node", { timeout: 60_000 }, () => {
     assert.ok(stats);
     assert.equal(stats.outcome, "cancelled");
     assert.ok(stats.peakUnacked <= window, `peak unacknowledged ${stats.peakUnacked} B <= ${window} B`);
-    assert.ok(stats.peakHeld <= window + 512, `peak held ${stats.peakHeld} B`);
+    assert.ok(stats.peakHeld <= window + 65_536, `peak held ${stats.peakHeld} B`);
     assert.equal(node.relay.ledger.unackedBytes, 0);
     t.diagnostic(
       `window ${window} B: peak unacked ${stats.peakUnacked} B, peak held ${stats.peakHeld} B; with the client paused the node stopped after ${blocked.bytes} B (the rest of what the engine wrote, ${engineWhileBlocked} tokens, waits in socket buffers); ${stats.bytes} B in ${stats.chunks} chunks in all`,

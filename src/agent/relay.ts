@@ -3,11 +3,14 @@
  * engine and streams the answer back to the router as `stream_start`,
  * `chunk`s and `stream_end` (or `stream_error`). The engine's SSE events
  * are forwarded as the bytes it wrote (`data: <payload>\n\n`, never
- * re-encoded). Reading from the engine follows the stream's credit
- * (credits.ts): what the node holds for a stream stays within its window,
- * so a slow client slows the engine instead of growing a buffer. The
- * first chunk goes out at once; chunks that arrive while a send is in
- * progress are coalesced into the next send. The relay also owns the
+ * re-encoded), all the whole events of one socket read in one chunk.
+ * Reading from the engine follows the stream's credit (credits.ts): what
+ * the node holds for a stream stays within its window plus one read, so a
+ * slow client slows the engine instead of growing a buffer. A stream's
+ * messages join the session's batch without waiting for each other (a
+ * short answer leaves as one frame: start, chunk, end); while the socket
+ * is busy, what the engine writes meanwhile is coalesced into the next
+ * chunk. The relay also owns the
  * concurrency limit (free slots), the tenant's cache salt, cancellation
  * (router `cancel`, deadline, drain, stall) and drain.
  */
@@ -41,6 +44,9 @@ const DRAIN_FLUSH_MS = 200;
  * router that restarted, so a report per request would only cost CPU.
  */
 const SLOTS_REPORT_MS = 100;
+
+/** A stream's messages waiting in the socket's batch at most, before it waits for a send. */
+const MAX_UNSENT_MESSAGES = 2;
 
 /** Largest `chunk.data` the relay sends in one message. */
 export const MAX_CHUNK_BYTES = 1 << 20;
@@ -437,6 +443,9 @@ class StreamOut {
   #pendingBytes = 0;
   #seq = 0;
   #busy = false;
+  /** Messages of this stream queued and not yet handed to libzmq; the last one's promise. */
+  #unsent = 0;
+  #lastSend: Promise<void> = Promise.resolve();
   #failure: unknown;
   #idle: Array<() => void> = [];
   #ended = false;
@@ -543,12 +552,15 @@ class StreamOut {
         this.#lastChunkAt = now;
         this.#bytes += n;
         this.#chunks++;
-        await this.#send({
+        // Not awaited: the stream's next messages (often its stream_end) join the same frame.
+        void this.#send({
           type: "chunk",
           requestId: this.#a.dispatch.requestId,
           seq: this.#seq++,
           data: data as Uint8Array<ArrayBuffer>,
         });
+        // While the socket is busy, what the engine writes next waits here and leaves as one chunk.
+        if (this.#unsent >= MAX_UNSENT_MESSAGES) await this.#lastSend;
       }
     } catch (err) {
       this.#failure = err;
@@ -619,8 +631,14 @@ class StreamOut {
     });
   }
 
-  async #send(m: Outgoing<NodeMessage>): Promise<void> {
+  /** Queue a message on the session's batch (messages of a stream stay in order); resolves once sent. */
+  #send(m: Outgoing<NodeMessage>): Promise<void> {
     this.#messages++;
-    await this.#o.send(m);
+    this.#unsent++;
+    const sent = this.#o.send(m).then(() => {
+      this.#unsent--;
+    });
+    this.#lastSend = sent;
+    return sent;
   }
 }

@@ -98,8 +98,36 @@ export function createApiKey(
   return { key, row };
 }
 
+/**
+ * How long a key found valid is trusted without asking the store again:
+ * the lookup runs on every request (an SQLite read each), and `xim router
+ * api-key revoke` runs in another process, so a revocation takes effect
+ * within this long. Unknown keys are never cached (no memory for guesses).
+ */
+export const API_KEY_CACHE_MS = 1000;
+const API_KEY_CACHE_MAX = 10_000;
+
+const recent = new WeakMap<RouterStore, Map<string, { identity: ApiKeyIdentity; at: number }>>();
+
 /** The project and tenant of a presented key, or undefined when it is unknown or revoked. */
-export function lookupApiKey(store: RouterStore, key: string): ApiKeyIdentity | undefined {
+export function lookupApiKey(store: RouterStore, key: string, now = Date.now()): ApiKeyIdentity | undefined {
+  let cache = recent.get(store);
+  const hit = cache?.get(key);
+  if (hit && now - hit.at < API_KEY_CACHE_MS) return hit.identity;
+  const identity = readApiKey(store, key);
+  if (!cache) {
+    cache = new Map();
+    recent.set(store, cache);
+  }
+  if (!identity) cache.delete(key);
+  else {
+    if (cache.size >= API_KEY_CACHE_MAX) cache.clear();
+    cache.set(key, { identity, at: now });
+  }
+  return identity;
+}
+
+function readApiKey(store: RouterStore, key: string): ApiKeyIdentity | undefined {
   if (!key.startsWith(API_KEY_PREFIX) || key.length > 200) return undefined;
   ensureTable(store);
   const hash = hashOf(key);
@@ -119,6 +147,7 @@ export function listApiKeys(store: RouterStore): ApiKeyRow[] {
 
 export function revokeApiKey(store: RouterStore, id: string, now = Date.now()): ApiKeyRow | undefined {
   ensureTable(store);
+  recent.delete(store);
   const r = store.db
     .prepare("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? RETURNING *")
     .get(now, id) as Record<string, unknown> | undefined;

@@ -32,6 +32,8 @@ export const DEFAULT_ROUTER_FLOW: FlowSettingsRouter = {
   creditIdleMs: 100,
 };
 
+const ID_PREFIX = randomBytes(9).toString("base64url");
+
 /** How long after a node's lease ends its streams still wait for their last messages. */
 const LOST_NODE_GRACE_MS = 500;
 
@@ -82,12 +84,14 @@ export function sendJsonError(res: ServerResponse, status: number, code: string,
  * returns the bytes of the events completed so far (possibly none), and
  * holds the rest, at most one incomplete event.
  */
+const EVENT_END = Buffer.from("\n\n");
+
 export class SseJoiner {
   #tail: Buffer | undefined;
 
   push(data: Buffer): Buffer {
     const joined = this.#tail ? Buffer.concat([this.#tail, data]) : data;
-    const end = joined.lastIndexOf("\n\n");
+    const end = joined.lastIndexOf(EVENT_END);
     const split = end === -1 ? 0 : end + 2;
     this.#tail = split === joined.length ? undefined : joined.subarray(split);
     return joined.subarray(0, split);
@@ -97,6 +101,24 @@ export class SseJoiner {
   rest(): Buffer | undefined {
     return this.#tail;
   }
+}
+
+/**
+ * Hold a response's writes until the next tick: the status line, headers
+ * and the chunks of one frame from the node (a node sends a stream's
+ * start, events and end together when it has them) leave in one write
+ * instead of one system call each.
+ */
+function corkForTick(s: RouterStream): void {
+  if (s.corked) return;
+  s.corked = true;
+  s.res.cork();
+  process.nextTick(uncork, s);
+}
+
+function uncork(s: RouterStream): void {
+  s.corked = false;
+  s.res.uncork();
 }
 
 interface RouterStream {
@@ -111,6 +133,8 @@ interface RouterStream {
   joiner: SseJoiner | undefined;
   credit: RouterCredit | undefined;
   firstChunk: boolean;
+  /** Writes to the response are held until the next tick (see corkForTick). */
+  corked: boolean;
   cancelled: boolean;
   cancelTimer: NodeJS.Timeout | undefined;
   finish: (outcome: string) => void;
@@ -128,6 +152,7 @@ export class RouterRelay {
   readonly #timers = new Set<NodeJS.Timeout>();
   /** Streams failed as node_lost while their node was away: cancelled at the node when it registers again. */
   readonly #orphans = new Map<string, Set<string>>();
+  #lastId = 0;
 
   constructor(o: {
     controlPlane: ControlPlane;
@@ -171,7 +196,8 @@ export class RouterRelay {
   /** A request id not in use now: the client's own when free (it reaches the engine as X-Request-Id). */
   uniqueId(wanted: string | undefined): string {
     if (wanted && !this.#streams.has(wanted)) return wanted;
-    return `req-${randomBytes(12).toString("hex")}`;
+    // A random prefix per router process and a counter: unique without a random draw per request.
+    return `req-${ID_PREFIX}${(++this.#lastId).toString(36)}`;
   }
 
   close(): void {
@@ -213,6 +239,7 @@ export class RouterRelay {
         joiner: undefined,
         credit: undefined,
         firstChunk: true,
+        corked: false,
         cancelled: false,
         cancelTimer: undefined,
         finish: (outcome) => {
@@ -371,6 +398,7 @@ export class RouterRelay {
     }
     s.sse = m.contentType.startsWith("text/event-stream");
     if (s.sse) s.joiner = new SseJoiner();
+    corkForTick(s);
     const headers: Record<string, string> = { "content-type": m.contentType };
     if (s.sse) headers["cache-control"] = "no-cache";
     s.res.writeHead(m.status, headers);
@@ -403,6 +431,7 @@ export class RouterRelay {
       s.firstChunk = false;
       this.#metrics?.ttft.observe((Date.now() - s.req.receivedAt) / 1000);
     }
+    corkForTick(s);
     const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
     // The node may split an event at its credit boundary; the client only ever sees whole
     // events, so an error event after a failure is never glued to half of one.
@@ -424,6 +453,7 @@ export class RouterRelay {
       s.finish("node_error");
       return;
     }
+    corkForTick(s);
     s.res.end(s.joiner?.rest());
     s.finish("ok");
   }

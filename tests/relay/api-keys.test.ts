@@ -11,7 +11,7 @@ import { after, test } from "node:test";
 import { commands } from "../../src/cli/commands.ts";
 import { recordingIo } from "../../src/cli/io.ts";
 import { runCli } from "../../src/cli/program.ts";
-import { lookupApiKey } from "../../src/router/api-keys.ts";
+import { API_KEY_CACHE_MS, lookupApiKey } from "../../src/router/api-keys.ts";
 import { DB_FILE, RouterStore } from "../../src/router/store.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "xim-apikeys-"));
@@ -74,4 +74,34 @@ test("create, list, revoke: the key maps to its project and tenant until revoked
   const bad = await xim(["router", "api-key", "create", "--state", state, "--tenant", "no spaces"]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /tenant 'no spaces' is not valid/);
+});
+
+test("a running router trusts a valid key for API_KEY_CACHE_MS; a revocation by another process takes effect after it", async () => {
+  const created = await xim([
+    "router",
+    "api-key",
+    "create",
+    "--state",
+    state,
+    "--tenant",
+    "cached",
+    "--json",
+  ]);
+  const { key, id } = JSON.parse(created.stdout);
+  const router = await RouterStore.open(state);
+  try {
+    const t0 = 1_000_000;
+    assert.equal(lookupApiKey(router, key, t0)?.tenant, "cached");
+    // The CLI revokes through its own connection (another process in real use).
+    assert.equal((await xim(["router", "api-key", "revoke", "--state", state, id])).code, 0);
+    assert.equal(lookupApiKey(router, key, t0 + API_KEY_CACHE_MS - 1)?.tenant, "cached", "still cached");
+    assert.equal(
+      lookupApiKey(router, key, t0 + API_KEY_CACHE_MS),
+      undefined,
+      "refused once the entry is old",
+    );
+    assert.equal(lookupApiKey(router, key, t0 + API_KEY_CACHE_MS + 1), undefined, "and stays refused");
+  } finally {
+    router.close();
+  }
 });

@@ -17,9 +17,59 @@ function encodeBody(body: EngineRequest["body"], stream: boolean): Buffer {
   return Buffer.from(JSON.stringify(stream ? { ...body, stream: true } : body));
 }
 
+/**
+ * The bytes of a response as they arrive, one socket read at a time, read
+ * on demand: the response is paused while a read waits for its consumer,
+ * so a slow consumer leaves bytes in the socket. Event-driven, because
+ * Readable's async iterator adds about 0.15 ms to every first read
+ * (measured against the simulated engine), which is time to first token.
+ */
+async function* reads(res: IncomingMessage): AsyncGenerator<Buffer, void, undefined> {
+  const ready: Buffer[] = [];
+  let ended = false;
+  let failure: Error | undefined;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const onData = (chunk: Buffer) => {
+    ready.push(chunk);
+    res.pause();
+    notify();
+  };
+  const onEnd = () => {
+    ended = true;
+    notify();
+  };
+  const onError = (err: Error) => {
+    failure = err;
+    notify();
+  };
+  const onClose = () => {
+    if (!ended && !failure) failure = new Error("the connection closed before the response ended");
+    notify();
+  };
+  res.on("data", onData).on("end", onEnd).on("error", onError).on("close", onClose);
+  try {
+    for (;;) {
+      const chunk = ready.shift();
+      if (chunk) {
+        if (ready.length === 0) res.resume();
+        yield chunk;
+      } else if (failure) throw failure;
+      else if (ended) return;
+      else await new Promise<void>((resolve) => (wake = resolve));
+    }
+  } finally {
+    res.off("data", onData).off("end", onEnd).off("error", onError).off("close", onClose);
+  }
+}
+
 async function readAll(res: IncomingMessage): Promise<Buffer> {
   const parts: Buffer[] = [];
-  for await (const chunk of res) parts.push(chunk as Buffer);
+  for await (const chunk of reads(res)) parts.push(chunk);
   return Buffer.concat(parts);
 }
 
@@ -161,8 +211,8 @@ export class EngineHttpClient {
       // per-message costs are then paid once for all of them (bench/README.md).
       const reader = new SseBlockReader();
       try {
-        for await (const chunk of res) {
-          const block = reader.push(chunk as Buffer);
+        for await (const chunk of reads(res)) {
+          const block = reader.push(chunk);
           if (!block) continue;
           done = block.done;
           yield block;

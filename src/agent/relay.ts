@@ -31,6 +31,7 @@ import type {
   STREAM_ERROR_CODES,
 } from "../protocol/messages.ts";
 import { CreditLedger, type FlowSettings, StalledError, type StreamCredit } from "./credits.ts";
+import { finishReasonIn, usageIn } from "./stream-summary.ts";
 
 export type StreamErrorCode = (typeof STREAM_ERROR_CODES)[number];
 
@@ -406,34 +407,6 @@ export class Relay {
   }
 }
 
-// Searched in every block: byte needles, not strings converted on each call.
-const FINISH_REASON = Buffer.from('"finish_reason":"');
-const USAGE = Buffer.from('"usage":{');
-const EVENT_END = Buffer.from("\n\n");
-const DATA_PREFIX = Buffer.from("data:");
-
-/** The JSON of the SSE event around `at` (its `data:` line), or the whole body when it is not SSE. */
-function eventAround(bytes: Buffer, at: number): Buffer {
-  const before = bytes.lastIndexOf(EVENT_END, at);
-  const start = before === -1 ? 0 : before + 2;
-  const after = bytes.indexOf(EVENT_END, at);
-  const event = bytes.subarray(start, after === -1 ? bytes.length : after);
-  return event.subarray(0, DATA_PREFIX.length).equals(DATA_PREFIX)
-    ? event.subarray(DATA_PREFIX.length)
-    : event;
-}
-
-function usageOf(json: Buffer): { promptTokens: number; completionTokens: number } | undefined {
-  try {
-    const u = (JSON.parse(json.toString("utf8")) as { usage?: Record<string, unknown> }).usage;
-    if (u && typeof u.prompt_tokens === "number" && typeof u.completion_tokens === "number")
-      return { promptTokens: u.prompt_tokens, completionTokens: u.completion_tokens };
-  } catch {
-    // not JSON: no usage to report
-  }
-  return undefined;
-}
-
 /** One stream's way out to the router: ordering, coalescing, credit, the terminal message. */
 class StreamOut {
   readonly #o: RelayOptions;
@@ -481,21 +454,10 @@ class StreamOut {
     };
   }
 
-  /**
-   * Usage and finish reason from the engine's own JSON: a JSON body, or SSE
-   * events; searched for with byte needles, decoded only in the events that
-   * carry them (the last one wins).
-   */
+  /** Usage and finish reason from the engine's own bytes (the last ones seen win). */
   noteEvents(bytes: Buffer): void {
-    if (bytes.includes(FINISH_REASON)) {
-      const all = [...bytes.toString("utf8").matchAll(/"finish_reason":"([^"]{1,64})"/g)];
-      if (all.length > 0) this.#finishReason = all[all.length - 1][1];
-    }
-    const at = bytes.lastIndexOf(USAGE);
-    if (at !== -1) {
-      const usage = usageOf(eventAround(bytes, at));
-      if (usage) this.#usage = usage;
-    }
+    this.#finishReason = finishReasonIn(bytes) ?? this.#finishReason;
+    this.#usage = usageIn(bytes) ?? this.#usage;
   }
 
   /** Queue the stream's status and content type: the first message of the stream. */

@@ -20,8 +20,22 @@ export function cacheSalt(tenant: string, secret: Secret): string {
       hint: "The router must send the tenant of the API key with every request.",
     });
   }
-  return createHmac("sha256", secret.reveal()).update(tenant, "utf8").digest("hex");
+  let salts = known.get(secret);
+  const hit = salts?.get(tenant);
+  if (hit) return hit;
+  const salt = createHmac("sha256", secret.reveal()).update(tenant, "utf8").digest("hex");
+  if (!salts) {
+    salts = new Map();
+    known.set(secret, salts);
+  }
+  if (salts.size >= KNOWN_SALTS_MAX) salts.clear();
+  salts.set(tenant, salt);
+  return salt;
 }
+
+/** Salts computed so far, per secret: an HMAC per request was a visible part of the relay's CPU. */
+const known = new WeakMap<Secret, Map<string, string>>();
+const KNOWN_SALTS_MAX = 10_000;
 
 /**
  * The body to send to the engine for a client's OpenAI request body: a

@@ -113,11 +113,14 @@ export interface SseBlock {
 export class SseBlockReader {
   #pending: Buffer | undefined;
   #parser: SseParser | undefined;
+  /** Whether the first event ended with \n\n and no CR: a server frames every event the same way. */
+  #lfFramed = false;
 
   push(chunk: Buffer): SseBlock | undefined {
     if (this.#parser) return this.#normalised(chunk);
     const buf = this.#pending ? Buffer.concat([this.#pending, chunk]) : chunk;
-    if (buf.includes(CR)) {
+    // JSON payloads cannot hold a raw CR, so a CR is framing; looked for until the first event ended.
+    if (!this.#lfFramed && buf.includes(CR)) {
       this.#pending = undefined;
       this.#parser = new SseParser();
       return this.#normalised(buf);
@@ -128,6 +131,7 @@ export class SseBlockReader {
       return undefined;
     }
     const cut = end + 2;
+    this.#lfFramed = true;
     this.#pending = cut < buf.length ? buf.subarray(cut) : undefined;
     const bytes = buf.subarray(0, cut);
     return { bytes, done: endsWithDone(bytes) };

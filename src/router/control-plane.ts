@@ -22,6 +22,7 @@ import {
   STREAM_PLANE_ROUTER_TYPES,
 } from "../protocol/messages.ts";
 import { PROTOCOL_VERSION, upgradeSide, versionMismatchMessage } from "../protocol/version.ts";
+import { BatchSender } from "../transport/batch-sender.ts";
 import { type CurveKeyPair, curveSharedSecret, verifyRegisterProof } from "../transport/curve.ts";
 import { openRouterSocket, type SocketRole } from "../transport/sockets.ts";
 import { registerZapDomain } from "../transport/zap.ts";
@@ -118,7 +119,7 @@ export class ControlPlane {
   readonly #retired = new Map<string, Retired>(); // leaseId -> why it is no longer valid
   readonly #messageListeners = new Set<NodeMessageListener>();
   readonly #leaseListeners = new Set<LeaseListener>();
-  readonly #sendTails = new Map<zmq.Router, Promise<unknown>>();
+  readonly #senders = new Map<zmq.Router, BatchSender>();
   #control!: zmq.Router;
   #streaming!: zmq.Router;
   #unzap: Array<() => Promise<void>> = [];
@@ -285,21 +286,21 @@ export class ControlPlane {
     }
   }
 
-  async #sendTo(socket: zmq.Router, routingId: string, message: Outgoing<RouterMessage>): Promise<boolean> {
-    const frame = encodeMessage(message);
-    // zeromq.js allows one send in flight per socket: chain them.
-    const previous = this.#sendTails.get(socket) ?? Promise.resolve();
-    const next = previous.then(async () => {
-      if (socket.closed) return false;
-      try {
-        await socket.send([routingId, frame]);
-        return true;
-      } catch {
-        return false;
-      }
-    });
-    this.#sendTails.set(socket, next);
-    return next;
+  /**
+   * Queue a message for one node's connection. Messages queued in one turn
+   * leave as one frame per connection (transport/batch-sender.ts): the
+   * dispatches and credits of many streams cost one send each per node.
+   */
+  #sendTo(socket: zmq.Router, routingId: string, message: Outgoing<RouterMessage>): Promise<boolean> {
+    let sender = this.#senders.get(socket);
+    if (!sender) {
+      sender = new BatchSender(
+        (frame, to) => socket.send([to, frame]),
+        () => socket.closed,
+      );
+      this.#senders.set(socket, sender);
+    }
+    return sender.push(encodeMessage(message), routingId);
   }
 
   async #receive(socket: zmq.Router, role: SocketRole): Promise<void> {

@@ -1,12 +1,13 @@
 /**
  * @module One writer per ZeroMQ socket that coalesces. Messages queued in
  * one turn of the event loop, and those queued while a send is in flight
- * (zeromq.js allows one at a time), leave together as ONE frame holding the
- * encoded messages back to back (see docs/protocol.md "Frames and limits").
- * A lone message leaves after the current I/O phase (microseconds); under
- * load the per-send costs (the async send, libzmq's queueing and CURVE box,
- * the peer's receive and wake-up) are paid once per batch, not per chunk.
- * Measured with bench/run.ts: that is where the relay's CPU went.
+ * (zeromq.js allows one at a time per socket), leave together: ONE frame
+ * per destination holding the encoded messages back to back (see
+ * docs/protocol.md "Frames and limits"). A lone message leaves after the
+ * current I/O phase (microseconds); under load the per-send costs (the
+ * async send, libzmq's queueing and CURVE box, the peer's receive and
+ * wake-up) are paid once per batch, not per chunk. Measured with
+ * bench/run.ts: that is where the relay's CPU went.
  */
 
 import { encodeBatch } from "../protocol/codec.ts";
@@ -17,11 +18,12 @@ export const MAX_BATCH_BYTES = 1 << 20;
 
 interface Queued {
   frame: Buffer;
+  to: string;
   done: (sent: boolean) => void;
 }
 
 export class BatchSender {
-  readonly #send: (frame: Buffer) => Promise<void>;
+  readonly #send: (frame: Buffer, to: string) => Promise<void>;
   readonly #closed: () => boolean;
   #queue: Queued[] = [];
   #busy = false;
@@ -30,18 +32,19 @@ export class BatchSender {
   failures = 0;
 
   /**
-   * @param send sends one frame (the caller adds any envelope, e.g. a routing id)
+   * @param send sends one frame to a destination (a ROUTER socket's routing
+   *   id; "" for a socket with one peer); the caller adds the envelope
    * @param closed whether the socket is closed (queued messages then resolve false)
    */
-  constructor(send: (frame: Buffer) => Promise<void>, closed: () => boolean) {
+  constructor(send: (frame: Buffer, to: string) => Promise<void>, closed: () => boolean) {
     this.#send = send;
     this.#closed = closed;
   }
 
   /** Queue one encoded message; resolves true once it was handed to libzmq, false if it could not be. */
-  push(frame: Buffer): Promise<boolean> {
+  push(frame: Buffer, to = ""): Promise<boolean> {
     return new Promise((done) => {
-      this.#queue.push({ frame, done });
+      this.#queue.push({ frame, to, done });
       if (!this.#busy && !this.#scheduled) {
         // Flush after the current I/O phase: chunks that many streams read from the
         // engine in this turn of the event loop leave in one send.
@@ -62,21 +65,29 @@ export class BatchSender {
     if (this.#busy) return;
     this.#busy = true;
     while (this.#queue.length > 0) {
-      let n = 0;
+      // One batch per destination, in the order destinations first appear; a
+      // destination's messages keep their order.
+      const to = this.#queue[0].to;
+      const batch: Queued[] = [];
+      const rest: Queued[] = [];
       let bytes = 0;
-      while (
-        n < this.#queue.length &&
-        n < MAX_BATCH_MESSAGES &&
-        (n === 0 || bytes + this.#queue[n].frame.length <= MAX_BATCH_BYTES)
-      ) {
-        bytes += this.#queue[n].frame.length;
-        n++;
+      // Once one message of this destination stays behind, the later ones stay too (order).
+      let full = false;
+      for (const q of this.#queue) {
+        full ||=
+          q.to === to &&
+          batch.length > 0 &&
+          (batch.length >= MAX_BATCH_MESSAGES || bytes + q.frame.length > MAX_BATCH_BYTES);
+        if (q.to === to && !full) {
+          batch.push(q);
+          bytes += q.frame.length;
+        } else rest.push(q);
       }
-      const batch = this.#queue.splice(0, n);
+      this.#queue = rest;
       let sent = false;
       if (!this.#closed()) {
         try {
-          await this.#send(encodeBatch(batch.map((q) => q.frame)));
+          await this.#send(encodeBatch(batch.map((q) => q.frame)), to);
           sent = true;
         } catch {
           this.failures++;

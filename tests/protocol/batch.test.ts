@@ -4,7 +4,7 @@ import fc from "fast-check";
 import { Packr } from "msgpackr";
 import { decodeNodeMessages, encodeBatch, encodeMessage } from "../../src/protocol/codec.ts";
 import { PROTOCOL_VERSION } from "../../src/protocol/version.ts";
-import { BatchSender } from "../../src/transport/batch-sender.ts";
+import { BatchSender, MAX_BATCH_MESSAGES } from "../../src/transport/batch-sender.ts";
 
 const chunk = (seq: number) =>
   encodeMessage({ type: "chunk", requestId: "req-1", seq, data: Buffer.from(`data: ${seq}\n\n`) });
@@ -65,4 +65,51 @@ test("a closed socket or a failed send resolves false and is counted", async () 
   closed = true;
   assert.equal(await sender.push(chunk(1)), false);
   assert.equal(sender.failures, 1);
+});
+
+test("a ROUTER socket's batch: one frame per destination, each destination's messages in order", async () => {
+  const sent: Array<{ to: string; seqs: number[] }> = [];
+  const sender = new BatchSender(
+    async (frame, to) => {
+      sent.push({
+        to,
+        seqs: decodeNodeMessages(frame).map((r) => (r.ok && r.message.type === "chunk" ? r.message.seq : -1)),
+      });
+    },
+    () => false,
+  );
+  await Promise.all([
+    sender.push(chunk(0), "a"),
+    sender.push(chunk(1), "b"),
+    sender.push(chunk(2), "a"),
+    sender.push(chunk(3), "b"),
+    sender.push(chunk(4), "c"),
+  ]);
+  assert.deepEqual(sent, [
+    { to: "a", seqs: [0, 2] },
+    { to: "b", seqs: [1, 3] },
+    { to: "c", seqs: [4] },
+  ]);
+});
+
+test("a batch never passes MAX_BATCH_MESSAGES, and what stays behind keeps its order", async () => {
+  const sent: number[][] = [];
+  const sender = new BatchSender(
+    async (frame) => {
+      sent.push(
+        decodeNodeMessages(frame).map((r) => (r.ok && r.message.type === "chunk" ? r.message.seq : -1)),
+      );
+    },
+    () => false,
+  );
+  const n = MAX_BATCH_MESSAGES + 10;
+  await Promise.all(Array.from({ length: n }, (_, i) => sender.push(chunk(i))));
+  assert.deepEqual(
+    sent.map((s) => s.length),
+    [MAX_BATCH_MESSAGES, 10],
+  );
+  assert.deepEqual(
+    sent.flat(),
+    Array.from({ length: n }, (_, i) => i),
+  );
 });

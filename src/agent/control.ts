@@ -56,6 +56,16 @@ export interface ChannelOptions {
   onAuthFailure?: (detail: string) => void;
 }
 
+/**
+ * The streaming socket sends at most once per this many ms while chunks
+ * come back to back (the first after a pause leaves at once, so time to
+ * first token is not touched). An engine that writes a token every few
+ * microseconds then costs one send per millisecond, not one per socket
+ * read: at one stream that was most of the node's CPU (bench/README.md).
+ * Token streams from vLLM are 5 ms or more apart and never wait.
+ */
+const STREAM_HOLD_MS = 1;
+
 export class NodeChannel {
   readonly controlRoutingId = newRoutingId("control");
   readonly streamingRoutingId: string | null;
@@ -104,6 +114,7 @@ export class NodeChannel {
       sender = new BatchSender(
         (frame) => socket.send(frame),
         () => socket.closed,
+        socket === this.#streaming ? STREAM_HOLD_MS : 0,
       );
       this.#senders.set(socket, sender);
     }

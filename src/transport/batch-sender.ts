@@ -25,6 +25,8 @@ interface Queued {
 export class BatchSender {
   readonly #send: (frame: Buffer, to: string) => Promise<void>;
   readonly #closed: () => boolean;
+  readonly #holdMs: number;
+  #lastSendAt = Number.NEGATIVE_INFINITY;
   #queue: Queued[] = [];
   #busy = false;
   #scheduled = false;
@@ -35,10 +37,14 @@ export class BatchSender {
    * @param send sends one frame to a destination (a ROUTER socket's routing
    *   id; "" for a socket with one peer); the caller adds the envelope
    * @param closed whether the socket is closed (queued messages then resolve false)
+   * @param holdMs a message queued less than this long after the last send
+   *   waits until then (0: never waits). The first message after a pause
+   *   leaves at once; a fast run of them leaves at most once per holdMs.
    */
-  constructor(send: (frame: Buffer, to: string) => Promise<void>, closed: () => boolean) {
+  constructor(send: (frame: Buffer, to: string) => Promise<void>, closed: () => boolean, holdMs = 0) {
     this.#send = send;
     this.#closed = closed;
+    this.#holdMs = holdMs;
   }
 
   /** Queue one encoded message; resolves true once it was handed to libzmq, false if it could not be. */
@@ -49,10 +55,13 @@ export class BatchSender {
         // Flush after the current I/O phase: chunks that many streams read from the
         // engine in this turn of the event loop leave in one send.
         this.#scheduled = true;
-        setImmediate(() => {
+        const flush = () => {
           this.#scheduled = false;
           void this.#flush();
-        });
+        };
+        const wait = this.#lastSendAt + this.#holdMs - performance.now();
+        if (wait > 0) setTimeout(flush, wait);
+        else setImmediate(flush);
       }
     });
   }
@@ -86,6 +95,7 @@ export class BatchSender {
       this.#queue = rest;
       let sent = false;
       if (!this.#closed()) {
+        this.#lastSendAt = performance.now();
         try {
           await this.#send(encodeBatch(batch.map((q) => q.frame)), to);
           sent = true;

@@ -113,3 +113,21 @@ test("a batch never passes MAX_BATCH_MESSAGES, and what stays behind keeps its o
     Array.from({ length: n }, (_, i) => i),
   );
 });
+
+test("with a hold, the first message leaves at once and a fast run after it waits for the hold", async () => {
+  const at: number[] = [];
+  const sender = new BatchSender(
+    async () => {
+      at.push(performance.now());
+    },
+    () => false,
+    20,
+  );
+  const t0 = performance.now();
+  await sender.push(chunk(0));
+  // Generous bounds: the hold is a floor (less the timer's millisecond rounding), the first send has no timer.
+  assert.ok(at[0] - t0 < 15, `the first send waited ${at[0] - t0} ms`);
+  await Promise.all([sender.push(chunk(1)), sender.push(chunk(2))]);
+  assert.equal(at.length, 2, "the run left as one frame");
+  assert.ok(at[1] - at[0] >= 15, `the second send came ${at[1] - at[0]} ms after the first`);
+});

@@ -16,16 +16,10 @@ import { lineReporter, type PullEvent } from "../models/progress.ts";
 import { type PullConfig, pullModel } from "../models/pull.ts";
 import type { ModelChannel } from "../models/router-protocol.ts";
 import { RouterSource } from "../models/sources/router.ts";
-import type { MODEL_PROGRESS_STATES, RouterMessageOf } from "../protocol/messages.ts";
+import type { NodeMessageOf, RouterMessageOf } from "../protocol/messages.ts";
 
-export interface ModelProgressReport {
-  assignmentId: string;
-  name: string;
-  state: (typeof MODEL_PROGRESS_STATES)[number];
-  bytesDone: number;
-  bytesTotal: number;
-  message?: string;
-}
+/** A `model_progress` message without its envelope (the session adds the lease). */
+export type ModelProgressReport = Omit<NodeMessageOf<"model_progress">, "v" | "type" | "leaseId" | "epoch">;
 
 export interface ModelAssignmentsOptions {
   config: PullConfig;

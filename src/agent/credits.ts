@@ -36,12 +36,33 @@ export class CreditLedger {
   readonly #now: () => number;
   #unacked = 0;
   #lastCreditAt = 0;
-  #wakers = new Set<() => void>();
+  /** Streams waiting for the global pause to lift, first come first woken. */
+  #paused = new Set<() => void>();
+  readonly #maxConcurrent: number;
 
-  constructor(settings: FlowSettings, options: { metrics?: NodeMetrics; now?: () => number } = {}) {
+  constructor(
+    settings: FlowSettings,
+    options: { metrics?: NodeMetrics; now?: () => number; maxConcurrent?: number } = {},
+  ) {
     this.settings = settings;
     this.#metrics = options.metrics;
     this.#now = options.now ?? Date.now;
+    this.#maxConcurrent = Math.max(1, options.maxConcurrent ?? 1);
+  }
+
+  /**
+   * Where a stream asks the router for more credit: window x
+   * REPLENISH_THRESHOLD, but early enough that every stream the node may
+   * run can hold its share below the global pause threshold. Otherwise,
+   * with many short streams, each would keep its few KiB unacknowledged
+   * until it ends and the node would sit in the global pause waiting for
+   * credit the router holds back (1024 streams x 8 KiB against 256 KiB).
+   */
+  replenishBytes(window: number): number {
+    if (window === 0) return 0;
+    const byThreshold = Math.ceil(window * this.settings.flowControlReplenishThreshold);
+    const share = Math.floor(this.settings.flowControlPauseThresholdBytes / this.#maxConcurrent);
+    return Math.max(1, Math.min(window, byThreshold, share));
   }
 
   /** Bytes sent and not yet acknowledged by credit, over all streams. */
@@ -78,35 +99,50 @@ export class CreditLedger {
     this.#unacked -= bytes;
     if (credited) this.#lastCreditAt = this.#now();
     this.#metrics?.unackedBytes.set(this.#unacked);
-    const wakers = [...this.#wakers];
-    this.#wakers.clear();
-    for (const w of wakers) w();
+    this.wakeNextPaused();
+  }
+
+  /**
+   * Below the pause threshold: wake the longest-waiting paused stream. It
+   * wakes the next once it may send (waitUntil), so a lifted pause wakes as
+   * many streams as fit instead of all of them on every credit.
+   */
+  /** @internal */ wakeNextPaused(): void {
+    if (this.paused) return;
+    const first = this.#paused.values().next();
+    if (first.done) return;
+    this.#paused.delete(first.value);
+    first.value();
   }
 
   /** @internal */ pause(scope: "stream" | "global"): void {
     this.#metrics?.flowPauses.inc({ scope });
   }
 
-  /** Resolves on the next credit (or stream end), after `ms`, or rejects when the signal aborts. */
-  changed(ms: number, signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        this.#wakers.delete(done);
-        resolve();
-      };
-      const onAbort = () => {
-        clearTimeout(timer);
-        this.#wakers.delete(done);
-        reject(signal?.reason);
-      };
-      if (signal?.aborted) return onAbort();
-      const timer = setTimeout(done, ms);
-      this.#wakers.add(done);
-      signal?.addEventListener("abort", onAbort, { once: true });
-    });
+  /** @internal */ get pausedWaiters(): Set<() => void> {
+    return this.#paused;
   }
+}
+
+/** Resolves when woken through `wakers`, after `ms`, or rejects when the signal aborts. */
+function wake(wakers: Set<() => void>, ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      wakers.delete(done);
+      resolve();
+    };
+    const onAbort = () => {
+      clearTimeout(timer);
+      wakers.delete(done);
+      reject(signal?.reason);
+    };
+    if (signal?.aborted) return onAbort();
+    const timer = setTimeout(done, ms);
+    wakers.add(done);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
 }
 
 export class StreamCredit {
@@ -115,6 +151,8 @@ export class StreamCredit {
   /** Bytes the router may have left to take before it replenishes: window x REPLENISH_THRESHOLD. */
   readonly replenishBytes: number;
   readonly #ledger: CreditLedger;
+  /** Waiting for this stream's own credit. */
+  readonly #waiting = new Set<() => void>();
   #unacked = 0;
   #peak = 0;
   #lastCreditAt: number;
@@ -123,10 +161,7 @@ export class StreamCredit {
   constructor(ledger: CreditLedger, window: number) {
     this.#ledger = ledger;
     this.window = window;
-    this.replenishBytes =
-      window === 0
-        ? 0
-        : Math.max(1, Math.min(window, Math.ceil(window * ledger.settings.flowControlReplenishThreshold)));
+    this.replenishBytes = ledger.replenishBytes(window);
     this.#lastCreditAt = ledger.now();
   }
 
@@ -163,6 +198,7 @@ export class StreamCredit {
     this.#unacked -= take;
     this.#lastCreditAt = this.#ledger.now();
     this.#ledger.remove(take, true);
+    wakeAll(this.#waiting);
   }
 
   /** Return this stream's unacknowledged bytes to the global budget. */
@@ -172,6 +208,7 @@ export class StreamCredit {
     const held = this.#unacked;
     this.#unacked = 0;
     if (this.enabled) this.#ledger.remove(held, false);
+    wakeAll(this.#waiting);
   }
 
   /**
@@ -190,7 +227,22 @@ export class StreamCredit {
       const since = Math.max(started, this.#lastCreditAt, ledger.paused ? ledger.lastCreditAt : 0);
       const left = since + timeoutMs - ledger.now();
       if (left <= 0) throw new StalledError(ledger.now() - since);
-      await ledger.changed(left, signal);
+      // Wait for what blocks: the global pause to lift, or this stream's own credit (then
+      // the next paused stream, if any, gets its turn instead).
+      if (ledger.paused) await wake(ledger.pausedWaiters, left, signal);
+      else {
+        if (ledger.pausedWaiters.size > 0) setImmediate(() => ledger.wakeNextPaused());
+        await wake(this.#waiting, left, signal);
+      }
     }
+    // This stream goes on: once it has sent (the caller's turn ends), the next paused one may fit too.
+    if (ledger.pausedWaiters.size > 0) setImmediate(() => ledger.wakeNextPaused());
   }
+}
+
+function wakeAll(wakers: Set<() => void>): void {
+  if (wakers.size === 0) return;
+  const all = [...wakers];
+  wakers.clear();
+  for (const w of all) w();
 }

@@ -134,7 +134,11 @@ export class Relay {
   constructor(o: RelayOptions) {
     this.#o = o;
     this.#log = o.logger.child({ component: "relay" });
-    this.ledger = new CreditLedger(o.flow, { metrics: o.metrics, now: o.now });
+    this.ledger = new CreditLedger(o.flow, {
+      metrics: o.metrics,
+      now: o.now,
+      maxConcurrent: o.maxConcurrent,
+    });
   }
 
   get inFlight(): number {

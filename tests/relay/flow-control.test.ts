@@ -50,6 +50,47 @@ describe("the node's credit ledger", () => {
     assert.equal(b.available(), 2096);
   });
 
+  test("replenish: window x threshold, lowered so every stream at the concurrency limit fits under the pause threshold", () => {
+    assert.equal(new CreditLedger(flow, { maxConcurrent: 2 }).open(4096).replenishBytes, 2048);
+    // 6000 B of pause threshold over 4 streams: credit comes back after 1500 B each.
+    assert.equal(new CreditLedger(flow, { maxConcurrent: 4 }).open(4096).replenishBytes, 1500);
+    assert.equal(new CreditLedger(flow, { maxConcurrent: 100_000 }).open(4096).replenishBytes, 1);
+    assert.equal(new CreditLedger(flow, { maxConcurrent: 4 }).open(0).replenishBytes, 0);
+  });
+
+  test("a lifted global pause wakes one paused stream at a time, each waking the next while they fit", async () => {
+    const ledger = new CreditLedger({ ...flow, flowControlTimeoutSeconds: 30 });
+    const hog = ledger.open(4096);
+    hog.sent(4096);
+    const other = ledger.open(4096);
+    other.sent(2000);
+    assert.ok(ledger.paused);
+    const order: string[] = [];
+    const waiters = ["a", "b", "c"].map((name) => {
+      const s = ledger.open(4096);
+      return s
+        .waitUntil(() => s.available() > 0)
+        .then(() => {
+          order.push(name);
+          s.sent(2500);
+        });
+    });
+    // A woken stream passes the turn on after its own turn of the event loop: two turns settle it.
+    const settle = async () => {
+      for (let i = 0; i < 4; i++) await new Promise((r) => setImmediate(r));
+    };
+    await settle();
+    assert.deepEqual(order, [], "all three wait while paused");
+    hog.credit(4096); // 2000 unacknowledged: a goes on (4500), wakes b, b goes on (7000): paused again
+    await settle();
+    assert.deepEqual(order, ["a", "b"], "c was not woken: the pause is back");
+    assert.ok(ledger.paused);
+    other.credit(2000); // 5000: c's turn
+    await settle();
+    assert.deepEqual(order, ["a", "b", "c"]);
+    await Promise.all(waiters);
+  });
+
   test("flow control off (setting, or a window of 0 from the router) never waits", async () => {
     const off = new CreditLedger({ ...flow, flowControlEnabled: false }).open(65536);
     const zero = new CreditLedger(flow).open(0);

@@ -375,7 +375,7 @@ export const settings = {
     {
       env: `${P}FLOW_CONTROL_REPLENISH_THRESHOLD`,
       group: "Flow control",
-      doc: "Fraction of the window consumed that triggers a credit replenishment from the router.",
+      doc: "Fraction of the window consumed that triggers a credit replenishment from the router (earlier when the pause threshold shared by the node's concurrency limit is smaller: docs/protocol.md).",
     },
     0.5,
   ),

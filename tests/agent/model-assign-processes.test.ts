@@ -11,6 +11,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { loopbackServeArgs } from "../../scripts/lib/loopback-router.ts";
 import type { NodeListing } from "../../src/router/nodes.ts";
 import { baseEnv, waitFor, XimProcess, xim } from "../router/harness.ts";
 
@@ -30,26 +31,7 @@ async function nodes(): Promise<NodeListing[]> {
 before(async () => {
   const init = await xim(["router", "init", "--state", stateDir], env);
   assert.equal(init.code, 0, init.stderr);
-  router = new XimProcess(
-    [
-      "router",
-      "serve",
-      "--state",
-      stateDir,
-      "--enroll-listen",
-      "127.0.0.1:0",
-      "--control-bind",
-      "tcp://127.0.0.1:0",
-      "--streaming-bind",
-      "tcp://127.0.0.1:0",
-      "--http-host",
-      "127.0.0.1",
-      "--http-port",
-      "0",
-      "--json",
-    ],
-    env,
-  );
+  router = new XimProcess(loopbackServeArgs(stateDir), env);
   await router.line((l) => l.startsWith("{"), 30_000);
 });
 

@@ -243,6 +243,7 @@ export async function runInferenceNode(
           channel: s.modelChannel(),
           report: (p) => s.reportModelProgress(p),
           serve: serveModel,
+          metrics,
         });
         o.onAssignments?.(assignments);
       },

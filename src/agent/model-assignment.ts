@@ -16,6 +16,7 @@ import { lineReporter, type PullEvent } from "../models/progress.ts";
 import { type PullConfig, pullModel } from "../models/pull.ts";
 import type { ModelChannel } from "../models/router-protocol.ts";
 import { RouterSource } from "../models/sources/router.ts";
+import type { NodeMetrics } from "../observability/node-metrics.ts";
 import type { NodeMessageOf, RouterMessageOf } from "../protocol/messages.ts";
 
 /** A `model_progress` message without its envelope (the session adds the lease). */
@@ -35,6 +36,8 @@ export interface ModelAssignmentsOptions {
   reportIntervalMs?: number;
   /** Least time between two progress lines in the log. */
   logIntervalMs?: number;
+  /** xim_node_model_pulls_total and xim_node_model_pull_bytes_total. */
+  metrics?: Pick<NodeMetrics, "modelPulls" | "modelPullBytes">;
 }
 
 interface Current {
@@ -159,6 +162,7 @@ export class ModelAssignments {
           return;
         case "done":
           done = e.totalBytes;
+          this.#o.metrics?.modelPullBytes.inc(e.downloadedBytes);
           return;
         default:
           return;
@@ -173,7 +177,11 @@ export class ModelAssignments {
         onEvent,
         signal: a.abort.signal,
         progressIntervalMs: Math.min(interval, 1000),
+      }).catch((err: unknown) => {
+        if (!a.abort.signal.aborted) this.#o.metrics?.modelPulls.inc({ result: "failed" });
+        throw err;
       });
+      this.#o.metrics?.modelPulls.inc({ result: "ok" });
       if (a.abort.signal.aborted) return;
       done = result.sizeBytes;
       total = result.sizeBytes;

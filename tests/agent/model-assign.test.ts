@@ -19,6 +19,7 @@ import { loadConfig } from "../../src/core/config/load.ts";
 import { silentLogger } from "../../src/core/log.ts";
 import { SimulatedEngine } from "../../src/engine/simulated-engine.ts";
 import { ModelLibrary } from "../../src/models/library.ts";
+import { createNodeMetrics } from "../../src/observability/node-metrics.ts";
 import type { NodeMessageOf } from "../../src/protocol/messages.ts";
 import { createApiKey } from "../../src/router/api-keys.ts";
 import { createJoinKey } from "../../src/router/join-keys.ts";
@@ -40,6 +41,7 @@ const stopNode = new AbortController();
 const hardStop = new AbortController();
 let nodeDone: Promise<unknown> = Promise.resolve();
 /** Every model_progress the router received, in order. */
+const nodeMetrics = createNodeMetrics();
 const progress: Array<NodeMessageOf<"model_progress">> = [];
 
 /** Deterministic bytes, so files compare byte for byte. */
@@ -135,6 +137,7 @@ before(async () => {
     signal: stopNode.signal,
     hardStop: hardStop.signal,
     env: {},
+    metrics: nodeMetrics,
     onAssignments: (a) => {
       assignments = a;
     },
@@ -194,6 +197,12 @@ describe("a model the router assigns reaches a running node", () => {
     assert.ok(
       mine.every((p) => ["pulling", "verifying", "ready"].includes(p.state)),
       mine.map((p) => p.state).join(","),
+    );
+    const metricsText = await nodeMetrics.registry.metrics();
+    assert.match(metricsText, /^xim_node_model_pulls_total\{result="ok"\} 1$/m);
+    assert.match(
+      metricsText,
+      new RegExp(`^xim_node_model_pull_bytes_total ${mine.at(-1)?.bytesTotal}$`, "m"),
     );
 
     const placed = join(cacheDir, "team--tiny");

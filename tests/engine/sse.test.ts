@@ -3,33 +3,40 @@ import { describe, test } from "node:test";
 import fc from "fast-check";
 import { isDone, SseBlockReader, SseParser, sseEvent, ssePayloads } from "../../src/engine/sse.ts";
 
+/** Event payloads as OpenAI servers send them (one line each). */
+const payloadsArb = fc.array(
+  fc.string({ minLength: 1 }).filter((s) => !s.includes("\n") && !s.includes("\r")),
+  { maxLength: 20 },
+);
+
+/** The SSE bytes of `payloads` and [DONE], cut at the given points (as socket reads would). */
+function cutWire(payloads: string[], cuts: number[]): { wire: Buffer; pieces: Buffer[] } {
+  const wire = Buffer.concat([...payloads.map((p) => sseEvent(p)), sseEvent("[DONE]")]);
+  const points = [...new Set(cuts.map((c) => c % (wire.length + 1)))].sort((a, b) => a - b);
+  const pieces: Buffer[] = [];
+  let from = 0;
+  for (const p of [...points, wire.length]) {
+    pieces.push(wire.subarray(from, p));
+    from = p;
+  }
+  return { wire, pieces };
+}
+
 describe("SSE parsing", () => {
   test("payloads come back byte for byte however the bytes are split", () => {
     fc.assert(
-      fc.property(
-        fc.array(
-          fc.string({ minLength: 1 }).filter((s) => !s.includes("\n") && !s.includes("\r")),
-          { maxLength: 20 },
-        ),
-        fc.array(fc.nat(), { maxLength: 10 }),
-        (payloads, cuts) => {
-          const wire = Buffer.concat([...payloads.map((p) => sseEvent(p)), sseEvent("[DONE]")]);
-          const points = [...new Set(cuts.map((c) => c % (wire.length + 1)))].sort((a, b) => a - b);
-          const parser = new SseParser();
-          const out: Buffer[] = [];
-          let from = 0;
-          for (const p of [...points, wire.length]) {
-            out.push(...parser.push(wire.subarray(from, p)));
-            from = p;
-          }
-          assert.deepEqual(
-            out.map((b) => b.toString("utf8")),
-            [...payloads, "[DONE]"],
-          );
-          assert.ok(isDone(out.at(-1) as Buffer));
-          assert.equal(parser.pendingBytes, 0);
-        },
-      ),
+      fc.property(payloadsArb, fc.array(fc.nat(), { maxLength: 10 }), (payloads, cuts) => {
+        const { pieces } = cutWire(payloads, cuts);
+        const parser = new SseParser();
+        const out: Buffer[] = [];
+        for (const piece of pieces) out.push(...parser.push(piece));
+        assert.deepEqual(
+          out.map((b) => b.toString("utf8")),
+          [...payloads, "[DONE]"],
+        );
+        assert.ok(isDone(out.at(-1) as Buffer));
+        assert.equal(parser.pendingBytes, 0);
+      }),
     );
   });
 
@@ -41,33 +48,23 @@ describe("SSE parsing", () => {
 
   test("blocks are whole events, byte for byte as written, however the bytes are split", () => {
     fc.assert(
-      fc.property(
-        fc.array(
-          fc.string({ minLength: 1 }).filter((s) => !s.includes("\n") && !s.includes("\r")),
-          { maxLength: 20 },
-        ),
-        fc.array(fc.nat(), { maxLength: 10 }),
-        (payloads, cuts) => {
-          const wire = Buffer.concat([...payloads.map((p) => sseEvent(p)), sseEvent("[DONE]")]);
-          const points = [...new Set(cuts.map((c) => c % (wire.length + 1)))].sort((a, b) => a - b);
-          const reader = new SseBlockReader();
-          const blocks: Buffer[] = [];
-          let done = false;
-          let from = 0;
-          for (const p of [...points, wire.length]) {
-            const block = reader.push(wire.subarray(from, p));
-            from = p;
-            if (!block) continue;
-            assert.equal(done, false, "nothing after the [DONE] block");
-            assert.ok(block.bytes.subarray(-2).equals(Buffer.from("\n\n")), "a block ends at an event end");
-            blocks.push(block.bytes);
-            done = block.done;
-          }
-          assert.ok(Buffer.concat(blocks).equals(wire), "the blocks are the wire bytes");
-          assert.equal(done, true);
-          assert.equal(reader.pendingBytes, 0);
-        },
-      ),
+      fc.property(payloadsArb, fc.array(fc.nat(), { maxLength: 10 }), (payloads, cuts) => {
+        const { wire, pieces } = cutWire(payloads, cuts);
+        const reader = new SseBlockReader();
+        const blocks: Buffer[] = [];
+        let done = false;
+        for (const piece of pieces) {
+          const block = reader.push(piece);
+          if (!block) continue;
+          assert.equal(done, false, "nothing after the [DONE] block");
+          assert.ok(block.bytes.subarray(-2).equals(Buffer.from("\n\n")), "a block ends at an event end");
+          blocks.push(block.bytes);
+          done = block.done;
+        }
+        assert.ok(Buffer.concat(blocks).equals(wire), "the blocks are the wire bytes");
+        assert.equal(done, true);
+        assert.equal(reader.pendingBytes, 0);
+      }),
     );
   });
 

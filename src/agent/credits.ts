@@ -99,15 +99,15 @@ export class CreditLedger {
     this.#unacked -= bytes;
     if (credited) this.#lastCreditAt = this.#now();
     this.#metrics?.unackedBytes.set(this.#unacked);
-    this.wakeNextPaused();
+    this.#wakeNextPaused();
   }
 
   /**
    * Below the pause threshold: wake the longest-waiting paused stream. It
-   * wakes the next once it may send (waitUntil), so a lifted pause wakes as
-   * many streams as fit instead of all of them on every credit.
+   * passes the turn on once it may send (waitUntil), so a lifted pause
+   * wakes as many streams as fit instead of all of them on every credit.
    */
-  /** @internal */ wakeNextPaused(): void {
+  #wakeNextPaused(): void {
     if (this.paused) return;
     const first = this.#paused.values().next();
     if (first.done) return;
@@ -119,8 +119,17 @@ export class CreditLedger {
     this.#metrics?.flowPauses.inc({ scope });
   }
 
-  /** @internal */ get pausedWaiters(): Set<() => void> {
-    return this.#paused;
+  /** @internal Wait until the global pause lifts (a paused stream's turn), `ms` at most. */
+  untilUnpaused(ms: number, signal?: AbortSignal): Promise<void> {
+    return wake(this.#paused, ms, signal);
+  }
+
+  /**
+   * @internal A stream that no longer waits for the pause passes the turn on,
+   * after the caller's turn of the event loop (once it has sent what it may).
+   */
+  passTurn(): void {
+    if (this.#paused.size > 0) setImmediate(() => this.#wakeNextPaused());
   }
 }
 
@@ -148,7 +157,7 @@ function wake(wakers: Set<() => void>, ms: number, signal?: AbortSignal): Promis
 export class StreamCredit {
   /** The effective window in bytes; 0 when flow control is off for this stream. */
   readonly window: number;
-  /** Bytes the router may have left to take before it replenishes: window x REPLENISH_THRESHOLD. */
+  /** Bytes the client takes before the router replenishes (CreditLedger.replenishBytes). */
   readonly replenishBytes: number;
   readonly #ledger: CreditLedger;
   /** Waiting for this stream's own credit. */
@@ -229,14 +238,14 @@ export class StreamCredit {
       if (left <= 0) throw new StalledError(ledger.now() - since);
       // Wait for what blocks: the global pause to lift, or this stream's own credit (then
       // the next paused stream, if any, gets its turn instead).
-      if (ledger.paused) await wake(ledger.pausedWaiters, left, signal);
+      if (ledger.paused) await ledger.untilUnpaused(left, signal);
       else {
-        if (ledger.pausedWaiters.size > 0) setImmediate(() => ledger.wakeNextPaused());
+        ledger.passTurn();
         await wake(this.#waiting, left, signal);
       }
     }
-    // This stream goes on: once it has sent (the caller's turn ends), the next paused one may fit too.
-    if (ledger.pausedWaiters.size > 0) setImmediate(() => ledger.wakeNextPaused());
+    // This stream goes on: the next paused one may fit too.
+    ledger.passTurn();
   }
 }
 

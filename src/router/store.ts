@@ -161,6 +161,16 @@ export type EnrollOutcome =
       message: string;
     };
 
+/** What an enrollment records: the join key's hash, the new node and when. */
+interface EnrollInput {
+  hash: string;
+  nodeId: string;
+  publicKey: string;
+  hostname: string;
+  agentVersion: string;
+  now: number;
+}
+
 export class RouterStore {
   /** Prepared statements by SQL text: preparing costs more than running on hot paths. */
   readonly #statements = new Map<string, ReturnType<DatabaseSync["prepare"]>>();
@@ -254,14 +264,7 @@ export class RouterStore {
   }
 
   /** Spend one use of a join key and record the node, atomically. */
-  enrollNode(input: {
-    hash: string;
-    nodeId: string;
-    publicKey: string;
-    hostname: string;
-    agentVersion: string;
-    now: number;
-  }): EnrollOutcome {
+  enrollNode(input: EnrollInput): EnrollOutcome {
     this.db.exec("BEGIN IMMEDIATE");
     try {
       const outcome = this.enrollInTransaction(input);
@@ -273,14 +276,7 @@ export class RouterStore {
     }
   }
 
-  private enrollInTransaction(input: {
-    hash: string;
-    nodeId: string;
-    publicKey: string;
-    hostname: string;
-    agentVersion: string;
-    now: number;
-  }): EnrollOutcome {
+  private enrollInTransaction(input: EnrollInput): EnrollOutcome {
     const row = this.db.prepare("SELECT * FROM join_keys WHERE hash = ?").get(input.hash) as Row | undefined;
     if (!row)
       return {

@@ -43,10 +43,28 @@ const SCENARIOS: Array<{ name: string; timing: SimTiming }> = [
 ];
 const MAX_CONCURRENT = Math.max(...LEVELS);
 
+/**
+ * Requests per cell: enough that each measured run lasts seconds, not a
+ * fraction of one (CPU time is read from /proc in 10 ms ticks, and a run of
+ * a few hundred ms is mostly ramp-up and tail).
+ */
 function requestsFor(level: number, timing: SimTiming): number {
   const scale = flags.quick ? 0.25 : 1;
-  if (level === 1) return Math.round((timing.itlMs === 0 ? 300 : 80) * scale);
-  return Math.max(level, Math.round(Math.min(4 * level, 2048) * scale));
+  if (level === 1) return Math.round((timing.itlMs === 0 ? 1000 : 80) * scale);
+  return Math.max(level, Math.round(Math.max(4 * level, timing.itlMs === 0 ? 4096 : 1024) * scale));
+}
+
+/**
+ * The warm-up before each cell: the JIT has compiled the hot path and the
+ * relay's engine connections are open, so the figures are the steady state
+ * a long-running relay lives in (start-up is measured apart, by
+ * bench/startup.ts). At least 16 at a time, so a paced engine warms up in
+ * seconds.
+ */
+function warmUpFor(level: number, timing: SimTiming): { concurrency: number; requests: number } {
+  const scale = flags.quick ? 0.25 : 1;
+  const requests = Math.max(timing.itlMs === 0 ? 200 : 64, 2 * level);
+  return { concurrency: Math.max(level, 16), requests: Math.round(requests * scale) };
 }
 
 async function freePort(): Promise<number> {
@@ -174,13 +192,11 @@ async function measure(
   timing: SimTiming,
 ): Promise<Row> {
   const body = { model: target.model, messages: [{ role: "user", content: "benchmark" }] };
-  // A short warm-up so connection set-up and JIT are not in the figures.
   await runLoad({
     url: target.url,
     headers: target.headers,
     body,
-    concurrency: Math.min(level, 16),
-    requests: Math.min(level, 16) * 2,
+    ...warmUpFor(level, timing),
   });
   const pids = target.pids();
   const before = sampleAll(pids);

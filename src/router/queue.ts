@@ -22,6 +22,11 @@ export interface QueueSettings {
 
 export const DEFAULT_QUEUE: QueueSettings = { queueMax: 10, queueTimeoutMs: 30_000 };
 
+/** Requests that may wait for the previous run's nodes at once; more get their answer at once. */
+export const MAX_AWAITING_RETURN = 1000;
+/** Time past the longest renewal interval for a returning node's registration to arrive. */
+const RETURN_MARGIN_MS = 1000;
+
 export type Placement =
   | { ok: true; lease: Lease; queued: boolean; queuedMs: number }
   | { ok: false; status: number; code: string; message: string; outcome: string };
@@ -35,7 +40,10 @@ export interface LeaseSource {
 interface Waiter {
   project: string;
   model: string;
+  /** The node whose queue holds it ("" while not parked on a node). */
   nodeId: string;
+  /** Parked at some point (on a node, or waiting for returning nodes). */
+  parked: boolean;
   since: number;
   timer: NodeJS.Timeout;
   settle: (p: Placement) => void;
@@ -56,11 +64,20 @@ export class Scheduler {
   readonly #metrics: RouterMetrics | undefined;
   readonly #inflight = new Map<string, number>();
   readonly #queues = new Map<string, Waiter[]>();
+  /** Requests waiting for the nodes of the previous router run to register again. */
+  #awaitingReturn: Waiter[] = [];
+  /** Until when those nodes may still come back (0: none are expected). */
+  readonly #returnUntil: number;
 
   constructor(leases: LeaseSource, settings: QueueSettings, metrics?: RouterMetrics) {
     this.#leases = leases;
     this.#o = settings;
     this.#metrics = metrics;
+    // The leases known before any node connected are the previous run's: their nodes renew at
+    // most every half lease (control-plane.ts caps the interval), and re-register on refusal.
+    let longest = 0;
+    for (const l of leases.leases()) if (l.controlRoutingId === null) longest = Math.max(longest, l.leaseMs);
+    this.#returnUntil = longest > 0 ? Date.now() + longest / 2 + RETURN_MARGIN_MS : 0;
   }
 
   inflight(nodeId: string): number {
@@ -69,7 +86,7 @@ export class Scheduler {
 
   queued(nodeId?: string): number {
     if (nodeId) return this.#queues.get(nodeId)?.length ?? 0;
-    let n = 0;
+    let n = this.#awaitingReturn.length;
     for (const q of this.#queues.values()) n += q.length;
     return n;
   }
@@ -107,6 +124,7 @@ export class Scheduler {
         project,
         model,
         nodeId: "",
+        parked: false,
         since,
         timer: undefined as unknown as NodeJS.Timeout,
         settle,
@@ -127,6 +145,14 @@ export class Scheduler {
 
   /** Re-examine every queue: dispatch where slots are free, move requests off nodes that stopped being ready. */
   pump(): void {
+    if (this.#awaitingReturn.length > 0) {
+      const waiting = this.#awaitingReturn;
+      this.#awaitingReturn = [];
+      for (const w of waiting) {
+        clearTimeout(w.timer);
+        this.#place(w);
+      }
+    }
     for (const [nodeId, queue] of [...this.#queues]) {
       const lease = this.#leases.lease(nodeId);
       if (lease?.state !== "ready" || lease.controlRoutingId === null) {
@@ -150,7 +176,7 @@ export class Scheduler {
 
   /** Answer every parked request with 503 (the router is stopping). */
   close(): void {
-    for (const queue of this.#queues.values())
+    for (const queue of [...this.#queues.values(), this.#awaitingReturn])
       for (const w of queue) {
         clearTimeout(w.timer);
         w.settle({
@@ -162,11 +188,18 @@ export class Scheduler {
         });
       }
     this.#queues.clear();
+    this.#awaitingReturn = [];
     this.#metrics?.queueDepth.set(0);
   }
 
   #forget(w: Waiter): void {
     clearTimeout(w.timer);
+    const waiting = this.#awaitingReturn.indexOf(w);
+    if (waiting >= 0) {
+      this.#awaitingReturn.splice(waiting, 1);
+      this.#metrics?.queueDepth.set(this.queued());
+      return;
+    }
     const q = this.#queues.get(w.nodeId);
     if (!q) return;
     const i = q.indexOf(w);
@@ -179,9 +212,9 @@ export class Scheduler {
     const all = this.#leases.leases();
     const candidates = all.filter((l) => compatible(l, w.project, w.model));
     if (candidates.length === 0) {
-      const known = all.some(
-        (l) => l.state !== "expired" && l.project === w.project && l.status.models.includes(w.model),
-      );
+      // Any lease counts, expired ones too: the model exists in this project, its nodes are away.
+      const known = all.some((l) => l.project === w.project && l.status.models.includes(w.model));
+      if (known && this.#awaitReturn(w)) return;
       w.settle(
         known
           ? {
@@ -206,7 +239,7 @@ export class Scheduler {
       if (this.#free(l) > 0 && (!best || this.#free(l) > this.#free(best))) best = l;
     if (best) {
       this.#take(best);
-      w.settle({ ok: true, lease: best, queued: w.nodeId !== "", queuedMs: Date.now() - w.since });
+      w.settle({ ok: true, lease: best, queued: w.parked, queuedMs: Date.now() - w.since });
       return;
     }
     if (candidates.length > 1) {
@@ -232,20 +265,54 @@ export class Scheduler {
       return;
     }
     w.nodeId = node.nodeId;
-    const left = Math.max(0, w.since + this.#o.queueTimeoutMs - Date.now());
+    w.parked = true;
     w.timer = setTimeout(() => {
       this.#forget(w);
-      this.#metrics?.queueTimeouts.inc();
-      w.settle({
-        ok: false,
-        status: 503,
-        code: "queue_timeout",
-        message: `no slot freed on the node serving '${w.model}' within ${this.#o.queueTimeoutMs} ms`,
-        outcome: "queue_timeout",
-      });
-    }, left);
+      this.#timedOut(w, `no slot freed on the node serving '${w.model}'`);
+    }, this.#left(w));
     queue.push(w);
     this.#queues.set(node.nodeId, queue);
     this.#metrics?.queueDepth.set(this.queued());
+  }
+
+  /** Milliseconds of a request's queue timeout still left. */
+  #left(w: Waiter): number {
+    return Math.max(0, w.since + this.#o.queueTimeoutMs - Date.now());
+  }
+
+  #timedOut(w: Waiter, what: string): void {
+    this.#metrics?.queueTimeouts.inc();
+    w.settle({
+      ok: false,
+      status: 503,
+      code: "queue_timeout",
+      message: `${what} within ${this.#o.queueTimeoutMs} ms`,
+      outcome: "queue_timeout",
+    });
+  }
+
+  /**
+   * Park a request for a model no connected node serves while the previous
+   * run's nodes may still come back; false when that time is over (or too
+   * many wait). pump() places it again at every lease change.
+   */
+  #awaitReturn(w: Waiter): boolean {
+    const now = Date.now();
+    if (now >= this.#returnUntil || this.#awaitingReturn.length >= MAX_AWAITING_RETURN) return false;
+    w.nodeId = "";
+    w.parked = true;
+    const timeout = this.#left(w);
+    const returnLeft = this.#returnUntil - now;
+    w.timer = setTimeout(
+      () => {
+        this.#forget(w);
+        if (timeout <= returnLeft) this.#timedOut(w, `no node serving '${w.model}' came back`);
+        else this.#place(w);
+      },
+      Math.min(timeout, returnLeft),
+    );
+    this.#awaitingReturn.push(w);
+    this.#metrics?.queueDepth.set(this.queued());
+    return true;
   }
 }

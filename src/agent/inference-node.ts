@@ -247,7 +247,10 @@ export async function runInferenceNode(
         });
         o.onAssignments?.(assignments);
       },
-      onRegistered: () => assignments?.resend(),
+      onRegistered: (lease) => {
+        relay.leaseBegan(lease.leaseId);
+        assignments?.resend();
+      },
       beforeStop: async (_s, graceMs) => {
         await relay.drain(graceMs, o.hardStop);
       },

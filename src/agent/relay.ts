@@ -230,6 +230,20 @@ export class Relay {
     await new Promise((resolve) => setTimeout(resolve, DRAIN_FLUSH_MS));
   }
 
+  /**
+   * A new lease began: the streams dispatched under an earlier one have no
+   * client at the router any more (it failed them when that lease ended, or
+   * it restarted and never knew them). End them now: one waiting for
+   * credit would otherwise hold its slot until the stall timeout.
+   */
+  leaseBegan(leaseId: string): void {
+    const stale = [...this.#active.values()].filter((a) => a.dispatch.leaseId !== leaseId);
+    if (stale.length === 0) return;
+    this.#log.warn({ streams: stale.length }, "a new lease began: ending the streams of the previous one");
+    for (const a of stale)
+      a.abort.abort(new StreamAbort("cancelled", 499, "the lease this stream ran under has ended"));
+  }
+
   cancelAll(reason?: Error): void {
     for (const a of this.#active.values())
       a.abort.abort(reason ?? new StreamAbort("draining", 503, "the node is shutting down"));

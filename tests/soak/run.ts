@@ -476,6 +476,10 @@ export async function runSoak(o: SoakOptions): Promise<SoakSummary> {
         }
         if (r.status >= 500 && r.status !== 502 && r.status !== 503 && r.status !== 504)
           violations.push(`${where}: status ${r.status} (${code}): ${r.body.toString().slice(0, 300)}`);
+        // Every request asks for the model the nodes serve: "no such model" is never true here,
+        // not even while the restarted router waits for its nodes to register again.
+        if (r.status === 404)
+          violations.push(`${where}: 404 (${code}) for a served model: ${r.body.toString().slice(0, 300)}`);
         return `http_${r.status}_${code}`;
       }
       if (r.status !== 200) {
@@ -662,6 +666,10 @@ export async function runSoak(o: SoakOptions): Promise<SoakSummary> {
       () => false,
     );
     if (!settled) violations.push(`after the run something is still held: ${JSON.stringify(final)}`);
+    // Slow readers keep taking bytes, so no stream may wait out the flow timeout: one that does was
+    // forgotten (its client gone at the router, the node still waiting for credit).
+    for (const [node, n] of Object.entries(stalls))
+      if (n > 0) violations.push(`${node}: ${n} stream(s) stalled for want of credit`);
 
     rssEnd("router#2");
     rssEnd("node-B");

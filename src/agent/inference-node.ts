@@ -135,7 +135,16 @@ export async function runInferenceNode(
   const launchFor =
     o.launchFor ??
     ((model: { name: string; path: string }) => describeAssignedLaunch(config, new Set(), o.env, model));
-  const serveModel = async (model: { name: string; path: string }): Promise<void> => {
+  /** The assigned model the engine was last started with (its cache folder). */
+  let served: { name: string; path: string } | undefined;
+  const serveModel = async (model: { name: string; path: string; alreadyCached: boolean }): Promise<void> => {
+    // The same files the engine already serves (the model assigned again): a restart would only
+    // take the node out of service while the engine loads them again.
+    const running = engine?.state === "ready" || engine?.state === "loading";
+    if (model.alreadyCached && running && served?.name === model.name && served.path === model.path) {
+      log.info({ model: model.name }, "the assigned model is the one being served: the engine keeps running");
+      return;
+    }
     const launch = await launchFor(model);
     const launched = await createLaunchEngine(launch, config, { logger, env: o.env });
     const next = launched.engine;
@@ -178,6 +187,7 @@ export async function runInferenceNode(
       { model: model.name, path: model.path, engine: next.kind },
       "starting the engine with the assigned model",
     );
+    served = { name: model.name, path: model.path };
     await next.start();
   };
   let assignments: ModelAssignments | undefined;

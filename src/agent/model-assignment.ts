@@ -29,8 +29,11 @@ export interface ModelAssignmentsOptions {
   channel: ModelChannel;
   /** Send a progress report to the router; false when it could not be sent (resent at registration). */
   report: (p: ModelProgressReport) => Promise<boolean>;
-  /** Serve the pulled model (replace the engine); throws with the reason when it cannot. */
-  serve: (model: { name: string; path: string }) => Promise<void>;
+  /**
+   * Serve the pulled model (replace the engine); throws with the reason when
+   * it cannot. `alreadyCached`: the cache held these very files before the pull.
+   */
+  serve: (model: { name: string; path: string; alreadyCached: boolean }) => Promise<void>;
   now?: () => number;
   /** Least time between two byte-count reports to the router. */
   reportIntervalMs?: number;
@@ -185,7 +188,7 @@ export class ModelAssignments {
       if (a.abort.signal.aborted) return;
       done = result.sizeBytes;
       total = result.sizeBytes;
-      await this.#o.serve({ name: result.name, path: result.path });
+      await this.#o.serve({ name: result.name, path: result.path, alreadyCached: result.alreadyCached });
       if (a.abort.signal.aborted) return;
       a.finished = "ready";
       send("ready", undefined, true);

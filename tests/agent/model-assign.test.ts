@@ -8,7 +8,15 @@
  * over its own connection with the pull code of `xim pull`.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -103,6 +111,23 @@ function nodeConfig(configDir: string, key: string) {
 
 function lease() {
   return service.controlPlane.lease(nodeId);
+}
+
+/** The `xim engine-sim` children of this process (the node runs in it and starts them). */
+function engineProcesses(): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === process.pid && readFileSync(`/proc/${entry}/cmdline`, "utf8").includes("engine-sim"))
+        pids.push(Number(entry));
+    } catch {
+      // the process ended while being read
+    }
+  }
+  return pids.sort((a, b) => a - b);
 }
 
 before(async () => {
@@ -225,6 +250,26 @@ describe("a model the router assigns reaches a running node", () => {
     const listed = listNodes(service.store).find((n) => n.nodeId === nodeId);
     assert.equal(listed?.assignment?.name, "team/tiny");
     assert.equal(describeAssignment(listed?.assignment ?? null), "router://team/tiny ready");
+  });
+
+  test("the same model assigned again is reported ready and the engine process serves on (no restart)", {
+    timeout: 60_000,
+  }, async () => {
+    const before = engineProcesses();
+    assert.equal(before.length, 1, "one engine-sim child serves team/tiny");
+    const again = await assignModel(service.store, library, nodeId, "team/tiny");
+    const row = await waitFor(
+      () => {
+        const r = service.store.getAssignment(nodeId);
+        const state = r?.assignmentId === again.assignmentId ? r.progress?.state : undefined;
+        return state === "ready" || state === "failed" ? r : undefined;
+      },
+      { timeoutMs: 30_000, what: "the node to report the same model ready again" },
+    );
+    assert.equal(row?.progress?.state, "ready", row?.progress?.message ?? "no message");
+    assert.deepEqual(engineProcesses(), before, "the same engine process, not a new one");
+    assert.equal(lease()?.status.engine, "ready");
+    assert.equal((await chat("team/tiny")).status, 200);
   });
 
   test("a failed pull reports failed with the reason, the node keeps serving, and a new assignment retries", {

@@ -243,6 +243,7 @@ export async function runInferenceNode(
       status,
       onMessage: (m) => {
         if (m.type === "model_assign") assignments?.handle(m);
+        else if (m.type === "model_unassign") assignments?.withdraw(m.assignmentId);
         else relay.handle(m);
       },
       onSession: (s) => {

@@ -8,6 +8,7 @@
  * `serve`, which replaces the engine. A failed pull or engine swap reports
  * `failed` with the reason and leaves the engine as it was; a new
  * assignment (or the same one sent again after a reconnect) tries again.
+ * `model_unassign` stops a pull still running.
  */
 
 import { messageOf, XimError } from "../core/errors.ts";
@@ -101,6 +102,22 @@ export class ModelAssignments {
       await this.#run(next);
     })();
     this.#current = next;
+  }
+
+  /**
+   * The router withdrew an assignment: a pull of it still running stops (the
+   * bytes on disk stay for a later resume) and the current engine serves on.
+   * An engine swap already under way finishes.
+   */
+  withdraw(assignmentId: string): void {
+    const cur = this.#current;
+    if (!cur || cur.assignmentId !== assignmentId || cur.finished !== null || cur.abort.signal.aborted)
+      return;
+    this.#log.info(
+      { model: cur.name, assignmentId },
+      `the router withdrew the assignment of router://${cur.name}: stopping its pull`,
+    );
+    cur.abort.abort();
   }
 
   /** Send the latest report again (after a registration: the router may have missed it). */

@@ -214,7 +214,8 @@ export const routerModelsCommand: CommandSpec = {
     },
     {
       name: "unassign",
-      summary: "Forget a node's assignment (the node keeps serving its current model)",
+      summary:
+        "Forget a node's assignment: a pull still running stops, the node keeps serving its current model",
       arguments: ["<node-id>"],
       options: [stateOption],
       examples: ["xim router models unassign node_3f2a9c1b7d4e5f60718293a4"],

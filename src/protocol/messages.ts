@@ -277,6 +277,13 @@ export const ModelAssignSchema = v.object({
   name: id(256),
 });
 
+/** The operator withdrew that assignment (`xim router models unassign`): stop its pull if it still runs. */
+export const ModelUnassignSchema = v.object({
+  v: version,
+  type: v.literal("model_unassign"),
+  assignmentId: id(64),
+});
+
 // ---- router -> node, streaming socket --------------------------------------------------------
 
 export const CreditSchema = v.object({
@@ -324,6 +331,7 @@ export const RouterMessageSchema = v.variant("type", [
   CreditSchema,
   ModelReplyMessageSchema,
   ModelAssignSchema,
+  ModelUnassignSchema,
 ]);
 
 export type NodeMessage = v.InferOutput<typeof NodeMessageSchema>;

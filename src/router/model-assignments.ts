@@ -147,7 +147,11 @@ export class ModelAssigner {
       return;
     }
     const assigned = new Set(rows.map((r) => r.nodeId));
-    for (const nodeId of this.#sent.keys()) if (!assigned.has(nodeId)) this.#sent.delete(nodeId);
+    for (const [nodeId, key] of this.#sent)
+      if (!assigned.has(nodeId)) {
+        this.#sent.delete(nodeId);
+        this.#withdraw(nodeId, key.split(" ")[0]);
+      }
     for (const row of rows) {
       const lease = this.#o.controlPlane.lease(row.nodeId);
       if (lease) this.#deliver(lease, row);
@@ -187,6 +191,14 @@ export class ModelAssigner {
         // Not queued (the lease ended meanwhile): try again on the next poll or registration.
         if (!sent && this.#sent.get(lease.nodeId) === key) this.#sent.delete(lease.nodeId);
       });
+  }
+
+  /** `xim router models unassign` removed the row: stop the node's pull if it still runs. */
+  #withdraw(nodeId: string, assignmentId: string): void {
+    const lease = this.#o.controlPlane.lease(nodeId);
+    if (!lease || lease.state === "expired" || lease.controlRoutingId === null) return;
+    this.#log.info({ nodeId, assignmentId }, "the node's model assignment was withdrawn");
+    void this.#o.controlPlane.send(nodeId, { type: "model_unassign", assignmentId });
   }
 
   #progress(lease: Lease, m: NodeMessageOf<"model_progress">): void {

@@ -5,7 +5,7 @@
  * router at most once per interval while every change of state goes at once.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
@@ -116,6 +116,76 @@ describe("model assignment progress", () => {
     await a.settled;
     assert.equal(reports.at(-1)?.state, "failed");
     assert.match(reports.at(-1)?.message ?? "", /no config\.json/);
+    await a.close();
+  });
+
+  test("a withdrawn assignment stops its pull mid-way: nothing is served, no failure is reported", {
+    timeout: 30_000,
+  }, async () => {
+    const { library } = await published("withdrawn");
+    const reports: ModelProgressReport[] = [];
+    const served: Array<{ name: string }> = [];
+    let requests = 0;
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let reachedFifth: () => void = () => {};
+    const fifth = new Promise<void>((resolve) => {
+      reachedFifth = resolve;
+    });
+    // From the fifth on, requests to the router wait until the test has withdrawn the assignment;
+    // like the session's channel, a request whose signal aborts is rejected.
+    const channel: ModelChannel = async (request, signal) => {
+      if (++requests >= 5) {
+        reachedFifth();
+        await new Promise<void>((resolve, reject) => {
+          void held.then(resolve);
+          signal?.addEventListener("abort", () => reject(new Error("the model request was cancelled")), {
+            once: true,
+          });
+        });
+      }
+      return library.handle(request);
+    };
+    const a = new ModelAssignments({
+      config: {
+        modelCacheDir: join(root, "cache3"),
+        modelCacheMaxSizeGb: 1,
+        modelPullMaxAttempts: 2,
+        modelPullBaseDelayMs: 1,
+        modelPullMaxDelayMs: 1,
+      },
+      logger: silentLogger(),
+      channel,
+      report: async (p) => {
+        reports.push({ ...p });
+        return true;
+      },
+      serve: async (m) => {
+        served.push(m);
+      },
+    });
+    a.handle({ assignmentId: "as_3", name: "withdrawn" });
+    await fifth;
+    a.withdraw("as_other");
+    a.withdraw("as_3");
+    const issued = requests;
+    release();
+    await a.settled;
+    assert.deepEqual(served, [], "the withdrawn model was not served");
+    assert.equal(requests, issued, "no request to the router after the withdrawal");
+    assert.ok(!existsSync(join(root, "cache3", "withdrawn")), "nothing was placed in the cache");
+    assert.ok(
+      reports.every((r) => r.state === "pulling"),
+      reports.map((r) => r.state).join(","),
+    );
+
+    // Assigned again later, it is pulled (resuming what is on disk) and served.
+    a.handle({ assignmentId: "as_4", name: "withdrawn" });
+    await a.settled;
+    assert.equal(served.length, 1);
+    assert.equal(reports.at(-1)?.state, "ready");
     await a.close();
   });
 });

@@ -31,7 +31,7 @@ import { createNodeMetrics } from "../../src/observability/node-metrics.ts";
 import type { NodeMessageOf } from "../../src/protocol/messages.ts";
 import { createApiKey } from "../../src/router/api-keys.ts";
 import { createJoinKey } from "../../src/router/join-keys.ts";
-import { assignModel, describeAssignment } from "../../src/router/model-assignments.ts";
+import { assignModel, describeAssignment, unassignModel } from "../../src/router/model-assignments.ts";
 import { listNodes } from "../../src/router/nodes.ts";
 import { type RouterService, startRouterService } from "../../src/router/service.ts";
 import { waitFor } from "../router/harness.ts";
@@ -360,6 +360,49 @@ describe("a model the router assigns reaches a running node", () => {
       stop.abort();
       hard.abort();
       assert.deepEqual(await done, { nodeId: enrolled.nodeId, enrolled: false });
+    }
+  });
+
+  test("unassign: the running router tells the node to stop the assignment's pull; the engine serves on", {
+    timeout: 60_000,
+  }, async () => {
+    const cp = service.controlPlane;
+    const sent: Array<{ nodeId: string; type: string; assignmentId?: string }> = [];
+    const send = cp.send.bind(cp);
+    cp.send = (to, m) => {
+      sent.push({
+        nodeId: to,
+        type: m.type,
+        ...("assignmentId" in m ? { assignmentId: m.assignmentId } : {}),
+      });
+      return send(to, m);
+    };
+    try {
+      await library.add("team/withdrawn", modelFolder("withdrawn", 3 * 1024 * 1024, 5));
+      const serving = lease()?.status.models[0] as string;
+      const a = await assignModel(service.store, library, nodeId, "team/withdrawn");
+      await waitFor(() => sent.find((m) => m.type === "model_assign" && m.assignmentId === a.assignmentId), {
+        timeoutMs: 10_000,
+        what: "the assignment to be sent",
+      });
+      assert.equal(unassignModel(service.store, nodeId).had, true);
+      const withdrawn = await waitFor(() => sent.find((m) => m.type === "model_unassign"), {
+        timeoutMs: 10_000,
+        what: "the router to send model_unassign",
+      });
+      assert.deepEqual(withdrawn, { nodeId, type: "model_unassign", assignmentId: a.assignmentId });
+      await assignments?.settled;
+      await waitFor(() => (lease()?.state === "ready" ? lease() : undefined), {
+        timeoutMs: 30_000,
+        what: "the node to be ready",
+      });
+      // Withdrawn before or after its pull ended, the node serves on: the old model, or (when the
+      // small pull won the race) the new one.
+      const model = lease()?.status.models[0] as string;
+      assert.ok([serving, "team/withdrawn"].includes(model), model);
+      assert.equal((await chat(model)).status, 200);
+    } finally {
+      cp.send = send;
     }
   });
 });

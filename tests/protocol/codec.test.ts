@@ -140,6 +140,7 @@ export const routerExamples: Outgoing<RouterMessage>[] = [
     },
   },
   { type: "model_assign", assignmentId: "as_0123456789abcdef", name: "tiny" },
+  { type: "model_unassign", assignmentId: "as_0123456789abcdef" },
 ];
 
 function normalise(value: unknown): unknown {

@@ -29,6 +29,39 @@ async function published(name: string): Promise<{ library: ModelLibrary; folder:
   return { library, folder };
 }
 
+/** A handler pulling into its own cache folder, recording its reports and what it was asked to serve. */
+function assignments(
+  cache: string,
+  channel: ModelChannel,
+  o: { serve?: () => Promise<void>; now?: () => number; reportIntervalMs?: number } = {},
+) {
+  const reports: ModelProgressReport[] = [];
+  const served: Array<{ name: string; path: string }> = [];
+  const handler = new ModelAssignments({
+    config: {
+      modelCacheDir: join(root, cache),
+      modelCacheMaxSizeGb: 1,
+      modelPullMaxAttempts: 2,
+      modelPullBaseDelayMs: 1,
+      modelPullMaxDelayMs: 1,
+    },
+    logger: silentLogger(),
+    channel,
+    report: async (p) => {
+      reports.push({ ...p });
+      return true;
+    },
+    serve:
+      o.serve ??
+      (async (m) => {
+        served.push(m);
+      }),
+    now: o.now,
+    reportIntervalMs: o.reportIntervalMs,
+  });
+  return { a: handler, reports, served };
+}
+
 describe("model assignment progress", () => {
   test("byte counts are reported at most once per interval; state changes always", {
     timeout: 30_000,
@@ -40,28 +73,7 @@ describe("model assignment progress", () => {
       t += 250;
       return library.handle(request);
     };
-    const reports: ModelProgressReport[] = [];
-    const served: Array<{ name: string; path: string }> = [];
-    const a = new ModelAssignments({
-      config: {
-        modelCacheDir: join(root, "cache"),
-        modelCacheMaxSizeGb: 1,
-        modelPullMaxAttempts: 2,
-        modelPullBaseDelayMs: 1,
-        modelPullMaxDelayMs: 1,
-      },
-      logger: silentLogger(),
-      channel,
-      report: async (p) => {
-        reports.push({ ...p });
-        return true;
-      },
-      serve: async (m) => {
-        served.push(m);
-      },
-      now: () => t,
-      reportIntervalMs: 1000,
-    });
+    const { a, reports, served } = assignments("cache", channel, { now: () => t, reportIntervalMs: 1000 });
     a.handle({ assignmentId: "as_1", name: "many" });
     await a.settled;
     assert.equal(served.length, 1);
@@ -93,21 +105,7 @@ describe("model assignment progress", () => {
     timeout: 30_000,
   }, async () => {
     const { library } = await published("refused");
-    const reports: ModelProgressReport[] = [];
-    const a = new ModelAssignments({
-      config: {
-        modelCacheDir: join(root, "cache2"),
-        modelCacheMaxSizeGb: 1,
-        modelPullMaxAttempts: 2,
-        modelPullBaseDelayMs: 1,
-        modelPullMaxDelayMs: 1,
-      },
-      logger: silentLogger(),
-      channel: (request) => library.handle(request),
-      report: async (p) => {
-        reports.push({ ...p });
-        return true;
-      },
+    const { a, reports } = assignments("cache2", (request) => library.handle(request), {
       serve: async () => {
         throw new Error("the planner found no config.json");
       },
@@ -123,8 +121,6 @@ describe("model assignment progress", () => {
     timeout: 30_000,
   }, async () => {
     const { library } = await published("withdrawn");
-    const reports: ModelProgressReport[] = [];
-    const served: Array<{ name: string }> = [];
     let requests = 0;
     let release: () => void = () => {};
     const held = new Promise<void>((resolve) => {
@@ -148,24 +144,7 @@ describe("model assignment progress", () => {
       }
       return library.handle(request);
     };
-    const a = new ModelAssignments({
-      config: {
-        modelCacheDir: join(root, "cache3"),
-        modelCacheMaxSizeGb: 1,
-        modelPullMaxAttempts: 2,
-        modelPullBaseDelayMs: 1,
-        modelPullMaxDelayMs: 1,
-      },
-      logger: silentLogger(),
-      channel,
-      report: async (p) => {
-        reports.push({ ...p });
-        return true;
-      },
-      serve: async (m) => {
-        served.push(m);
-      },
-    });
+    const { a, reports, served } = assignments("cache3", channel);
     a.handle({ assignmentId: "as_3", name: "withdrawn" });
     await fifth;
     a.withdraw("as_other");

@@ -12,7 +12,7 @@
  * relay share the cores, so CPU per chunk and latency at one stream are
  * the fair figures; throughput at high concurrency mostly shows who leaves
  * the engine and the client more CPU.
- *   node bench/run.ts [--quick] [--levels 1,64,256,1024] [--paths direct,nginx,xim,xim-nocurve]
+ *   node bench/run.ts [--quick] [--repeat N] [--levels 1,64,256,1024] [--paths direct,nginx,xim,xim-nocurve]
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
@@ -28,6 +28,7 @@ import { type SimTiming, startXimStack } from "./lib/xim-stack.ts";
 const { values: flags } = parseArgs({
   options: {
     quick: { type: "boolean", default: false },
+    repeat: { type: "string", default: "1" },
     levels: { type: "string" },
     paths: { type: "string" },
     nginx: { type: "string", default: "/usr/sbin/nginx" },
@@ -42,6 +43,10 @@ const SCENARIOS: Array<{ name: string; timing: SimTiming }> = [
   { name: "realistic (ttft 20 ms, itl 5 ms, 32 tokens)", timing: { ttftMs: 20, itlMs: 5, outputTokens: 32 } },
 ];
 const MAX_CONCURRENT = Math.max(...LEVELS);
+/** Runs per cell; each figure of a cell is the median of its runs (runs on a shared VM vary by 10-20 %). */
+const REPEAT = Number(flags.repeat);
+if (!Number.isInteger(REPEAT) || REPEAT < 1)
+  throw new Error(`--repeat takes a whole number of at least 1, not '${flags.repeat}'`);
 
 /**
  * Requests per cell: enough that each measured run lasts seconds, not a
@@ -190,14 +195,16 @@ async function measure(
   target: Target,
   level: number,
   timing: SimTiming,
+  warmUp = true,
 ): Promise<Row> {
   const body = { model: target.model, messages: [{ role: "user", content: "benchmark" }] };
-  await runLoad({
-    url: target.url,
-    headers: target.headers,
-    body,
-    ...warmUpFor(level, timing),
-  });
+  if (warmUp)
+    await runLoad({
+      url: target.url,
+      headers: target.headers,
+      body,
+      ...warmUpFor(level, timing),
+    });
   const pids = target.pids();
   const before = sampleAll(pids);
   const r: LoadResult = await runLoad({
@@ -232,6 +239,42 @@ async function measure(
     relayCpuSeconds: cpu,
     relayPeakRssMiB: rss,
     cpuSecondsPerMillionChunks: Object.keys(pids).length ? (totalCpu / r.chunks) * 1e6 : null,
+  };
+}
+
+function median(xs: number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/**
+ * One row for a cell run several times: the median of each figure, the
+ * largest peak RSS, and every request and error counted (none is hidden
+ * by a median).
+ */
+function combine(runs: Row[]): Row {
+  if (runs.length === 1) return runs[0];
+  const of = (f: (r: Row) => number) => median(runs.map(f));
+  const perProcess = (f: (r: Row) => Record<string, number>, pick: (xs: number[]) => number) =>
+    Object.fromEntries(Object.keys(f(runs[0])).map((k) => [k, pick(runs.map((r) => f(r)[k]))]));
+  const cpu = runs[0].cpuSecondsPerMillionChunks;
+  return {
+    ...runs[0],
+    requests: runs.reduce((n, r) => n + r.requests, 0),
+    ok: runs.reduce((n, r) => n + r.ok, 0),
+    errors: runs.reduce((n, r) => n + r.errors, 0),
+    errorSamples: runs.flatMap((r) => r.errorSamples).slice(0, 5),
+    ttftP50Ms: of((r) => r.ttftP50Ms),
+    ttftP99Ms: of((r) => r.ttftP99Ms),
+    tokensPerSecond: of((r) => r.tokensPerSecond),
+    chunksPerSecond: of((r) => r.chunksPerSecond),
+    relayCpuSeconds: perProcess((r) => r.relayCpuSeconds, median),
+    relayPeakRssMiB: perProcess(
+      (r) => r.relayPeakRssMiB,
+      (xs) => Math.max(...xs),
+    ),
+    cpuSecondsPerMillionChunks: cpu === null ? null : of((r) => r.cpuSecondsPerMillionChunks as number),
   };
 }
 
@@ -286,7 +329,10 @@ async function main(): Promise<void> {
         const target = await startTarget(path, timing, engine.port);
         try {
           for (const level of LEVELS) {
-            const row = await measure(name, path, target, level, timing);
+            const runs: Row[] = [];
+            for (let i = 0; i < REPEAT; i++)
+              runs.push(await measure(name, path, target, level, timing, i === 0));
+            const row = combine(runs);
             rows.push(row);
             process.stderr.write(
               `  ${path} x${level}: ${row.ok}/${row.requests} ok, ttft p50 ${fmt(row.ttftP50Ms, 2)} ms, ${fmt(row.chunksPerSecond, 0)} chunks/s${row.errors ? `, errors: ${row.errorSamples.join(" | ")}` : ""}\n`,
@@ -313,7 +359,7 @@ async function main(): Promise<void> {
   };
   writeFileSync(
     flags.out as string,
-    `${JSON.stringify({ machine, levels: LEVELS, rows, largestConcurrencyWithoutErrors: held }, null, 2)}\n`,
+    `${JSON.stringify({ machine, levels: LEVELS, repeat: REPEAT, rows, largestConcurrencyWithoutErrors: held }, null, 2)}\n`,
   );
   process.stdout.write(
     `${table(rows)}\n\nlargest concurrency held without errors: ${Object.entries(held)
@@ -321,7 +367,7 @@ async function main(): Promise<void> {
       .join(", ")}\n`,
   );
   process.stdout.write(
-    `machine: ${machine.cpus} x ${machine.cpuModel}, ${machine.node}; ${((Date.now() - started) / 1000).toFixed(0)} s; results in ${flags.out}\n`,
+    `machine: ${machine.cpus} x ${machine.cpuModel}, ${machine.node}; ${REPEAT > 1 ? `median of ${REPEAT} runs per cell; ` : ""}${((Date.now() - started) / 1000).toFixed(0)} s; results in ${flags.out}\n`,
   );
 }
 

@@ -115,8 +115,8 @@ export class ModelAssigner {
   readonly #o: ModelAssignerOptions;
   readonly #log: Logger;
   readonly #now: () => number;
-  /** nodeId -> "assignmentId leaseId" last sent: one model_assign per assignment and lease. */
-  readonly #sent = new Map<string, string>();
+  /** nodeId -> the assignment last sent and the lease it went to: one model_assign per assignment and lease. */
+  readonly #sent = new Map<string, { assignmentId: string; leaseId: string }>();
   readonly #lastState = new Map<string, string>();
   readonly #unsubscribe: Array<() => void> = [];
   #timer: NodeJS.Timeout | undefined;
@@ -147,10 +147,10 @@ export class ModelAssigner {
       return;
     }
     const assigned = new Set(rows.map((r) => r.nodeId));
-    for (const [nodeId, key] of this.#sent)
+    for (const [nodeId, sent] of this.#sent)
       if (!assigned.has(nodeId)) {
         this.#sent.delete(nodeId);
-        this.#withdraw(nodeId, key.split(" ")[0]);
+        this.#withdraw(nodeId, sent.assignmentId);
       }
     for (const row of rows) {
       const lease = this.#o.controlPlane.lease(row.nodeId);
@@ -174,22 +174,20 @@ export class ModelAssigner {
 
   #deliver(lease: Lease, row: AssignmentRow): void {
     if (lease.state === "expired" || lease.controlRoutingId === null) return;
-    const key = `${row.assignmentId} ${lease.leaseId}`;
-    if (this.#sent.get(lease.nodeId) === key) return;
-    if (row.progress?.state === "ready" && lease.status.models.includes(row.name)) {
-      this.#sent.set(lease.nodeId, key);
-      return;
-    }
-    this.#sent.set(lease.nodeId, key);
+    const last = this.#sent.get(lease.nodeId);
+    if (last?.assignmentId === row.assignmentId && last.leaseId === lease.leaseId) return;
+    const sent = { assignmentId: row.assignmentId, leaseId: lease.leaseId };
+    this.#sent.set(lease.nodeId, sent);
+    if (row.progress?.state === "ready" && lease.status.models.includes(row.name)) return;
     this.#log.info(
       { nodeId: lease.nodeId, model: row.name, assignmentId: row.assignmentId, epoch: lease.epoch },
       "sending the node its model assignment",
     );
     void this.#o.controlPlane
       .send(lease.nodeId, { type: "model_assign", assignmentId: row.assignmentId, name: row.name })
-      .then((sent) => {
+      .then((queued) => {
         // Not queued (the lease ended meanwhile): try again on the next poll or registration.
-        if (!sent && this.#sent.get(lease.nodeId) === key) this.#sent.delete(lease.nodeId);
+        if (!queued && this.#sent.get(lease.nodeId) === sent) this.#sent.delete(lease.nodeId);
       });
   }
 

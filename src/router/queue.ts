@@ -23,7 +23,7 @@ export interface QueueSettings {
 export const DEFAULT_QUEUE: QueueSettings = { queueMax: 10, queueTimeoutMs: 30_000 };
 
 /** Requests that may wait for the previous run's nodes at once; more get their answer at once. */
-export const MAX_AWAITING_RETURN = 1000;
+const MAX_AWAITING_RETURN = 1000;
 /** Time past the longest renewal interval for a returning node's registration to arrive. */
 const RETURN_MARGIN_MS = 1000;
 

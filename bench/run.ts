@@ -43,6 +43,8 @@ const SCENARIOS: Array<{ name: string; timing: SimTiming }> = [
   { name: "realistic (ttft 20 ms, itl 5 ms, 32 tokens)", timing: { ttftMs: 20, itlMs: 5, outputTokens: 32 } },
 ];
 const MAX_CONCURRENT = Math.max(...LEVELS);
+/** --quick runs a quarter of the requests, warm-up included. */
+const SCALE = flags.quick ? 0.25 : 1;
 /** Runs per cell; each figure of a cell is the median of its runs (runs on a shared VM vary by 10-20 %). */
 const REPEAT = Number(flags.repeat);
 if (!Number.isInteger(REPEAT) || REPEAT < 1)
@@ -54,9 +56,8 @@ if (!Number.isInteger(REPEAT) || REPEAT < 1)
  * a few hundred ms is mostly ramp-up and tail).
  */
 function requestsFor(level: number, timing: SimTiming): number {
-  const scale = flags.quick ? 0.25 : 1;
-  if (level === 1) return Math.round((timing.itlMs === 0 ? 1000 : 80) * scale);
-  return Math.max(level, Math.round(Math.max(4 * level, timing.itlMs === 0 ? 4096 : 1024) * scale));
+  if (level === 1) return Math.round((timing.itlMs === 0 ? 1000 : 80) * SCALE);
+  return Math.max(level, Math.round(Math.max(4 * level, timing.itlMs === 0 ? 4096 : 1024) * SCALE));
 }
 
 /**
@@ -67,9 +68,8 @@ function requestsFor(level: number, timing: SimTiming): number {
  * seconds.
  */
 function warmUpFor(level: number, timing: SimTiming): { concurrency: number; requests: number } {
-  const scale = flags.quick ? 0.25 : 1;
   const requests = Math.max(timing.itlMs === 0 ? 200 : 64, 2 * level);
-  return { concurrency: Math.max(level, 16), requests: Math.round(requests * scale) };
+  return { concurrency: Math.max(level, 16), requests: Math.round(requests * SCALE) };
 }
 
 async function freePort(): Promise<number> {

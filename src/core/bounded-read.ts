@@ -1,0 +1,97 @@
+/**
+ * @module Reading a file whose content comes from outside xim (a model's
+ * config.json, a manifest, enrollment state, a fixture a user points at) with
+ * a size limit, so a symlink to /dev/zero or a 2 GB file cannot exhaust
+ * memory. Only regular files are read: a device, FIFO or socket is refused
+ * before a byte is read (opening a FIFO for reading would block forever, so
+ * the type is checked with stat first and again on the opened descriptor).
+ */
+import { constants } from "node:fs";
+import { open, stat } from "node:fs/promises";
+import { XimError } from "./errors.ts";
+
+export interface BoundedReadOptions {
+  /** What the file is, for the error message: "the model's config.json". */
+  what: string;
+  /** Refuse a file larger than this many bytes. */
+  maxBytes: number;
+}
+
+function describeType(info: {
+  isFIFO(): boolean;
+  isCharacterDevice(): boolean;
+  isBlockDevice(): boolean;
+  isSocket(): boolean;
+  isDirectory(): boolean;
+}): string {
+  if (info.isDirectory()) return "a folder";
+  if (info.isFIFO()) return "a FIFO";
+  if (info.isCharacterDevice()) return "a character device";
+  if (info.isBlockDevice()) return "a block device";
+  if (info.isSocket()) return "a socket";
+  return "not a regular file";
+}
+
+function refuseType(path: string, what: string, kind: string): XimError {
+  return new XimError("XIM_FILE_NOT_REGULAR", `${what} ${path} is ${kind}; only a regular file is read`, {
+    hint: `point it at a regular file (a symlink to a device such as /dev/zero is refused)`,
+  });
+}
+
+function tooLarge(path: string, what: string, size: number, maxBytes: number): XimError {
+  return new XimError(
+    "XIM_FILE_TOO_LARGE",
+    `${what} ${path} is ${size > maxBytes ? `${size} bytes` : "larger than the limit"}; at most ${maxBytes} bytes are read`,
+    { hint: "check that the path names the right file" },
+  );
+}
+
+/**
+ * Read a regular file of at most `maxBytes` bytes. Symlinks are followed (a
+ * user's config may be one) but what they point at must be a regular file.
+ * Errors are XimErrors naming the file; ENOENT keeps its `code` on `cause`.
+ */
+export async function readFileBounded(path: string, options: BoundedReadOptions): Promise<Buffer> {
+  const { what, maxBytes } = options;
+  const before = await stat(path);
+  if (!before.isFile()) throw refuseType(path, what, describeType(before));
+  if (before.size > maxBytes) throw tooLarge(path, what, before.size, maxBytes);
+  // O_NONBLOCK: if the path was swapped for a FIFO between stat and open, the
+  // open does not hang; the fstat below then refuses it.
+  const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw refuseType(path, what, describeType(info));
+    // The file may grow after fstat: read one byte past the limit to notice.
+    const buf = Buffer.alloc(Math.min(maxBytes + 1, Math.max(info.size + 1, 1)));
+    let filled = 0;
+    for (;;) {
+      if (filled === buf.length) {
+        if (buf.length > maxBytes) throw tooLarge(path, what, filled, maxBytes);
+        break;
+      }
+      const { bytesRead } = await handle.read(buf, filled, buf.length - filled, filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    if (filled > maxBytes) throw tooLarge(path, what, filled, maxBytes);
+    return buf.subarray(0, filled);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** {@link readFileBounded} as UTF-8 text. */
+export async function readTextBounded(path: string, options: BoundedReadOptions): Promise<string> {
+  return (await readFileBounded(path, options)).toString("utf8");
+}
+
+/** Limits for the kinds of small files xim reads; one place to change them. */
+export const FileLimits = {
+  /** A model's config.json, tokenizer_config.json, generation_config.json. */
+  modelConfig: 4 * 1024 * 1024,
+  /** A model manifest (file list with checksums). */
+  manifest: 16 * 1024 * 1024,
+  /** Enrollment state, .env files, small settings files. */
+  smallState: 1024 * 1024,
+} as const;

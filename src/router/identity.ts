@@ -9,7 +9,6 @@ import { X509Certificate } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { generate } from "selfsigned";
 import { writeFileAtomic } from "../core/atomic-file.ts";
 import { XimError } from "../core/errors.ts";
 import { sha256Hex } from "../protocol/join-key.ts";
@@ -69,6 +68,9 @@ export async function initRouter(
       ...[...ips, ...names.filter((n) => /^[0-9.:]+$/.test(n))].map((ip) => ({ type: 7 as const, ip })),
     ];
     const now = new Date();
+    // Loaded here, not at the top: the X.509 library is most of the CLI's
+    // start-up cost and only `xim router init` needs it.
+    const { generate } = await import("selfsigned");
     const pems = await generate([{ name: "commonName", value: `xim-router ${hostname()}` }], {
       keyType: "ec",
       curve: "P-256",

@@ -1,5 +1,5 @@
 /**
- * @module The node's side of credit-based flow control (the seed's six
+ * @module The node's side of credit-based flow control (the Xerotier documentation's six
  * XEROTIER_AGENT_FLOW_CONTROL_* settings). Each stream starts with a
  * window of credit (the router's `dispatch.windowBytes`, capped by this
  * node's own window), spends it on every chunk's bytes and waits at zero

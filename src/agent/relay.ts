@@ -105,7 +105,7 @@ interface Active {
  * planner's, else the engine's own batch limit (XEROTIER_AGENT_MAX_NUM_SEQS,
  * or vLLM's default --max-num-seqs on the first GPU: 1024 with 70 GiB or
  * more unless an A100, else 256; research vllm.md), else 5 (CPU and the
- * simulated engine, the seed's CPU starting point).
+ * simulated engine, the Xerotier documentation's CPU starting point).
  */
 export function deriveMaxConcurrent(
   config: Pick<Config, "maxConcurrent" | "maxNumSeqs">,

@@ -2,7 +2,7 @@
  * @module Where LMCache lives for this configuration: whether it is on
  * (XEROTIER_AGENT_LMCACHE_ENABLED, or the lmcache KV backend), its disk-tier
  * folder, and the config file the agent writes (LMCACHE_CONFIG_FILE as the
- * seed's images set it, else lmcache_config.yaml in the config folder).
+ * Xerotier images set it, else lmcache_config.yaml in the config folder).
  */
 import { join } from "node:path";
 import { xdgCacheHome } from "../core/paths.ts";

@@ -2,7 +2,7 @@
  * @module The size of the configured model, when doctor can know it: the
  * weight files of XEROTIER_AGENT_INITIAL_MODEL_PATH on disk, and the
  * parameter count they imply at 16 bits per weight. Used to hold RAM and
- * disk against the seed's memory table.
+ * disk against the Xerotier documentation's memory table.
  */
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -37,7 +37,7 @@ export async function modelSize(path: string | undefined): Promise<ModelSize | u
 }
 
 /**
- * System RAM (decimal GB) the seed's table asks for CPU inference:
+ * System RAM (decimal GB) the Xerotier documentation's table asks for CPU inference:
  * sub-1B ~32 GB, 3-4B ~64 GB, 7-8B ~96 GB. Sizes between rows take the next
  * row; beyond 8B the table's own line is continued (32 GB + 8 GB per billion
  * parameters, which gives 64 at 4B and 96 at 8B).
@@ -49,7 +49,7 @@ export function requiredRamGb(paramsBillions: number): number {
   return Math.ceil(32 + 8 * paramsBillions);
 }
 
-/** The seed's minimum system RAM for CPU inference when the model is not known. */
+/** The Xerotier documentation's minimum system RAM for CPU inference when the model is not known. */
 export const MIN_CPU_RAM_GB = 64;
 
 export const GB = 1e9;

@@ -2,7 +2,7 @@
  * @module The retry loop of a model pull. With the defaults (base 1000 ms,
  * cap 15000 ms, 5 attempts) the waits are about 1 s, 2 s, 4 s, 8 s and 15 s:
  * `XEROTIER_AGENT_MODEL_PULL_MAX_ATTEMPTS` counts retries after the first
- * try, as the seed document's retry sequence shows. Each wait is the
+ * try, as the Xerotier documentation's retry sequence shows. Each wait is the
  * exponential ceiling less up to 10 % jitter (never above the cap), so a
  * fleet does not retry in lockstep yet the sequence stays the documented
  * one. A `Retry-After` from the far end (429, 503) replaces the computed

@@ -1,5 +1,5 @@
 /**
- * @module Where a request goes: node selection and the seed's single-node
+ * @module Where a request goes: node selection and the Xerotier documentation's single-node
  * queueing. A request may use a node with a live, ready lease in its
  * project that serves its model. Among those with a free slot the one
  * with the most free slots wins (the router counts its own dispatches,
@@ -14,9 +14,9 @@ import type { RouterMetrics } from "../observability/router-metrics.ts";
 import type { Lease } from "./control-plane.ts";
 
 export interface QueueSettings {
-  /** Requests parked per node at most (seed: 10). */
+  /** Requests parked per node at most (the Xerotier documentation: 10). */
   queueMax: number;
-  /** How long a parked request waits for a slot before its 503 (seed: 30 s). */
+  /** How long a parked request waits for a slot before its 503 (the Xerotier documentation: 30 s). */
   queueTimeoutMs: number;
 }
 
@@ -99,7 +99,7 @@ export class Scheduler {
     this.#inflight.set(l.nodeId, this.inflight(l.nodeId) + 1);
   }
 
-  /** Reserve a slot on a node for one request, waiting in the queue when the seed's rule says so. */
+  /** Reserve a slot on a node for one request, waiting in the queue when the Xerotier documentation's rule says so. */
   acquire(project: string, model: string, signal?: AbortSignal): Promise<Placement> {
     return new Promise((resolve) => {
       const since = Date.now();

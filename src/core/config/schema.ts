@@ -24,7 +24,7 @@ import {
   stringWithDefault,
 } from "./kit.ts";
 
-/** vLLM's `--quantization` values (v0.11 and latest, research/vllm.md §1.3) plus the seed's bitsandbytes-fp4. */
+/** vLLM's `--quantization` values (v0.11 and latest, research/vllm.md §1.3) plus the Xerotier documentation's bitsandbytes-fp4. */
 export const QUANTIZATION_METHODS = [
   "awq",
   "awq_marlin",

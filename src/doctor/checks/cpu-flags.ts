@@ -1,6 +1,6 @@
 /**
  * @module cpu-flags: the x86 instructions vLLM's CPU backend is built for.
- * The seed's CPU images are compiled with AVX-512, AVX512_BF16 and
+ * The Xerotier documentation's CPU images are compiled with AVX-512, AVX512_BF16 and
  * AVX512_VNNI (AMD EPYC Genoa or newer); a CPU without them needs an image
  * built for it. Informational on a node that serves from a GPU.
  */
@@ -32,7 +32,7 @@ export const cpuFlags: Check = {
       ? `${cpu.avx512bf16 ? "" : "--build-arg VLLM_CPU_AVX512BF16=0 "}${cpu.avx512vnni ? "" : "--build-arg VLLM_CPU_AVX512VNNI=0"}`.trim()
       : "--build-arg VLLM_CPU_DISABLE_AVX512=1 --build-arg VLLM_CPU_AVX512BF16=0 --build-arg VLLM_CPU_AVX512VNNI=0";
     return warn(
-      `${evidence}: vLLM's CPU images in the seed are built for them, and CPU inference is slower without`,
+      `${evidence}: the Xerotier vLLM CPU images are built for them, and CPU inference is slower without`,
       `Serve on an AVX-512 CPU with BF16/VNNI (AMD EPYC 9004 Genoa or newer), or build the vLLM CPU image for this one: \`docker build -f docker/Dockerfile.cpu ${args} ...\`.`,
     );
   },

@@ -1,5 +1,5 @@
 /**
- * @module cpu-memory: system RAM against the seed's table for CPU inference
+ * @module cpu-memory: system RAM against the Xerotier documentation's table for CPU inference
  * (sub-1B ~32 GB, 3-4B ~64 GB, 7-8B ~96 GB; 64 GB minimum), for the
  * configured model when its weights are on disk. Informational on a GPU node.
  */
@@ -21,7 +21,7 @@ export const cpuMemory: Check = {
     const model = await modelSize(ctx.config.initialModelPath);
     if (model) {
       const need = requiredRamGb(model.paramsBillions);
-      const what = `${have}; the model at ${model.path} has ${gb(model.weightBytes)} of weights (~${model.paramsBillions.toFixed(1)}B parameters), for which the seed's table asks ~${need} GB`;
+      const what = `${have}; the model at ${model.path} has ${gb(model.weightBytes)} of weights (~${model.paramsBillions.toFixed(1)}B parameters), for which the Xerotier documentation's table asks ~${need} GB`;
       if (total < need * GB) {
         return fail(
           what,
@@ -32,7 +32,7 @@ export const cpuMemory: Check = {
     }
     if (total < MIN_CPU_RAM_GB * GB) {
       return warn(
-        `${have}, below the seed's ${MIN_CPU_RAM_GB} GB minimum for CPU inference (sub-1B models need ~32 GB, 3-4B ~64 GB, 7-8B ~96 GB)`,
+        `${have}, below the Xerotier documentation's ${MIN_CPU_RAM_GB} GB minimum for CPU inference (sub-1B models need ~32 GB, 3-4B ~64 GB, 7-8B ~96 GB)`,
         `Serve only small models here (under 1B parameters with 32 GB) or add RAM; set XEROTIER_AGENT_INITIAL_MODEL_PATH so doctor can check the model's own need.`,
       );
     }

@@ -1,7 +1,7 @@
 /**
  * @module cpu-shm: the size of /dev/shm. vLLM's worker processes exchange
  * tensors through shared memory; docker's default of 64 MB breaks them.
- * The seed's CPU stack gives 90 GB (`shm_size: 90g`) or shares the host's
+ * The Xerotier CPU compose file gives 90 GB (`shm_size: 90g`) or shares the host's
  * IPC namespace (`ipc: host`).
  */
 import { join } from "node:path";
@@ -27,7 +27,7 @@ export const cpuShm: Check = {
     if (shm < MIN_SHM_BYTES) {
       return warn(
         `${path} is ${size(shm)} (docker's default is 64 MB); vLLM's workers need far more`,
-        "Give the container more shared memory: `docker run --shm-size=16g` or `--ipc=host` (compose: `shm_size: 90g` as in the seed's CPU stack, or `ipc: host`).",
+        "Give the container more shared memory: `docker run --shm-size=16g` or `--ipc=host` (compose: `shm_size: 90g` as in the Xerotier CPU compose file, or `ipc: host`).",
       );
     }
     return ok(`${path} is ${size(shm)}`);

@@ -1,7 +1,7 @@
 /**
- * @module data-dir-owner: the seed's compose files mount /data/xerotier/{models,
+ * @module data-dir-owner: the Xerotier compose files mount /data/xerotier/{models,
  * config,lmcache} into a container that runs as uid 5152 ("inference"); the
- * host folders must belong to it ("Permission denied" in the seed's
+ * host folders must belong to it ("Permission denied" in the Xerotier documentation's
  * troubleshooting: `sudo chown -R 5152:5152 /data/xerotier`).
  */
 import { join } from "node:path";
@@ -19,7 +19,7 @@ export const dataDirOwner: Check = {
     const root = ctx.dataDir;
     const q = shellQuote(root);
     const top = await statOrUndefined(root);
-    if (!top) return skipped(`${root} does not exist (not the seed's compose layout)`);
+    if (!top) return skipped(`${root} does not exist (not the Xerotier compose layout)`);
     const wrong: string[] = [];
     const missing: string[] = [];
     for (const p of [root, ...SUBDIRS.map((d) => join(root, d))]) {

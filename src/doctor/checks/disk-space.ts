@@ -2,7 +2,7 @@
  * @module disk-space: free space where the model cache lives against the
  * size the cache may grow to (XEROTIER_AGENT_MODEL_CACHE_MAX_SIZE_GB), less
  * what it already holds, and against the configured model's weights when
- * they are known ("Out of disk space" in the seed's troubleshooting).
+ * they are known ("Out of disk space" in the Xerotier documentation's troubleshooting).
  */
 import { lstat, readdir, statfs } from "node:fs/promises";
 import { join } from "node:path";

@@ -1,8 +1,8 @@
 /**
  * @module lmcache-config-writable: the agent writes LMCache's config file
  * (LMCACHE_CONFIG_FILE, /var/lib/inference/.config/xerotier/lmcache_config.yaml
- * in the seed's images) before starting vLLM; "Config write failed" is one
- * of the seed's LMCache symptoms.
+ * in the Xerotier images) before starting vLLM; "Config write failed" is one
+ * of the Xerotier documentation's LMCache symptoms.
  */
 import { dirname } from "node:path";
 import { type Check, fail, skipped } from "../check.ts";

@@ -1,6 +1,6 @@
 /**
  * @module lmcache-enabled: whether LMCache is on and with which tiers; the
- * seed's first LMCache symptom is "not enabled (no logs)".
+ * first LMCache symptom in the Xerotier documentation is "not enabled (no logs)".
  */
 import { type Check, ok } from "../check.ts";
 import { lmcacheEnabled as enabled, lmcacheDir } from "../lmcache-paths.ts";

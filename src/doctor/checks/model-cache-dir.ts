@@ -1,6 +1,6 @@
 /**
  * @module model-cache-dir: the model cache must be writable by the agent's
- * user ("Permission denied" in the seed's troubleshooting table).
+ * user ("Permission denied" in the Xerotier documentation's troubleshooting table).
  */
 import type { Check } from "../check.ts";
 import { writableDir } from "../writable-dir.ts";

@@ -22,7 +22,7 @@ export const vllmInstalled: Check = {
     if (!path) {
       return fail(
         `${launcher} not found${launcher.includes("/") ? "" : " on PATH"} (XEROTIER_AGENT_VLLM_PATH=${launcher})`,
-        "Install vLLM (`pip install vllm`, or use the seed's vLLM image), or point XEROTIER_AGENT_VLLM_PATH at the launcher (e.g. /usr/local/bin/xerotier-vllm); XEROTIER_AGENT_ENGINE=sim runs without it.",
+        "Install vLLM (`pip install vllm`, or use the Xerotier vLLM image), or point XEROTIER_AGENT_VLLM_PATH at the launcher (e.g. /usr/local/bin/xerotier-vllm); XEROTIER_AGENT_ENGINE=sim runs without it.",
       );
     }
     const r = await runTool(path, ["--version"], {

@@ -12,7 +12,7 @@ const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 
 export function createNodeMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "xim_node_process_" });
+  collectDefaultMetrics({ register: registry, prefix: "xim_node_" });
   const r = [registry];
   return {
     registry,

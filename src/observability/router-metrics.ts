@@ -9,7 +9,7 @@ const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 
 export function createRouterMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "xim_router_process_" });
+  collectDefaultMetrics({ register: registry, prefix: "xim_router_" });
   const r = [registry];
   return {
     registry,

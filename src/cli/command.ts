@@ -40,6 +40,12 @@ export interface CommandSpec {
   arguments?: string[];
   /** Configuration settings offered as flags (each shows its variable in --help). */
   settings?: readonly SettingKey[];
+  /**
+   * The few settings users change first, shown by plain --help; the rest of
+   * `settings` still work as flags and are listed by --help-all, grouped as the
+   * Xerotier documentation groups them. Unset: --help lists every setting.
+   */
+  commonSettings?: readonly SettingKey[];
   options?: OptionSpec[];
   examples: string[];
   hidden?: boolean;

@@ -57,6 +57,7 @@ export const configCommand: CommandSpec = {
   name: "config",
   summary: "Print the effective configuration: every setting, its value and its source",
   settings: Object.keys(settings) as SettingKey[],
+  commonSettings: ["envFile", "configDir"],
   options: [{ flags: "--json", description: "print JSON for scripts" }],
   examples: [
     "xim config",

@@ -114,6 +114,7 @@ and prints each with its evidence and, for a warning or failure, the command or
 setting that fixes it. Checks that need root or a GPU say "skipped" with the
 reason. Check ids and the --json schema: docs/doctor.md.`,
   settings: Object.keys(settings) as SettingKey[],
+  commonSettings: ["configDir", "routerUrl", "initialModelPath", "modelCacheDir", "lmcacheRedisUrl"],
   options: [
     { flags: "--json", description: "print the report as JSON (schema in docs/doctor.md)" },
     {

@@ -11,6 +11,8 @@ export interface Io {
   cwd: string;
   /** Whether stdout is a terminal (tables and colour) or a pipe (plain output). */
   stdoutIsTty: boolean;
+  /** The terminal's width when stdout is one; help text wraps to it (80 otherwise). */
+  columns?: number;
 }
 
 /**
@@ -33,6 +35,7 @@ export function processIo(): Io {
     env: process.env,
     cwd: process.cwd(),
     stdoutIsTty: process.stdout.isTTY === true,
+    columns: process.stdout.isTTY ? process.stdout.columns : undefined,
   };
 }
 

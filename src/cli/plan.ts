@@ -19,6 +19,15 @@ export const planCommand: CommandSpec = {
   description:
     "Runs the same hardware detection, model inspection and auto-configuration as `xim run`, then prints the result instead of starting vLLM. Every configuration setting is accepted as a flag, so `xim plan --model /m --tensor-parallel-size 2 --auto-configure-gpu 0` shows what those settings would do.",
   settings: Object.keys(settings) as SettingKey[],
+  commonSettings: [
+    "engine",
+    "gpuMemoryUtilization",
+    "maxModelLen",
+    "tensorParallelSize",
+    "vllmQuantization",
+    "kvCacheBackend",
+    "speculativeEnabled",
+  ],
   options: [
     {
       flags: "--model <path>",

@@ -6,8 +6,8 @@
  * `xim: <message>` and its hint and exits with its code; anything else is
  * a bug and prints its stack.
  */
-import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import type { RawValue } from "../core/config/kit.ts";
+import { Command, CommanderError, Help, InvalidArgumentError, Option } from "commander";
+import { GROUPS, type RawValue } from "../core/config/kit.ts";
 import { type LoadedConfig, loadConfig, settingByKey } from "../core/config/load.ts";
 import type { SettingKey } from "../core/config/schema.ts";
 import { ExitCode, isXimError, UsageError } from "../core/errors.ts";
@@ -22,6 +22,11 @@ Exit codes:
   1   failure (the message says what failed)
   2   usage error (unknown subcommand or flag, missing argument)
   78  configuration error (a setting has a bad value; each problem is named)`;
+
+/** How --help presents a command's settings: the common few, or all of them grouped. */
+interface HelpMode {
+  all: boolean;
+}
 
 function settingOption(key: SettingKey): Option {
   const info = settingByKey.get(key);
@@ -64,10 +69,17 @@ interface Runner {
   pending?: Promise<number>;
 }
 
-function buildCommand(spec: CommandSpec, io: Io, runner: Runner, parentPath: string): Command {
+function buildCommand(
+  spec: CommandSpec,
+  io: Io,
+  runner: Runner,
+  parentPath: string,
+  help: HelpMode,
+): Command {
   const cmd = new Command(spec.name).description(spec.summary);
   const path = `${parentPath} ${spec.name}`;
-  if (spec.description) cmd.addHelpText("after", `\n${spec.description}`);
+  const width = io.columns ?? 80;
+  if (spec.description) cmd.addHelpText("after", `\n${wrapParagraph(spec.description, width)}`);
   for (const a of spec.arguments ?? []) cmd.argument(a);
   for (const o of spec.options ?? []) {
     const option = new Option(o.flags, o.description);
@@ -85,12 +97,12 @@ function buildCommand(spec: CommandSpec, io: Io, runner: Runner, parentPath: str
     }
     cmd.addOption(option);
   }
-  for (const key of spec.settings ?? []) cmd.addOption(settingOption(key));
+  addSettingOptions(cmd, spec, help, path.trim(), io);
   if (spec.examples.length > 0) {
     cmd.addHelpText("after", `\nExamples:\n${spec.examples.map((e) => `  $ ${e}`).join("\n")}`);
   }
   for (const sub of spec.subcommands ?? []) {
-    cmd.addCommand(buildCommand(sub, io, runner, path), { hidden: sub.hidden });
+    cmd.addCommand(buildCommand(sub, io, runner, path, help), { hidden: sub.hidden });
   }
   if (spec.subcommands?.length && !spec.run) {
     cmd.argument("[subcommand]");
@@ -140,6 +152,62 @@ function buildCommand(spec: CommandSpec, io: Io, runner: Runner, parentPath: str
   return cmd;
 }
 
+/**
+ * Every setting a command takes is a flag; plain --help shows only its common
+ * ones (a 60-line flag list hides the two a user came for), --help-all shows
+ * every one under the Xerotier documentation's group headings.
+ */
+function addSettingOptions(cmd: Command, spec: CommandSpec, help: HelpMode, path: string, io: Io): void {
+  const settings = spec.settings ?? [];
+  const common = new Set(spec.commonSettings ?? settings);
+  const ordered = help.all ? [...settings].sort((a, b) => groupIndex(a) - groupIndex(b)) : settings;
+  for (const key of ordered) {
+    const option = settingOption(key);
+    if (help.all) option.helpGroup(`${settingByKey.get(key)?.group ?? "Other"} settings:`);
+    else if (!common.has(key)) option.hideHelp();
+    cmd.addOption(option);
+  }
+  const hidden = settings.length - common.size;
+  if (!help.all && hidden > 0) {
+    cmd.addHelpText(
+      "after",
+      `\n${wrapParagraph(`${hidden} more settings are flags too: '${path} --help-all' lists them all, grouped; 'xim config' shows their values.`, io.columns ?? 80)}`,
+    );
+  }
+}
+
+/**
+ * Help wrapped to the terminal (80 columns in a pipe). commander wraps a
+ * description beside its flag only when 40 columns are left; a long flag
+ * (`--engine-startup-timeout-seconds <value>`) would leave every line
+ * unwrapped, so such a description goes under its flag instead.
+ */
+function helpLayout(width: number): Partial<Help> {
+  return {
+    helpWidth: width,
+    formatItem(term, termWidth, description, helper) {
+      if (!description || width - termWidth - 4 >= helper.minWidthToWrap) {
+        return Help.prototype.formatItem.call(helper, term, termWidth, description, helper);
+      }
+      return `  ${term}\n${indent(helper.boxWrap(description, width - 6), 6)}`;
+    },
+  };
+}
+
+/** Wrap a paragraph for the help text's "after" sections, which commander prints as given. */
+function wrapParagraph(text: string, width: number): string {
+  return new Help().boxWrap(text, width);
+}
+
+function indent(text: string, spaces: number): string {
+  return text.replace(/^/gm, " ".repeat(spaces));
+}
+
+function groupIndex(key: SettingKey): number {
+  const group = settingByKey.get(key)?.group;
+  return group === undefined ? GROUPS.length : GROUPS.indexOf(group);
+}
+
 function unknownCommand(word: string, names: string[], path: string): UsageError {
   const guess = nearest(word, names);
   return new UsageError(
@@ -157,6 +225,9 @@ export interface RootSpec {
 /** Parse argv, run the chosen command, and return the process exit code. */
 export async function runCli(argv: string[], io: Io, root: RootSpec): Promise<number> {
   const runner: Runner = {};
+  // --help-all is --help with every setting shown; commander never sees it.
+  const help: HelpMode = { all: argv.includes("--help-all") };
+  if (help.all) argv = argv.map((a) => (a === "--help-all" ? "--help" : a));
   const program = new Command("xim")
     .description(
       "xim turns this machine into an inference node of a router mesh: enroll with a join key, then `xim run`.",
@@ -169,7 +240,7 @@ export async function runCli(argv: string[], io: Io, root: RootSpec): Promise<nu
     .showSuggestionAfterError(true)
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
   for (const spec of root.commands)
-    program.addCommand(buildCommand(spec, io, runner, "xim"), { hidden: spec.hidden });
+    program.addCommand(buildCommand(spec, io, runner, "xim", help), { hidden: spec.hidden });
   program.action(async (word: string | undefined, opts: { version?: boolean; verbose?: boolean }) => {
     if (word !== undefined) {
       throw unknownCommand(
@@ -190,6 +261,7 @@ export async function runCli(argv: string[], io: Io, root: RootSpec): Promise<nu
   const applyOverride = (c: Command) => {
     c.exitOverride();
     c.configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
+    c.configureHelp(helpLayout(io.columns ?? 80));
     for (const sub of c.commands) applyOverride(sub);
   };
   applyOverride(program);

@@ -22,6 +22,18 @@ export const runCommand: CommandSpec = {
   description:
     "Enrolls on first start when XEROTIER_AGENT_JOIN_KEY is set, starts the engine at once (XEROTIER_AGENT_ENGINE=sim runs the simulated engine, no GPU needed), registers with the router and serves its requests. Without XEROTIER_AGENT_INITIAL_MODEL_PATH (vLLM) it registers without an engine and waits for the router to assign a model (xim router models assign): the node pulls it into the model cache while serving, reports the progress to the router, then starts (or replaces) the engine with it. SIGTERM drains: the router stops sending requests, in-flight streams finish within XEROTIER_AGENT_DRAIN_GRACE_SECONDS, then the engine stops and xim exits 0. A second SIGTERM stops at once.",
   settings: Object.keys(settings) as SettingKey[],
+  commonSettings: [
+    "joinKey",
+    "routerUrl",
+    "configDir",
+    "engine",
+    "initialModelPath",
+    "servedModelName",
+    "maxConcurrent",
+    "gpuMemoryUtilization",
+    "maxModelLen",
+    "logLevel",
+  ],
   options: [
     { flags: "--dry-run", description: "print the engine plan (command, environment, decisions) and exit" },
     { flags: "--json", description: "with --dry-run: print JSON for scripts" },

@@ -24,12 +24,15 @@ import { gpuMig } from "./checks/gpu-mig.ts";
 import { gpuNvml } from "./checks/gpu-nvml.ts";
 import { gpuPersistence } from "./checks/gpu-persistence.ts";
 import { insecureEnrollment } from "./checks/insecure-enrollment.ts";
+import { joinKey } from "./checks/join-key.ts";
 import { leaseRatio } from "./checks/lease-ratio.ts";
 import { lmcacheConfigWritable } from "./checks/lmcache-config-writable.ts";
 import { lmcacheDir } from "./checks/lmcache-dir.ts";
+import { lmcacheDisk } from "./checks/lmcache-disk.ts";
 import { lmcacheEnabled } from "./checks/lmcache-enabled.ts";
 import { lmcacheRedis } from "./checks/lmcache-redis.ts";
 import { modelCacheDir } from "./checks/model-cache-dir.ts";
+import { modelPath } from "./checks/model-path.ts";
 import { routerReachable } from "./checks/router-reachable.ts";
 import { saltSecret } from "./checks/salt-secret.ts";
 import { socketBuffers } from "./checks/socket-buffers.ts";
@@ -60,12 +63,15 @@ export const ALL_CHECKS: readonly Check[] = [
   leaseRatio,
   insecureEnrollment,
   saltSecret,
+  joinKey,
   enrollmentState,
   routerReachable,
   lmcacheEnabled,
   lmcacheRedis,
   lmcacheConfigWritable,
+  lmcacheDisk,
   vllmInstalled,
+  modelPath,
   engineProcessPorts,
 ];
 

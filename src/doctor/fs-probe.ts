@@ -6,8 +6,8 @@
  * doctor runs as root, and tests can ask on behalf of another uid).
  */
 import type { Stats } from "node:fs";
-import { lstat, stat } from "node:fs/promises";
-import { dirname, resolve } from "node:path";
+import { lstat, readdir, stat } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
 
 export async function statOrUndefined(path: string): Promise<Stats | undefined> {
   try {
@@ -52,4 +52,29 @@ export function octal(mode: number): string {
 /** Single-quote a path for a shell command line when it needs it. */
 export function shellQuote(s: string): string {
   return /^[A-Za-z0-9_./:@%+=,-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
+}
+
+/** Bytes under a folder; stops early when the check is abandoned. */
+export async function folderUsage(dir: string, signal: AbortSignal): Promise<number> {
+  let total = 0;
+  const stack = [dir];
+  while (stack.length > 0 && !signal.aborted) {
+    const d = stack.pop() as string;
+    let names: string[];
+    try {
+      names = await readdir(d);
+    } catch {
+      continue;
+    }
+    for (const n of names) {
+      try {
+        const s = await lstat(join(d, n));
+        if (s.isDirectory()) stack.push(join(d, n));
+        else total += s.size;
+      } catch {
+        // vanished meanwhile
+      }
+    }
+  }
+  return total;
 }

@@ -4,36 +4,10 @@
  * what it already holds, and against the configured model's weights when
  * they are known ("Out of disk space" in the Xerotier documentation's troubleshooting).
  */
-import { lstat, readdir, statfs } from "node:fs/promises";
-import { join } from "node:path";
+import { statfs } from "node:fs/promises";
 import { type Check, fail, ok, warn } from "../check.ts";
-import { nearestExisting } from "../fs-probe.ts";
+import { folderUsage, nearestExisting } from "../fs-probe.ts";
 import { GB, GiB, gb, modelSize } from "../model-size.ts";
-
-/** Bytes under a folder; stops early when the check is abandoned. */
-async function usage(dir: string, signal: AbortSignal): Promise<number> {
-  let total = 0;
-  const stack = [dir];
-  while (stack.length > 0 && !signal.aborted) {
-    const d = stack.pop() as string;
-    let names: string[];
-    try {
-      names = await readdir(d);
-    } catch {
-      continue;
-    }
-    for (const n of names) {
-      try {
-        const s = await lstat(join(d, n));
-        if (s.isDirectory()) stack.push(join(d, n));
-        else total += s.size;
-      } catch {
-        // vanished meanwhile
-      }
-    }
-  }
-  return total;
-}
 
 export const diskSpace: Check = {
   id: "disk-space",
@@ -44,7 +18,7 @@ export const diskSpace: Check = {
     const found = await nearestExisting(dir);
     const fs = await statfs(found.path);
     const free = fs.bavail * fs.bsize;
-    const used = found.path === dir ? await usage(dir, signal) : 0;
+    const used = found.path === dir ? await folderUsage(dir, signal) : 0;
     const max = ctx.config.modelCacheMaxSizeGb * GB;
     const model = await modelSize(ctx.config.initialModelPath);
     const modelNote = model ? `; the configured model has ${gb(model.weightBytes)} of weights` : "";

@@ -1,0 +1,43 @@
+/**
+ * @module lmcache-disk: LMCache's disk tier against its limit
+ * (XEROTIER_AGENT_LMCACHE_DISK_SIZE_GB): what the folder holds now, and
+ * whether its file system has room for the rest of the limit. A disk tier
+ * larger than the free space fails mid-run with "No space left on device"
+ * inside vLLM, far from the setting that caused it.
+ */
+import { statfs } from "node:fs/promises";
+import { type Check, ok, skipped, warn } from "../check.ts";
+import { folderUsage, nearestExisting } from "../fs-probe.ts";
+import { lmcacheDir, lmcacheEnabled } from "../lmcache-paths.ts";
+import { GB, gb } from "../model-size.ts";
+
+export const lmcacheDisk: Check = {
+  id: "lmcache-disk",
+  group: "lmcache",
+  title: "LMCache disk tier fits its disk",
+  async run(ctx, signal) {
+    if (!lmcacheEnabled(ctx)) return skipped("LMCache is off (XEROTIER_AGENT_LMCACHE_ENABLED=false)");
+    const limitGb = ctx.config.lmcacheDiskSizeGb;
+    if (limitGb === undefined) return skipped("no disk tier (XEROTIER_AGENT_LMCACHE_DISK_SIZE_GB unset)");
+    const dir = lmcacheDir(ctx);
+    const found = await nearestExisting(dir);
+    const fs = await statfs(found.path);
+    const free = fs.bavail * fs.bsize;
+    const used = found.path === dir ? await folderUsage(dir, signal) : 0;
+    const limit = limitGb * GB;
+    const evidence = `${dir} holds ${gb(used)} of its ${limitGb} GB limit; ${gb(free)} free on its file system`;
+    if (used > limit) {
+      return warn(
+        `${evidence}: over the limit`,
+        "LMCache evicts down to its limit while it runs; if the folder stays over it, it holds files of an earlier configuration: stop the node and empty the folder.",
+      );
+    }
+    if (free < limit - used) {
+      return warn(
+        `${evidence}: the disk cannot hold the remaining ${gb(limit - used)}`,
+        `Lower XEROTIER_AGENT_LMCACHE_DISK_SIZE_GB to at most ${Math.floor((used + free) / GB)}, or move the disk tier: XEROTIER_AGENT_LMCACHE_DIR=<folder on a bigger disk>.`,
+      );
+    }
+    return ok(evidence);
+  },
+};

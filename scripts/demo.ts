@@ -9,17 +9,28 @@
  *   node scripts/demo.ts
  * Exit 0 when the whole path worked; on failure the processes' last log
  * lines are printed and the exit code is 1.
+ *
+ * `--engine vllm --model DIR` runs the same path with the real vLLM serving
+ * a local model folder (scripts/check-device.ts uses it on GPU machines).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { parseArgs } from "node:util";
 import { loopbackServeArgs, sandboxEnv } from "./lib/loopback-router.ts";
 
 const ROOT = join(import.meta.dirname, "..");
 const MAIN = join(ROOT, "main.ts");
-const DEADLINE_MS = 50_000;
+const { values: cli } = parseArgs({
+  options: { engine: { type: "string", default: "sim" }, model: { type: "string" } },
+});
+const REAL_ENGINE = cli.engine === "vllm";
+if (cli.engine !== "sim" && !REAL_ENGINE) throw new Error(`--engine ${cli.engine}: expected sim or vllm`);
+if (REAL_ENGINE && !cli.model) throw new Error("--engine vllm needs --model DIR (a local model folder)");
+// vLLM loads weights and captures CUDA graphs: minutes, not the simulator's 300 ms.
+const DEADLINE_MS = REAL_ENGINE ? 540_000 : 50_000;
 
 const dir = mkdtempSync(join(tmpdir(), "xim-demo-"));
 const env = sandboxEnv(dir, { XEROTIER_AGENT_LOG_LEVEL: "info" });
@@ -116,12 +127,21 @@ async function main(): Promise<void> {
   ).key;
   step("minted a join key (for the node) and an API key (for the client)");
 
-  step("node: XEROTIER_AGENT_ENGINE=sim xim run (enrolls with the join key, starts the simulated engine)");
+  step(
+    REAL_ENGINE
+      ? `node: XEROTIER_AGENT_ENGINE=vllm xim run (enrolls, starts vLLM with ${cli.model})`
+      : "node: XEROTIER_AGENT_ENGINE=sim xim run (enrolls with the join key, starts the simulated engine)",
+  );
+  const engineEnv: Record<string, string> = REAL_ENGINE
+    ? { XEROTIER_AGENT_ENGINE: "vllm", XEROTIER_AGENT_INITIAL_MODEL_PATH: cli.model as string }
+    : {
+        XEROTIER_AGENT_ENGINE: "sim",
+        XEROTIER_AGENT_VLLM_ARGS: "--load-time-ms 300 --ttft-ms 150 --itl-ms 40 --output-tokens 40",
+      };
   const node = start("node", ["run"], {
-    XEROTIER_AGENT_ENGINE: "sim",
+    ...engineEnv,
     XEROTIER_AGENT_JOIN_KEY: joinKey,
     XEROTIER_AGENT_CONFIG_DIR: join(dir, "node"),
-    XEROTIER_AGENT_VLLM_ARGS: "--load-time-ms 300 --ttft-ms 150 --itl-ms 40 --output-tokens 40",
     XEROTIER_AGENT_VLLM_SALT_SECRET: randomBytes(16).toString("hex"),
     XEROTIER_AGENT_DISABLE_METRICS_SERVER: "1",
   });
@@ -142,6 +162,7 @@ async function main(): Promise<void> {
       model,
       stream: true,
       stream_options: { include_usage: true },
+      max_tokens: 40,
       messages: [{ role: "user", content: "Say something about rivers." }],
     }),
   });

@@ -12,7 +12,7 @@
 import * as v from "valibot";
 import { UsageError } from "../../core/errors.ts";
 import type { Secret } from "../../core/secret.ts";
-import type { Manifest, ManifestFile } from "../manifest.ts";
+import { type Manifest, type ManifestFile, parseManifest } from "../manifest.ts";
 import { type FetchedFile, type ModelSource, PullError } from "../source.ts";
 import { fetchFrom, getJson, getJsonPage } from "./http.ts";
 
@@ -150,7 +150,8 @@ export class HfSource implements ModelSource {
       files = await this.#tree(signal);
     }
     const chosen = this.#options.allFiles ? files : selectFiles(files);
-    return { name: repo, revision: this.#commit, files: chosen };
+    // The hub's names reach the disk: they pass the same check as every other source's.
+    return parseManifest({ name: repo, revision: this.#commit, files: chosen }, this.description);
   }
 
   async #tree(signal?: AbortSignal): Promise<ManifestFile[]> {

@@ -81,10 +81,10 @@ test("a staging folder that is a symlink is refused, and nothing it points at is
 test("a stale .xim-pull.json listing ../ paths cannot make the pull remove files outside staging", async () => {
   const s = scene();
   mkdirSync(s.staging);
-  const escape = "../../../../outside/canary.txt";
+  const outsidePath = "../../../../outside/canary.txt";
   writeFileSync(
     join(s.staging, ".xim-pull.json"),
-    JSON.stringify({ name: s.name, files: [{ path: escape, size: 1 }] }),
+    JSON.stringify({ name: s.name, files: [{ path: outsidePath, size: 1 }] }),
   );
   const result = await pullModel({ source: s.source, config: s.config });
   assertCanary(s.outside);

@@ -7,7 +7,8 @@
  * check before a download cannot rule these out: another process may fill
  * the disk meanwhile, and a quota is not what statfs reports.
  */
-import { statfs } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, statfs } from "node:fs/promises";
 import { dirname } from "node:path";
 import { XimError } from "../core/errors.ts";
 import { formatBytes } from "./cache.ts";
@@ -22,6 +23,28 @@ async function freeBytesNear(path: string): Promise<number | undefined> {
       return Number(s.bavail) * Number(s.bsize);
     } catch {
       if (dirname(dir) === dir) return undefined;
+    }
+  }
+}
+
+/**
+ * Node's recursive mkdir reports ENOENT when the first folder it must
+ * create cannot be (a read-only filesystem, a folder without write
+ * permission): ask the nearest existing folder why.
+ */
+async function realMkdirCode(path: string): Promise<string | undefined> {
+  for (let dir = dirname(path); ; dir = dirname(dir)) {
+    try {
+      await access(dir, constants.F_OK);
+    } catch {
+      if (dirname(dir) === dir) return undefined;
+      continue;
+    }
+    try {
+      await access(dir, constants.W_OK);
+      return undefined;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code;
     }
   }
 }
@@ -41,7 +64,9 @@ export interface DiskErrorContext {
  */
 export async function diskError(err: unknown, context: DiskErrorContext): Promise<XimError | undefined> {
   if (err instanceof XimError) return undefined;
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  const errno = err as NodeJS.ErrnoException | undefined;
+  let code = errno?.code;
+  if (code === "ENOENT" && errno?.syscall === "mkdir" && errno.path) code = await realMkdirCode(errno.path);
   const at = (err as NodeJS.ErrnoException | undefined)?.path ?? context.cacheDir;
   const what = context.name ? `${context.name} into ${context.cacheDir}` : `into ${context.cacheDir}`;
   const free = await freeBytesNear(context.cacheDir);

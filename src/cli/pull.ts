@@ -8,6 +8,8 @@
 
 import { ExitCode, UsageError, XimError } from "../core/errors.ts";
 import { defaultRouterStateDir } from "../core/paths.ts";
+import { redactUrlCredentials } from "../core/secret.ts";
+import { safeText } from "../core/terminal-text.ts";
 import { formatBytes, ModelCache } from "../models/cache.ts";
 import { ModelLibrary } from "../models/library.ts";
 import { barReporter, jsonLinesReporter, lineReporter, type PullEventSink } from "../models/progress.ts";
@@ -68,12 +70,13 @@ the cache size limit; models in use are never evicted.`,
       ctx.io.stdout(
         formatTable(
           ["NAME", "SIZE", "LAST USED", "IN USE", "SOURCE"],
+          // Names and sources were written from what a model source said.
           models.map((m) => [
-            m.name,
+            safeText(m.name),
             formatBytes(m.sizeBytes),
             m.lastUsedAt,
             m.inUse ? "yes" : "no",
-            m.source ?? "(not placed by xim)",
+            m.source ? safeText(redactUrlCredentials(m.source)) : "(not placed by xim)",
           ]),
         ),
       );

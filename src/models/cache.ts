@@ -23,6 +23,7 @@ import type { Config } from "../core/config/schema.ts";
 import { XimError } from "../core/errors.ts";
 import { ownerAlive } from "./lock.ts";
 import { ManifestFileSchema } from "./manifest.ts";
+import { unsafeCacheEntry } from "./staging.ts";
 
 /** XEROTIER_AGENT_MODEL_CACHE_MAX_SIZE_GB counts decimal gigabytes. */
 export const GB = 1_000_000_000;
@@ -80,8 +81,13 @@ export class ModelCache {
 
   async init(): Promise<void> {
     await ensurePrivateDir(this.root);
-    for (const sub of ["staging", "records", "locks", "in-use", "trash"]) {
-      await ensurePrivateDir(join(this.root, ".xim", sub));
+    // The cache folder itself may be a symlink to a larger disk; xim's own
+    // folders inside it may not (ensurePrivateDir would chmod the target).
+    for (const sub of ["", "staging", "records", "locks", "in-use", "trash"]) {
+      const dir = join(this.root, ".xim", sub);
+      if ((await lstat(dir).catch(() => undefined))?.isSymbolicLink())
+        throw unsafeCacheEntry(dir, "a symlink");
+      await ensurePrivateDir(dir);
     }
   }
 

@@ -32,7 +32,8 @@ async function lstatOrUndefined(path: string): Promise<Stats | undefined> {
   }
 }
 
-function unsafe(path: string, what: string): XimError {
+/** A cache entry that is not the real folder or file a pull made there. */
+export function unsafeCacheEntry(path: string, what: string): XimError {
   return new XimError(
     "XIM_CACHE_UNSAFE",
     `${path} is ${what}; a pull writes only into real folders it created inside the model cache, and follows no symlink there`,
@@ -42,11 +43,11 @@ function unsafe(path: string, what: string): XimError {
 
 /** A real folder (not a symlink) owned by this user, or an XimError saying what it is instead. */
 function requireRealFolder(path: string, info: Stats): void {
-  if (info.isSymbolicLink()) throw unsafe(path, "a symlink");
-  if (!info.isDirectory()) throw unsafe(path, "not a folder");
+  if (info.isSymbolicLink()) throw unsafeCacheEntry(path, "a symlink");
+  if (!info.isDirectory()) throw unsafeCacheEntry(path, "not a folder");
   const uid = process.getuid?.();
   if (uid !== undefined && info.uid !== uid) {
-    throw unsafe(path, `owned by uid ${info.uid}, not by this user (uid ${uid})`);
+    throw unsafeCacheEntry(path, `owned by uid ${info.uid}, not by this user (uid ${uid})`);
   }
 }
 
@@ -74,7 +75,7 @@ async function stagedFolders(staging: string, relPath: string): Promise<void> {
     if (info) await rm(dir, { force: true });
     await mkdirOne(dir);
     const made = await lstat(dir);
-    if (!made.isDirectory()) throw unsafe(dir, "not a folder (it changed while the pull made it)");
+    if (!made.isDirectory()) throw unsafeCacheEntry(dir, "not a folder (it changed while the pull made it)");
   }
 }
 
@@ -104,7 +105,7 @@ export async function openStagedFile(staging: string, relPath: string, append: b
   try {
     return await open(path, flags, 0o644);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ELOOP") throw unsafe(path, "a symlink");
+    if ((err as NodeJS.ErrnoException).code === "ELOOP") throw unsafeCacheEntry(path, "a symlink");
     throw err;
   }
 }

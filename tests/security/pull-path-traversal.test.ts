@@ -11,6 +11,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { commands } from "../../src/cli/commands.ts";
+import { recordingIo } from "../../src/cli/io.ts";
+import { runCli } from "../../src/cli/program.ts";
 import { gitBlobSha1 } from "../../src/models/checksum.ts";
 import { ModelLibrary } from "../../src/models/library.ts";
 import type { ManifestFile } from "../../src/models/manifest.ts";
@@ -115,6 +118,26 @@ describe("a hub (HF_ENDPOINT) that lists hostile file names", () => {
     });
     assertNothingEscaped(s);
     assert.equal(hub.stats("/canary.txt").requests, 0, "no file was fetched from a hostile listing");
+  });
+
+  test("xim pull hf:// against such a hub exits 1 naming the path, and the canary is untouched", async () => {
+    const s = scene();
+    publishHub("evil/cli", ["config.json", TRAVERSAL]);
+    hub.files.set(`/evil/cli/resolve/${COMMIT}/config.json`, PAYLOAD);
+    const rec = recordingIo({ HOME: s.top, HF_ENDPOINT: hub.base }, s.top);
+    const cli = { version: () => "0.0.0", verboseVersion: async () => "", commands };
+    const code = await runCli(
+      ["pull", "hf://evil/cli", "--model-cache-dir", s.config.modelCacheDir],
+      rec.io,
+      cli,
+    );
+    assert.equal(code, 1, rec.stderr());
+    assert.match(
+      rec.stderr(),
+      /xim: hf:\/\/evil\/cli@main .* lists a model that cannot be placed: files\.1\.path: "\.\.\/\.\.\/\.\.\/\.\.\/canary\.txt" has a '\.\.' segment/,
+    );
+    assert.doesNotMatch(rec.stderr(), /internal error/);
+    assertNothingEscaped(s);
   });
 
   for (const bad of BAD_NAMES) {

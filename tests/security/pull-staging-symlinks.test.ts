@@ -12,6 +12,7 @@ import {
   mkdtempSync,
   readFileSync,
   rmSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
@@ -111,4 +112,19 @@ test("a folder in staging that is a symlink is never written through", async () 
   assertCanary(s.outside);
   assert.ok(!existsSync(join(s.outside, "w.bin")), "nothing was written into the linked folder");
   assert.deepEqual(readFileSync(join(result.path, "sub", "w.bin")), Buffer.from(WEIGHTS));
+});
+
+test("xim's staging area (.xim/staging) as a symlink is refused, and its target is left alone", async () => {
+  const s = scene();
+  rmSync(join(s.config.modelCacheDir, ".xim", "staging"), { recursive: true });
+  symlinkSync(s.outside, join(s.config.modelCacheDir, ".xim", "staging"));
+  const modeBefore = statSync(s.outside).mode;
+  await assert.rejects(pullModel({ source: s.source, config: s.config }), (err: PullError) => {
+    assert.equal(err.code, "XIM_CACHE_UNSAFE", err.message);
+    assert.match(err.message, /\.xim\/staging is a symlink/);
+    return true;
+  });
+  assertCanary(s.outside);
+  assert.equal(statSync(s.outside).mode, modeBefore, "the link's target was not chmod-ed");
+  assert.ok(!existsSync(join(s.outside, s.name)), "nothing was created in the link's target");
 });

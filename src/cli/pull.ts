@@ -30,7 +30,9 @@ export const pullCommand: CommandSpec = {
 Failed transfers are retried with exponential backoff and resume from the bytes on disk.
 Each file is verified (size and sha256 or git blob id) before the model folder appears,
 complete, under the cache folder. Least recently used models are evicted to stay under
-the cache size limit; models in use are never evicted.`,
+the cache size limit; models in use are never evicted. The file names a source lists must be
+relative paths inside the model folder (no '..', absolute or control-character names, none twice),
+and a manifest or hub listing may be at most 16 MiB: anything else is refused before a byte is written.`,
   arguments: ["[source]"],
   settings: [
     "modelCacheDir",

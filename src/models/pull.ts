@@ -9,7 +9,11 @@
  * - two pulls of one model do not race: the second waits for the first
  *   (then finds the model cached) or, with `wait: false`, fails at once;
  * - room is made (LRU eviction) and disk space checked before any byte
- *   moves; a model that cannot fit fails with the numbers.
+ *   moves; a model that cannot fit fails with the numbers;
+ * - every source's file names pass one check (manifest.ts) and nothing is
+ *   written or removed outside the staging folder (staging.ts);
+ * - a disk that fills up or refuses writes is explained, not a crash
+ *   (disk-errors.ts).
  * `xim pull` and `xim run` (router-assigned models) both call this.
  */
 import { stat } from "node:fs/promises";

@@ -12,6 +12,7 @@ import { type LoadedConfig, loadConfig, settingByKey } from "../core/config/load
 import type { SettingKey } from "../core/config/schema.ts";
 import { ExitCode, isXimError, UsageError } from "../core/errors.ts";
 import { createLogger, type Logger } from "../core/log.ts";
+import { redactUrlCredentials } from "../core/secret.ts";
 import { nearest } from "../core/suggest.ts";
 import type { CommandContext, CommandSpec } from "./command.ts";
 import type { Io } from "./io.ts";
@@ -286,12 +287,13 @@ export function reportError(err: unknown, io: Io): number {
     // commander already printed "error: ..." with its own suggestion.
     return ExitCode.usage;
   }
+  // An address a person typed or configured may carry a password or token.
   if (isXimError(err)) {
-    io.stderr(`xim: ${err.message}\n`);
-    if (err.hint) io.stderr(`hint: ${err.hint}\n`);
+    io.stderr(`xim: ${redactUrlCredentials(err.message)}\n`);
+    if (err.hint) io.stderr(`hint: ${redactUrlCredentials(err.hint)}\n`);
     return err.exitCode;
   }
-  const stack = err instanceof Error ? (err.stack ?? err.message) : String(err);
+  const stack = redactUrlCredentials(err instanceof Error ? (err.stack ?? err.message) : String(err));
   io.stderr(`xim: internal error (this is a bug; please report it with the lines below)\n${stack}\n`);
   return ExitCode.failure;
 }

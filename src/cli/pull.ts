@@ -8,6 +8,8 @@
 
 import { ExitCode, UsageError, XimError } from "../core/errors.ts";
 import { defaultRouterStateDir } from "../core/paths.ts";
+import { redactUrlCredentials } from "../core/secret.ts";
+import { safeText } from "../core/terminal-text.ts";
 import { formatBytes, ModelCache } from "../models/cache.ts";
 import { ModelLibrary } from "../models/library.ts";
 import { barReporter, jsonLinesReporter, lineReporter, type PullEventSink } from "../models/progress.ts";
@@ -28,7 +30,9 @@ export const pullCommand: CommandSpec = {
 Failed transfers are retried with exponential backoff and resume from the bytes on disk.
 Each file is verified (size and sha256 or git blob id) before the model folder appears,
 complete, under the cache folder. Least recently used models are evicted to stay under
-the cache size limit; models in use are never evicted.`,
+the cache size limit; models in use are never evicted. The file names a source lists must be
+relative paths inside the model folder (no '..', absolute or control-character names, none twice),
+and a manifest or hub listing may be at most 16 MiB: anything else is refused before a byte is written.`,
   arguments: ["[source]"],
   settings: [
     "modelCacheDir",
@@ -68,12 +72,13 @@ the cache size limit; models in use are never evicted.`,
       ctx.io.stdout(
         formatTable(
           ["NAME", "SIZE", "LAST USED", "IN USE", "SOURCE"],
+          // Names and sources were written from what a model source said.
           models.map((m) => [
-            m.name,
+            safeText(m.name),
             formatBytes(m.sizeBytes),
             m.lastUsedAt,
             m.inUse ? "yes" : "no",
-            m.source ?? "(not placed by xim)",
+            m.source ? safeText(redactUrlCredentials(m.source)) : "(not placed by xim)",
           ]),
         ),
       );

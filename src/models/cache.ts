@@ -13,15 +13,17 @@
  * evicted. A pull that cannot fit fails before any byte moves, with the numbers.
  */
 import { randomBytes } from "node:crypto";
-import { lstat, readdir, readFile, rename, rm, statfs } from "node:fs/promises";
+import { lstat, readdir, rename, rm, statfs } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import * as v from "valibot";
 import { ensurePrivateDir, writeFileAtomic } from "../core/atomic-file.ts";
+import { FileLimits, readTextBounded } from "../core/bounded-read.ts";
 import type { Config } from "../core/config/schema.ts";
 import { XimError } from "../core/errors.ts";
 import { ownerAlive } from "./lock.ts";
 import { ManifestFileSchema } from "./manifest.ts";
+import { unsafeCacheEntry } from "./staging.ts";
 
 /** XEROTIER_AGENT_MODEL_CACHE_MAX_SIZE_GB counts decimal gigabytes. */
 export const GB = 1_000_000_000;
@@ -79,8 +81,13 @@ export class ModelCache {
 
   async init(): Promise<void> {
     await ensurePrivateDir(this.root);
-    for (const sub of ["staging", "records", "locks", "in-use", "trash"]) {
-      await ensurePrivateDir(join(this.root, ".xim", sub));
+    // The cache folder itself may be a symlink to a larger disk; xim's own
+    // folders inside it may not (ensurePrivateDir would chmod the target).
+    for (const sub of ["", "staging", "records", "locks", "in-use", "trash"]) {
+      const dir = join(this.root, ".xim", sub);
+      if ((await lstat(dir).catch(() => undefined))?.isSymbolicLink())
+        throw unsafeCacheEntry(dir, "a symlink");
+      await ensurePrivateDir(dir);
     }
   }
 
@@ -124,7 +131,11 @@ export class ModelCache {
     for (const entry of entries) {
       const path = join(this.inUseDir(name), entry);
       try {
-        const owner = JSON.parse(await readFile(path, "utf8")) as { pid: number; host: string };
+        const text = await readTextBounded(path, {
+          what: "a model-in-use marker",
+          maxBytes: FileLimits.smallState,
+        });
+        const owner = JSON.parse(text) as { pid: number; host: string };
         if (ownerAlive(owner)) return true;
         await rm(path, { force: true });
       } catch {
@@ -279,7 +290,9 @@ export interface CachedModel {
 
 async function readRecordFile(path: string): Promise<CacheRecord | undefined> {
   try {
-    const parsed = v.safeParse(CacheRecordSchema, JSON.parse(await readFile(path, "utf8")));
+    // Bounded and regular files only: a record replaced by a FIFO or a huge file is skipped, not read.
+    const text = await readTextBounded(path, { what: "a model cache record", maxBytes: FileLimits.manifest });
+    const parsed = v.safeParse(CacheRecordSchema, JSON.parse(text));
     return parsed.success ? parsed.output : undefined;
   } catch {
     return undefined;

@@ -71,11 +71,19 @@ export class ModelLibrary {
       stamps[path] = { size: s.size, mtimeMs: s.mtimeMs };
     }
     if (files.length === 0) throw new XimError("XIM_MODEL_INVALID", `${folder} holds no files to publish`);
+    const manifest = { name, revision: randomBytes(8).toString("hex"), files };
+    // Nodes accept only names that pass the pull's file-name check: refuse the rest now, not on every node.
+    const checked = v.safeParse(ManifestSchema, manifest);
+    if (!checked.success) {
+      throw new XimError("XIM_MODEL_INVALID", `${folder} cannot be published: ${checked.issues[0].message}`, {
+        hint: "rename the file (nodes refuse names with control characters, names differing only in case, or deeper than 32 folders)",
+      });
+    }
     const record: PublishedModel = {
       name,
       dir,
       addedAt: new Date(this.#now()).toISOString(),
-      manifest: { name, revision: randomBytes(8).toString("hex"), files },
+      manifest,
       stamps,
     };
     await ensurePrivateDir(this.#dir);

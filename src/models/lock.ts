@@ -5,10 +5,11 @@
  * model never write the same staging folder: the second waits, or fails at
  * once when the caller asks not to wait.
  */
-import { readFile, rm, stat, writeFile } from "node:fs/promises";
+import { rm, stat, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import * as v from "valibot";
 import { sleep as realSleep, type Sleep } from "../core/backoff.ts";
+import { FileLimits, readTextBounded } from "../core/bounded-read.ts";
 import { XimError } from "../core/errors.ts";
 
 export const LockOwnerSchema = v.object({
@@ -32,7 +33,8 @@ export function ownerAlive(owner: Pick<LockOwner, "pid" | "host">): boolean {
 
 async function readOwner(path: string): Promise<LockOwner | undefined> {
   try {
-    const parsed = v.safeParse(LockOwnerSchema, JSON.parse(await readFile(path, "utf8")));
+    const text = await readTextBounded(path, { what: "a pull lock", maxBytes: FileLimits.smallState });
+    const parsed = v.safeParse(LockOwnerSchema, JSON.parse(text));
     return parsed.success ? parsed.output : undefined;
   } catch {
     return undefined;

@@ -5,51 +5,80 @@
  * the cache records it beside the placed model so a later pull can tell
  * whether the files on disk are already the ones wanted.
  */
-import { posix } from "node:path";
 import * as v from "valibot";
+import { safeText } from "../core/terminal-text.ts";
+import { MODEL_FILES_MAX, modelPathProblem, pathListProblem } from "./model-paths.ts";
+import { PullError } from "./source.ts";
 
-/** A relative path inside the model folder: no absolute paths, no "..", no empty segments. */
+/** A relative path inside the model folder (model-paths.ts says exactly what passes). */
 const RelativePath = v.pipe(
   v.string(),
-  v.minLength(1),
   v.check(
-    (p) =>
-      !p.startsWith("/") &&
-      !p.includes("\\") &&
-      !p.includes("\0") &&
-      posix.normalize(p) === p &&
-      !p.split("/").some((s) => s === ".." || s === "." || s === ""),
-    "expected a relative path inside the model folder (no '..', no leading '/')",
+    (p) => modelPathProblem(p) === undefined,
+    (issue) => `${shownPath(String(issue.input))} ${modelPathProblem(String(issue.input))}`,
   ),
 );
+
+/** A file name from a peer, quoted and made safe to print (and short enough to read). */
+function shownPath(path: string): string {
+  return `"${safeText(path, { maxLength: 120 })}"`;
+}
 
 const Hex = (len: number) => v.pipe(v.string(), v.toLowerCase(), v.regex(new RegExp(`^[0-9a-f]{${len}}$`)));
 
 export const ManifestFileSchema = v.object({
   path: RelativePath,
-  size: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  size: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.MAX_SAFE_INTEGER)),
   /** SHA-256 of the whole file, lower-case hex. */
   sha256: v.optional(Hex(64)),
   /** Git blob id (SHA-1 of "blob <size>\0" + content): what a hub gives for small non-LFS files. */
   gitSha1: v.optional(Hex(40)),
   /** Where to fetch it, when the source does not derive the address from the path. */
-  url: v.optional(v.string()),
+  url: v.optional(v.pipe(v.string(), v.maxLength(8192))),
 });
 
 export const ManifestSchema = v.object({
   /** The name the model is cached and served under ("org/name" or a router-assigned name). */
-  name: v.pipe(v.string(), v.minLength(1)),
+  name: v.pipe(v.string(), v.minLength(1), v.maxLength(256)),
   /** A version the source pins (a commit id, an upload id); informational. */
-  revision: v.optional(v.string()),
+  revision: v.optional(v.pipe(v.string(), v.maxLength(256))),
   files: v.pipe(
     v.array(ManifestFileSchema),
     v.minLength(1, "a model manifest lists at least one file"),
-    v.check((files) => new Set(files.map((f) => f.path)).size === files.length, "file paths must be unique"),
+    v.maxLength(MODEL_FILES_MAX, `a model manifest lists at most ${MODEL_FILES_MAX} files`),
+    v.check(
+      (files) => pathListProblem(files.map((f) => f.path)) === undefined,
+      (issue) => {
+        const found = pathListProblem((issue.input as ManifestFile[]).map((f) => f.path));
+        return found ? `${shownPath(found.path)} ${found.problem}` : "the file list cannot be placed";
+      },
+    ),
   ),
 });
 
 export type ManifestFile = v.InferOutput<typeof ManifestFileSchema>;
 export type Manifest = v.InferOutput<typeof ManifestSchema>;
+
+/**
+ * Validate what a source says a model is made of: the one gate every
+ * source's file names pass (hub listings, HTTP manifests, the router's
+ * manifest, a resumed pull's bookkeeping). A bad manifest is final: asking
+ * again returns the same names.
+ */
+export function parseManifest(raw: unknown, from: string): Manifest {
+  const parsed = v.safeParse(ManifestSchema, raw);
+  if (parsed.success) return parsed.output;
+  const issue = parsed.issues[0];
+  const where = issue.path?.map((p) => p.key).join(".") || "(top level)";
+  throw new PullError(
+    "XIM_PULL_BAD_MANIFEST",
+    `${from} lists a model that cannot be placed: ${safeText(where, { maxLength: 200 })}: ${issue.message}`,
+    {
+      retryable: false,
+      hint: "a file path is relative to the model folder: no '..', '.', empty or absolute parts, no backslash or control characters, each name once (also ignoring case); fix the source's file list",
+    },
+  );
+}
 
 export function manifestBytes(manifest: Pick<Manifest, "files">): number {
   return manifest.files.reduce((sum, f) => sum + f.size, 0);

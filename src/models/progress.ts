@@ -5,6 +5,8 @@
  * scripts. `xim run` forwards the same events to the router.
  */
 import cliProgress from "cli-progress";
+import { redactUrlCredentials } from "../core/secret.ts";
+import { safeText } from "../core/terminal-text.ts";
 import { formatBytes } from "./cache.ts";
 
 export type PullEvent =
@@ -61,12 +63,29 @@ export function formatDuration(seconds: number): string {
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
 }
 
+/**
+ * The event with its text made printable: names and file names come from
+ * the source, reasons quote servers, and a source address may carry a
+ * credential. JSON escapes control characters itself; redaction applies to
+ * both outputs.
+ */
+function printable(event: PullEvent, forTerminal: boolean): PullEvent {
+  const clean = (text: string) => {
+    const redacted = redactUrlCredentials(text);
+    return forTerminal ? safeText(redacted, { maxLength: 500 }) : redacted;
+  };
+  const out: Record<string, unknown> = { ...event };
+  for (const [key, value] of Object.entries(out)) if (typeof value === "string") out[key] = clean(value);
+  return out as PullEvent;
+}
+
 /** JSON lines, one event per line, each with a timestamp. */
 export function jsonLinesReporter(
   write: (line: string) => void,
   now: () => number = Date.now,
 ): PullEventSink {
-  return (event) => write(`${JSON.stringify({ ts: new Date(now()).toISOString(), ...event })}\n`);
+  return (event) =>
+    write(`${JSON.stringify({ ts: new Date(now()).toISOString(), ...printable(event, false) })}\n`);
 }
 
 function progressLine(e: Extract<PullEvent, { type: "progress" }>): string {
@@ -83,7 +102,8 @@ export function lineReporter(
   const intervalMs = options.intervalMs ?? 10_000;
   const now = options.now ?? Date.now;
   let last = Number.NEGATIVE_INFINITY;
-  return (e) => {
+  return (event) => {
+    const e = printable(event, true);
     switch (e.type) {
       case "manifest":
         return write(`${e.name}: ${e.files} files, ${formatBytes(e.totalBytes)} from ${e.source}\n`);

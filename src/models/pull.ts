@@ -9,22 +9,28 @@
  * - two pulls of one model do not race: the second waits for the first
  *   (then finds the model cached) or, with `wait: false`, fails at once;
  * - room is made (LRU eviction) and disk space checked before any byte
- *   moves; a model that cannot fit fails with the numbers.
+ *   moves; a model that cannot fit fails with the numbers;
+ * - every source's file names pass one check (manifest.ts) and nothing is
+ *   written or removed outside the staging folder (staging.ts);
+ * - a disk that fills up or refuses writes is explained, not a crash
+ *   (disk-errors.ts).
  * `xim pull` and `xim run` (router-assigned models) both call this.
  */
-import { mkdir, open, readFile, rm, stat, truncate } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { ensurePrivateDir, writeFileAtomic } from "../core/atomic-file.ts";
 import type { Sleep } from "../core/backoff.ts";
 import type { Config } from "../core/config/schema.ts";
 import { XimError } from "../core/errors.ts";
+import { safeText } from "../core/terminal-text.ts";
 import { type CacheRecord, formatBytes, ModelCache } from "./cache.ts";
 import { FileHasher } from "./checksum.ts";
+import { diskError } from "./disk-errors.ts";
 import { acquireLock } from "./lock.ts";
-import { type Manifest, type ManifestFile, manifestBytes, sameFiles } from "./manifest.ts";
+import { type ManifestFile, manifestBytes, parseManifest, sameFiles } from "./manifest.ts";
 import { type PullEvent, RateMeter } from "./progress.ts";
 import { retryPolicy, withRetry } from "./retry.ts";
 import { type ModelSource, PullError } from "./source.ts";
+import { finishStaging, openStagedFile, prepareStaging, removeStaged, stagedSize } from "./staging.ts";
 
 export type PullConfig = Pick<
   Config,
@@ -64,6 +70,27 @@ export interface PullResult {
 }
 
 export async function pullModel(options: PullOptions): Promise<PullResult> {
+  const track: PullTrack = {};
+  try {
+    return await pull(options, track);
+  } catch (err) {
+    throw (
+      (await diskError(err, {
+        cacheDir: options.config.modelCacheDir,
+        name: track.name,
+        bytesLeft: track.bytesLeft?.(),
+      })) ?? err
+    );
+  }
+}
+
+/** What a failed pull's error message needs to know of how far it got. */
+interface PullTrack {
+  name?: string;
+  bytesLeft?: () => number;
+}
+
+async function pull(options: PullOptions, track: PullTrack): Promise<PullResult> {
   const now = options.now ?? Date.now;
   const started = now();
   const emit = options.onEvent ?? (() => {});
@@ -79,11 +106,16 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
       emit({ type: "retry", name, ...r }),
   });
 
-  const manifest = await withRetry(
-    () => options.source.manifest(options.signal),
-    retryOptions(options.name ?? options.source.description),
+  // Whatever the source: its file names pass the one check before any reaches the disk.
+  const manifest = parseManifest(
+    await withRetry(
+      () => options.source.manifest(options.signal),
+      retryOptions(options.name ?? options.source.description),
+    ),
+    options.source.description,
   );
   const name = options.name ?? manifest.name;
+  track.name = name;
   const totalBytes = manifestBytes(manifest);
   emit({
     type: "manifest",
@@ -127,7 +159,12 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
       );
     }
     const staging = cache.stagingDir(name);
-    const resumedBytes = await prepareStaging(staging, manifest);
+    const resumedBytes = await prepareStaging(
+      [join(cache.root, ".xim"), dirname(staging)],
+      staging,
+      manifest,
+    );
+    track.bytesLeft = () => totalBytes - resumedBytes;
     const evicted = await cache.makeRoom(name, totalBytes);
     for (const m of evicted) emit({ type: "evicted", name: m.name, sizeBytes: m.sizeBytes });
     const free = await cache.freeBytes();
@@ -141,12 +178,13 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
 
     emit({ type: "start", name, totalBytes, resumedBytes });
     const progress = new Progress(name, totalBytes, emit, now, options.progressIntervalMs ?? 250);
+    track.bytesLeft = () => progress.bytesLeft;
     let downloadedBytes = 0;
     for (const file of manifest.files) {
       downloadedBytes += await downloadFile({
         source: options.source,
         file,
-        path: join(staging, file.path),
+        staging,
         progress,
         signal: options.signal,
         retry: retryOptions(name),
@@ -159,7 +197,7 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
       });
     }
 
-    await rm(stagingManifestPath(staging), { force: true });
+    await finishStaging(staging);
     const path = await cache.place(name, staging);
     const at = new Date(now()).toISOString();
     const newRecord: CacheRecord = {
@@ -194,49 +232,6 @@ async function exists(path: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-async function sizeOnDisk(path: string): Promise<number> {
-  try {
-    return (await stat(path)).size;
-  } catch {
-    return 0;
-  }
-}
-
-function stagingManifestPath(staging: string): string {
-  return join(staging, ".xim-pull.json");
-}
-
-/**
- * Keep partial files only when they belong to the same file of the same
- * manifest (an earlier, interrupted pull); anything else starts over.
- * Returns the bytes already there.
- */
-async function prepareStaging(staging: string, manifest: Manifest): Promise<number> {
-  await ensurePrivateDir(dirname(staging));
-  let previous: Manifest | undefined;
-  try {
-    previous = JSON.parse(await readFile(stagingManifestPath(staging), "utf8")) as Manifest;
-  } catch {
-    previous = undefined;
-  }
-  if (!previous || !Array.isArray(previous.files)) {
-    await rm(staging, { recursive: true, force: true });
-  } else {
-    const kept = new Map(previous.files.map((f) => [f.path, f]));
-    const wanted = new Set(
-      manifest.files
-        .filter((f) => sameFiles({ files: [f] }, { files: [kept.get(f.path) ?? { ...f, size: -1 }] }))
-        .map((f) => f.path),
-    );
-    for (const f of previous.files) if (!wanted.has(f.path)) await rm(join(staging, f.path), { force: true });
-  }
-  await mkdir(staging, { recursive: true, mode: 0o755 });
-  await writeFileAtomic(stagingManifestPath(staging), JSON.stringify(manifest), { mode: 0o644 });
-  let resumed = 0;
-  for (const f of manifest.files) resumed += Math.min(f.size, await sizeOnDisk(join(staging, f.path)));
-  return resumed;
 }
 
 class Progress {
@@ -284,6 +279,11 @@ class Progress {
     });
   }
 
+  /** Bytes of the model not yet on disk. */
+  get bytesLeft(): number {
+    return Math.max(0, this.#total - this.#done - this.#current);
+  }
+
   fileDone(file: string, size: number): void {
     this.update(file, size, true);
     this.#done += size;
@@ -294,23 +294,24 @@ class Progress {
 interface DownloadArgs {
   source: ModelSource;
   file: ManifestFile;
-  path: string;
+  /** The staging folder; the file goes to `staging/file.path`. */
+  staging: string;
   progress: Progress;
   signal?: AbortSignal;
   retry: Parameters<typeof withRetry>[1];
 }
 
-/** Download one file into `path`, resuming from what is there; returns the bytes fetched. */
+/** Download one file into staging, resuming from what is there; returns the bytes fetched. */
 async function downloadFile(args: DownloadArgs): Promise<number> {
-  const { file, path, progress } = args;
-  await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+  const { file, staging, progress } = args;
+  const path = join(staging, file.path);
   let hasher: FileHasher | undefined;
   let fetched = 0;
   let mismatches = 0;
   await withRetry(async (attempt) => {
-    let onDisk = await sizeOnDisk(path);
+    let onDisk = await stagedSize(staging, file.path);
     if (onDisk > file.size) {
-      await truncate(path, 0);
+      await removeStaged(staging, file.path);
       onDisk = 0;
     }
     if (!hasher || hasher.bytes !== onDisk) {
@@ -325,13 +326,13 @@ async function downloadFile(args: DownloadArgs): Promise<number> {
         onDisk = 0;
         hasher = new FileHasher(file);
       }
-      const handle = await open(path, onDisk === 0 ? "w" : "a", 0o644);
+      const handle = await openStagedFile(staging, file.path, onDisk > 0);
       try {
         for await (const chunk of got.body) {
           if (hasher.bytes + chunk.byteLength > file.size) {
             throw new PullError(
               "XIM_PULL_CHECKSUM",
-              `${file.path}: the source sent more than the ${file.size} bytes the manifest lists`,
+              `${safeText(file.path)}: the source sent more than the ${file.size} bytes the manifest lists`,
               { retryable: mismatches++ === 0, countAttempt: true },
             );
           }
@@ -344,7 +345,7 @@ async function downloadFile(args: DownloadArgs): Promise<number> {
       } catch (err) {
         if (err instanceof PullError && err.code === "XIM_PULL_CHECKSUM") {
           await handle.close();
-          await rm(path, { force: true });
+          await removeStaged(staging, file.path);
           hasher = undefined;
           throw err;
         }
@@ -356,18 +357,18 @@ async function downloadFile(args: DownloadArgs): Promise<number> {
     if (hasher.bytes < file.size) {
       throw new PullError(
         "XIM_PULL_NETWORK",
-        `${file.path}: the transfer ended at ${hasher.bytes} of ${file.size} bytes`,
+        `${safeText(file.path)}: the transfer ended at ${hasher.bytes} of ${file.size} bytes`,
         { retryable: true },
       );
     }
     const check = hasher.check();
     if (!check.ok) {
-      await rm(path, { force: true });
+      await removeStaged(staging, file.path);
       hasher = undefined;
       const first = mismatches++ === 0;
       throw new PullError(
         "XIM_PULL_CHECKSUM",
-        `${file.path}: ${check.kind} mismatch: expected ${check.expected}, got ${check.actual}; the file was discarded`,
+        `${safeText(file.path)}: ${check.kind} mismatch: expected ${check.expected}, got ${check.actual}; the file was discarded`,
         {
           retryable: first,
           countAttempt: true,

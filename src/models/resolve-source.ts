@@ -10,6 +10,7 @@ import { Secret } from "../core/secret.ts";
 import type { ModelChannel } from "./router-protocol.ts";
 import type { ModelSource } from "./source.ts";
 import { DEFAULT_HF_ENDPOINT, HfSource } from "./sources/hf.ts";
+import { shownUrl } from "./sources/http.ts";
 import { HttpManifestSource } from "./sources/http-manifest.ts";
 import { RouterSource } from "./sources/router.ts";
 
@@ -36,24 +37,27 @@ export function resolveSource(ref: string, options: ResolveOptions): ModelSource
     try {
       url = new URL(ref);
     } catch {
-      throw new UsageError(`'${ref}' is not a valid URL`, "give the address of a model manifest (JSON)");
+      throw new UsageError(
+        `'${shownUrl(ref)}' is not a valid URL`,
+        "give the address of a model manifest (JSON)",
+      );
     }
     return new HttpManifestSource(url.toString());
   }
   if (ref.startsWith("router://")) {
     const name = ref.slice("router://".length);
-    if (!name) throw new UsageError(`'${ref}' names no model`, "write router://NAME");
+    if (!name) throw new UsageError(`'${shownUrl(ref)}' names no model`, "write router://NAME");
     if (options.routerChannel) return new RouterSource(name, options.routerChannel);
     throw new XimError(
       "XIM_UNAVAILABLE",
-      `'${ref}': models published by the router travel over the node's own router connection, which this command does not open`,
+      `'${shownUrl(ref)}': models published by the router travel over the node's own router connection, which this command does not open`,
       {
         hint: "the running node (xim run) pulls the models its router assigns; here, pull with hf://ORG/NAME or an https:// manifest URL",
       },
     );
   }
   throw new UsageError(
-    `'${ref}' is not a model source`,
+    `'${shownUrl(ref)}' is not a model source`,
     "write hf://ORG/NAME[@REVISION] for a hub repository, or https://HOST/PATH/manifest.json for a file manifest",
   );
 }

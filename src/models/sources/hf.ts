@@ -12,9 +12,11 @@
 import * as v from "valibot";
 import { UsageError } from "../../core/errors.ts";
 import type { Secret } from "../../core/secret.ts";
-import type { Manifest, ManifestFile } from "../manifest.ts";
+import { safeText } from "../../core/terminal-text.ts";
+import { type Manifest, type ManifestFile, parseManifest } from "../manifest.ts";
+import { MODEL_FILES_MAX } from "../model-paths.ts";
 import { type FetchedFile, type ModelSource, PullError } from "../source.ts";
-import { fetchFrom, getJson, getJsonPage } from "./http.ts";
+import { fetchFrom, getJson, getJsonPage, shownUrl } from "./http.ts";
 
 export const DEFAULT_HF_ENDPOINT = "https://huggingface.co";
 
@@ -28,7 +30,7 @@ export function parseHfRef(ref: string): HfRef {
   const m = /^hf:\/\/([A-Za-z0-9][\w.-]*(?:\/[A-Za-z0-9][\w.-]*)?)(?:@([^\s@]+))?$/.exec(ref);
   if (!m) {
     throw new UsageError(
-      `'${ref}' is not a hub reference`,
+      `'${shownUrl(ref)}' is not a hub reference`,
       "write hf://ORG/NAME or hf://ORG/NAME@REVISION (a branch, tag or commit id)",
     );
   }
@@ -98,7 +100,8 @@ export class HfSource implements ModelSource {
     this.ref = typeof ref === "string" ? parseHfRef(ref) : ref;
     this.#endpoint = (options.endpoint ?? DEFAULT_HF_ENDPOINT).replace(/\/+$/, "");
     this.#options = options;
-    this.description = `hf://${this.ref.repo}@${this.ref.revision} (${this.#endpoint})`;
+    // HF_ENDPOINT may carry a mirror's user:password: never shown.
+    this.description = `hf://${this.ref.repo}@${this.ref.revision} (${shownUrl(this.#endpoint)})`;
   }
 
   #headers(): Record<string, string> {
@@ -124,7 +127,7 @@ export class HfSource implements ModelSource {
   #bad(what: string, issues: v.BaseIssue<unknown>[]): PullError {
     return new PullError(
       "XIM_PULL_BAD_MANIFEST",
-      `${this.description}: unexpected ${what} (${issues[0].message})`,
+      `${this.description}: unexpected ${what} (${safeText(issues[0].message, { maxLength: 300 })})`,
       {
         retryable: false,
         hint: "HF_ENDPOINT must point at a Hugging Face-compatible hub",
@@ -150,7 +153,8 @@ export class HfSource implements ModelSource {
       files = await this.#tree(signal);
     }
     const chosen = this.#options.allFiles ? files : selectFiles(files);
-    return { name: repo, revision: this.#commit, files: chosen };
+    // The hub's names reach the disk: they pass the same check as every other source's.
+    return parseManifest({ name: repo, revision: this.#commit, files: chosen }, this.description);
   }
 
   async #tree(signal?: AbortSignal): Promise<ManifestFile[]> {
@@ -164,6 +168,13 @@ export class HfSource implements ModelSource {
       const parsed = v.safeParse(TreeSchema, body);
       if (!parsed.success) throw this.#bad("file tree", parsed.issues);
       entries.push(...parsed.output);
+      if (entries.length > MODEL_FILES_MAX) {
+        throw new PullError(
+          "XIM_PULL_TOO_LARGE",
+          `${this.description}: the file tree lists more than ${MODEL_FILES_MAX} entries, the limit for one model`,
+          { retryable: false, hint: "HF_ENDPOINT must point at a Hugging Face-compatible hub" },
+        );
+      }
       url = next;
     }
     return entries

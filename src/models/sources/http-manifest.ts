@@ -5,9 +5,8 @@
  * path under the manifest's folder, so a static web server holding the
  * model folder and a manifest.json beside it is a complete source.
  */
-import * as v from "valibot";
-import { type Manifest, type ManifestFile, ManifestSchema } from "../manifest.ts";
-import { type FetchedFile, type ModelSource, PullError } from "../source.ts";
+import { type Manifest, type ManifestFile, parseManifest } from "../manifest.ts";
+import type { FetchedFile, ModelSource } from "../source.ts";
 import { fetchFrom, getJson, shownUrl } from "./http.ts";
 
 export interface HttpManifestOptions {
@@ -32,20 +31,7 @@ export class HttpManifestSource implements ModelSource {
 
   async manifest(signal?: AbortSignal): Promise<Manifest> {
     const body = await getJson(this.#url, { headers: this.#options.headers, signal, now: this.#options.now });
-    const parsed = v.safeParse(ManifestSchema, body);
-    if (!parsed.success) {
-      const issue = parsed.issues[0];
-      const where = issue.path?.map((p) => p.key).join(".") ?? "(top level)";
-      throw new PullError(
-        "XIM_PULL_BAD_MANIFEST",
-        `the manifest at ${this.description} is not valid: ${where}: ${issue.message}`,
-        {
-          retryable: false,
-          hint: 'a manifest is {"name": "...", "files": [{"path": "config.json", "size": 123, "sha256": "..."}]}',
-        },
-      );
-    }
-    return parsed.output;
+    return parseManifest(body, `the manifest at ${this.description}`);
   }
 
   fileUrl(file: ManifestFile): string {

@@ -3,10 +3,17 @@
  * every failure into a `PullError` saying whether a retry can help
  * (network errors, 408, 429 and 5xx can; any other 4xx cannot, and says
  * why), `Retry-After` parsing, and ranged downloads that resume from the
- * bytes already on disk.
+ * bytes already on disk. What a server sends is bounded while it streams
+ * (a JSON document at `NETWORK_LIMITS.jsonBytes`, an error body read only
+ * as far as `NETWORK_LIMITS.errorBodyBytes`), and every URL and server text
+ * that reaches a message has its credentials redacted and is made safe for
+ * a terminal. Credentials in an address (`https://user:pw@mirror/`) are
+ * sent as HTTP Basic; fetch() itself refuses such URLs.
  */
+import { FileLimits } from "../../core/bounded-read.ts";
 import { messageOf } from "../../core/errors.ts";
 import { redactUrlCredentials } from "../../core/secret.ts";
+import { safeText } from "../../core/terminal-text.ts";
 import type { FetchedFile } from "../source.ts";
 import { PullError } from "../source.ts";
 
@@ -29,14 +36,78 @@ export function parseRetryAfter(value: string | null, now: number = Date.now()):
   return Math.max(0, date - now);
 }
 
+/** What is read from a server at most, in bytes. */
+export const NETWORK_LIMITS = {
+  /** A manifest or one page of a hub's file listing (the same cap as a manifest read from disk). */
+  jsonBytes: FileLimits.manifest,
+  /** The part of an error response read for its reason; the rest is dropped unread. */
+  errorBodyBytes: 16 * 1024,
+} as const;
+
+/** A URL as it may be printed: credentials redacted, terminal controls replaced. */
 export function shownUrl(url: string): string {
-  return redactUrlCredentials(url);
+  return safeText(redactUrlCredentials(url), { maxLength: 500 });
+}
+
+/** Text a server or the network stack produced, as it may be printed. */
+function shownText(text: string, maxLength = 300): string {
+  return safeText(redactUrlCredentials(text), { maxLength });
+}
+
+class TooLarge extends Error {}
+
+/**
+ * The body as text, read as it streams and abandoned once it passes
+ * `maxBytes` (`TooLarge`), so a server cannot make the pull buffer an
+ * endless or huge response. A Content-Length over the limit is refused
+ * before a byte is read.
+ */
+async function readBounded(res: Response, maxBytes: number): Promise<string> {
+  const declared = Number(res.headers.get("content-length") ?? Number.NaN);
+  if (declared > maxBytes) {
+    await res.body?.cancel().catch(() => {});
+    throw new TooLarge();
+  }
+  if (!res.body) return "";
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      await reader.cancel().catch(() => {});
+      throw new TooLarge();
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/** At most the first `maxBytes` of the body; the rest is not read. */
+async function readPrefix(res: Response, maxBytes: number): Promise<string> {
+  if (!res.body) return "";
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  try {
+    while (total < maxBytes) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      total += value.byteLength;
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  return Buffer.concat(chunks).subarray(0, maxBytes).toString("utf8");
 }
 
 async function reasonOf(res: Response): Promise<string> {
   let text = "";
   try {
-    text = (await res.text()).trim();
+    text = (await readPrefix(res, NETWORK_LIMITS.errorBodyBytes)).trim();
   } catch {
     return "";
   }
@@ -47,8 +118,7 @@ async function reasonOf(res: Response): Promise<string> {
   } catch {
     // not JSON: keep the text
   }
-  text = text.replace(/\s+/g, " ");
-  return text.length > 200 ? `${text.slice(0, 200)}...` : text;
+  return shownText(text.replace(/\s+/g, " "), 200);
 }
 
 /** A non-2xx response as a PullError; the body is read for the far end's reason. */
@@ -58,7 +128,7 @@ export async function statusError(
   options: HttpGetOptions = {},
 ): Promise<PullError> {
   const reason = await reasonOf(res);
-  const status = `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ""}`;
+  const status = `HTTP ${res.status}${res.statusText ? ` ${shownText(res.statusText, 100)}` : ""}`;
   const message = `GET ${shownUrl(url)}: ${status}${reason ? `: ${reason}` : ""}`;
   const retryable = res.status === 408 || res.status === 429 || res.status >= 500;
   const retryAfterMs =
@@ -75,6 +145,30 @@ export async function statusError(
   });
 }
 
+/**
+ * fetch() refuses a URL with `user:password@`: take the credentials out
+ * and send them as HTTP Basic, unless the caller already authenticates
+ * (a hub token). fetch drops the header on a redirect to another origin.
+ */
+function withBasicAuth(url: string, headers: Record<string, string> = {}) {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return { url, headers };
+  }
+  if (!parsed.username && !parsed.password) return { url, headers };
+  const user = decodeURIComponent(parsed.username);
+  const password = decodeURIComponent(parsed.password);
+  parsed.username = "";
+  parsed.password = "";
+  if (Object.keys(headers).some((k) => k.toLowerCase() === "authorization")) {
+    return { url: parsed.toString(), headers };
+  }
+  const basic = Buffer.from(`${user}:${password}`).toString("base64");
+  return { url: parsed.toString(), headers: { ...headers, authorization: `Basic ${basic}` } };
+}
+
 /** GET with failures classified; resolves only for 2xx (and 206/416 when the caller asked for a range). */
 export async function httpGet(
   url: string,
@@ -83,7 +177,12 @@ export async function httpGet(
 ): Promise<Response> {
   let res: Response;
   try {
-    res = await fetch(url, { headers: options.headers, signal: options.signal, redirect: "follow" });
+    const request = withBasicAuth(url, options.headers);
+    res = await fetch(request.url, {
+      headers: request.headers,
+      signal: options.signal,
+      redirect: "follow",
+    });
   } catch (err) {
     if (options.signal?.aborted) throw err;
     throw new PullError("XIM_PULL_NETWORK", `GET ${shownUrl(url)}: ${networkReason(err)}`, {
@@ -97,8 +196,10 @@ export async function httpGet(
 
 function networkReason(err: unknown): string {
   const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-  if (cause?.code) return `${messageOf(err)} (${cause.code}${cause.message ? `: ${cause.message}` : ""})`;
-  return messageOf(err);
+  if (cause?.code) {
+    return shownText(`${messageOf(err)} (${cause.code}${cause.message ? `: ${cause.message}` : ""})`);
+  }
+  return shownText(messageOf(err));
 }
 
 /** A JSON document, parsed; a body that is not JSON is a non-retryable error. */
@@ -131,9 +232,10 @@ async function parseJson(res: Response, url: string): Promise<unknown> {
   try {
     return JSON.parse(text);
   } catch (err) {
+    // V8's message quotes the start of the body: the server's text.
     throw new PullError(
       "XIM_PULL_BAD_MANIFEST",
-      `GET ${shownUrl(url)}: the response is not JSON (${messageOf(err)})`,
+      `GET ${shownUrl(url)}: the response is not JSON (${shownText(messageOf(err), 200)})`,
       {
         retryable: false,
       },
@@ -143,8 +245,18 @@ async function parseJson(res: Response, url: string): Promise<unknown> {
 
 async function readText(res: Response, url: string): Promise<string> {
   try {
-    return await res.text();
+    return await readBounded(res, NETWORK_LIMITS.jsonBytes);
   } catch (err) {
+    if (err instanceof TooLarge) {
+      throw new PullError(
+        "XIM_PULL_TOO_LARGE",
+        `GET ${shownUrl(url)}: the response is larger than ${NETWORK_LIMITS.jsonBytes} bytes, the limit for a model manifest or file listing; it was not read further`,
+        {
+          retryable: false,
+          hint: "check that the address names a model manifest (or a hub API); a model lists far fewer files than this",
+        },
+      );
+    }
     throw new PullError(
       "XIM_PULL_NETWORK",
       `GET ${shownUrl(url)}: the transfer broke (${networkReason(err)})`,
@@ -202,7 +314,7 @@ export async function fetchFrom(
       await res.body.cancel();
       throw new PullError(
         "XIM_PULL_RANGE",
-        `GET ${shownUrl(url)}: asked for bytes from ${offset}, the server sent Content-Range "${res.headers.get("content-range")}"`,
+        `GET ${shownUrl(url)}: asked for bytes from ${offset}, the server sent Content-Range "${shownText(res.headers.get("content-range") ?? "", 100)}"`,
         {
           retryable: false,
           hint: "the server's range support is broken; pull again after removing the partial file",

@@ -7,7 +7,8 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import * as v from "valibot";
-import type { Manifest, ManifestFile } from "../manifest.ts";
+import { safeText } from "../../core/terminal-text.ts";
+import { type Manifest, type ManifestFile, parseManifest } from "../manifest.ts";
 import { MODEL_CHUNK_BYTES, type ModelChannel, ModelReplySchema } from "../router-protocol.ts";
 import { type FetchedFile, type ModelSource, PullError } from "../source.ts";
 
@@ -37,12 +38,16 @@ export class RouterSource implements ModelSource {
   }
 
   async #ask(request: Parameters<ModelChannel>[0], signal?: AbortSignal) {
-    const raw = await this.#channel(request, signal);
+    return this.#check(request, await this.#channel(request, signal));
+  }
+
+  /** A reply validated against the request it answers. */
+  #check(request: Parameters<ModelChannel>[0], raw: unknown) {
     const parsed = v.safeParse(ModelReplySchema, raw);
     if (!parsed.success) {
       throw new PullError(
         "XIM_PULL_BAD_REPLY",
-        `the router sent a malformed reply: ${parsed.issues[0].message}`,
+        `the router sent a malformed reply: ${safeText(parsed.issues[0].message, { maxLength: 300 })}`,
         {
           retryable: true,
         },
@@ -58,7 +63,7 @@ export class RouterSource implements ModelSource {
       const retryable = reply.code === "unavailable";
       throw new PullError(
         retryable ? "XIM_PULL_UNAVAILABLE" : "XIM_PULL_REFUSED",
-        `router: ${reply.message}`,
+        `router: ${safeText(reply.message, { maxLength: 300 })}`,
         {
           retryable,
           retryAfterMs: reply.retryAfterMs,
@@ -71,10 +76,15 @@ export class RouterSource implements ModelSource {
   }
 
   async manifest(signal?: AbortSignal): Promise<Manifest> {
-    const reply = await this.#ask(
-      { type: "model_manifest_request", requestId: rid(), name: this.#name },
-      signal,
-    );
+    const request = { type: "model_manifest_request" as const, requestId: rid(), name: this.#name };
+    const raw = await this.#channel(request, signal);
+    // The file list is checked on its own first, so a hostile one fails at
+    // once naming the bad path instead of being retried as a garbled reply.
+    const answer = raw as { type?: unknown; requestId?: unknown; manifest?: unknown } | null;
+    if (answer?.type === "model_manifest" && answer.requestId === request.requestId) {
+      parseManifest(answer.manifest, this.description);
+    }
+    const reply = this.#check(request, raw);
     if (reply.type !== "model_manifest") {
       throw new PullError("XIM_PULL_BAD_REPLY", `the router answered a manifest request with ${reply.type}`, {
         retryable: true,
@@ -121,7 +131,7 @@ export class RouterSource implements ModelSource {
       if (reply.type !== "model_chunk" || reply.path !== file.path || reply.offset !== head.offset) {
         throw new PullError(
           "XIM_PULL_BAD_REPLY",
-          `the router sent the wrong chunk for ${file.path}@${head.offset}`,
+          `the router sent the wrong chunk for ${safeText(file.path)}@${head.offset}`,
           {
             retryable: true,
           },

@@ -1,8 +1,8 @@
 /**
  * Attack: an enrolled node writes into a stream it was not given. A second
  * node of the same project (a real CURVE session) learns the router's id
- * of another node's stream and sends stream_start, chunks and stream_end
- * for it, and a chunk for an id the router never minted. The router must
+ * of another node's stream and sends stream_start, a chunk, stream_end and
+ * a stream_error (what acknowledges a cancel) for it, and a chunk for an id the router never minted. The router must
  * drop and count every one of them; the client of that stream gets only
  * its own node's answer.
  */
@@ -72,7 +72,7 @@ describe("stream messages from a node the stream was not dispatched to", { timeo
     await g?.stack.close();
   });
 
-  test("a node injecting a start, chunks and an end into another node's stream is dropped and counted", async () => {
+  test("a node injecting a start, a chunk, an end and a cancel acknowledgement into another node's stream is dropped and counted", async () => {
     const answer = await expectedContent(g.engine, PROMPT);
     const key = g.stack.apiKey("default", "victim");
     g.engine.hold();
@@ -98,16 +98,31 @@ describe("stream messages from a node the stream was not dispatched to", { timeo
       data: injected as Uint8Array<ArrayBuffer>,
     });
     await session.send({ type: "stream_end", requestId: streamId, seq: 1 });
+    // A cancel acknowledgement (the stream_error a cancel gets) would free the victim's slot and end its answer.
+    await session.send({
+      type: "stream_error",
+      requestId: streamId,
+      seq: 2,
+      code: "cancelled",
+      message: "cancelled by the router: client disconnected",
+      status: 499,
+    });
     await session.send({
       type: "chunk",
       requestId: "a-stream-the-router-never-minted",
       seq: 0,
       data: injected as Uint8Array<ArrayBuffer>,
     });
-    await waitFor(() => relay.dropped.foreignStream >= 3 && relay.dropped.unknownStream >= 1, {
+    await waitFor(() => relay.dropped.foreignStream >= 4 && relay.dropped.unknownStream >= 1, {
       timeoutMs: 10_000,
       what: `the router to count the intruder's messages (${JSON.stringify(relay.dropped)})`,
     });
+    assert.equal(relay.active, 1, "the victim's stream is still open at the router");
+    assert.equal(
+      g.stack.service.scheduler.inflight(g.node.nodeId),
+      1,
+      "its slot was not freed by the intruder",
+    );
     g.engine.open();
     assert.equal(await settledContent(victim), answer, "the client got its own node's answer only");
     assert.equal((await victim).status, 200);

@@ -12,7 +12,8 @@
  * is busy, what the engine writes meanwhile is coalesced into the next
  * chunk. The relay also owns the
  * concurrency limit (free slots), the tenant's cache salt, cancellation
- * (router `cancel`, deadline, drain, stall) and drain.
+ * (router `cancel`, deadline, drain, stall) and drain. A dispatch with the
+ * id of a running stream is refused (`dispatch_refused`), never merged.
  */
 import type { Config } from "../core/config/schema.ts";
 import { messageOf } from "../core/errors.ts";
@@ -249,13 +250,36 @@ export class Relay {
       a.abort.abort(reason ?? new StreamAbort("draining", 503, "the node is shutting down"));
   }
 
+  /**
+   * A dispatch whose id a running stream has (a replayed dispatch, or a
+   * router bug): refused in a message of its own, so that neither the
+   * running stream nor its record at the router is touched (a stream_error
+   * with this id would end that stream).
+   */
+  #refuseDuplicate(d: Dispatch): void {
+    this.#o.metrics?.requests.inc({ outcome: "rejected" });
+    this.#log.warn(
+      { requestId: d.requestId },
+      "refused a dispatch with the id of a stream already running; that stream goes on",
+    );
+    void this.#o.send({
+      type: "dispatch_refused",
+      requestId: d.requestId,
+      code: "duplicate_request",
+      message: `a stream with request id ${d.requestId} already runs on this node; the new dispatch was refused`,
+    });
+  }
+
   #reject(d: Dispatch, code: StreamErrorCode, status: number, message: string): void {
     this.#o.metrics?.requests.inc({ outcome: "rejected" });
     void this.#o.send({ type: "stream_error", requestId: d.requestId, seq: 0, code, message, status });
   }
 
   #dispatch(d: Dispatch): void {
-    if (this.#active.has(d.requestId)) return; // a duplicate of a request already running
+    if (this.#active.has(d.requestId)) {
+      this.#refuseDuplicate(d);
+      return;
+    }
     if (this.#draining) {
       this.#reject(d, "draining", 503, "the node is draining");
       return;

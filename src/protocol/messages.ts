@@ -179,6 +179,15 @@ export const StreamErrorSchema = v.object({
   status: v.pipe(v.number(), v.integer(), v.minValue(400), v.maxValue(599)),
 });
 
+/** The node already runs a stream with this requestId (a replay, or a router bug): that stream goes on. */
+export const DispatchRefusedSchema = v.object({
+  v: version,
+  type: v.literal("dispatch_refused"),
+  ...stream,
+  code: v.picklist(["duplicate_request"]),
+  message: text(),
+});
+
 // ---- router -> node, control socket ----------------------------------------------------------
 
 export const RegisterAckSchema = v.object({
@@ -314,6 +323,7 @@ export const NodeMessageSchema = v.variant("type", [
   ChunkSchema,
   StreamEndSchema,
   StreamErrorSchema,
+  DispatchRefusedSchema,
   ModelRequestMessageSchema,
   ModelProgressSchema,
 ]);

@@ -7,8 +7,10 @@
  * ends on `stream_end`, and turns a `stream_error` (or a lost node) into
  * an SSE error event or an OpenAI JSON error. A client that goes away
  * sends `cancel` to the node; the slot is freed when the node confirms.
+ * Streams are keyed by the router's internal request id (request-id.ts),
+ * and a node's message reaches a stream only when that node holds it:
+ * anything else is dropped and counted, never written to a client.
  */
-import { randomBytes } from "node:crypto";
 import { type ServerResponse, validateHeaderValue } from "node:http";
 import type { Logger } from "../core/log.ts";
 import type { RouterMetrics } from "../observability/router-metrics.ts";
@@ -16,6 +18,15 @@ import type { DISPATCH_PATHS, NodeMessage, NodeMessageOf } from "../protocol/mes
 import type { ControlPlane, Lease } from "./control-plane.ts";
 import { RouterCredit } from "./credits.ts";
 import type { Scheduler } from "./queue.ts";
+
+type StreamMessageType = "stream_start" | "chunk" | "stream_end" | "stream_error";
+
+/** The frames-dropped metric's reason label of each refused node message. */
+const METRIC_REASON = {
+  unknownStream: "unknown_stream",
+  foreignStream: "foreign_stream",
+  duplicateDispatch: "duplicate_dispatch",
+} as const;
 
 export interface FlowSettingsRouter {
   /** The window the router asks each stream for (the node may cap it); 0 = flow control off. */
@@ -32,16 +43,20 @@ export const DEFAULT_ROUTER_FLOW: FlowSettingsRouter = {
   creditIdleMs: 100,
 };
 
-const ID_PREFIX = randomBytes(9).toString("base64url");
-
 /** How long after a node's lease ends its streams still wait for their last messages. */
 const LOST_NODE_GRACE_MS = 500;
 
 /** How long the node may take to confirm a cancel before the router frees the slot anyway. */
 const CANCEL_CONFIRM_MS = 10_000;
 
+/** At most one log line per this long for each kind of refused node message (a node may flood them). */
+const REFUSED_LOG_MS = 10_000;
+
 export interface InferenceRequest {
+  /** The router's internal id (request-id.ts mintRequestId): the stream's only key. */
   requestId: string;
+  /** The client's X-Request-ID when valid: echoed and logged, never used to route. */
+  clientRequestId?: string;
   project: string;
   tenant: string;
   model: string;
@@ -58,6 +73,16 @@ export function openAiErrorBody(status: number, code: string, message: string): 
   const type =
     status === 401 ? "authentication_error" : status < 500 ? "invalid_request_error" : "server_error";
   return JSON.stringify({ error: { message, type, param: null, code } });
+}
+
+/** Node messages the relay delivered to no client, by reason (tests and the frames-dropped metric read them). */
+export interface RelayDropped {
+  /** For a request id the router has no stream for (ended, or never minted). */
+  unknownStream: number;
+  /** For a stream dispatched to another node, or to an earlier process of this one. */
+  foreignStream: number;
+  /** A node refused a dispatch whose id it already runs (a replay, or a router bug). */
+  duplicateDispatch: number;
 }
 
 function validHeaderValue(value: string): boolean {
@@ -140,6 +165,17 @@ interface RouterStream {
   finish: (outcome: string) => void;
 }
 
+/**
+ * Whether `lease` may speak for stream `s`: the lease it was dispatched
+ * under, or a later one of the same node process (which registered again
+ * knowing that epoch: it kept its streams). Messages arrive only from the
+ * connection bound to a live lease (control-plane.ts), so this ties every
+ * stream message to the node, and the process, the stream was given to.
+ */
+function holds(lease: Lease, s: RouterStream): boolean {
+  return s.nodeId === lease.nodeId && (s.epoch === lease.epoch || (lease.lastEpoch ?? 0) >= s.epoch);
+}
+
 export class RouterRelay {
   readonly #cp: ControlPlane;
   readonly #scheduler: Scheduler;
@@ -152,7 +188,8 @@ export class RouterRelay {
   readonly #timers = new Set<NodeJS.Timeout>();
   /** Streams failed as node_lost while their node was away: cancelled at the node when it registers again. */
   readonly #orphans = new Map<string, Set<string>>();
-  #lastId = 0;
+  readonly dropped: RelayDropped = { unknownStream: 0, foreignStream: 0, duplicateDispatch: 0 };
+  readonly #lastRefusedLog = new Map<keyof RelayDropped, number>();
 
   constructor(o: {
     controlPlane: ControlPlane;
@@ -193,13 +230,6 @@ export class RouterRelay {
     return this.#streams.size;
   }
 
-  /** A request id not in use now: the client's own when free (it reaches the engine as X-Request-Id). */
-  uniqueId(wanted: string | undefined): string {
-    if (wanted && !this.#streams.has(wanted)) return wanted;
-    // A random prefix per router process and a counter: unique without a random draw per request.
-    return `req-${ID_PREFIX}${(++this.#lastId).toString(36)}`;
-  }
-
   close(): void {
     for (const un of this.#unsubscribe) un();
     for (const t of this.#timers) clearTimeout(t);
@@ -214,13 +244,28 @@ export class RouterRelay {
       if (placement.status !== 499) sendJsonError(res, placement.status, placement.code, placement.message);
       if (placement.status >= 500)
         this.#log.info(
-          { requestId: req.requestId, project: req.project, model: req.model, code: placement.code },
+          {
+            requestId: req.requestId,
+            clientRequestId: req.clientRequestId,
+            project: req.project,
+            model: req.model,
+            code: placement.code,
+          },
           placement.message,
         );
       this.#metrics?.requests.inc({ outcome: placement.outcome });
       return placement.outcome;
     }
     const lease = placement.lease;
+    if (this.#streams.has(req.requestId)) {
+      // Ids are minted at random per request, so this is a bug; joining the two would hand one
+      // client the other's answer, so the newcomer is refused instead.
+      this.#scheduler.release(lease.nodeId);
+      this.#log.error({ requestId: req.requestId }, "a request id already in flight was reused; refused");
+      sendJsonError(res, 500, "internal_error", "the router could not give this request a unique id; retry");
+      this.#metrics?.requests.inc({ outcome: "node_error" });
+      return "node_error";
+    }
     if (req.signal.aborted) {
       // Gone between getting the slot and dispatching: nothing to send.
       this.#scheduler.release(lease.nodeId);
@@ -283,6 +328,7 @@ export class RouterRelay {
     });
     const fields = {
       requestId: req.requestId,
+      clientRequestId: req.clientRequestId,
       nodeId: lease.nodeId,
       project: req.project,
       model: req.model,
@@ -317,7 +363,7 @@ export class RouterRelay {
    */
   #restarted(lease: Lease): void {
     for (const s of [...this.#streams.values()])
-      if (s.nodeId === lease.nodeId && s.epoch !== lease.epoch && (lease.lastEpoch ?? 0) < s.epoch)
+      if (s.nodeId === lease.nodeId && !holds(lease, s))
         this.#fail(s, 502, "node_lost", "the node serving this request restarted");
   }
 
@@ -353,29 +399,70 @@ export class RouterRelay {
       case "stream_end":
       case "stream_error": {
         const s = this.#streams.get(m.requestId);
-        if (!s) {
-          // A stream this router no longer knows (failed while the node was away, or begun under
-          // a previous router process): stop it at the node instead of letting it run on.
-          if (m.type === "chunk" || m.type === "stream_start")
-            void this.#cp.send(lease.nodeId, {
-              type: "cancel",
-              requestId: m.requestId,
-              reason: "the router has no client for this stream",
-            });
+        if (!s || !holds(lease, s)) {
+          this.#stray(lease, m, s ? "foreignStream" : "unknownStream");
           return;
         }
-        if (s.nodeId !== lease.nodeId) return;
         if (m.type === "stream_start") this.#start(s, m);
         else if (m.type === "chunk") this.#chunk(s, m);
         else if (m.type === "stream_end") this.#end(s);
         else this.#fail(s, m.status, m.code, m.message);
         return;
       }
+      case "dispatch_refused":
+        // The router dispatches each id once, so the node already runs the stream the router
+        // knows by this id: that stream goes on, and the repeated dispatch is reported.
+        this.#refused(lease, m, "duplicateDispatch");
+        return;
       case "node_status":
       case "drain":
         this.#scheduler.pump();
         return;
     }
+  }
+
+  /**
+   * A stream message for a stream this lease does not hold: never delivered,
+   * counted. For an unknown one (failed while the node was away, or begun
+   * under a previous router process) the node is told to stop it instead of
+   * letting it run on; a stream of another node is left alone.
+   */
+  #stray(lease: Lease, m: NodeMessageOf<StreamMessageType>, reason: "unknownStream" | "foreignStream"): void {
+    this.#refused(lease, m, reason);
+    if (reason === "unknownStream" && (m.type === "chunk" || m.type === "stream_start"))
+      void this.#cp.send(lease.nodeId, {
+        type: "cancel",
+        requestId: m.requestId,
+        reason: "the router has no client for this stream",
+      });
+  }
+
+  /** Count a node message delivered to no client; log the first of each kind (every REFUSED_LOG_MS). */
+  #refused(
+    lease: Lease,
+    m: NodeMessageOf<StreamMessageType | "dispatch_refused">,
+    reason: keyof RelayDropped,
+  ): void {
+    this.dropped[reason]++;
+    this.#metrics?.framesDropped.inc({ reason: METRIC_REASON[reason] });
+    // An unknown stream is routine (one the router failed while its node was away): counted only.
+    if (reason === "unknownStream") return;
+    const now = Date.now();
+    if (now - (this.#lastRefusedLog.get(reason) ?? Number.NEGATIVE_INFINITY) < REFUSED_LOG_MS) return;
+    this.#lastRefusedLog.set(reason, now);
+    const fields = {
+      nodeId: lease.nodeId,
+      type: m.type,
+      requestId: m.requestId,
+      total: this.dropped[reason],
+    };
+    if (reason === "foreignStream")
+      this.#log.warn(fields, "dropped a stream message from a node that does not hold that stream");
+    else
+      this.#log.error(
+        fields,
+        "a node refused a dispatch with the id of a stream it already runs (a replayed or repeated dispatch); that stream goes on",
+      );
   }
 
   #start(s: RouterStream, m: NodeMessageOf<"stream_start">): void {

@@ -4,8 +4,9 @@
  * /health, unauthenticated). Every request needs `Authorization: Bearer
  * xak_...` (api-keys.ts): the key decides the project (which nodes may
  * serve it) and the tenant (the node's cache salt). Every response
- * carries X-Request-ID (the client's own when it sent a usable one, else
- * a new one), and every error is OpenAI's JSON error shape.
+ * carries X-Request-ID (the client's own when it sent a valid one, else
+ * the router's internal id: request-id.ts), and every error is OpenAI's
+ * JSON error shape.
  */
 import {
   createServer,
@@ -20,11 +21,11 @@ import type { RouterMetrics } from "../observability/router-metrics.ts";
 import { lookupApiKey } from "./api-keys.ts";
 import type { ControlPlane } from "./control-plane.ts";
 import { openAiErrorBody, type RouterRelay, sendJsonError } from "./dispatch.ts";
+import { clientRequestIdOf, mintRequestId } from "./request-id.ts";
 import type { RouterStore } from "./store.ts";
 
 /** Bodies above this are refused with 413 (a dispatch must fit one protocol message). */
 export const MAX_BODY_BYTES = 8 * 1024 * 1024;
-const REQUEST_ID_RE = /^[\x21-\x7e]{1,128}$/;
 
 export interface OpenAiServer {
   port: number;
@@ -125,10 +126,10 @@ export async function startOpenAiServer(o: OpenAiServerOptions): Promise<OpenAiS
 
 async function handle(o: OpenAiServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const receivedAt = Date.now();
-  const given = req.headers["x-request-id"];
-  const wanted = typeof given === "string" && REQUEST_ID_RE.test(given) ? given : undefined;
-  const requestId = o.relay.uniqueId(wanted);
-  res.setHeader("x-request-id", requestId);
+  // Streams are routed by the internal id alone; the client's id is only echoed and logged.
+  const requestId = mintRequestId();
+  const clientRequestId = clientRequestIdOf(req.headers["x-request-id"]);
+  res.setHeader("x-request-id", clientRequestId ?? requestId);
   const path = (req.url ?? "/").split("?")[0];
   const count = (outcome: string) => o.metrics?.requests.inc({ outcome });
 
@@ -232,6 +233,7 @@ async function handle(o: OpenAiServerOptions, req: IncomingMessage, res: ServerR
   await o.relay.serve(
     {
       requestId,
+      clientRequestId,
       project: identity.project,
       tenant: identity.tenant,
       model: body.model,

@@ -70,6 +70,8 @@ interface StreamLog {
   starts: number;
   chunks: number[];
   terminal: Array<Outgoing<NodeMessage>>;
+  /** Dispatches refused because the id was running (dispatch_refused): not an end of that stream. */
+  refused: number;
 }
 
 describe("fuzz: router messages against the node's relay", { timeout: 240_000 }, () => {
@@ -99,7 +101,7 @@ describe("fuzz: router messages against the node's relay", { timeout: 240_000 },
         const log = (id: string) => {
           let l = logs.get(id);
           if (!l) {
-            l = { starts: 0, chunks: [], terminal: [] };
+            l = { starts: 0, chunks: [], terminal: [], refused: 0 };
             logs.set(id, l);
           }
           return l;
@@ -120,7 +122,8 @@ describe("fuzz: router messages against the node's relay", { timeout: 240_000 },
               setImmediate(() =>
                 r?.handle({ type: "credit", requestId: m.requestId, bytes } as RouterMessage),
               );
-            } else l.terminal.push(m);
+            } else if (m.type === "dispatch_refused") l.refused++;
+            else l.terminal.push(m);
             return true;
           },
           flow: {
@@ -162,7 +165,7 @@ describe("fuzz: router messages against the node's relay", { timeout: 240_000 },
             relay.handle({ v: 1, type: "drain_request", reason: "fuzz", graceMs: 1000 } as RouterMessage);
           else await new Promise((r) => setTimeout(r, o.ms));
         }
-        // A duplicate of a running request is ignored; one dispatched again after its end runs again.
+        // A duplicate of a running request is refused apart; one dispatched again after its end runs again.
         await waitFor(() => relay.inFlight === 0, { timeoutMs: 10_000, what: "every stream to end" });
         await new Promise((r) => setImmediate(r));
         for (const id of dispatched) {

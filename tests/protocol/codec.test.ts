@@ -71,6 +71,12 @@ export const nodeExamples: Outgoing<NodeMessage>[] = [
     status: 504,
   },
   {
+    type: "dispatch_refused",
+    requestId: "r1",
+    code: "duplicate_request",
+    message: "a stream with request id r1 already runs on this node",
+  },
+  {
     type: "model_request",
     request: {
       type: "model_chunk_request",

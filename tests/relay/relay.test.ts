@@ -37,6 +37,10 @@ describe("relay through router and node", { timeout: 60_000 }, () => {
     authorization: `Bearer ${key}`,
     ...extra,
   });
+  /** The X-Request-Id the engine got for its last request: the router's internal id, not the client's. */
+  const engineIdOfLast = (node: StackNode) => ({
+    "x-request-id": node.engine.server.stats().lastRequests.at(-1)?.requestId ?? "",
+  });
 
   test("a streamed completion through router and node equals the engine's own output byte for byte", async () => {
     const body = chatBody({ stream: true, stream_options: { include_usage: true } });
@@ -46,9 +50,12 @@ describe("relay through router and node", { timeout: 60_000 }, () => {
       body,
       auth(keyA, { "x-request-id": "byte-check-1" }),
     );
-    const direct = await post(alpha.engine.baseUrl as string, "/v1/chat/completions", body, {
-      "x-request-id": "byte-check-1",
-    });
+    const direct = await post(
+      alpha.engine.baseUrl as string,
+      "/v1/chat/completions",
+      body,
+      engineIdOfLast(alpha),
+    );
     assert.equal(viaRouter.status, 200, viaRouter.body.toString());
     assert.equal(viaRouter.headers["x-request-id"], "byte-check-1");
     assert.match(String(viaRouter.headers["content-type"]), /^text\/event-stream/);
@@ -71,9 +78,12 @@ describe("relay through router and node", { timeout: 60_000 }, () => {
       body,
       auth(key, { "x-request-id": "split-1" }),
     );
-    const direct = await post(split.engine.baseUrl as string, "/v1/chat/completions", body, {
-      "x-request-id": "split-1",
-    });
+    const direct = await post(
+      split.engine.baseUrl as string,
+      "/v1/chat/completions",
+      body,
+      engineIdOfLast(split),
+    );
     assert.equal(viaRouter.body.length, direct.body.length);
     assert.deepEqual(viaRouter.body, direct.body);
     const stats = split.relay.finished.at(-1);
@@ -95,9 +105,12 @@ describe("relay through router and node", { timeout: 60_000 }, () => {
       body,
       auth(key, { "x-request-id": "one-1" }),
     );
-    const direct = await post(shared.engine.baseUrl as string, "/v1/chat/completions", body, {
-      "x-request-id": "one-1",
-    });
+    const direct = await post(
+      shared.engine.baseUrl as string,
+      "/v1/chat/completions",
+      body,
+      engineIdOfLast(shared),
+    );
     assert.deepEqual(viaRouter.body, direct.body);
   });
 
@@ -109,9 +122,12 @@ describe("relay through router and node", { timeout: 60_000 }, () => {
       body,
       auth(keyA, { "x-request-id": "ns-1" }),
     );
-    const direct = await post(alpha.engine.baseUrl as string, "/v1/chat/completions", body, {
-      "x-request-id": "ns-1",
-    });
+    const direct = await post(
+      alpha.engine.baseUrl as string,
+      "/v1/chat/completions",
+      body,
+      engineIdOfLast(alpha),
+    );
     assert.equal(viaRouter.status, 200);
     assert.match(String(viaRouter.headers["content-type"]), /application\/json/);
     assert.deepEqual(viaRouter.body, direct.body);
@@ -129,7 +145,10 @@ describe("relay through router and node", { timeout: 60_000 }, () => {
 
   test("X-Request-ID is on every response, generated when absent; errors have OpenAI's shape", async () => {
     const ok = await post(stack.url, "/v1/chat/completions", chatBody(), auth(keyA));
-    assert.match(String(ok.headers["x-request-id"]), /^req-[A-Za-z0-9_-]{12}[0-9a-z]+$/);
+    assert.match(
+      String(ok.headers["x-request-id"]),
+      /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+    );
 
     const cases: Array<[string, unknown, Record<string, string>, number, string]> = [
       ["/v1/chat/completions", chatBody(), {}, 401, "invalid_api_key"],
@@ -172,24 +191,22 @@ describe("relay through router and node", { timeout: 60_000 }, () => {
   });
 
   test("two tenants get different salts, one tenant always the same, and a client cache_salt never reaches the engine", async () => {
+    // Sent without X-Request-ID, each response names the router's id, which is the engine's.
+    const idOf = async (key: string, body = chatBody()) =>
+      String((await post(stack.url, "/v1/chat/completions", body, auth(key))).headers["x-request-id"]);
     const saltOf = (id: string) =>
-      alpha.engine.server.stats().lastRequests.find((r) => r.requestId.startsWith(id))?.cacheSalt;
-    await post(stack.url, "/v1/chat/completions", chatBody(), auth(keyA, { "x-request-id": "salt-1" }));
-    await post(stack.url, "/v1/chat/completions", chatBody(), auth(keyA, { "x-request-id": "salt-2" }));
-    await post(stack.url, "/v1/chat/completions", chatBody(), auth(keyA2, { "x-request-id": "salt-3" }));
-    await post(
-      stack.url,
-      "/v1/chat/completions",
-      chatBody({ cache_salt: "client-chosen-salt", stream: true }),
-      auth(keyA2, { "x-request-id": "salt-4" }),
-    );
+      alpha.engine.server.stats().lastRequests.find((r) => r.requestId === id)?.cacheSalt;
+    const salt1 = await idOf(keyA);
+    const salt2 = await idOf(keyA);
+    const salt3 = await idOf(keyA2);
+    const salt4 = await idOf(keyA2, chatBody({ cache_salt: "client-chosen-salt", stream: true }));
     const one = cacheSalt("tenant-one", SECRET);
     const two = cacheSalt("tenant-two", SECRET);
     assert.notEqual(one, two);
-    assert.equal(saltOf("salt-1"), one);
-    assert.equal(saltOf("salt-2"), one);
-    assert.equal(saltOf("salt-3"), two);
-    assert.equal(saltOf("salt-4"), two, "the client's cache_salt was replaced by the tenant's");
+    assert.equal(saltOf(salt1), one);
+    assert.equal(saltOf(salt2), one);
+    assert.equal(saltOf(salt3), two);
+    assert.equal(saltOf(salt4), two, "the client's cache_salt was replaced by the tenant's");
     assert.ok(!alpha.engine.server.stats().lastSalts.includes("client-chosen-salt"));
   });
 

@@ -8,7 +8,7 @@
 import type { LoadedConfig } from "../core/config/load.ts";
 import type { SettingKey } from "../core/config/schema.ts";
 import { GiB, gib, PlanBuilder } from "./builder.ts";
-import { CPU_DEFAULT_CONCURRENCY, planCpu } from "./cpu.ts";
+import { CPU_DEFAULT_CONCURRENCY, checkBindList, planCpu, planCpuTensorParallel } from "./cpu.ts";
 import { planCudaMitigation } from "./cuda-mitigation.ts";
 import { type DetectOptions, detectHardware } from "./detect.ts";
 import type { Hardware } from "./hardware.ts";
@@ -227,7 +227,9 @@ export function planEngine(input: PlanInput): Plan {
   if (model.weightBytesSource === "none")
     b.warn(`no weight files or index in ${model.path}: the weight size is estimated from config.json`);
 
-  const tp = planTensorParallel(b, hw, model, config, auto);
+  const tp =
+    (hw.accelerator === "cpu" ? planCpuTensorParallel(b, hw, model, config, auto) : null) ??
+    planTensorParallel(b, hw, model, config, auto);
   let estimate: MemoryEstimate | null = null;
   let maxModelLen: number | null;
   let maxConcurrent: number | null = config.maxConcurrent ?? null;
@@ -237,7 +239,7 @@ export function planEngine(input: PlanInput): Plan {
       available: input.lmcacheAvailable,
       env: input.env ?? process.env,
     });
-    const cpu = planCpu(b, hw, model, auto, lmBytes);
+    const cpu = planCpu(b, hw, model, auto, lmBytes, tp);
     if (config.vllmQuantization) {
       for (const w of validateForcedQuantization(config.vllmQuantization, model, hw)) b.warn(w);
       b.flag(
@@ -257,7 +259,7 @@ export function planEngine(input: PlanInput): Plan {
       config.maxModelLen,
       kvTokens,
       auto,
-      `in the ${cpu.kvCacheGiB} GiB CPU KV cache`,
+      `in the ${cpu.kvCacheGiB} GiB CPU KV cache${tp > 1 ? " of each rank" : ""}`,
     );
     if (maxConcurrent === null) {
       maxConcurrent = CPU_DEFAULT_CONCURRENCY;
@@ -315,6 +317,7 @@ export function planEngine(input: PlanInput): Plan {
     const replaced = key in b.env && b.env[key] !== value ? ` (replaces the automatic ${b.env[key]})` : "";
     b.setEnv(key, value, `XEROTIER_AGENT_VLLM_ENV${replaced}`, "explicit");
   }
+  if (hw.accelerator === "cpu") checkBindList(b, b.env, tp);
   if (config.maxConcurrent !== undefined) {
     b.note(
       "max concurrent requests",

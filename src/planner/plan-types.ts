@@ -103,6 +103,7 @@ export type PlanConfig = Pick<
   | "configDir"
   | "moeConfigEnabled"
   | "moeConfigPath"
+  | "engineStartupTimeoutSeconds"
 >;
 
 export interface PlanInput {

@@ -211,6 +211,40 @@ function planGpuQuantization(
   return { onTheFly: null, estimate: plain };
 }
 
+/**
+ * vLLM's API server waits VLLM_ENGINE_READY_TIMEOUT_S (default 600 s) for
+ * its engine processes and then exits (vllm PR #35616), so a model that
+ * loads for longer would fail behind xim's longer start-up timeout. Set
+ * always, even with AUTO_CONFIG=0: it is what the timeout setting means,
+ * not tuning. A value the user gave (XEROTIER_AGENT_VLLM_ENV, or inherited
+ * from the agent's environment) is left alone.
+ */
+function planEngineReadyTimeout(
+  b: PlanBuilder,
+  config: PlanInput["config"],
+  env: Record<string, string | undefined>,
+  chosen: boolean,
+): void {
+  const name = "VLLM_ENGINE_READY_TIMEOUT_S";
+  if (name in config.vllmEnv) return;
+  const inherited = env[name];
+  if (inherited !== undefined) {
+    b.note(
+      name,
+      inherited,
+      "inherited from the agent's environment (XEROTIER_AGENT_ENGINE_STARTUP_TIMEOUT_SECONDS not applied)",
+      "explicit",
+    );
+    return;
+  }
+  b.setEnv(
+    name,
+    String(config.engineStartupTimeoutSeconds),
+    "XEROTIER_AGENT_ENGINE_STARTUP_TIMEOUT_SECONDS: vLLM's own wait for its engine processes (default 600 s) would otherwise end a long model load before xim's timeout",
+    chosen ? "explicit" : "default",
+  );
+}
+
 export function planEngine(input: PlanInput): Plan {
   const { hardware: hw, model, config } = input;
   const auto = config.autoConfig;
@@ -313,6 +347,12 @@ export function planEngine(input: PlanInput): Plan {
         input.moeTunedConfigDir ? "auto" : "explicit",
       );
   }
+  planEngineReadyTimeout(
+    b,
+    config,
+    input.env ?? process.env,
+    input.explicit?.has("engineStartupTimeoutSeconds") ?? false,
+  );
   for (const [key, value] of Object.entries(config.vllmEnv)) {
     const replaced = key in b.env && b.env[key] !== value ? ` (replaces the automatic ${b.env[key]})` : "";
     b.setEnv(key, value, `XEROTIER_AGENT_VLLM_ENV${replaced}`, "explicit");

@@ -18,8 +18,10 @@ import { planMaxModelLen } from "./max-model-len.ts";
 import { estimateGpuMemory, kvBytesPerToken, minimumContext } from "./memory.ts";
 import type { ModelInfo } from "./model-info.ts";
 import type { MemoryEstimate, Plan, PlanConfig, PlanInput } from "./plan-types.ts";
+import { probeQuantizationMethods } from "./probes/vllm-quantization.ts";
 import {
   capability,
+  noteMethodList,
   onTheFlyCandidates,
   validateForcedQuantization,
   vllmQuantizationName,
@@ -140,8 +142,9 @@ function planGpuQuantization(
 
   if (config.vllmQuantization) {
     const forced = config.vllmQuantization;
-    for (const w of validateForcedQuantization(forced, model, hw)) b.warn(w);
+    for (const w of validateForcedQuantization(forced, model, hw, input.quantizationMethods)) b.warn(w);
     b.flag("--quantization", vllmQuantizationName(forced), "XEROTIER_AGENT_VLLM_QUANTIZATION", "explicit");
+    noteMethodList(b, input.quantizationMethods);
     return {
       onTheFly: model.quantization ? null : forced,
       estimate: estimate(model.quantization ? null : forced),
@@ -180,7 +183,8 @@ function planGpuQuantization(
   }
   const tried: string[] = [];
   let last: QuantChoice | null = null;
-  for (const c of onTheFlyCandidates(hw)) {
+  noteMethodList(b, input.quantizationMethods);
+  for (const c of onTheFlyCandidates(hw, input.quantizationMethods)) {
     const e = estimate(c.method);
     last = { onTheFly: c.method, estimate: e };
     if (e.kvTokens >= need) {
@@ -275,13 +279,20 @@ export function planEngine(input: PlanInput): Plan {
     });
     const cpu = planCpu(b, hw, model, auto, lmBytes, tp);
     if (config.vllmQuantization) {
-      for (const w of validateForcedQuantization(config.vllmQuantization, model, hw)) b.warn(w);
+      for (const w of validateForcedQuantization(
+        config.vllmQuantization,
+        model,
+        hw,
+        input.quantizationMethods,
+      ))
+        b.warn(w);
       b.flag(
         "--quantization",
         vllmQuantizationName(config.vllmQuantization),
         "XEROTIER_AGENT_VLLM_QUANTIZATION",
         "explicit",
       );
+      noteMethodList(b, input.quantizationMethods);
     }
     const kvTokens =
       cpu.kvCacheGiB === null
@@ -406,13 +417,19 @@ export async function preparePlan(o: PrepareOptions): Promise<PreparedPlan> {
     inspectModel(o.modelDir),
   ]);
   const wantLm = o.config.lmcacheEnabled || o.config.kvCacheBackend === "lmcache";
-  const lm = wantLm ? await probeLmcache({ vllmPath: o.config.vllmPath, env }) : undefined;
+  // vLLM's own list matters where a method is forced or may be chosen to fit; the probe imports vLLM (seconds).
+  const wantMethods = o.config.vllmQuantization !== undefined || o.config.autoConfig;
+  const [lm, quantizationMethods] = await Promise.all([
+    wantLm ? probeLmcache({ vllmPath: o.config.vllmPath, env }) : undefined,
+    wantMethods ? probeQuantizationMethods({ vllmPath: o.config.vllmPath, env }) : undefined,
+  ]);
   const plan = planEngine({
     hardware,
     model,
     config: o.config,
     explicit: o.explicit,
     lmcacheAvailable: lm ?? undefined,
+    quantizationMethods,
     moeTunedConfigDir: o.moeTunedConfigDir,
     env,
   });

@@ -126,7 +126,7 @@ function planKvCache(
   const overhead = cpuOverheadBytes(mem.bytes);
   const lmPerRank = Math.ceil(lmcacheCpuBytes / tp);
   let kv = Math.floor((mem.bytes - weightsPerRank - overhead - lmPerRank) / GiB);
-  const model_ = tp > 1 ? `model ${gib(weights)} / ${tp} ranks` : `model ${gib(weights)}`;
+  const modelShare = tp > 1 ? `model ${gib(weights)} / ${tp} ranks` : `model ${gib(weights)}`;
   if (kv < 1) {
     kv = 1;
     b.warn(
@@ -138,7 +138,7 @@ function planKvCache(
   b.setEnv(
     "VLLM_CPU_KVCACHE_SPACE",
     String(kv),
-    `${tp > 1 ? "per rank: " : ""}${mem.what} - ${model_} - overhead ${gib(overhead)}${lm}, in whole GiB${bound}`,
+    `${tp > 1 ? "per rank: " : ""}${mem.what} - ${modelShare} - overhead ${gib(overhead)}${lm}, in whole GiB${bound}`,
   );
   const need = weightsPerRank + kv * GiB;
   const short = ranks?.find((n) => n.memoryFreeBytes !== null && n.memoryFreeBytes < need);

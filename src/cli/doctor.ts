@@ -94,11 +94,12 @@ function collect(value: string, previous: unknown): string[] {
   return [...((previous as string[] | undefined) ?? []), ...value.split(",").filter(Boolean)];
 }
 
-/** Test hooks: point the checks at a fake /proc, /dev or /data/xerotier, or say whether this is a container. */
+/** Test hooks: point the checks at a fake /proc, /sys, /dev or /data/xerotier, or say whether this is a container. */
 function rootsFromEnv(env: Io["env"]) {
   const container = env.XIM_IN_CONTAINER;
   return {
     procRoot: env.XIM_PROC_ROOT || undefined,
+    sysRoot: env.XIM_SYS_ROOT || undefined,
     devRoot: env.XIM_DEV_ROOT || undefined,
     dataDir: env.XIM_DATA_DIR || undefined,
     inContainer: container === "1" ? true : container === "0" ? false : undefined,

@@ -21,6 +21,8 @@ export interface DoctorOptions {
   env: Env;
   /** Root of procfs; default /proc. */
   procRoot?: string;
+  /** Root of sysfs (NUMA nodes, CPU topology); default /sys. */
+  sysRoot?: string;
   /** Root of the device nodes; default /dev. */
   devRoot?: string;
   /** The host folder the compose files mount into the container; default /data/xerotier. */
@@ -42,6 +44,7 @@ export interface DoctorContext {
   configWarnings: string[];
   env: Env;
   procRoot: string;
+  sysRoot: string;
   devRoot: string;
   dataDir: string;
   fsRoot: string;
@@ -61,6 +64,7 @@ export function createContext(options: DoctorOptions, runSignal: AbortSignal): D
     configWarnings: options.configWarnings ?? [],
     env: options.env,
     procRoot: options.procRoot ?? "/proc",
+    sysRoot: options.sysRoot ?? "/sys",
     devRoot: options.devRoot ?? "/dev",
     dataDir: options.dataDir ?? "/data/xerotier",
     fsRoot: options.fsRoot ?? "/",

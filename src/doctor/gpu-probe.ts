@@ -223,6 +223,7 @@ export function detectedHardware(ctx: DoctorContext): Promise<Hardware> {
     detectHardware({
       env: ctx.env,
       procRoot: ctx.procRoot,
+      sysRoot: ctx.sysRoot,
       shmPath: join(ctx.devRoot, "shm"),
       timeoutMs: GPU_TOOL_TIMEOUT_MS,
     }),

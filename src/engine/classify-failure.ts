@@ -11,7 +11,14 @@ export type FailureCause =
   | "model-not-found"
   | "port-in-use"
   | "max-model-len"
+  | "max-model-len-above-model"
+  | "no-kv-cache-memory"
   | "quantization-mismatch"
+  | "quantization-unsupported-gpu"
+  | "quantization-unknown"
+  | "speculative-unsupported-model"
+  | "speculative-package-missing"
+  | "engine-ready-timeout"
   | "startup-timeout"
   | "engine-not-installed"
   | "unknown";
@@ -32,7 +39,14 @@ const SUMMARY: Record<FailureCause, string> = {
   "model-not-found": "model not found",
   "port-in-use": "port in use",
   "max-model-len": "context length does not fit in the KV cache",
+  "max-model-len-above-model": "context length above the model's own maximum",
+  "no-kv-cache-memory": "the weights leave no memory for the KV cache",
   "quantization-mismatch": "quantization mismatch",
+  "quantization-unsupported-gpu": "quantization method not supported on this GPU",
+  "quantization-unknown": "quantization method unknown to this vLLM",
+  "speculative-unsupported-model": "speculative method not supported for this model",
+  "speculative-package-missing": "suffix decoding needs the arctic-inference package",
+  "engine-ready-timeout": "vLLM's own engine start-up timeout",
   "startup-timeout": "start-up timeout",
   "engine-not-installed": "engine executable not found",
   unknown: "unknown",
@@ -49,6 +63,20 @@ const HINT: Record<FailureCause, string> = {
     "Another process holds the engine's port; find it with `ss -ltnp` and stop it. xim picks a free loopback port on each start.",
   "max-model-len":
     "Lower XEROTIER_AGENT_MAX_MODEL_LEN (the message names the largest length that fits) or raise XEROTIER_AGENT_GPU_MEMORY_UTILIZATION.",
+  "max-model-len-above-model":
+    "XEROTIER_AGENT_MAX_MODEL_LEN is above the model's own maximum (max_position_embeddings in config.json): lower it, or unset it to use the model's maximum. VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 in XEROTIER_AGENT_VLLM_ENV forces it, at the risk of wrong outputs.",
+  "no-kv-cache-memory":
+    "The weights (with activations and CUDA graphs) fill the memory vLLM may use, so not one KV cache block fits; a shorter context does not help. Use a quantized checkpoint or XEROTIER_AGENT_VLLM_QUANTIZATION (fp8, bitsandbytes), add GPUs, or raise XEROTIER_AGENT_GPU_MEMORY_UTILIZATION.",
+  "quantization-unsupported-gpu":
+    "vLLM names the minimum compute capability the method needs: unset XEROTIER_AGENT_VLLM_QUANTIZATION or choose a method this GPU runs (bitsandbytes from 7.0), or use a checkpoint quantized for this GPU generation.",
+  "quantization-unknown":
+    "The installed vLLM does not know this --quantization value (the methods change between releases; the message lists the accepted ones): set XEROTIER_AGENT_VLLM_QUANTIZATION to one of them, or upgrade vLLM.",
+  "speculative-unsupported-model":
+    "vLLM's EAGLE-3 accepts only the target model types the message lists: set XEROTIER_AGENT_SPECULATIVE_METHOD to another method (ngram needs no draft model), or XEROTIER_AGENT_SPECULATIVE_ENABLED=0.",
+  "speculative-package-missing":
+    "Install arctic-inference in vLLM's Python environment (the message names the version), or set XEROTIER_AGENT_SPECULATIVE_METHOD to another method (ngram).",
+  "engine-ready-timeout":
+    "vLLM's wait for its engine processes (VLLM_ENGINE_READY_TIMEOUT_S, default 600 s) ran out while the model loaded. xim sets it to XEROTIER_AGENT_ENGINE_STARTUP_TIMEOUT_SECONDS unless XEROTIER_AGENT_VLLM_ENV sets it: raise that setting, and check how fast the disk holding the weights reads.",
   "quantization-mismatch":
     "The checkpoint is already quantized with another method: unset XEROTIER_AGENT_VLLM_QUANTIZATION (or set it to the method the model config names).",
   "startup-timeout":
@@ -67,6 +95,20 @@ const PATTERNS: Array<[FailureCause, RegExp]> = [
   ],
   ["port-in-use", /\[Errno 98\] Address already in use|address already in use|EADDRINUSE/i],
   ["quantization-mismatch", /Quantization method specified in the model config \(.*\) does not match/],
+  ["quantization-unsupported-gpu", /The quantization method \S+ is not supported for the current GPU/],
+  ["quantization-unknown", /Unknown quantization method: /],
+  ["speculative-unsupported-model", /Eagle3 is only supported for /],
+  ["speculative-package-missing", /Arctic Inference is required for suffix decoding/],
+  [
+    "engine-ready-timeout",
+    /Timed out waiting for engine(?: core process(?:es)?|\(s\))? to start|VLLM_ENGINE_READY_TIMEOUT_S\)/,
+  ],
+  [
+    "max-model-len-above-model",
+    /User-specified max_model_len \(\d+\) is greater than the derived max_model_len/,
+  ],
+  // Before the generic OOM patterns: the weights alone fill the budget, which a smaller context cannot fix.
+  ["no-kv-cache-memory", /No available memory for the cache blocks/],
   [
     "max-model-len",
     /max seq len \(\d+\)[^\n]*KV cache|maximum number of tokens that can be stored in KV cache/,

@@ -25,6 +25,20 @@ export const VLLM_MESSAGES = {
   modelNotFoundHfValidation:
     "huggingface_hub.errors.HFValidationError: Repo id must be in the form 'repo_name' or 'namespace/repo_name': '/root/DeepSeek-V2-Lite'. Use `repo_type` argument if needed.\n",
   portInUseV0: '    temp_socket.bind(("", args.port))\nOSError: [Errno 98] Address already in use\n',
+  noCacheBlocks:
+    "ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when initializing the engine.\n",
+  quantizationCapability:
+    "ValueError: The quantization method awq is not supported for the current GPU. Minimum capability: 75. Current capability: 70.\n",
+  quantizationUnknown:
+    "ValueError: Unknown quantization method: hqq. Must be one of ['awq', 'fp8', 'fbgemm_fp8', 'fp_quant', 'modelopt', 'modelopt_fp4', 'modelopt_mxfp8', 'modelopt_mixed', 'gguf', 'auto_gptq', 'gptq', 'gptq_marlin', 'awq_marlin', 'humming', 'compressed-tensors', 'bitsandbytes', 'experts_int8', 'quark', 'moe_wna16', 'torchao', 'inc', 'mxfp4', 'gpt_oss_mxfp4', 'deepseek_v4_fp8', 'cpu_awq', 'online', 'fp8_per_tensor', 'fp8_per_block', 'int8_per_channel_weight_only', 'mxfp8'].\n",
+  maxModelLenUserSpecified:
+    "ValueError: User-specified max_model_len (131072) is greater than the derived max_model_len (None=8192 in model's config.json). This may lead to incorrect model outputs or CUDA errors. Make sure the value is correct and within the model context size.\n",
+  engineReadyTimeout:
+    "(APIServer pid=279547) TimeoutError: Timed out waiting for engine core processes to start. This is often caused by slow weight loading for large models. Waited 600s (configured by VLLM_ENGINE_READY_TIMEOUT_S). To increase the timeout, set the environment variable: VLLM_ENGINE_READY_TIMEOUT_S=SECONDS-PLACEHOLDER\n",
+  eagle3UnsupportedModel:
+    "NFO  PyProcess W-162-chat-film-stdout:   Value error, Eagle3 is only supported for ['llama', 'qwen', 'minicpm', 'gpt_oss'] models. Got self.target_model_config.hf_text_config.model_type='gemma3_text' [type=value_error, input_value=ArgsKwargs((), {'method':..., _api_process_rank=0)}), input_type=ArgsKwargs]\n",
+  suffixArcticInferenceMissing:
+    "ImportError: Arctic Inference is required for suffix decoding. Install via `pip install arctic-inference==0.1.1`.\n",
 } as const;
 
 /** Fixture file of each message, for the test that keeps them equal. */
@@ -39,6 +53,13 @@ export const VLLM_MESSAGE_FILES: Record<keyof typeof VLLM_MESSAGES, string> = {
   modelNotFoundV1: "model-not-found-v1.log",
   modelNotFoundHfValidation: "model-not-found-hf-validation.log",
   portInUseV0: "port-in-use-v0.log",
+  noCacheBlocks: "no-cache-blocks.log",
+  quantizationCapability: "quantization-capability.log",
+  quantizationUnknown: "quantization-unknown.log",
+  maxModelLenUserSpecified: "max-model-len-user-specified.log",
+  engineReadyTimeout: "engine-ready-timeout.log",
+  eagle3UnsupportedModel: "eagle3-unsupported-model.log",
+  suffixArcticInferenceMissing: "suffix-arctic-inference-missing.log",
 };
 
 /** What `--fail-at-start <kind>` prints (to stderr) before exiting 1: the messages of one real failure. */
@@ -49,6 +70,13 @@ export const START_FAILURES = {
   "port-in-use": ["portInUseV0"],
   "max-model-len": ["maxModelLenV1"],
   "quantization-mismatch": ["quantizationMismatch"],
+  "no-kv-cache-memory": ["noCacheBlocks"],
+  "quantization-unsupported-gpu": ["quantizationCapability"],
+  "quantization-unknown": ["quantizationUnknown"],
+  "max-model-len-above-model": ["maxModelLenUserSpecified"],
+  "engine-ready-timeout": ["engineReadyTimeout"],
+  "speculative-unsupported-model": ["eagle3UnsupportedModel"],
+  "speculative-package-missing": ["suffixArcticInferenceMissing"],
 } as const satisfies Record<string, ReadonlyArray<keyof typeof VLLM_MESSAGES>>;
 
 export type StartFailureKind = keyof typeof START_FAILURES;

@@ -48,11 +48,15 @@ export interface MoeOptions {
   quantizationConfig?: unknown;
 }
 
-/** The device name vLLM puts in config file names. */
+/**
+ * The device name vLLM puts in config file names: spaces become `_`, and a
+ * name with an `H200` token between underscores is `NVIDIA_H200`
+ * (fused_moe.py: `"H200" in device_name.split("_")`, case-sensitive, `-`
+ * not a separator, so "NVIDIA H200-141GB" keeps its own name).
+ */
 export function vllmDeviceName(gpuName: string): string {
-  const name = gpuName.trim();
-  if (/(^|[\s_-])H200([\s_-]|$)/i.test(name)) return "NVIDIA_H200";
-  return name.replace(/ /g, "_");
+  const name = gpuName.trim().replace(/ /g, "_");
+  return name.split("_").includes("H200") ? "NVIDIA_H200" : name;
 }
 
 /** The device name older vLLM releases (before #28349) used; differs only for H200 variants. */

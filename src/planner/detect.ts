@@ -10,7 +10,7 @@ import { probeCpu } from "./probes/cpu.ts";
 import type { Env } from "./probes/exec.ts";
 import { probeNvidia } from "./probes/nvidia.ts";
 
-export type { Cpu, Finding, Gpu, Hardware, Memory, MigSlice, Topology } from "./hardware.ts";
+export type { Cpu, Finding, Gpu, Hardware, Memory, MigSlice, NumaNode, Topology } from "./hardware.ts";
 export { HardwareSchema } from "./hardware.ts";
 
 export interface DetectOptions {
@@ -18,6 +18,8 @@ export interface DetectOptions {
   env?: Env;
   /** Where /proc is (default "/proc"). */
   procRoot?: string;
+  /** Where sysfs is (default "/sys": NUMA nodes, their memory, hyperthread siblings). */
+  sysRoot?: string;
   /** The shared-memory mount to measure (default "/dev/shm"). */
   shmPath?: string;
   /** Timeout of each probe command (default 10 s: nvidia-smi can take seconds on a big box). */
@@ -33,6 +35,7 @@ export async function detectHardware(opts: DetectOptions = {}): Promise<Hardware
     env,
     timeoutMs,
     procRoot: opts.procRoot ?? "/proc",
+    sysRoot: opts.sysRoot ?? "/sys",
     shmPath: opts.shmPath ?? "/dev/shm",
   });
   const nvidia = opts.skipGpu ? null : await probeNvidia(env, timeoutMs);

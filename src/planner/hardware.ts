@@ -60,6 +60,19 @@ export const TopologySchema = v.object({
 });
 export type Topology = v.InferOutput<typeof TopologySchema>;
 
+export const NumaNodeSchema = v.object({
+  /** The kernel's node number (sparse on some machines: POWER9 has 0 and 8). */
+  id: v.number(),
+  /** Its online logical CPUs. */
+  cpus: v.array(v.number()),
+  /** One logical CPU per physical core (hyperthread siblings left out); null when the siblings are unknown. */
+  coreCpus: v.nullable(v.array(v.number())),
+  /** From /sys/devices/system/node/nodeN/meminfo; null when unreadable. */
+  memoryTotalBytes: v.nullable(v.number()),
+  memoryFreeBytes: v.nullable(v.number()),
+});
+export type NumaNode = v.InferOutput<typeof NumaNodeSchema>;
+
 export const CpuSchema = v.object({
   model: v.string(),
   architecture: v.string(),
@@ -70,6 +83,8 @@ export const CpuSchema = v.object({
   threadsPerCore: v.number(),
   physicalCores: v.number(),
   numaNodes: v.number(),
+  /** The NUMA nodes that have CPUs, by id (one node holding every CPU when nothing says more). */
+  numa: v.array(NumaNodeSchema),
   avx512f: v.boolean(),
   avx512bf16: v.boolean(),
   avx512vnni: v.boolean(),

@@ -7,7 +7,6 @@
  * LMCacheConnectorV1 --kv-transfer-config. When LMCache is not installed
  * or the file cannot be written, the engine runs without it and says so.
  */
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { ensurePrivateDir, writeFileAtomic } from "../core/atomic-file.ts";
@@ -16,7 +15,8 @@ import { Secret } from "../core/secret.ts";
 import { gib, type PlanBuilder } from "./builder.ts";
 import type { Hardware } from "./hardware.ts";
 import type { Plan, PlanConfig } from "./plan-types.ts";
-import { type Env, runTool, which } from "./probes/exec.ts";
+import { type Env, runTool } from "./probes/exec.ts";
+import { vllmPython } from "./probes/vllm-python.ts";
 
 export const LMCACHE_FILE = "lmcache_config.yaml";
 export const KV_TRANSFER_CONFIG = JSON.stringify({ kv_connector: "LMCacheConnectorV1", kv_role: "kv_both" });
@@ -172,32 +172,13 @@ export async function writePlanFiles(plan: Plan): Promise<Plan> {
   return out;
 }
 
-/** The Python interpreter behind a `vllm` launcher: its #! line, else python3. */
-async function pythonOf(vllmPath: string, env: Env): Promise<string> {
-  const resolved = await which(vllmPath, env);
-  if (resolved) {
-    try {
-      const head = (await readFile(resolved, "utf8")).slice(0, 200);
-      const m = /^#!\s*(\S+)(?:\s+(\S+))?/.exec(head);
-      if (m) {
-        // "#!/usr/bin/env python3" names the interpreter second.
-        const exe = m[1].endsWith("/env") && m[2] ? m[2] : m[1];
-        if (/python/.test(exe)) return exe;
-      }
-    } catch {
-      // a binary launcher: fall through
-    }
-  }
-  return "python3";
-}
-
 /** Whether vLLM's Python can import lmcache (a real `python -c` with a timeout); null when Python itself is missing. */
 export async function probeLmcache(o: {
   vllmPath: string;
   env: Env;
   timeoutMs?: number;
 }): Promise<boolean | null> {
-  const python = await pythonOf(o.vllmPath, o.env);
+  const python = await vllmPython(o.vllmPath, o.env);
   const r = await runTool(
     python,
     ["-c", "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('lmcache') else 3)"],

@@ -9,6 +9,7 @@ import type { Config, SettingKey } from "../core/config/schema.ts";
 import { Secret } from "../core/secret.ts";
 import type { Hardware } from "./hardware.ts";
 import type { ModelInfo } from "./model-info.ts";
+import type { InstalledQuantization } from "./probes/vllm-quantization.ts";
 
 export const DecisionSchema = v.object({
   /** The vLLM flag or variable decided (--tensor-parallel-size, VLLM_CPU_KVCACHE_SPACE, speculative method ...). */
@@ -103,6 +104,7 @@ export type PlanConfig = Pick<
   | "configDir"
   | "moeConfigEnabled"
   | "moeConfigPath"
+  | "engineStartupTimeoutSeconds"
 >;
 
 export interface PlanInput {
@@ -115,6 +117,8 @@ export interface PlanInput {
    * chosen by the user where that matters (gpu memory utilization).
    */
   explicit?: ReadonlySet<SettingKey>;
+  /** The --quantization methods the installed vLLM accepts (probeQuantizationMethods); undefined: not asked. */
+  quantizationMethods?: InstalledQuantization;
   /** Whether vLLM's Python can import lmcache (probeLmcache); undefined: not checked. */
   lmcacheAvailable?: boolean;
   /** Folder of tuned fused-MoE configs to give vLLM (VLLM_TUNED_CONFIG_FOLDER). */

@@ -8,7 +8,7 @@
 import type { LoadedConfig } from "../core/config/load.ts";
 import type { SettingKey } from "../core/config/schema.ts";
 import { GiB, gib, PlanBuilder } from "./builder.ts";
-import { CPU_DEFAULT_CONCURRENCY, planCpu } from "./cpu.ts";
+import { CPU_DEFAULT_CONCURRENCY, checkBindList, planCpu, planCpuTensorParallel } from "./cpu.ts";
 import { planCudaMitigation } from "./cuda-mitigation.ts";
 import { type DetectOptions, detectHardware } from "./detect.ts";
 import type { Hardware } from "./hardware.ts";
@@ -18,8 +18,10 @@ import { planMaxModelLen } from "./max-model-len.ts";
 import { estimateGpuMemory, kvBytesPerToken, minimumContext } from "./memory.ts";
 import type { ModelInfo } from "./model-info.ts";
 import type { MemoryEstimate, Plan, PlanConfig, PlanInput } from "./plan-types.ts";
+import { probeQuantizationMethods } from "./probes/vllm-quantization.ts";
 import {
   capability,
+  noteMethodList,
   onTheFlyCandidates,
   validateForcedQuantization,
   vllmQuantizationName,
@@ -140,8 +142,9 @@ function planGpuQuantization(
 
   if (config.vllmQuantization) {
     const forced = config.vllmQuantization;
-    for (const w of validateForcedQuantization(forced, model, hw)) b.warn(w);
+    for (const w of validateForcedQuantization(forced, model, hw, input.quantizationMethods)) b.warn(w);
     b.flag("--quantization", vllmQuantizationName(forced), "XEROTIER_AGENT_VLLM_QUANTIZATION", "explicit");
+    noteMethodList(b, input.quantizationMethods);
     return {
       onTheFly: model.quantization ? null : forced,
       estimate: estimate(model.quantization ? null : forced),
@@ -180,7 +183,8 @@ function planGpuQuantization(
   }
   const tried: string[] = [];
   let last: QuantChoice | null = null;
-  for (const c of onTheFlyCandidates(hw)) {
+  noteMethodList(b, input.quantizationMethods);
+  for (const c of onTheFlyCandidates(hw, input.quantizationMethods)) {
     const e = estimate(c.method);
     last = { onTheFly: c.method, estimate: e };
     if (e.kvTokens >= need) {
@@ -211,6 +215,40 @@ function planGpuQuantization(
   return { onTheFly: null, estimate: plain };
 }
 
+/**
+ * vLLM's API server waits VLLM_ENGINE_READY_TIMEOUT_S (default 600 s) for
+ * its engine processes and then exits (vllm PR #35616), so a model that
+ * loads for longer would fail behind xim's longer start-up timeout. Set
+ * always, even with AUTO_CONFIG=0: it is what the timeout setting means,
+ * not tuning. A value the user gave (XEROTIER_AGENT_VLLM_ENV, or inherited
+ * from the agent's environment) is left alone.
+ */
+function planEngineReadyTimeout(
+  b: PlanBuilder,
+  config: PlanInput["config"],
+  env: Record<string, string | undefined>,
+  chosen: boolean,
+): void {
+  const name = "VLLM_ENGINE_READY_TIMEOUT_S";
+  if (name in config.vllmEnv) return;
+  const inherited = env[name];
+  if (inherited !== undefined) {
+    b.note(
+      name,
+      inherited,
+      "inherited from the agent's environment (XEROTIER_AGENT_ENGINE_STARTUP_TIMEOUT_SECONDS not applied)",
+      "explicit",
+    );
+    return;
+  }
+  b.setEnv(
+    name,
+    String(config.engineStartupTimeoutSeconds),
+    "XEROTIER_AGENT_ENGINE_STARTUP_TIMEOUT_SECONDS: vLLM's own wait for its engine processes (default 600 s) would otherwise end a long model load before xim's timeout",
+    chosen ? "explicit" : "default",
+  );
+}
+
 export function planEngine(input: PlanInput): Plan {
   const { hardware: hw, model, config } = input;
   const auto = config.autoConfig;
@@ -227,7 +265,9 @@ export function planEngine(input: PlanInput): Plan {
   if (model.weightBytesSource === "none")
     b.warn(`no weight files or index in ${model.path}: the weight size is estimated from config.json`);
 
-  const tp = planTensorParallel(b, hw, model, config, auto);
+  const tp =
+    (hw.accelerator === "cpu" ? planCpuTensorParallel(b, hw, model, config, auto) : null) ??
+    planTensorParallel(b, hw, model, config, auto);
   let estimate: MemoryEstimate | null = null;
   let maxModelLen: number | null;
   let maxConcurrent: number | null = config.maxConcurrent ?? null;
@@ -237,15 +277,22 @@ export function planEngine(input: PlanInput): Plan {
       available: input.lmcacheAvailable,
       env: input.env ?? process.env,
     });
-    const cpu = planCpu(b, hw, model, auto, lmBytes);
+    const cpu = planCpu(b, hw, model, auto, lmBytes, tp);
     if (config.vllmQuantization) {
-      for (const w of validateForcedQuantization(config.vllmQuantization, model, hw)) b.warn(w);
+      for (const w of validateForcedQuantization(
+        config.vllmQuantization,
+        model,
+        hw,
+        input.quantizationMethods,
+      ))
+        b.warn(w);
       b.flag(
         "--quantization",
         vllmQuantizationName(config.vllmQuantization),
         "XEROTIER_AGENT_VLLM_QUANTIZATION",
         "explicit",
       );
+      noteMethodList(b, input.quantizationMethods);
     }
     const kvTokens =
       cpu.kvCacheGiB === null
@@ -257,7 +304,7 @@ export function planEngine(input: PlanInput): Plan {
       config.maxModelLen,
       kvTokens,
       auto,
-      `in the ${cpu.kvCacheGiB} GiB CPU KV cache`,
+      `in the ${cpu.kvCacheGiB} GiB CPU KV cache${tp > 1 ? " of each rank" : ""}`,
     );
     if (maxConcurrent === null) {
       maxConcurrent = CPU_DEFAULT_CONCURRENCY;
@@ -311,10 +358,17 @@ export function planEngine(input: PlanInput): Plan {
         input.moeTunedConfigDir ? "auto" : "explicit",
       );
   }
+  planEngineReadyTimeout(
+    b,
+    config,
+    input.env ?? process.env,
+    input.explicit?.has("engineStartupTimeoutSeconds") ?? false,
+  );
   for (const [key, value] of Object.entries(config.vllmEnv)) {
     const replaced = key in b.env && b.env[key] !== value ? ` (replaces the automatic ${b.env[key]})` : "";
     b.setEnv(key, value, `XEROTIER_AGENT_VLLM_ENV${replaced}`, "explicit");
   }
+  if (hw.accelerator === "cpu") checkBindList(b, b.env, tp);
   if (config.maxConcurrent !== undefined) {
     b.note(
       "max concurrent requests",
@@ -363,13 +417,19 @@ export async function preparePlan(o: PrepareOptions): Promise<PreparedPlan> {
     inspectModel(o.modelDir),
   ]);
   const wantLm = o.config.lmcacheEnabled || o.config.kvCacheBackend === "lmcache";
-  const lm = wantLm ? await probeLmcache({ vllmPath: o.config.vllmPath, env }) : undefined;
+  // vLLM's own list matters where a method is forced or may be chosen to fit; the probe imports vLLM (seconds).
+  const wantMethods = o.config.vllmQuantization !== undefined || o.config.autoConfig;
+  const [lm, quantizationMethods] = await Promise.all([
+    wantLm ? probeLmcache({ vllmPath: o.config.vllmPath, env }) : undefined,
+    wantMethods ? probeQuantizationMethods({ vllmPath: o.config.vllmPath, env }) : undefined,
+  ]);
   const plan = planEngine({
     hardware,
     model,
     config: o.config,
     explicit: o.explicit,
     lmcacheAvailable: lm ?? undefined,
+    quantizationMethods,
     moeTunedConfigDir: o.moeTunedConfigDir,
     env,
   });

@@ -5,11 +5,17 @@
  * least aggressive on-the-fly method that makes it fit: fp8 on compute
  * capability >= 8.9, else bitsandbytes 4-bit. An explicit
  * XEROTIER_AGENT_VLLM_QUANTIZATION wins and is checked against the
- * checkpoint and the GPU first.
+ * checkpoint and against the methods the installed vLLM accepts (asked
+ * of it, probes/vllm-quantization.ts; xim's built-in list when it cannot
+ * be asked). The compute-capability table only warns: vLLM checks its own,
+ * and its refusal is classified at start (quantization-unsupported-gpu).
  */
+import { QUANTIZATION_METHODS } from "../core/config/schema.ts";
 import { ExitCode, XimError } from "../core/errors.ts";
+import type { PlanBuilder } from "./builder.ts";
 import type { Gpu, Hardware } from "./hardware.ts";
 import type { ModelInfo } from "./model-info.ts";
+import type { InstalledQuantization } from "./probes/vllm-quantization.ts";
 
 /** Methods that only make sense for a checkpoint already quantized with them. */
 const CHECKPOINT_ONLY = [
@@ -29,14 +35,18 @@ const CHECKPOINT_ONLY = [
   "inc",
 ];
 
-/** Minimum compute capability per method (get_min_capability, v0.11). */
+/**
+ * Minimum compute capability per method (get_min_capability of current
+ * vLLM: Fp8Config 75, Marlin kernels from Turing; research
+ * vllm-contract-2026-12.md M4). Advisory: releases differ, vLLM decides.
+ */
 const MIN_CAPABILITY: Record<string, number> = {
   awq: 7.5,
   gptq: 6.0,
-  awq_marlin: 8.0,
-  gptq_marlin: 8.0,
+  awq_marlin: 7.5,
+  gptq_marlin: 7.5,
   gptq_marlin_24: 8.0,
-  fp8: 8.0,
+  fp8: 7.5,
   bitsandbytes: 7.0,
   "bitsandbytes-fp4": 7.0,
   "compressed-tensors": 7.0,
@@ -61,9 +71,47 @@ export function vllmQuantizationName(method: string): string {
   return method === "bitsandbytes-fp4" ? "bitsandbytes" : method;
 }
 
-/** Refuse a forced method that vLLM would refuse: a mismatch with the checkpoint, or too old a GPU. */
-export function validateForcedQuantization(method: string, model: ModelInfo, hw: Hardware): string[] {
+/** The methods a plan validates against: the installed vLLM's, else xim's built-in union of releases. */
+export function knownMethods(installed: InstalledQuantization | undefined): readonly string[] {
+  return installed?.kind === "installed" ? installed.methods : QUANTIZATION_METHODS;
+}
+
+/** Say in the plan which list the quantization choice was checked against. */
+export function noteMethodList(b: PlanBuilder, installed: InstalledQuantization | undefined): void {
+  if (installed?.kind === "installed") {
+    b.note(
+      "quantization methods",
+      `installed vLLM (${installed.methods.length})`,
+      `asked ${installed.python} for vllm.model_executor.layers.quantization.QUANTIZATION_METHODS`,
+    );
+  } else {
+    b.note(
+      "quantization methods",
+      "xim's built-in list",
+      `the union of vLLM releases xim knows; the installed vLLM was not asked${installed ? ` (${installed.reason})` : ""}, so it may still refuse a method at start`,
+    );
+  }
+}
+
+/** Refuse a forced method that vLLM would refuse: unknown to the installed vLLM, or a mismatch with the checkpoint. */
+export function validateForcedQuantization(
+  method: string,
+  model: ModelInfo,
+  hw: Hardware,
+  installed?: InstalledQuantization,
+): string[] {
   const warnings: string[] = [];
+  const name = vllmQuantizationName(method);
+  if (installed?.kind === "installed" && !installed.methods.includes(name)) {
+    throw new XimError(
+      "XIM_PLAN_QUANTIZATION_UNKNOWN",
+      `XEROTIER_AGENT_VLLM_QUANTIZATION=${method} is not a quantization method of the installed vLLM (${installed.python} lists: ${installed.methods.join(", ")})`,
+      {
+        hint: "choose one of the listed methods, unset the variable, or install a vLLM release that has this method",
+        exitCode: ExitCode.config,
+      },
+    );
+  }
   const ckpt = model.quantization?.method;
   if (ckpt) {
     const ok = ckpt === method || (COMPATIBLE[ckpt] ?? []).includes(method);
@@ -91,10 +139,8 @@ export function validateForcedQuantization(method: string, model: ModelInfo, hw:
     const cc = capability(hw.gpus[0]);
     const min = MIN_CAPABILITY[method];
     if (cc !== null && min !== undefined && cc < min) {
-      throw new XimError(
-        "XIM_PLAN_QUANTIZATION_UNSUPPORTED",
-        `XEROTIER_AGENT_VLLM_QUANTIZATION=${method} needs compute capability ${min.toFixed(1)} or newer; ${hw.gpus[0].name} has ${cc.toFixed(1)}`,
-        { hint: "choose another method or unset the variable", exitCode: ExitCode.config },
+      warnings.push(
+        `XEROTIER_AGENT_VLLM_QUANTIZATION=${method} needs compute capability ${min.toFixed(1)} or newer in current vLLM; ${hw.gpus[0].name} has ${cc.toFixed(1)}: the installed vLLM decides, and refuses at start if it agrees ("not supported for the current GPU")`,
       );
     }
     if (method === "fp8" && cc !== null && cc < 8.9) {
@@ -111,8 +157,16 @@ export function validateForcedQuantization(method: string, model: ModelInfo, hw:
   return warnings;
 }
 
-/** On-the-fly methods to try for an unquantized model that does not fit, least aggressive first. */
-export function onTheFlyCandidates(hw: Hardware): Array<{ method: string; why: string }> {
+/** On-the-fly methods to try for an unquantized model that does not fit, least aggressive first, among those the installed vLLM has. */
+export function onTheFlyCandidates(
+  hw: Hardware,
+  installed?: InstalledQuantization,
+): Array<{ method: string; why: string }> {
+  const known = knownMethods(installed);
+  return candidatesFor(hw).filter((c) => known.includes(c.method));
+}
+
+function candidatesFor(hw: Hardware): Array<{ method: string; why: string }> {
   if (hw.accelerator === "nvidia") {
     const cc = capability(hw.gpus[0]);
     const out: Array<{ method: string; why: string }> = [];

@@ -177,6 +177,20 @@ describe("xim doctor options and output", () => {
     assert.match(c.fix, /sudo sysctl -w net\.core\.wmem_max=4194304/);
   });
 
+  test("under env -i (no PATH, so no lscpu) cpu-flags names the CPU from /proc/cpuinfo, not an unknown one", async () => {
+    // tests/fixtures/cpu/README.md: /proc and /sys of a real 2-vCPU EPYC VM.
+    const vm = resolve(import.meta.dirname, "../fixtures/cpu/epyc-2vcpu-vm");
+    const home = tempDir("xim-home-");
+    const rec = recordingIo(
+      { HOME: home, XIM_PROC_ROOT: join(vm, "proc"), XIM_SYS_ROOT: join(vm, "sys"), XIM_IN_CONTAINER: "0" },
+      home,
+    );
+    await runCli(["doctor", "--json", "--check", "cpu-flags"], rec.io, root);
+    const [c] = JSON.parse(rec.stdout()).checks;
+    assert.equal(c.status, "ok", c.evidence);
+    assert.match(c.evidence, /^AMD EPYC: AVX-512 with BF16 and VNNI/);
+  });
+
   test("an invalid configuration is reported by config-valid instead of stopping doctor", async () => {
     const r = await xim(["doctor", "--json", "--check", "config-valid,socket-buffers"], {
       XEROTIER_AGENT_METRICS_PORT: "0",

@@ -42,13 +42,54 @@ describe("classifying engine failures from vLLM's real messages", () => {
     ["invalid repository or local folder", [fixture("model-not-found-v1.log")], "model-not-found"],
     ["HF repo id validation", [fixture("model-not-found-hf-validation.log")], "model-not-found"],
     ["port already bound", [fixture("port-in-use-v0.log")], "port-in-use"],
+    ["the weights leave no KV cache block", [fixture("no-cache-blocks.log")], "no-kv-cache-memory"],
+    [
+      "quantization method below its minimum capability",
+      [fixture("quantization-capability.log")],
+      "quantization-unsupported-gpu",
+    ],
+    [
+      "quantization method the installed vLLM lacks",
+      [fixture("quantization-unknown.log")],
+      "quantization-unknown",
+    ],
+    [
+      "max_model_len above the model's derived maximum",
+      [fixture("max-model-len-user-specified.log")],
+      "max-model-len-above-model",
+    ],
+    [
+      "vLLM's engine-ready timeout (VLLM_ENGINE_READY_TIMEOUT_S)",
+      [fixture("engine-ready-timeout.log")],
+      "engine-ready-timeout",
+    ],
+    [
+      "EAGLE-3 on an unsupported target model",
+      [fixture("eagle3-unsupported-model.log")],
+      "speculative-unsupported-model",
+    ],
+    [
+      "suffix decoding without arctic-inference",
+      [fixture("suffix-arctic-inference-missing.log")],
+      "speculative-package-missing",
+    ],
+    [
+      "no KV cache block after a torch OOM warning elsewhere: the weights are the cause",
+      [fixture("no-cache-blocks.log"), fixture("torch-oom-v1-worker.log")],
+      "no-kv-cache-memory",
+    ],
     ["nothing recognisable", ["INFO starting", "Traceback (most recent call last):"], "unknown"],
   ];
+  const hints = new Map<string, string>();
   for (const [name, texts, cause] of cases) {
     test(`${name} -> ${cause}`, () => {
       const c = classifyFailure(lines(...texts));
       assert.equal(c.cause, cause);
       assert.ok(c.hint.length > 0);
+      // Each cause has its own remedy: no two causes share a hint.
+      for (const [other, hint] of hints)
+        if (other !== cause) assert.notEqual(c.hint, hint, `${cause} and ${other}`);
+      hints.set(cause, c.hint);
       if (cause !== "unknown") assert.ok(c.evidence, "the deciding line is kept");
     });
   }
@@ -61,6 +102,13 @@ describe("classifying engine failures from vLLM's real messages", () => {
       "port-in-use": "port-in-use",
       "max-model-len": "max-model-len",
       "quantization-mismatch": "quantization-mismatch",
+      "no-kv-cache-memory": "no-kv-cache-memory",
+      "quantization-unsupported-gpu": "quantization-unsupported-gpu",
+      "quantization-unknown": "quantization-unknown",
+      "max-model-len-above-model": "max-model-len-above-model",
+      "engine-ready-timeout": "engine-ready-timeout",
+      "speculative-unsupported-model": "speculative-unsupported-model",
+      "speculative-package-missing": "speculative-package-missing",
     };
     for (const [kind, keys] of Object.entries(START_FAILURES)) {
       const text = keys.map((k) => VLLM_MESSAGES[k]);

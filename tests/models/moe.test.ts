@@ -178,6 +178,16 @@ test("device names follow vLLM: NVML name, spaces as underscores, H200 variants 
   assert.equal(vllmDeviceName("NVIDIA H20"), "NVIDIA_H20");
 });
 
+test("the H200 rule splits on _ only, as vLLM's get_config_file_name does", () => {
+  const cases: Array<[string, string]> = [
+    ["NVIDIA H200-141GB", "NVIDIA_H200-141GB"],
+    ["NVIDIA H200_NVL", "NVIDIA_H200"],
+    ["NVIDIA h200", "NVIDIA_h200"],
+    ["NVIDIA GH200 480GB", "NVIDIA_GH200_480GB"],
+  ];
+  for (const [nvml, expected] of cases) assert.equal(vllmDeviceName(nvml), expected, nvml);
+});
+
 test("tuned configs live in XEROTIER_AGENT_MOE_CONFIG_PATH, by default beside the model cache", () => {
   assert.equal(
     moeConfigFolder({ modelCacheDir: "/c/xerotier/models", moeConfigPath: undefined }),

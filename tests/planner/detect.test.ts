@@ -13,6 +13,7 @@ async function detect(tools: string[], env: Record<string, string> = {}, timeout
   const hw = await detectHardware({
     env: { PATH: box.binWith(tools), ...env },
     procRoot: proc,
+    sysRoot: box.sysWith(),
     shmPath: box.root,
     timeoutMs,
   });
@@ -228,6 +229,11 @@ describe("CPU and memory", () => {
       threadsPerCore: 1,
       physicalCores: 64,
       numaNodes: 4,
+      numa: [0, 1, 2, 3].map((id) => {
+        const cpus = Array.from({ length: 16 }, (_, i) => id * 16 + i);
+        // SMT off: every CPU is a core. No fake /sys here, so the node memory is unknown.
+        return { id, cpus, coreCpus: cpus, memoryTotalBytes: null, memoryFreeBytes: null };
+      }),
       avx512f: true,
       avx512bf16: true,
       avx512vnni: true,

@@ -16,10 +16,15 @@ const LM = { XEROTIER_AGENT_LMCACHE_ENABLED: "true" };
 describe("LMCache in the plan", () => {
   test("CPU node, local only: 10 % of RAM as CPU cache, the connector, the config file, less CPU KV cache", async () => {
     const configDir = join(box.root, "cfg-cpu");
-    const plan = await planFor(box, { gpu: null, ramGiB: 128 }, "llama-3-8b-instruct", {
-      ...LM,
-      XEROTIER_AGENT_CONFIG_DIR: configDir,
-    });
+    const plan = await planFor(
+      box,
+      { gpu: null, ramGiB: 128, cpu: "epyc-2vcpu-1s-vm" },
+      "llama-3-8b-instruct",
+      {
+        ...LM,
+        XEROTIER_AGENT_CONFIG_DIR: configDir,
+      },
+    );
     const path = join(configDir, "lmcache_config.yaml");
     assert.deepEqual(plan.args, [
       "--dtype",

@@ -73,7 +73,9 @@ describe("xim plan", () => {
     assert.equal(plan.accelerator, "cpu");
     assert.equal(plan.maxConcurrent, 5);
     assert.equal(plan.env.OMP_PROC_BIND, "TRUE");
-    assert.equal(plan.env.VLLM_CPU_OMP_THREADS_BIND, "0-62");
+    // lscpu's 4 NUMA nodes, SMT off: one rank per node, one list per rank.
+    assert.equal(plan.tensorParallelSize, 4);
+    assert.equal(plan.env.VLLM_CPU_OMP_THREADS_BIND, "0-14|16-30|32-46|48-62");
   });
 
   test("the model defaults to XEROTIER_AGENT_INITIAL_MODEL_PATH; without either it is a usage error", async () => {

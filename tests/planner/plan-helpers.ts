@@ -9,7 +9,7 @@ import { detectHardware } from "../../src/planner/detect.ts";
 import type { Hardware } from "../../src/planner/hardware.ts";
 import { inspectModel } from "../../src/planner/inspect-model.ts";
 import { explicitSettings, type Plan, type PlanInput, planEngine } from "../../src/planner/plan.ts";
-import { MODELS, type Sandbox } from "./fixtures.ts";
+import { MODELS, type Sandbox, type SysNode } from "./fixtures.ts";
 
 export interface Scenario {
   /** XIM_FIXTURE_GPU scenario, or null for a machine without GPU tools. */
@@ -18,6 +18,9 @@ export interface Scenario {
   ramGiB?: number;
   /** Extra variables for detection (CUDA_VISIBLE_DEVICES ...). */
   detectEnv?: Record<string, string>;
+  /** NUMA nodes in the fake /sys (none: an empty /sys, so only lscpu describes the CPU). */
+  numa?: SysNode[];
+  siblings?: (cpu: number) => number[];
 }
 
 export async function hardwareFor(box: Sandbox, s: Scenario): Promise<Hardware> {
@@ -30,6 +33,7 @@ export async function hardwareFor(box: Sandbox, s: Scenario): Promise<Hardware> 
       ...s.detectEnv,
     },
     procRoot: box.procWith(s.ramGiB ?? 256, (s.ramGiB ?? 256) - 8),
+    sysRoot: box.sysWith(s.numa, s.siblings),
     shmPath: box.root,
   });
 }

@@ -246,7 +246,7 @@ export const settings = {
     {
       env: `${P}AUTO_CONFIGURE_GPU`,
       group: "Auto-configuration",
-      doc: "Derive tensor parallelism from the detected GPU count. 0/false: use XEROTIER_AGENT_TENSOR_PARALLEL_SIZE.",
+      doc: "Derive tensor parallelism from the detected GPU count (on a CPU node: one rank per NUMA node). 0/false: use XEROTIER_AGENT_TENSOR_PARALLEL_SIZE.",
     },
     true,
   ),

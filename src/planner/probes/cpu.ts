@@ -1,13 +1,16 @@
 /**
  * @module CPU and memory probe: `lscpu` (model, sockets, cores, threads,
- * NUMA nodes, flags), /proc/cpuinfo when lscpu is absent, /proc/meminfo
- * (total and available memory) and the size of /dev/shm. The /proc root
- * and the shm path are parameters so tests read fixtures.
+ * NUMA nodes, flags), /proc/cpuinfo and sysfs when lscpu is absent (as
+ * under `env -i`, where no PATH finds it), /proc/meminfo (total and
+ * available memory), each NUMA node's CPUs, cores and memory (numa.ts) and
+ * the size of /dev/shm. The /proc and /sys roots and the shm path are
+ * parameters so tests read fixtures.
  */
 import { readFile, statfs } from "node:fs/promises";
 import { join } from "node:path";
-import type { Cpu, Finding, Memory } from "../hardware.ts";
+import type { Cpu, Finding, Memory, NumaNode } from "../hardware.ts";
 import { type Env, runTool } from "./exec.ts";
+import { parseCpuList, sysfsNodes, withSysfsDetail } from "./numa.ts";
 
 export interface CpuProbe {
   cpu: Cpu | null;
@@ -63,9 +66,15 @@ export function parseLscpu(text: string): Cpu {
   const coresPerSocket = int(f.get("Core(s) per socket")) ?? int(f.get("Core(s) per cluster")) ?? logical;
   const sockets = int(f.get("Socket(s)")) ?? int(f.get("Cluster(s)")) ?? 1;
   // A NUMA node with no CPUs (POWER9 GPU memory nodes) is not a place to bind threads.
-  let numa = 0;
-  for (const [key, value] of f) if (/^NUMA node\d+ CPU\(s\)$/.test(key) && value) numa++;
-  if (numa === 0) numa = int(f.get("NUMA node(s)")) ?? 1;
+  const nodes: NumaNode[] = [];
+  for (const [key, value] of f) {
+    const id = /^NUMA node(\d+) CPU\(s\)$/.exec(key)?.[1];
+    const cpus = id === undefined ? [] : parseCpuList(value);
+    if (id !== undefined && cpus.length > 0) nodes.push(numaNode(Number(id), cpus, threadsPerCore));
+  }
+  const numa = nodes.length > 0 ? nodes.length : (int(f.get("NUMA node(s)")) ?? 1);
+  if (nodes.length === 0)
+    nodes.push(numaNode(0, online ? parseCpuList(online) : range(logical), threadsPerCore));
   return {
     model: f.get("Model name") ?? "unknown",
     architecture: f.get("Architecture") ?? "unknown",
@@ -75,8 +84,32 @@ export function parseLscpu(text: string): Cpu {
     threadsPerCore,
     physicalCores: Math.max(1, Math.min(logical, sockets * coresPerSocket)),
     numaNodes: numa,
+    numa: nodes,
     ...flagSet(f.get("Flags") ?? ""),
   };
+}
+
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+/** Without hyperthreads every logical CPU is a core; with them, sysfs must say which are siblings. */
+function numaNode(id: number, cpus: number[], threadsPerCore: number): NumaNode {
+  return {
+    id,
+    cpus,
+    coreCpus: threadsPerCore === 1 ? cpus : null,
+    memoryTotalBytes: null,
+    memoryFreeBytes: null,
+  };
+}
+
+/** The architecture /proc/cpuinfo implies (it has no such line): x86 says "vendor_id", Arm "CPU implementer", POWER "cpu : POWERn". */
+function cpuinfoArchitecture(f: Map<string, string>): string {
+  if (f.has("vendor_id")) return /\blm\b/.test(f.get("flags") ?? "") ? "x86_64" : "i686";
+  if (f.has("CPU implementer")) return "aarch64";
+  if (/POWER/i.test(f.get("cpu") ?? "")) return "ppc64le";
+  return "unknown";
 }
 
 /** Parse /proc/cpuinfo (x86 layout): used when lscpu is missing. */
@@ -84,27 +117,46 @@ export function parseCpuinfo(text: string): Cpu {
   const blocks = text.split(/\n\s*\n/).filter((b) => b.trim());
   const cores = new Set<string>();
   const sockets = new Set<string>();
+  const firstOfCore: number[] = [];
+  const ids: number[] = [];
   let model = "unknown";
   let flags = "";
+  let architecture = "unknown";
   for (const block of blocks) {
     const f = fields(block);
+    if (f.get("processor") === undefined) continue;
     model = f.get("model name") ?? f.get("cpu") ?? model;
     flags = f.get("flags") ?? flags;
+    if (architecture === "unknown") architecture = cpuinfoArchitecture(f);
+    const id = int(f.get("processor")) ?? ids.length;
+    ids.push(id);
     const phys = f.get("physical id") ?? "0";
     sockets.add(phys);
-    cores.add(`${phys}:${f.get("core id") ?? cores.size}`);
+    const core = `${phys}:${f.get("core id") ?? id}`;
+    if (!cores.has(core)) firstOfCore.push(id);
+    cores.add(core);
   }
-  const logical = Math.max(1, blocks.length);
+  const logical = Math.max(1, ids.length);
   const physical = Math.max(1, cores.size);
+  const threadsPerCore = Math.max(1, Math.round(logical / physical));
   return {
     model,
-    architecture: "unknown",
+    architecture,
     logicalCpus: logical,
     sockets: Math.max(1, sockets.size),
     coresPerSocket: Math.max(1, Math.round(physical / Math.max(1, sockets.size))),
-    threadsPerCore: Math.max(1, Math.round(logical / physical)),
+    threadsPerCore,
     physicalCores: physical,
     numaNodes: 1,
+    numa: [
+      {
+        id: 0,
+        cpus: ids.length ? ids : [0],
+        coreCpus: firstOfCore.length ? firstOfCore : null,
+        memoryTotalBytes: null,
+        memoryFreeBytes: null,
+      },
+    ],
     ...flagSet(flags),
   };
 }
@@ -122,8 +174,37 @@ export function parseMeminfo(text: string): { totalBytes: number | null; availab
 export interface CpuProbeOptions {
   env: Env;
   procRoot: string;
+  /** Where sysfs is (default "/sys" in detect.ts). */
+  sysRoot: string;
   shmPath: string;
   timeoutMs: number;
+}
+
+/**
+ * The NUMA nodes of `cpu` with sysfs's detail. lscpu's node lists stand
+ * (it read sysfs itself); without lscpu, sysfs's node folders replace
+ * /proc/cpuinfo's single node.
+ */
+async function withNuma(cpu: Cpu, fromLscpu: boolean, sysRoot: string, findings: Finding[]): Promise<Cpu> {
+  let nodes = cpu.numa;
+  if (!fromLscpu) {
+    const sys = await sysfsNodes(sysRoot);
+    if (sys.length > 0) {
+      // cpuinfo's one-per-core list still applies; keep the node's share of it.
+      const cores = new Set(cpu.numa[0]?.coreCpus ?? []);
+      nodes = sys.map((n) => ({ ...n, coreCpus: cores.size ? n.cpus.filter((c) => cores.has(c)) : null }));
+    }
+  }
+  nodes = await withSysfsDetail(nodes, sysRoot);
+  if (nodes.length > 1 && nodes.some((n) => n.memoryTotalBytes === null)) {
+    findings.push({
+      source: "/sys/devices/system/node",
+      // Only the CPU plan uses it, and its KV decision says so; on a GPU host it is not news.
+      severity: "info",
+      message: `cannot read the memory of every NUMA node under ${join(sysRoot, "devices/system/node")}: the CPU plan assumes RAM is split evenly`,
+    });
+  }
+  return { ...cpu, numa: nodes, numaNodes: fromLscpu ? cpu.numaNodes : Math.max(1, nodes.length) };
 }
 
 export async function probeCpu(opts: CpuProbeOptions): Promise<CpuProbe> {
@@ -150,6 +231,7 @@ export async function probeCpu(opts: CpuProbeOptions): Promise<CpuProbe> {
       });
     }
   }
+  if (cpu) cpu = await withNuma(cpu, lscpu.kind === "ok", opts.sysRoot, findings);
   const memory: Memory = { totalBytes: null, availableBytes: null, shmBytes: null };
   try {
     Object.assign(memory, parseMeminfo(await readFile(join(opts.procRoot, "meminfo"), "utf8")));

@@ -1,0 +1,26 @@
+/**
+ * @module The Python interpreter that runs vLLM, found from the `vllm`
+ * launcher's #! line (else python3 on PATH), so probes ask the same
+ * environment the engine will import from (LMCache, quantization methods).
+ */
+import { readFile } from "node:fs/promises";
+import { type Env, which } from "./exec.ts";
+
+/** The Python interpreter behind a `vllm` launcher: its #! line, else python3. */
+export async function vllmPython(vllmPath: string, env: Env): Promise<string> {
+  const resolved = await which(vllmPath, env);
+  if (resolved) {
+    try {
+      const head = (await readFile(resolved, "utf8")).slice(0, 200);
+      const m = /^#!\s*(\S+)(?:\s+(\S+))?/.exec(head);
+      if (m) {
+        // "#!/usr/bin/env python3" names the interpreter second.
+        const exe = m[1].endsWith("/env") && m[2] ? m[2] : m[1];
+        if (/python/.test(exe)) return exe;
+      }
+    } catch {
+      // a binary launcher: fall through
+    }
+  }
+  return "python3";
+}

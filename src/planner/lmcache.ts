@@ -1,5 +1,5 @@
 /**
- * @module LMCache (research/vllm.md §5, the seed's LMCache section): when
+ * @module LMCache (research/vllm.md §5, the Xerotier documentation's LMCache section): when
  * XEROTIER_AGENT_LMCACHE_ENABLED (or KV_CACHE_BACKEND=lmcache), the plan
  * carries lmcache_config.yaml (CPU cache 10 % of RAM, a disk tier sized by
  * XEROTIER_AGENT_LMCACHE_DISK_SIZE_GB, remote_url from
@@ -112,7 +112,7 @@ export function planLmcache(
   return Math.round(cpuGb * 1e9 * Math.max(1, tp));
 }
 
-/** Remove LMCache from a plan (the file could not be written): the seed's graceful degradation. */
+/** Remove LMCache from a plan (the file could not be written): the graceful degradation the Xerotier documentation describes. */
 export function withoutLmcache(plan: Plan, why: string): Plan {
   const args: string[] = [];
   for (let i = 0; i < plan.args.length; i++) {

@@ -66,7 +66,7 @@ export function capability(gpu: Gpu | undefined): number | null {
   return Number.isFinite(n) ? n : null;
 }
 
-/** The value vLLM gets for a requested method: the seed's bitsandbytes-fp4 is vLLM's bitsandbytes. */
+/** The value vLLM gets for a requested method: the Xerotier documentation's bitsandbytes-fp4 is vLLM's bitsandbytes. */
 export function vllmQuantizationName(method: string): string {
   return method === "bitsandbytes-fp4" ? "bitsandbytes" : method;
 }

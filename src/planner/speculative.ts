@@ -18,7 +18,7 @@ const MTP_METHODS = ["deepseek_mtp", "mtp", "qwen3_next_mtp", "mimo_mtp", "ernie
 const NGRAM_DEFAULT_TOKENS = 5;
 const EAGLE_DEFAULT_TOKENS = 2;
 
-/** The MTP alias the seed documents for this model family (vLLM's current name for all of them is "mtp"). */
+/** The MTP alias the Xerotier documentation gives for this model family (vLLM's current name for all of them is "mtp"). */
 function mtpAlias(model: ModelInfo): string {
   const type = model.modelType ?? "";
   if (type.startsWith("deepseek")) return "deepseek_mtp";

@@ -311,7 +311,7 @@ export function planEngine(input: PlanInput): Plan {
       b.note(
         "max concurrent requests",
         String(maxConcurrent),
-        "CPU inference: 5, the Xerotier documentation's starting point for CPU nodes (XEROTIER_AGENT_MAX_CONCURRENT overrides)",
+        `CPU inference: ${CPU_DEFAULT_CONCURRENCY}, the Xerotier documentation's starting point for CPU nodes (XEROTIER_AGENT_MAX_CONCURRENT overrides)`,
         "default",
       );
     }

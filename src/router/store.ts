@@ -157,13 +157,15 @@ export type EnrollOutcome =
   | { ok: true; node: NodeRow; key: JoinKeyRow }
   | {
       ok: false;
-      code: "unknown_key" | "revoked_key" | "used_key" | "expired_key" | "node_key_in_use";
+      code: "unknown_key" | "malformed_key" | "revoked_key" | "used_key" | "expired_key" | "node_key_in_use";
       message: string;
     };
 
 /** What an enrollment records: the join key's hash, the new node and when. */
 interface EnrollInput {
   hash: string;
+  /** The project written in the key's text; it must be the key's own (it is outside the checksum). */
+  project: string;
   nodeId: string;
   publicKey: string;
   hostname: string;
@@ -263,7 +265,11 @@ export class RouterStore {
     return { ...key, revokedAt: key.revokedAt ?? now };
   }
 
-  /** Spend one use of a join key and record the node, atomically. */
+  /**
+   * Spend one use of a join key and record the node, atomically: every check
+   * runs before the spend, and a refusal rolls back, so a refused enrollment
+   * changes nothing.
+   */
   enrollNode(input: EnrollInput): EnrollOutcome {
     this.db.exec("BEGIN IMMEDIATE");
     try {
@@ -286,6 +292,13 @@ export class RouterStore {
           "the router does not know this join key (it was never minted here, or the router's state was reset)",
       };
     const key = toJoinKey(row);
+    if (key.project !== input.project)
+      // The secret matched, so the key is ours; a different project in the text means it was edited.
+      return {
+        ok: false,
+        code: "malformed_key",
+        message: `join key project '${input.project}' does not match the key's project`,
+      };
     if (key.revokedAt !== null)
       return {
         ok: false,

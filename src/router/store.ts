@@ -10,6 +10,7 @@ import { closeSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { ensurePrivateDir, PRIVATE_FILE_MODE } from "../core/atomic-file.ts";
+import { isoTime, isValidTime } from "../core/time-text.ts";
 
 export const DB_FILE = "router.db";
 
@@ -303,13 +304,20 @@ export class RouterStore {
       return {
         ok: false,
         code: "revoked_key",
-        message: `join key ${key.id} was revoked at ${new Date(key.revokedAt).toISOString()}`,
+        message: `join key ${key.id} was revoked at ${isoTime(key.revokedAt)}`,
+      };
+    if (key.expiresAt !== null && !isValidTime(key.expiresAt))
+      // Fail closed: an expiry nobody can read is no promise the key is still valid.
+      return {
+        ok: false,
+        code: "expired_key",
+        message: `join key ${key.id} has an expiry the router cannot read (${key.expiresAt}); mint a new key`,
       };
     if (key.expiresAt !== null && input.now >= key.expiresAt)
       return {
         ok: false,
         code: "expired_key",
-        message: `join key ${key.id} expired at ${new Date(key.expiresAt).toISOString()}`,
+        message: `join key ${key.id} expired at ${isoTime(key.expiresAt)}`,
       };
     if (key.uses >= key.usesAllowed)
       return {

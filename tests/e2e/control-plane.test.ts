@@ -183,7 +183,14 @@ describe("control plane with real processes", { timeout: 90_000 }, () => {
     );
 
     const identity = loadIdentity(store);
-    const expired = createJoinKey(store, identity, { project: "default", uses: 1, ttlMs: 1, labels: {} });
+    // The shortest lifetime a key may have, minted as if two minutes ago: expired now.
+    const expired = createJoinKey(store, identity, {
+      project: "default",
+      uses: 1,
+      ttlMs: 60_000,
+      labels: {},
+      now: Date.now() - 120_000,
+    });
     await new Promise((r) => setTimeout(r, 10));
     await expectEnrollError(
       enroll({ ...base, joinKey: expired.key, configDir: fresh() }),

@@ -15,6 +15,7 @@ import { createLogger, type Logger } from "../core/log.ts";
 import { nearest } from "../core/suggest.ts";
 import type { CommandContext, CommandSpec } from "./command.ts";
 import type { Io } from "./io.ts";
+import { terminalSafeIo } from "./output.ts";
 
 const EXIT_CODES_HELP = `
 Exit codes:
@@ -155,7 +156,9 @@ export interface RootSpec {
 }
 
 /** Parse argv, run the chosen command, and return the process exit code. */
-export async function runCli(argv: string[], io: Io, root: RootSpec): Promise<number> {
+export async function runCli(argv: string[], rawIo: Io, root: RootSpec): Promise<number> {
+  // Everything a command prints, errors included, may carry a peer's text: guard it once, here.
+  const io = terminalSafeIo(rawIo);
   const runner: Runner = {};
   const program = new Command("xim")
     .description(

@@ -183,8 +183,8 @@ describe("relay through router and node", { timeout: 60_000 }, () => {
       chatBody({ cache_salt: "client-chosen-salt", stream: true }),
       auth(keyA2, { "x-request-id": "salt-4" }),
     );
-    const one = cacheSalt("tenant-one", SECRET);
-    const two = cacheSalt("tenant-two", SECRET);
+    const one = cacheSalt({ project: "alpha", tenant: "tenant-one" }, SECRET);
+    const two = cacheSalt({ project: "alpha", tenant: "tenant-two" }, SECRET);
     assert.notEqual(one, two);
     assert.equal(saltOf("salt-1"), one);
     assert.equal(saltOf("salt-2"), one);

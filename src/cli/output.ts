@@ -34,25 +34,30 @@ const OWN_STYLE = /^\u001b\[(?:(?:0|1|2|22|3[1-7]|39)(?:;(?:0|1|2|22|3[1-7]|39))
 
 /**
  * Text as it may reach a terminal: newlines and tabs stay, the styles of
- * OWN_STYLE stay, every other control character becomes its `\uXXXX`
- * escape (lossless; inside JSON text it is the same JSON).
+ * OWN_STYLE stay when `styles` is on, every other control character
+ * becomes its `\uXXXX` escape (lossless; inside JSON text it is the same
+ * JSON).
  */
-export function terminalSafe(text: string): string {
+export function terminalSafe(text: string, styles = false): string {
+  const clean = (part: string) =>
+    safeText(part, { keepLines: true, escape: true, maxLength: Number.POSITIVE_INFINITY });
+  if (!styles) return clean(text);
   return text
     .split(SGR)
-    .map((part, i) =>
-      i % 2 === 1 && OWN_STYLE.test(part)
-        ? part
-        : safeText(part, { keepLines: true, escape: true, maxLength: Number.POSITIVE_INFINITY }),
-    )
+    .map((part, i) => (i % 2 === 1 && OWN_STYLE.test(part) ? part : clean(part)))
     .join("");
 }
 
-/** The Io a command gets: the same, with every write to stdout and stderr passed through terminalSafe. */
+/**
+ * The Io a command gets: the same, with every write to stdout and stderr
+ * passed through terminalSafe. Styles pass only where xim itself paints:
+ * stdout on a terminal without NO_COLOR (src/cli/doctor.ts useColour).
+ */
 export function terminalSafeIo(io: Io): Io {
+  const styles = io.stdoutIsTty && !io.env.NO_COLOR;
   return {
     ...io,
-    stdout: (text) => io.stdout(terminalSafe(text)),
+    stdout: (text) => io.stdout(terminalSafe(text, styles)),
     stderr: (text) => io.stderr(terminalSafe(text)),
   };
 }

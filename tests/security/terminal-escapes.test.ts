@@ -23,6 +23,7 @@ import { after, before, describe, test } from "node:test";
 import * as v from "valibot";
 import { commands } from "../../src/cli/commands.ts";
 import { recordingIo } from "../../src/cli/io.ts";
+import { terminalSafe } from "../../src/cli/output.ts";
 import { runCli } from "../../src/cli/program.ts";
 import { verboseVersion, versionLine } from "../../src/cli/version.ts";
 import { createLogger } from "../../src/core/log.ts";
@@ -356,5 +357,23 @@ describe("terminal escapes in human log output", () => {
     logger.flush?.();
     assert.match(out, /registration refused: evil/);
     assertTerminalSafe(out.replaceAll("\n", ""), "pretty log");
+  });
+});
+
+describe("the output guard every command prints through", () => {
+  test("control characters are escaped losslessly: JSON text stays the same JSON", () => {
+    const json = `${JSON.stringify({ hostname: EVIL, list: [EVIL] })}\n`;
+    const guarded = terminalSafe(json);
+    assertTerminalSafe(guarded, "guarded JSON");
+    assert.deepEqual(JSON.parse(guarded), { hostname: EVIL, list: [EVIL] });
+    assert.equal(terminalSafe("plain text\n\twith a tab\n"), "plain text\n\twith a tab\n");
+  });
+
+  test("only xim's own colours pass, and only when colour is on", () => {
+    const painted = "\u001b[31;1m✗\u001b[0m failed";
+    assert.equal(terminalSafe(painted, true), painted);
+    assertTerminalSafe(terminalSafe(painted), "colour off");
+    for (const foreign of ["\u001b[8m", "\u001b[30;40m", "\u001b[2J", "\u001b]0;t\u0007", "\u009b31m"])
+      assertTerminalSafe(terminalSafe(`a${foreign}b`, true), JSON.stringify(foreign));
   });
 });

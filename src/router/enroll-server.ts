@@ -109,7 +109,10 @@ function handleEnroll(bodyText: string, o: EnrollServerOptions): EnrollResponse 
     throw new Refusal("malformed_request", "nodePublicKey is not a Z85 CURVE key");
   if (key.key.curvePin !== o.identity.curvePin)
     // The node would refuse our answer after we spent a use: refuse first.
-    throw new Refusal("malformed_key", "join key CURVE pin is not this router's: the key was edited");
+    throw new Refusal(
+      "malformed_key",
+      "join key CURVE pin is not this router's: the key was edited, or minted by another router",
+    );
   const nodeId = `node_${randomBytes(12).toString("hex")}`;
   const outcome = o.store.enrollNode({
     hash: joinKeySecretHash(key.key.secret),

@@ -117,7 +117,8 @@ describe("join-key spend order: a refused enrollment changes nothing", { timeout
     const before = await nodeCount();
     const { key, id } = await createKey(1);
     const refused = await enrollWith(edited(key, { curvePin: "ab".repeat(32) }));
-    assert.notEqual(refused.code, 0, "the enrollment is refused");
+    assert.equal(refused.code, 4, `malformed key exit code; stderr: ${refused.stderr}`);
+    assert.match(refused.stderr, /CURVE pin/);
     assert.equal(await usesOf(id), 0, "no use spent");
     assert.equal(await nodeCount(), before, "no node recorded");
     const genuine = await enrollWith(key);

@@ -63,7 +63,8 @@ function edited(key: string, change: { project?: string; curvePin?: string }): s
   return encodeJoinKey({ ...parsed.key, ...change });
 }
 
-describe("join-key spend order: a refused enrollment changes nothing", { timeout: 120_000 }, () => {
+// About twenty `xim` processes, each a few seconds to start on two shared cores: a generous bound.
+describe("join-key spend order: a refused enrollment changes nothing", { timeout: 300_000 }, () => {
   before(async () => {
     const init = await xim(["router", "init", "--state", stateDir, "--json"], env);
     assert.equal(init.code, 0, init.stderr);

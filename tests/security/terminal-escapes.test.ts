@@ -59,7 +59,8 @@ async function cli(env: Record<string, string | undefined>, ...argv: string[]) {
   return { code, stdout: rec.stdout(), stderr: rec.stderr() };
 }
 
-describe("terminal escapes from a node's host name", { timeout: 180_000 }, () => {
+// A dozen `xim` processes, each a few seconds to start on two shared cores: a generous bound.
+describe("terminal escapes from a node's host name", { timeout: 300_000 }, () => {
   const stateDir = join(home, "router");
   const env = baseEnv(home);
   let router: XimProcess | undefined;

@@ -16,6 +16,7 @@ import * as v from "valibot";
 import { XimError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { Secret } from "../core/secret.ts";
+import { safeText } from "../core/terminal-text.ts";
 import { XIM_VERSION } from "../core/version.ts";
 import { type JoinKeyParts, parseJoinKey, sha256Hex } from "../protocol/join-key.ts";
 import {
@@ -218,10 +219,12 @@ function refusal(answer: HttpAnswer, url: URL): XimError {
     return fail(
       "XIM_ENROLL_FAILED",
       EnrollExit.failure,
-      `the router at ${url.origin} answered HTTP ${answer.status} without an enrollment error: ${answer.body.slice(0, 200)}`,
+      `the router at ${url.origin} answered HTTP ${answer.status} without an enrollment error: ${safeText(answer.body, { maxLength: 200 })}`,
     );
   }
-  const { code, message } = parsed.output.error;
+  const code = parsed.output.error.code;
+  // The router's words go into our message, then to a terminal: one line, no control characters.
+  const message = safeText(parsed.output.error.message);
   const newKey = "Ask the router's operator for a new key: 'xim router join-key create'.";
   switch (code) {
     case "expired_key":
@@ -320,7 +323,8 @@ export async function enroll(o: EnrollOptions): Promise<EnrollResult> {
     protocolVersion: PROTOCOL_VERSION,
     joinKey: text,
     nodePublicKey: keys.publicKey,
-    hostname: hostname(),
+    // The router refuses control characters (they would reach operators' terminals).
+    hostname: safeText(hostname(), { maxLength: 255 }),
     agentVersion: XIM_VERSION,
   };
   const answer = await post(url, JSON.stringify(request), {

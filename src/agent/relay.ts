@@ -343,11 +343,7 @@ export class Relay {
     try {
       let body: Record<string, unknown>;
       try {
-        body = saltedEngineBody(
-          JSON.parse(Buffer.from(d.body).toString("utf8")),
-          d.tenant,
-          this.#o.saltSecret,
-        );
+        body = saltedEngineBody(JSON.parse(Buffer.from(d.body).toString("utf8")), d, this.#o.saltSecret);
       } catch (err) {
         outcome = "rejected";
         await out.error("bad_request", 400, `invalid request body: ${messageOf(err)}`);

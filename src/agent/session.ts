@@ -15,6 +15,7 @@ import { backoffDelay, sleep as realSleep, type Sleep } from "../core/backoff.ts
 import type { Config } from "../core/config/schema.ts";
 import { ExitCode, XimError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
+import { safeText } from "../core/terminal-text.ts";
 import { XIM_VERSION } from "../core/version.ts";
 import type { ModelChannel } from "../models/router-protocol.ts";
 import { PullError } from "../models/source.ts";
@@ -65,7 +66,8 @@ export interface NodeSessionOptions {
 
 export function defaultHardware(): Hardware {
   return {
-    hostname: hostname(),
+    // The router refuses control characters (they would reach operators' terminals).
+    hostname: safeText(hostname(), { maxLength: 255 }),
     platform: process.platform,
     arch: process.arch,
     cpus: cpus().length,

@@ -6,6 +6,7 @@
  */
 import { type SettingKey, settings } from "../core/config/schema.ts";
 import { ExitCode, UsageError } from "../core/errors.ts";
+import { safeText } from "../core/terminal-text.ts";
 import { ALL_CHECKS } from "../doctor/all-checks.ts";
 import { type CheckResult, type CheckStatus, GROUP_TITLES } from "../doctor/check.ts";
 import { configForDoctor, DOCTOR_SCHEMA_VERSION, runDoctor } from "../doctor/doctor.ts";
@@ -43,12 +44,15 @@ export function formatReport(report: DoctorReport, colour: boolean): string {
     for (const r of results) {
       const sym = paint(colour, COLOUR[r.status], SYMBOL[r.status]);
       if (r.status === "skipped") {
-        lines.push(paint(colour, "2", `  ${SYMBOL.skipped} ${r.title} [${r.id}]: skipped, ${r.evidence}`));
+        lines.push(
+          paint(colour, "2", `  ${SYMBOL.skipped} ${r.title} [${r.id}]: skipped, ${safeText(r.evidence)}`),
+        );
         continue;
       }
+      // Evidence quotes routers, engines and tools: one line each, no control characters.
       lines.push(`  ${sym} ${r.title} [${r.id}]`);
-      lines.push(`      ${r.evidence}`);
-      if (r.fix) lines.push(`      ${paint(colour, COLOUR[r.status], "fix:")} ${r.fix}`);
+      lines.push(`      ${safeText(r.evidence)}`);
+      if (r.fix) lines.push(`      ${paint(colour, COLOUR[r.status], "fix:")} ${safeText(r.fix)}`);
     }
     lines.push("");
   }

@@ -16,6 +16,7 @@ import { redactUrlCredentials } from "../core/secret.ts";
 import { nearest } from "../core/suggest.ts";
 import type { CommandContext, CommandSpec } from "./command.ts";
 import type { Io } from "./io.ts";
+import { terminalSafeIo } from "./output.ts";
 
 const EXIT_CODES_HELP = `
 Exit codes:
@@ -224,7 +225,9 @@ export interface RootSpec {
 }
 
 /** Parse argv, run the chosen command, and return the process exit code. */
-export async function runCli(argv: string[], io: Io, root: RootSpec): Promise<number> {
+export async function runCli(argv: string[], rawIo: Io, root: RootSpec): Promise<number> {
+  // Everything a command prints, errors included, may carry a peer's text: guard it once, here.
+  const io = terminalSafeIo(rawIo);
   const runner: Runner = {};
   // --help-all is --help with every setting shown; commander never sees it.
   const help: HelpMode = { all: argv.includes("--help-all") };

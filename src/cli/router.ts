@@ -8,6 +8,7 @@
 import { InvalidArgumentError } from "commander";
 import { ExitCode, UsageError } from "../core/errors.ts";
 import { defaultRouterStateDir } from "../core/paths.ts";
+import { isoTime } from "../core/time-text.ts";
 import {
   createApiKey,
   listApiKeys,
@@ -281,11 +282,15 @@ const joinKeyCreate: CommandSpec = {
     { flags: "--project <name>", description: "project the enrolled nodes belong to", default: "default" },
     {
       flags: "--uses <n>",
-      description: "how many nodes may enroll with the key",
+      description: "how many nodes may enroll with the key (1 to 10000)",
       default: 1,
       parse: positiveInt("--uses"),
     },
-    { flags: "--ttl <duration>", description: "lifetime: 30m, 1h, 7d, or 'never'", default: "1h" },
+    {
+      flags: "--ttl <duration>",
+      description: "lifetime, 1 minute to 365 days: 30m, 1h, 7d, or 'never'",
+      default: "1h",
+    },
     {
       flags: "--labels <k=v,...>",
       description: "labels given to enrolled nodes (repeatable)",
@@ -323,7 +328,7 @@ const joinKeyCreate: CommandSpec = {
         url: ctx.options.url as string | undefined,
       }),
     );
-    const expires = created.row.expiresAt === null ? null : new Date(created.row.expiresAt).toISOString();
+    const expires = created.row.expiresAt === null ? null : isoTime(created.row.expiresAt);
     if (ctx.options.json) {
       ctx.io.stdout(
         `${JSON.stringify({ key: created.key, id: created.row.id, project: created.row.project, uses: created.row.usesAllowed, expiresAt: expires, labels: created.row.labels, url: created.url })}\n`,
@@ -353,10 +358,10 @@ const joinKeyList: CommandSpec = {
       status: joinKeyStatus(k, now),
       uses: k.uses,
       usesAllowed: k.usesAllowed,
-      expiresAt: k.expiresAt === null ? null : new Date(k.expiresAt).toISOString(),
+      expiresAt: k.expiresAt === null ? null : isoTime(k.expiresAt),
       labels: k.labels,
-      createdAt: new Date(k.createdAt).toISOString(),
-      revokedAt: k.revokedAt === null ? null : new Date(k.revokedAt).toISOString(),
+      createdAt: isoTime(k.createdAt),
+      revokedAt: k.revokedAt === null ? null : isoTime(k.revokedAt),
     }));
     if (ctx.options.json) ctx.io.stdout(`${JSON.stringify({ joinKeys: rows })}\n`);
     else
@@ -393,7 +398,7 @@ const joinKeyRevoke: CommandSpec = {
       throw new UsageError(`no join key with id '${id}'`, "List them with 'xim router join-key list'.");
     if (ctx.options.json)
       ctx.io.stdout(
-        `${JSON.stringify({ id: revoked.id, revokedAt: new Date(revoked.revokedAt ?? Date.now()).toISOString() })}\n`,
+        `${JSON.stringify({ id: revoked.id, revokedAt: isoTime(revoked.revokedAt ?? Date.now()) })}\n`,
       );
     else ctx.io.stdout(`revoked ${revoked.id}\n`);
     return ExitCode.ok;
@@ -460,8 +465,8 @@ const apiKeyList: CommandSpec = {
       id: k.id,
       project: k.project,
       tenant: k.tenant,
-      createdAt: new Date(k.createdAt).toISOString(),
-      revokedAt: k.revokedAt === null ? null : new Date(k.revokedAt).toISOString(),
+      createdAt: isoTime(k.createdAt),
+      revokedAt: k.revokedAt === null ? null : isoTime(k.revokedAt),
     }));
     if (ctx.options.json) ctx.io.stdout(`${JSON.stringify({ apiKeys: rows })}\n`);
     else

@@ -8,8 +8,9 @@
  */
 import type { Writable } from "node:stream";
 import pino, { type Logger } from "pino";
-import pretty from "pino-pretty";
+import { prettyFactory } from "pino-pretty";
 import { REDACTED } from "./secret.ts";
+import { safeText } from "./terminal-text.ts";
 
 export type { Logger };
 
@@ -75,16 +76,41 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   };
   const wantPretty = options.pretty ?? (options.destination === undefined && process.stderr.isTTY === true);
   if (wantPretty) {
-    const stream = pretty({
-      destination: options.destination ?? 2,
+    const format = prettyFactory({
       colorize: !process.env.NO_COLOR && process.stderr.isTTY === true,
       ignore: "pid,hostname",
       translateTime: "SYS:HH:MM:ss.l",
-      sync: true,
     });
-    return pino(base, stream);
+    const out = options.destination ?? pino.destination({ dest: 2, sync: true });
+    // Lines carry peers' text (host names, engine and router messages) to a terminal: cleaned before
+    // pino-pretty adds its own colours.
+    const write = (line: string) => {
+      let record: unknown;
+      try {
+        record = JSON.parse(line);
+      } catch {
+        out.write(`${safeText(line, { maxLength: Number.POSITIVE_INFINITY })}\n`);
+        return;
+      }
+      out.write(format(terminalSafeFields(record)));
+    };
+    return pino(base, { write });
   }
   return pino(base, options.destination ?? pino.destination({ dest: 2, sync: true }));
+}
+
+/**
+ * Every string of a log record (parsed from pino's JSON) with its terminal
+ * control characters replaced (src/core/terminal-text.ts); only stack
+ * traces keep their line breaks, so a peer's text cannot forge a log line.
+ */
+function terminalSafeFields(value: unknown, key = ""): unknown {
+  if (typeof value === "string")
+    return safeText(value, { keepLines: key === "stack", maxLength: Number.POSITIVE_INFINITY });
+  if (Array.isArray(value)) return value.map((item) => terminalSafeFields(item));
+  if (value !== null && typeof value === "object")
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, terminalSafeFields(v, k)]));
+  return value;
 }
 
 /** A logger that drops everything: for library calls from tests that do not look at logs. */

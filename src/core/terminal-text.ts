@@ -17,11 +17,26 @@ export interface SafeTextOptions {
   keepLines?: boolean;
   /** Cut longer text and mark the cut with "…"; default 1000 characters. */
   maxLength?: number;
+  /**
+   * Write each unsafe character as its JSON escape (`\u001b`) instead of
+   * U+FFFD: lossless, so JSON text stays exact (JSON.parse reads it back).
+   */
+  escape?: boolean;
 }
 
-/** Replace each unsafe character with U+FFFD and bound the length. */
+function jsonEscape(c: string): string {
+  return `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
+}
+
+/** Replace each unsafe character with U+FFFD (or its escape) and bound the length. */
 export function safeText(text: string, options: SafeTextOptions = {}): string {
   const maxLength = options.maxLength ?? 1000;
-  const cleaned = text.replace(options.keepLines ? UNSAFE : UNSAFE_WITH_LINES, "\ufffd");
+  const pattern = options.keepLines ? UNSAFE : UNSAFE_WITH_LINES;
+  const cleaned = options.escape ? text.replace(pattern, jsonEscape) : text.replace(pattern, "\ufffd");
   return cleaned.length > maxLength ? `${cleaned.slice(0, maxLength)}…` : cleaned;
+}
+
+/** Whether text has nothing safeText would replace (not even a newline or tab): for schemas of peer strings. */
+export function isTerminalSafe(text: string): boolean {
+  return text.search(UNSAFE_WITH_LINES) === -1;
 }

@@ -2,34 +2,46 @@
  * @module Tenant isolation of the engine's prefix cache. vLLM shares cached
  * KV blocks only between requests with the same `cache_salt` (research
  * vllm.md §2), so the node salts every request with an HMAC-SHA256 of the
- * tenant under XEROTIER_AGENT_VLLM_SALT_SECRET: one tenant always gets the
- * same salt (its cache stays warm), two tenants never share one, and a
- * client cannot pick a salt to probe another tenant's cache because any
- * `cache_salt` it sends is replaced.
+ * request's project and tenant under XEROTIER_AGENT_VLLM_SALT_SECRET: one
+ * tenant of one project always gets the same salt, on every node with the
+ * same secret (its cache stays warm), two tenants never share one, nor do
+ * two projects that both name a tenant `acme` (nodes of several projects
+ * may share an LMCache store and a secret), and a client cannot pick a salt
+ * to probe another tenant's cache because any `cache_salt` it sends is
+ * replaced.
  */
 import { createHmac } from "node:crypto";
 import type { Config } from "../core/config/schema.ts";
 import { DEFAULT_SALT_SECRET } from "../core/config/schema.ts";
 import { XimError } from "../core/errors.ts";
 import type { Secret } from "../core/secret.ts";
+import type { Dispatch } from "../protocol/messages.ts";
 
-/** The salt of one tenant: lowercase hex HMAC-SHA256(secret, tenant), 64 characters. */
-export function cacheSalt(tenant: string, secret: Secret): string {
-  if (tenant.length === 0) {
-    throw new XimError("XIM_TENANT_MISSING", "a request reached the node without a tenant", {
-      hint: "The router must send the tenant of the API key with every request.",
+/** Whose cache a request uses: the project and tenant of its API key, as the router's dispatch says. */
+export type SaltScope = Pick<Dispatch, "project" | "tenant">;
+
+/**
+ * The salt of one tenant of one project: lowercase hex
+ * HMAC-SHA256(secret, JSON ["project","tenant"]), 64 characters. JSON makes
+ * the pair unambiguous whatever characters either holds.
+ */
+export function cacheSalt(scope: SaltScope, secret: Secret): string {
+  if (scope.tenant.length === 0 || scope.project.length === 0) {
+    throw new XimError("XIM_TENANT_MISSING", "a request reached the node without a project or tenant", {
+      hint: "The router must send the project and tenant of the API key with every request.",
     });
   }
+  const input = JSON.stringify([scope.project, scope.tenant]);
   let salts = known.get(secret);
-  const hit = salts?.get(tenant);
+  const hit = salts?.get(input);
   if (hit) return hit;
-  const salt = createHmac("sha256", secret.reveal()).update(tenant, "utf8").digest("hex");
+  const salt = createHmac("sha256", secret.reveal()).update(input, "utf8").digest("hex");
   if (!salts) {
     salts = new Map();
     known.set(secret, salts);
   }
   if (salts.size >= KNOWN_SALTS_MAX) salts.clear();
-  salts.set(tenant, salt);
+  salts.set(input, salt);
   return salt;
 }
 
@@ -44,7 +56,7 @@ const KNOWN_SALTS_MAX = 10_000;
  */
 export function saltedEngineBody(
   clientBody: unknown,
-  tenant: string,
+  scope: SaltScope,
   secret: Secret,
 ): Record<string, unknown> {
   if (clientBody === null || typeof clientBody !== "object" || Array.isArray(clientBody)) {
@@ -54,7 +66,7 @@ export function saltedEngineBody(
     );
   }
   const { cache_salt: _dropped, ...rest } = clientBody as Record<string, unknown>;
-  return { ...rest, cache_salt: cacheSalt(tenant, secret) };
+  return { ...rest, cache_salt: cacheSalt(scope, secret) };
 }
 
 /** Whether the node runs with the built-in salt secret (allowed for one tenant, warned about at start-up). */

@@ -5,6 +5,7 @@
  * direction so each side validates only what it may receive.
  */
 import * as v from "valibot";
+import { isTerminalSafe } from "../core/terminal-text.ts";
 import { ModelReplySchema, ModelRequestSchema } from "../models/router-protocol.ts";
 import { PROTOCOL_VERSION } from "./version.ts";
 
@@ -15,6 +16,9 @@ const count = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.M
 const ms = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(86_400_000 * 365));
 const bytes = v.instance(Uint8Array);
 const text = (max = 4096) => v.pipe(v.string(), v.maxLength(max));
+/** A node's self-description that operators' commands print: bounded, and no terminal control characters. */
+const printable = (max: number) =>
+  v.pipe(text(max), v.check(isTerminalSafe, "has control characters; only printable text is accepted"));
 
 export const NodeIdSchema = v.pipe(v.string(), v.regex(/^node_[0-9a-f]{24}$/));
 export const RoutingIdSchema = v.pipe(v.string(), v.regex(/^[cs]\.[0-9a-f]{32}$/));
@@ -30,12 +34,12 @@ export const NodeStatusFields = {
 };
 
 export const HardwareSchema = v.object({
-  hostname: text(256),
-  platform: text(64),
-  arch: text(64),
+  hostname: printable(256),
+  platform: printable(64),
+  arch: printable(64),
   cpus: count,
   memoryBytes: count,
-  gpus: v.pipe(v.array(v.object({ name: text(256), memoryBytes: count })), v.maxLength(64)),
+  gpus: v.pipe(v.array(v.object({ name: printable(256), memoryBytes: count })), v.maxLength(64)),
 });
 export type Hardware = v.InferOutput<typeof HardwareSchema>;
 
@@ -52,7 +56,7 @@ export const RegisterSchema = v.object({
   proof: hex(64),
   controlRoutingId: RoutingIdSchema,
   streamingRoutingId: v.nullable(RoutingIdSchema),
-  agentVersion: text(64),
+  agentVersion: printable(64),
   hardware: HardwareSchema,
   ...NodeStatusFields,
   requestedLeaseMs: ms,
@@ -385,8 +389,8 @@ export const EnrollRequestSchema = v.object({
   protocolVersion: v.pipe(v.number(), v.integer()),
   joinKey: v.pipe(v.string(), v.maxLength(2048)),
   nodePublicKey: Z85KeySchema,
-  hostname: text(256),
-  agentVersion: text(64),
+  hostname: printable(256),
+  agentVersion: printable(64),
 });
 export type EnrollRequest = v.InferOutput<typeof EnrollRequestSchema>;
 

@@ -107,9 +107,16 @@ function handleEnroll(bodyText: string, o: EnrollServerOptions): EnrollResponse 
   if (!key.ok) throw new Refusal("malformed_key", `join key ${key.part}: ${key.message}`);
   if (z85Decode(req.nodePublicKey)?.length !== 32)
     throw new Refusal("malformed_request", "nodePublicKey is not a Z85 CURVE key");
+  if (key.key.curvePin !== o.identity.curvePin)
+    // The node would refuse our answer after we spent a use: refuse first.
+    throw new Refusal(
+      "malformed_key",
+      "join key CURVE pin is not this router's: the key was edited, or minted by another router",
+    );
   const nodeId = `node_${randomBytes(12).toString("hex")}`;
   const outcome = o.store.enrollNode({
     hash: joinKeySecretHash(key.key.secret),
+    project: key.key.project,
     nodeId,
     publicKey: req.nodePublicKey,
     hostname: req.hostname,
@@ -117,13 +124,6 @@ function handleEnroll(bodyText: string, o: EnrollServerOptions): EnrollResponse 
     now: o.now?.() ?? Date.now(),
   });
   if (!outcome.ok) throw new Refusal(outcome.code, outcome.message);
-  if (outcome.key.project !== key.key.project) {
-    // The secret matched, so the key is ours; a different project in the text means it was edited.
-    throw new Refusal(
-      "malformed_key",
-      `join key project '${key.key.project}' does not match the key's project`,
-    );
-  }
   const endpoints = o.endpoints();
   o.logger.info(
     { nodeId, project: outcome.key.project, joinKeyId: outcome.key.id, hostname: req.hostname },

@@ -5,11 +5,22 @@
  */
 import { randomBytes } from "node:crypto";
 import { UsageError, XimError } from "../core/errors.ts";
+import { isValidTime } from "../core/time-text.ts";
 import { encodeJoinKey, joinKeyId, joinKeySecretHash, PROJECT_PATTERN } from "../protocol/join-key.ts";
 import type { RouterIdentity } from "./identity.ts";
 import type { JoinKeyRow, RouterStore } from "./store.ts";
 
 export const ENROLL_URL_META = "enroll_url";
+
+/**
+ * A key's lifetime: at least a minute, so it outlives the copy onto the
+ * node; at most a year, so a forgotten key stops being a standing
+ * credential ('never' stays an explicit choice). Bounding it here also
+ * keeps every stored expiry inside what a Date can hold.
+ */
+export const JOIN_KEY_TTL_MS = { min: 60_000, max: 365 * 86_400_000 } as const;
+/** Enrollments one key allows: a key for more nodes than this is a fleet-wide secret; mint several. */
+export const JOIN_KEY_USES_MAX = 10_000;
 
 export interface CreateJoinKeyOptions {
   project: string;
@@ -39,6 +50,8 @@ export function createJoinKey(
       "Use lowercase letters, digits and '-', starting with a letter or digit, at most 40 characters.",
     );
   }
+  checkUses(options.uses);
+  if (options.ttlMs !== null) checkTtl(options.ttlMs);
   const url = options.url ?? store.getMeta(ENROLL_URL_META);
   if (!url) {
     throw new XimError("XIM_ROUTER_NO_URL", "the router's enrollment address is not known yet", {
@@ -73,10 +86,29 @@ export function createJoinKey(
   return { key, row, url };
 }
 
-export type JoinKeyStatus = "active" | "expired" | "used" | "revoked";
+function checkUses(uses: number): void {
+  if (!Number.isInteger(uses) || uses < 1 || uses > JOIN_KEY_USES_MAX)
+    throw new UsageError(
+      `--uses ${uses} is out of range: a join key allows 1 to ${JOIN_KEY_USES_MAX} enrollments`,
+      "Mint several keys for a larger fleet.",
+    );
+}
+
+function checkTtl(ttlMs: number): void {
+  if (Number.isFinite(ttlMs) && ttlMs >= JOIN_KEY_TTL_MS.min && ttlMs <= JOIN_KEY_TTL_MS.max) return;
+  const shown = ttlMs >= 86_400_000 ? `${+(ttlMs / 86_400_000).toPrecision(6)} days` : `${ttlMs / 1000} s`;
+  throw new UsageError(
+    `--ttl ${shown} is out of range: a join key lives 1 minute to 365 days, or 'never'`,
+    "Use e.g. --ttl 1h or --ttl 30d.",
+  );
+}
+
+/** "invalid": the stored expiry is beyond what a Date holds (older state); such a key enrolls nothing. */
+export type JoinKeyStatus = "active" | "expired" | "used" | "revoked" | "invalid";
 
 export function joinKeyStatus(row: JoinKeyRow, now = Date.now()): JoinKeyStatus {
   if (row.revokedAt !== null) return "revoked";
+  if (row.expiresAt !== null && !isValidTime(row.expiresAt)) return "invalid";
   if (row.expiresAt !== null && now >= row.expiresAt) return "expired";
   if (row.uses >= row.usesAllowed) return "used";
   return "active";

@@ -4,6 +4,7 @@
  * the router that would have marked it is not running. Each node carries
  * its model assignment and the latest pull progress it reported.
  */
+import { isoTime } from "../core/time-text.ts";
 import type { AssignmentRow, NodeRow, NodeState, RouterStore } from "./store.ts";
 
 export interface NodeListing {
@@ -50,7 +51,7 @@ export function listNodes(store: RouterStore, now = Date.now()): NodeListing[] {
     state: effectiveState(n, now),
     stateReason: n.stateReason,
     epoch: n.epoch,
-    lastRenewal: n.lastRenewal === null ? null : new Date(n.lastRenewal).toISOString(),
+    lastRenewal: n.lastRenewal === null ? null : isoTime(n.lastRenewal),
     lastRenewalAgoMs: n.lastRenewal === null ? null : now - n.lastRenewal,
     leaseMs: n.leaseMs,
     engine: n.engine,
@@ -59,7 +60,7 @@ export function listNodes(store: RouterStore, now = Date.now()): NodeListing[] {
     freeSlots: n.freeSlots,
     agentVersion: n.agentVersion,
     labels: n.labels,
-    enrolledAt: new Date(n.enrolledAt).toISOString(),
+    enrolledAt: isoTime(n.enrolledAt),
     hardware: n.hardware,
     assignment: assignments.get(n.nodeId) ?? null,
   }));

@@ -10,6 +10,7 @@ import { closeSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { ensurePrivateDir, PRIVATE_FILE_MODE } from "../core/atomic-file.ts";
+import { isoTime, isValidTime } from "../core/time-text.ts";
 
 export const DB_FILE = "router.db";
 
@@ -157,13 +158,15 @@ export type EnrollOutcome =
   | { ok: true; node: NodeRow; key: JoinKeyRow }
   | {
       ok: false;
-      code: "unknown_key" | "revoked_key" | "used_key" | "expired_key" | "node_key_in_use";
+      code: "unknown_key" | "malformed_key" | "revoked_key" | "used_key" | "expired_key" | "node_key_in_use";
       message: string;
     };
 
 /** What an enrollment records: the join key's hash, the new node and when. */
 interface EnrollInput {
   hash: string;
+  /** The project written in the key's text; it must be the key's own (it is outside the checksum). */
+  project: string;
   nodeId: string;
   publicKey: string;
   hostname: string;
@@ -263,7 +266,11 @@ export class RouterStore {
     return { ...key, revokedAt: key.revokedAt ?? now };
   }
 
-  /** Spend one use of a join key and record the node, atomically. */
+  /**
+   * Spend one use of a join key and record the node, atomically: every check
+   * runs before the spend, and a refusal rolls back, so a refused enrollment
+   * changes nothing.
+   */
   enrollNode(input: EnrollInput): EnrollOutcome {
     this.db.exec("BEGIN IMMEDIATE");
     try {
@@ -286,17 +293,31 @@ export class RouterStore {
           "the router does not know this join key (it was never minted here, or the router's state was reset)",
       };
     const key = toJoinKey(row);
+    if (key.project !== input.project)
+      // The secret matched, so the key is ours; a different project in the text means it was edited.
+      return {
+        ok: false,
+        code: "malformed_key",
+        message: `join key project '${input.project}' does not match the key's project`,
+      };
     if (key.revokedAt !== null)
       return {
         ok: false,
         code: "revoked_key",
-        message: `join key ${key.id} was revoked at ${new Date(key.revokedAt).toISOString()}`,
+        message: `join key ${key.id} was revoked at ${isoTime(key.revokedAt)}`,
+      };
+    if (key.expiresAt !== null && !isValidTime(key.expiresAt))
+      // Fail closed: an expiry nobody can read is no promise the key is still valid.
+      return {
+        ok: false,
+        code: "expired_key",
+        message: `join key ${key.id} has an expiry the router cannot read (${key.expiresAt}); mint a new key`,
       };
     if (key.expiresAt !== null && input.now >= key.expiresAt)
       return {
         ok: false,
         code: "expired_key",
-        message: `join key ${key.id} expired at ${new Date(key.expiresAt).toISOString()}`,
+        message: `join key ${key.id} expired at ${isoTime(key.expiresAt)}`,
       };
     if (key.uses >= key.usesAllowed)
       return {

@@ -183,7 +183,14 @@ describe("control plane with real processes", { timeout: 90_000 }, () => {
     );
 
     const identity = loadIdentity(store);
-    const expired = createJoinKey(store, identity, { project: "default", uses: 1, ttlMs: 1, labels: {} });
+    // The shortest lifetime a key may have, minted as if two minutes ago: expired now.
+    const expired = createJoinKey(store, identity, {
+      project: "default",
+      uses: 1,
+      ttlMs: 60_000,
+      labels: {},
+      now: Date.now() - 120_000,
+    });
     await new Promise((r) => setTimeout(r, 10));
     await expectEnrollError(
       enroll({ ...base, joinKey: expired.key, configDir: fresh() }),
@@ -221,12 +228,15 @@ describe("control plane with real processes", { timeout: 90_000 }, () => {
       0,
       "an impostor check happens before the key is sent",
     );
+    // The router knows its own CURVE key: it refuses such a key before spending a use (the node's
+    // own check of the answer, exit 10, still guards against a router that accepts it).
     const wrongCurve = encodeJoinKey({ ...parts.key, curvePin: "cd".repeat(32) });
     await expectEnrollError(
       enroll({ ...base, joinKey: wrongCurve, configDir: fresh() }),
-      EnrollExit.fingerprint,
-      /CURVE public key does not match/,
+      EnrollExit.malformedKey,
+      /CURVE pin is not this router's/,
     );
+    assert.equal(store.listJoinKeys().find((k) => k.id === good.row.id)?.uses, 0, "no use spent");
 
     await expectEnrollError(
       enroll({

@@ -200,8 +200,8 @@ describe("relay through router and node", { timeout: 60_000 }, () => {
     const salt2 = await idOf(keyA);
     const salt3 = await idOf(keyA2);
     const salt4 = await idOf(keyA2, chatBody({ cache_salt: "client-chosen-salt", stream: true }));
-    const one = cacheSalt("tenant-one", SECRET);
-    const two = cacheSalt("tenant-two", SECRET);
+    const one = cacheSalt({ project: "alpha", tenant: "tenant-one" }, SECRET);
+    const two = cacheSalt({ project: "alpha", tenant: "tenant-two" }, SECRET);
     assert.notEqual(one, two);
     assert.equal(saltOf(salt1), one);
     assert.equal(saltOf(salt2), one);

@@ -61,6 +61,7 @@ function enrollDirect(): TestNode {
   const nodeId = `node_${randomBytes(12).toString("hex")}`;
   const r = store.enrollNode({
     hash,
+    project: "p",
     nodeId,
     publicKey: keys.publicKey,
     hostname: "t",

@@ -48,6 +48,7 @@ before(async () => {
     for (const [i, nodeId] of [NODE_A, NODE_B, NODE_C].entries()) {
       const r = store.enrollNode({
         hash: "h".repeat(64),
+        project: "default",
         nodeId,
         publicKey: `key-${i}`,
         hostname: `host-${i}`,

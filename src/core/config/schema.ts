@@ -498,7 +498,7 @@ export const settings = {
     {
       env: `${P}VLLM_SALT_SECRET`,
       group: "Tenant isolation",
-      doc: "Secret for per-tenant prefix-cache salts (HMAC-SHA256 of the tenant). Production deployments must set a unique one.",
+      doc: "Secret for per-tenant prefix-cache salts (HMAC-SHA256 of the project and tenant). Production deployments must set a unique one.",
       defaultText: "built-in default",
     },
     DEFAULT_SALT_SECRET,

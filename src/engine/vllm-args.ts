@@ -15,6 +15,7 @@
  * XEROTIER_AGENT_VLLM_ENV (user wins).
  */
 import type { Config } from "../core/config/schema.ts";
+import { XimError } from "../core/errors.ts";
 import { REDACTED } from "../core/secret.ts";
 import type { EngineEndpoint } from "./endpoint.ts";
 
@@ -112,6 +113,30 @@ export function childEnv(base: Record<string, string | undefined> = process.env)
   return env;
 }
 
+/** A number that is not one: what String() makes of NaN and ±Infinity. */
+const NOT_FINITE = /(^|[^A-Za-z_])(NaN|[+-]?Infinity)([^A-Za-z_]|$)/;
+
+/**
+ * The last guard before vLLM starts: no value xim computed (the planner's
+ * arguments and environment, the engine settings) may carry NaN or
+ * Infinity. Inputs are validated where they enter (model-config.ts, the
+ * settings schema); reaching this means a computation went wrong, and vLLM
+ * must not start with it.
+ */
+export function assertFiniteNumbers(args: readonly string[], env: Record<string, string>): void {
+  const bad =
+    args.find((a) => NOT_FINITE.test(a)) ??
+    Object.entries(env)
+      .filter(([, value]) => NOT_FINITE.test(value))
+      .map(([k, value]) => `${k}=${value}`)[0];
+  if (bad === undefined) return;
+  throw new XimError(
+    "XIM_PLAN_NOT_FINITE",
+    `the engine plan holds a number that is not finite (${bad.slice(0, 100)}); vLLM is not started with it`,
+    { hint: "this is a bug in xim: report it with the output of `xim plan --json --model <folder>`" },
+  );
+}
+
 export function buildVllmCommand(
   settings: VllmSettings,
   launch: VllmLaunch,
@@ -141,6 +166,7 @@ export function buildVllmCommand(
   for (const [flag, value] of fromSettings) {
     if (value !== undefined && !planned.has(flag)) args.push(flag, String(value));
   }
+  assertFiniteNumbers(args, launch.plan?.env ?? {});
   args.push(...withoutOwned(settings.vllmArgs, warnings));
   const env = { ...childEnv(baseEnv), ...(launch.plan?.env ?? {}), ...settings.vllmEnv };
   return { file: settings.vllmPath, args, env, warnings };

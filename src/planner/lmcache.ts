@@ -7,10 +7,10 @@
  * LMCacheConnectorV1 --kv-transfer-config. When LMCache is not installed
  * or the file cannot be written, the engine runs without it and says so.
  */
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { ensurePrivateDir, writeFileAtomic } from "../core/atomic-file.ts";
+import { readTextHead } from "../core/bounded-read.ts";
 import { xdgCacheHome } from "../core/paths.ts";
 import { Secret } from "../core/secret.ts";
 import { gib, type PlanBuilder } from "./builder.ts";
@@ -177,7 +177,7 @@ async function pythonOf(vllmPath: string, env: Env): Promise<string> {
   const resolved = await which(vllmPath, env);
   if (resolved) {
     try {
-      const head = (await readFile(resolved, "utf8")).slice(0, 200);
+      const head = await readTextHead(resolved, 200, "the vLLM launcher");
       const m = /^#!\s*(\S+)(?:\s+(\S+))?/.exec(head);
       if (m) {
         // "#!/usr/bin/env python3" names the interpreter second.

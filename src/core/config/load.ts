@@ -5,10 +5,11 @@
  * unset (compose files pass `${VAR:-}`). Returns the typed config and, for
  * each setting, where its value came from; a bad value throws ConfigError.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseEnv } from "node:util";
 import * as v from "valibot";
+import { FileLimits, readTextBoundedSync } from "../bounded-read.ts";
 import { nearest } from "../suggest.ts";
 import { ConfigError, type ConfigProblem } from "./errors.ts";
 import type { RawValue, SettingMeta } from "./kit.ts";
@@ -95,7 +96,7 @@ function readEnvFile(path: string, explicit: boolean): Env {
       },
     ]);
   }
-  return parseEnv(readFileSync(path, "utf8"));
+  return parseEnv(readTextBoundedSync(path, { what: "the .env file", maxBytes: FileLimits.smallState }));
 }
 
 export function loadConfig(options: LoadOptions = {}): LoadedConfig {

@@ -4,8 +4,9 @@
  * (total and available memory) and the size of /dev/shm. The /proc root
  * and the shm path are parameters so tests read fixtures.
  */
-import { readFile, statfs } from "node:fs/promises";
+import { statfs } from "node:fs/promises";
 import { join } from "node:path";
+import { readKernelFile } from "../../core/bounded-read.ts";
 import type { Cpu, Finding, Memory } from "../hardware.ts";
 import { type Env, runTool } from "./exec.ts";
 
@@ -141,7 +142,7 @@ export async function probeCpu(opts: CpuProbeOptions): Promise<CpuProbe> {
       });
     }
     try {
-      cpu = parseCpuinfo(await readFile(join(opts.procRoot, "cpuinfo"), "utf8"));
+      cpu = parseCpuinfo(await readKernelFile(join(opts.procRoot, "cpuinfo")));
     } catch (err) {
       findings.push({
         source: "/proc/cpuinfo",
@@ -152,7 +153,7 @@ export async function probeCpu(opts: CpuProbeOptions): Promise<CpuProbe> {
   }
   const memory: Memory = { totalBytes: null, availableBytes: null, shmBytes: null };
   try {
-    Object.assign(memory, parseMeminfo(await readFile(join(opts.procRoot, "meminfo"), "utf8")));
+    Object.assign(memory, parseMeminfo(await readKernelFile(join(opts.procRoot, "meminfo"))));
   } catch (err) {
     findings.push({
       source: "/proc/meminfo",

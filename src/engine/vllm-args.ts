@@ -9,10 +9,13 @@
  *      --max-model-len, --tensor-parallel-size, --max-num-seqs)
  *   4. XEROTIER_AGENT_VLLM_ARGS last, so an explicit user argument wins;
  *      except --host/--port/--uds, which xim owns (it health-checks that
- *      address), and which are dropped with a warning.
+ *      address), and --api-key (the node's engine key, below), which are
+ *      dropped with a warning.
  * Environment: the node's environment without XEROTIER_AGENT_* (the join key
  * and salt secret stay in the node), then the plan's env, then
- * XEROTIER_AGENT_VLLM_ENV (user wins).
+ * XEROTIER_AGENT_VLLM_ENV (user wins), then VLLM_API_KEY: the key of this
+ * run, which only the node knows (in the environment, not argv, which every
+ * local user can read with ps).
  */
 import type { Config } from "../core/config/schema.ts";
 import { XimError } from "../core/errors.ts";
@@ -42,6 +45,8 @@ export interface VllmLaunch {
   servedModelName: string;
   endpoint: EngineEndpoint;
   plan?: EnginePlan;
+  /** The key the engine requires on /v1 paths (VLLM_API_KEY); the supervisor makes one per run. */
+  apiKey?: string;
 }
 
 export interface EngineCommand {
@@ -52,8 +57,18 @@ export interface EngineCommand {
   warnings: string[];
 }
 
-/** Options xim owns: it binds and health-checks the engine's loopback address itself. */
-const OWNED = new Set(["--host", "--port", "--uds"]);
+/** Options xim owns, with why: dropped from the user's arguments. */
+const OWNED = new Map([
+  ["--host", "xim chooses the engine's address"],
+  ["--port", "xim chooses the engine's address"],
+  ["--uds", "xim chooses the engine's address"],
+  ["--api-key", "the node gives the engine a key of its own at each start (VLLM_API_KEY)"],
+]);
+
+/** The engine's environment entry for its API key (none: no key). */
+export function engineKeyEnv(apiKey: string | undefined): Record<string, string> {
+  return apiKey ? { VLLM_API_KEY: apiKey } : {};
+}
 
 function flagName(arg: string): string | undefined {
   if (!arg.startsWith("--")) return undefined;
@@ -66,13 +81,20 @@ function withoutOwned(args: readonly string[], warnings: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const name = flagName(args[i]);
-    if (name !== undefined && OWNED.has(name)) {
-      const hasSeparateValue = !args[i].includes("=") && i + 1 < args.length && !args[i + 1].startsWith("--");
-      const value = hasSeparateValue ? ` ${args[i + 1]}` : "";
-      warnings.push(
-        `ignored '${args[i]}${value}' in XEROTIER_AGENT_VLLM_ARGS: xim chooses the engine's address`,
-      );
-      if (hasSeparateValue) i++;
+    const why = name === undefined ? undefined : OWNED.get(name);
+    if (name !== undefined && why !== undefined) {
+      // --api-key takes one or more values (nargs="+"); the others one.
+      let values = 0;
+      while (
+        !args[i].includes("=") &&
+        i + 1 + values < args.length &&
+        !args[i + 1 + values].startsWith("--") &&
+        (values === 0 || name === "--api-key")
+      )
+        values++;
+      const shown = redactArgs(args.slice(i, i + 1 + values)).join(" ");
+      warnings.push(`ignored '${shown}' in XEROTIER_AGENT_VLLM_ARGS: ${why}`);
+      i += values;
       continue;
     }
     out.push(args[i]);
@@ -168,6 +190,13 @@ export function buildVllmCommand(
   }
   assertFiniteNumbers(args, launch.plan?.env ?? {});
   args.push(...withoutOwned(settings.vllmArgs, warnings));
-  const env = { ...childEnv(baseEnv), ...(launch.plan?.env ?? {}), ...settings.vllmEnv };
+  if (launch.apiKey && settings.vllmEnv.VLLM_API_KEY !== undefined)
+    warnings.push(`ignored VLLM_API_KEY in XEROTIER_AGENT_VLLM_ENV: ${OWNED.get("--api-key")}`);
+  const env = {
+    ...childEnv(baseEnv),
+    ...(launch.plan?.env ?? {}),
+    ...settings.vllmEnv,
+    ...engineKeyEnv(launch.apiKey),
+  };
   return { file: settings.vllmPath, args, env, warnings };
 }

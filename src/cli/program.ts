@@ -37,25 +37,42 @@ function settingOption(key: SettingKey): Option {
   return option;
 }
 
+/** A secret's `--<flag>-file PATH`: the secret read from a file instead of argv. */
+function secretFileOption(key: SettingKey): Option | undefined {
+  const info = settingByKey.get(key);
+  if (!info?.fileFlag || !info.fileEnv) return undefined;
+  return new Option(
+    `--${info.fileFlag} <path>`,
+    `read --${info.flag} from this file (mode 0600; trimmed), keeping it off the command line (env: ${info.fileEnv})`,
+  );
+}
+
+function camelCase(flag: string): string {
+  return flag.replace(/-([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
+}
+
 /** The raw flag values of the settings a command declares, as text for the config loader. */
 function settingFlags(spec: CommandSpec, opts: Record<string, unknown>) {
   const flags: Partial<Record<SettingKey, RawValue>> = {};
+  const fileFlags: Partial<Record<SettingKey, string>> = {};
   for (const key of spec.settings ?? []) {
     const info = settingByKey.get(key);
     if (!info) continue;
-    const camel = info.flag.replace(/-([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
-    const value = opts[camel];
+    const file = info.fileFlag ? opts[camelCase(info.fileFlag)] : undefined;
+    if (typeof file === "string") fileFlags[key] = file;
+    const value = opts[camelCase(info.flag)];
     if (value === undefined) continue;
     flags[key] = value === true ? "true" : Array.isArray(value) ? value.map(String) : String(value);
   }
-  return flags;
+  return { flags, fileFlags };
 }
 
 function settingFlagNames(spec: CommandSpec): Set<string> {
   const names = new Set<string>();
   for (const key of spec.settings ?? []) {
-    const flag = settingByKey.get(key)?.flag;
-    if (flag) names.add(flag.replace(/-([a-z0-9])/g, (_m, c: string) => c.toUpperCase()));
+    const info = settingByKey.get(key);
+    if (info) names.add(camelCase(info.flag));
+    if (info?.fileFlag) names.add(camelCase(info.fileFlag));
   }
   return names;
 }
@@ -85,7 +102,11 @@ function buildCommand(spec: CommandSpec, io: Io, runner: Runner, parentPath: str
     }
     cmd.addOption(option);
   }
-  for (const key of spec.settings ?? []) cmd.addOption(settingOption(key));
+  for (const key of spec.settings ?? []) {
+    cmd.addOption(settingOption(key));
+    const fileOption = secretFileOption(key);
+    if (fileOption) cmd.addOption(fileOption);
+  }
   if (spec.examples.length > 0) {
     cmd.addHelpText("after", `\nExamples:\n${spec.examples.map((e) => `  $ ${e}`).join("\n")}`);
   }
@@ -121,7 +142,7 @@ function buildCommand(spec: CommandSpec, io: Io, runner: Runner, parentPath: str
         args,
         config: () => {
           if (!loaded) {
-            loaded = loadConfig({ flags: settingFlags(spec, all), env: io.env, cwd: io.cwd });
+            loaded = loadConfig({ ...settingFlags(spec, all), env: io.env, cwd: io.cwd });
           }
           return loaded;
         },

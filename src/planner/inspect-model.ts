@@ -11,6 +11,7 @@ import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { FileLimits, readTextBounded } from "../core/bounded-read.ts";
 import { isXimError, XimError } from "../core/errors.ts";
+import { safeText } from "../core/terminal-text.ts";
 import { badField, checkModelConfigNumbers, expectedFor, MAX_CONTEXT } from "./model-config.ts";
 import type { MlaInfo, ModelInfo, MoeInfo, QuantizationInfo } from "./model-info.ts";
 
@@ -155,7 +156,7 @@ async function weightBytes(
     if (typeof total !== "number" || !Number.isInteger(total) || total < 1 || total > MAX_WEIGHT_BYTES) {
       throw new XimError(
         "XIM_MODEL_INVALID",
-        `${name} field metadata.total_size is ${String(total).slice(0, 60)}; expected an integer from 1 to ${MAX_WEIGHT_BYTES} bytes (${path})`,
+        `${name} field metadata.total_size is ${safeText(String(total), { maxLength: 60 })}; expected an integer from 1 to ${MAX_WEIGHT_BYTES} bytes (${path})`,
         {
           hint: "the index is damaged; re-download the model, or delete the index to count the weight files",
         },
@@ -222,13 +223,13 @@ export async function inspectModel(dir: string): Promise<ModelInfo> {
     num(c, "num_key_value_heads", "n_head_kv", "num_kv_heads", "multi_query_group_num") ?? heads;
   const headDim = num(c, "head_dim") ?? Math.max(1, Math.floor(hidden / heads));
   const len = derivedMaxLen(c);
-  if (len.derived !== null && len.derived > MAX_CONTEXT) {
+  if (len.derived !== null && (len.derived < 1 || len.derived > MAX_CONTEXT)) {
     const rope = obj(c.rope_scaling) ? "rope_scaling" : "rope_parameters";
     throw badField(
       configPath,
       `${rope}.factor`,
       obj(c[rope])?.factor,
-      `the context it derives (${len.derived} tokens) exceeds ${MAX_CONTEXT}`,
+      `expected a number that keeps the derived context from 1 to ${MAX_CONTEXT} tokens (this one gives ${len.derived})`,
     );
   }
 

@@ -106,6 +106,11 @@ const CASES: BadCase[] = [
     dir: () => modelDir({ ...DENSE, rope_scaling: { rope_type: "dynamic", factor: 1e296 } }),
     field: "rope_scaling.factor",
   },
+  {
+    name: "a RoPE factor of 0 that shrinks the context to nothing",
+    dir: () => modelDir({ ...DENSE, rope_scaling: { rope_type: "dynamic", factor: 0 } }),
+    field: "rope_scaling.factor",
+  },
   { name: "vocab_size -5", dir: () => modelDir({ ...DENSE, vocab_size: -5 }), field: "vocab_size" },
   {
     name: "missing num_hidden_layers",

@@ -189,7 +189,16 @@ export function buildVllmCommand(
     if (value !== undefined && !planned.has(flag)) args.push(flag, String(value));
   }
   assertFiniteNumbers(args, launch.plan?.env ?? {});
-  args.push(...withoutOwned(settings.vllmArgs, warnings));
+  const userArgs = withoutOwned(settings.vllmArgs, warnings);
+  const secretFlags = userArgs
+    .map(flagName)
+    .filter((n): n is string => n !== undefined && SECRET_FLAG.test(n));
+  if (secretFlags.length > 0) {
+    warnings.push(
+      `${secretFlags.join(", ")} in XEROTIER_AGENT_VLLM_ARGS puts a secret on vLLM's command line, where every local user can read it (ps); give it to vLLM in XEROTIER_AGENT_VLLM_ENV instead (HF_TOKEN=... for --hf-token)`,
+    );
+  }
+  args.push(...userArgs);
   if (launch.apiKey && settings.vllmEnv.VLLM_API_KEY !== undefined)
     warnings.push(`ignored VLLM_API_KEY in XEROTIER_AGENT_VLLM_ENV: ${OWNED.get("--api-key")}`);
   const env = {

@@ -12,6 +12,7 @@ import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { loadConfig } from "../../src/core/config/load.ts";
+import { buildVllmCommand } from "../../src/engine/vllm-args.ts";
 import { sandbox } from "../planner/fixtures.ts";
 import { runXim } from "./xim-child.ts";
 
@@ -119,5 +120,35 @@ describe("secrets stay off the command line", { timeout: 300_000 }, () => {
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /--vllm-env .*HF_TOKEN.*command line/);
     assert.ok(!r.stderr.includes("SECRETVALUE"));
+  });
+});
+
+describe("secrets stay off the engine's command line", () => {
+  test("a secret flag in XEROTIER_AGENT_VLLM_ARGS (--hf-token) is warned about, without its value", () => {
+    const cmd = buildVllmCommand(
+      {
+        vllmPath: "vllm",
+        vllmArgs: ["--hf-token", "hf_SECRETVALUE", "--enforce-eager"],
+        vllmEnv: {},
+        gpuMemoryUtilization: 0.9,
+        maxModelLen: undefined,
+        tensorParallelSize: undefined,
+        maxNumSeqs: undefined,
+      },
+      {
+        model: "/m",
+        servedModelName: "m",
+        endpoint: { host: "127.0.0.1", port: 8000 },
+        apiKey: "k".repeat(43),
+      },
+      { HF_TOKEN: "hf_FROMENV", XEROTIER_AGENT_JOIN_KEY: JOIN_KEY },
+    );
+    const warning = cmd.warnings.find((w) => w.includes("--hf-token"));
+    assert.ok(warning, cmd.warnings.join("\n"));
+    assert.match(warning, /command line.*XEROTIER_AGENT_VLLM_ENV/);
+    assert.ok(!cmd.warnings.some((w) => w.includes("SECRETVALUE")));
+    assert.equal(cmd.env.HF_TOKEN, "hf_FROMENV", "HF_TOKEN reaches vLLM through its environment");
+    assert.equal(cmd.env.XEROTIER_AGENT_JOIN_KEY, undefined, "the node's own secrets stay in the node");
+    assert.ok(!cmd.args.some((a) => a.includes("k".repeat(43))), "the engine key is not on argv");
   });
 });

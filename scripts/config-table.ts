@@ -31,8 +31,11 @@ export function renderConfigTable(): string {
           ? "-"
           : "(built in)"
         : (s.defaultText ?? s.defaultValue ?? "-");
+    const fileForm = s.fileEnv
+      ? ` Kept off the command line: \`--${s.fileFlag} PATH\` or \`${s.fileEnv}\` names a file (mode 0600) holding it.`
+      : "";
     rows.push(
-      `| \`${s.env}\` | \`--${s.flag}\` | ${cell(def === "" || def === "-" ? "-" : `\`${def}\``)} | ${cell(s.doc)} |`,
+      `| \`${s.env}\` | \`--${s.flag}\` | ${cell(def === "" || def === "-" ? "-" : `\`${def}\``)} | ${cell(s.doc + fileForm)} |`,
     );
   }
   return ["| Variable | Flag | Default | Description |", "| --- | --- | --- | --- |", ...rows].join("\n");

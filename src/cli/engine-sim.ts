@@ -114,6 +114,11 @@ export const engineSimCommand: CommandSpec = {
       parse: nonNegativeInt("--unhealthy-after-ms"),
     },
     {
+      flags: "--api-key <key>",
+      description:
+        "answer /v1 paths only with `Authorization: Bearer <key>` (401 otherwise), as vLLM's; default: the VLLM_API_KEY environment variable, else no key",
+    },
+    {
       flags: "--exit-on-stdin-close",
       description: "exit when stdin closes (the supervisor's pipe: dies with its parent)",
     },
@@ -151,6 +156,7 @@ export const engineSimCommand: CommandSpec = {
           failAtStart: o.failAtStart as StartFailureKind | undefined,
           exitAfterMs: o.exitAfterMs as number | undefined,
           unhealthyAfterMs: o.unhealthyAfterMs as number | undefined,
+          apiKey: (o.apiKey as string | undefined) || ctx.io.env.VLLM_API_KEY || undefined,
         },
         ctx.io,
         shutdown.promise,

@@ -44,25 +44,42 @@ function settingOption(key: SettingKey): Option {
   return option;
 }
 
+/** A secret's `--<flag>-file PATH`: the secret read from a file instead of argv. */
+function secretFileOption(key: SettingKey): Option | undefined {
+  const info = settingByKey.get(key);
+  if (!info?.fileFlag || !info.fileEnv) return undefined;
+  return new Option(
+    `--${info.fileFlag} <path>`,
+    `read --${info.flag} from this file (mode 0600; trimmed), keeping it off the command line (env: ${info.fileEnv})`,
+  );
+}
+
+function camelCase(flag: string): string {
+  return flag.replace(/-([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
+}
+
 /** The raw flag values of the settings a command declares, as text for the config loader. */
 function settingFlags(spec: CommandSpec, opts: Record<string, unknown>) {
   const flags: Partial<Record<SettingKey, RawValue>> = {};
+  const fileFlags: Partial<Record<SettingKey, string>> = {};
   for (const key of spec.settings ?? []) {
     const info = settingByKey.get(key);
     if (!info) continue;
-    const camel = info.flag.replace(/-([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
-    const value = opts[camel];
+    const file = info.fileFlag ? opts[camelCase(info.fileFlag)] : undefined;
+    if (typeof file === "string") fileFlags[key] = file;
+    const value = opts[camelCase(info.flag)];
     if (value === undefined) continue;
     flags[key] = value === true ? "true" : Array.isArray(value) ? value.map(String) : String(value);
   }
-  return flags;
+  return { flags, fileFlags };
 }
 
 function settingFlagNames(spec: CommandSpec): Set<string> {
   const names = new Set<string>();
   for (const key of spec.settings ?? []) {
-    const flag = settingByKey.get(key)?.flag;
-    if (flag) names.add(flag.replace(/-([a-z0-9])/g, (_m, c: string) => c.toUpperCase()));
+    const info = settingByKey.get(key);
+    if (info) names.add(camelCase(info.flag));
+    if (info?.fileFlag) names.add(camelCase(info.fileFlag));
   }
   return names;
 }
@@ -135,7 +152,7 @@ function buildCommand(
         args,
         config: () => {
           if (!loaded) {
-            loaded = loadConfig({ flags: settingFlags(spec, all), env: io.env, cwd: io.cwd });
+            loaded = loadConfig({ ...settingFlags(spec, all), env: io.env, cwd: io.cwd });
           }
           return loaded;
         },
@@ -164,10 +181,13 @@ function addSettingOptions(cmd: Command, spec: CommandSpec, help: HelpMode, path
   const common = new Set(spec.commonSettings ?? settings);
   const ordered = help.all ? [...settings].sort((a, b) => groupIndex(a) - groupIndex(b)) : settings;
   for (const key of ordered) {
-    const option = settingOption(key);
-    if (help.all) option.helpGroup(`${settingByKey.get(key)?.group ?? "Other"} settings:`);
-    else if (!common.has(key)) option.hideHelp();
-    cmd.addOption(option);
+    // A secret's --<flag>-file form sits beside it, shown and grouped alike.
+    const options = [settingOption(key), secretFileOption(key)].filter((o) => o !== undefined);
+    for (const option of options) {
+      if (help.all) option.helpGroup(`${settingByKey.get(key)?.group ?? "Other"} settings:`);
+      else if (!common.has(key)) option.hideHelp();
+      cmd.addOption(option);
+    }
   }
   const hidden = settings.length - common.size;
   if (!help.all && hidden > 0) {

@@ -16,6 +16,10 @@ import { ExitCode } from "../core/errors.ts";
 import { explicitSettings, formatPlan, planToJson } from "../planner/plan.ts";
 import type { CommandSpec } from "./command.ts";
 
+/** What --dry-run says of the engine's key: that there is one, never its value (it does not exist yet). */
+const ENGINE_KEY_NOTE =
+  "VLLM_API_KEY in the engine's environment, generated at each engine start (not shown); /v1 answers only the node";
+
 export const runCommand: CommandSpec = {
   name: "run",
   summary: "Run the node: engine, lease and inference relay",
@@ -59,6 +63,7 @@ export const runCommand: CommandSpec = {
                   model: launch.model,
                   servedModelName: launch.servedModelName,
                   maxConcurrent,
+                  engineApiKey: ENGINE_KEY_NOTE,
                   plan: launch.plan ? planToJson(launch.plan) : null,
                 }
               : {
@@ -76,9 +81,10 @@ export const runCommand: CommandSpec = {
       } else if (launch.plan) {
         ctx.io.stdout(`Model: ${launch.model} (served as ${launch.servedModelName})\n\n`);
         ctx.io.stdout(formatPlan(launch.plan, { vllmPath: config.vllmPath, model: launch.model }));
+        ctx.io.stdout(`Engine API key: ${ENGINE_KEY_NOTE}\n`);
       } else {
         ctx.io.stdout(
-          `Engine: simulated (xim engine-sim), served as ${launch.servedModelName}\nMax concurrent requests: ${maxConcurrent}\n`,
+          `Engine: simulated (xim engine-sim), served as ${launch.servedModelName}\nMax concurrent requests: ${maxConcurrent}\nEngine API key: ${ENGINE_KEY_NOTE}\n`,
         );
       }
       for (const w of loaded.warnings) ctx.io.stderr(`warning: ${w}\n`);

@@ -6,7 +6,7 @@
  * before a byte is read (opening a FIFO for reading would block forever, so
  * the type is checked with stat first and again on the opened descriptor).
  */
-import { constants } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readSync, statSync } from "node:fs";
 import { open, stat } from "node:fs/promises";
 import { XimError } from "./errors.ts";
 
@@ -62,20 +62,91 @@ export async function readFileBounded(path: string, options: BoundedReadOptions)
   try {
     const info = await handle.stat();
     if (!info.isFile()) throw refuseType(path, what, describeType(info));
-    // The file may grow after fstat: read one byte past the limit to notice.
-    const buf = Buffer.alloc(Math.min(maxBytes + 1, Math.max(info.size + 1, 1)));
+    let buf = Buffer.alloc(initialSize(info.size, maxBytes));
     let filled = 0;
     for (;;) {
       if (filled === buf.length) {
         if (buf.length > maxBytes) throw tooLarge(path, what, filled, maxBytes);
-        break;
+        buf = grown(buf, maxBytes);
       }
       const { bytesRead } = await handle.read(buf, filled, buf.length - filled, filled);
       if (bytesRead === 0) break;
       filled += bytesRead;
     }
-    if (filled > maxBytes) throw tooLarge(path, what, filled, maxBytes);
     return buf.subarray(0, filled);
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * The first buffer: the file's size plus one byte, to notice a file that grew
+ * after fstat. Files under /proc and /sys report size 0 (or 4096) whatever
+ * they hold, so the buffer grows (grown) until the end or the limit.
+ */
+function initialSize(statSize: number, maxBytes: number): number {
+  return Math.min(maxBytes + 1, Math.max(statSize + 1, 4096));
+}
+
+function grown(buf: Buffer, maxBytes: number): Buffer<ArrayBuffer> {
+  const next = Buffer.alloc(Math.min(maxBytes + 1, buf.length * 2));
+  buf.copy(next);
+  return next;
+}
+
+/**
+ * {@link readFileBounded} for the few readers that must stay synchronous
+ * (the configuration loader runs before anything async).
+ */
+export function readFileBoundedSync(path: string, options: BoundedReadOptions): Buffer {
+  const { what, maxBytes } = options;
+  const before = statSync(path);
+  if (!before.isFile()) throw refuseType(path, what, describeType(before));
+  if (before.size > maxBytes) throw tooLarge(path, what, before.size, maxBytes);
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const info = fstatSync(fd);
+    if (!info.isFile()) throw refuseType(path, what, describeType(info));
+    let buf = Buffer.alloc(initialSize(info.size, maxBytes));
+    let filled = 0;
+    for (;;) {
+      if (filled === buf.length) {
+        if (buf.length > maxBytes) throw tooLarge(path, what, filled, maxBytes);
+        buf = grown(buf, maxBytes);
+      }
+      const bytesRead = readSync(fd, buf, filled, buf.length - filled, filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    return buf.subarray(0, filled);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** {@link readFileBoundedSync} as UTF-8 text. */
+export function readTextBoundedSync(path: string, options: BoundedReadOptions): string {
+  return readFileBoundedSync(path, options).toString("utf8");
+}
+
+/** A file under /proc or /sys (or a test's fake tree), with the kernel-file limit. */
+export function readKernelFile(path: string): Promise<string> {
+  return readTextBounded(path, { what: "the kernel file", maxBytes: FileLimits.kernelFile });
+}
+
+/**
+ * The first `bytes` bytes of a regular file of any size, as text: the `#!`
+ * line of a launcher that may be a large binary. Refuses devices and FIFOs
+ * as readFileBounded does.
+ */
+export async function readTextHead(path: string, bytes: number, what: string): Promise<string> {
+  const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw refuseType(path, what, describeType(info));
+    const buf = Buffer.alloc(bytes);
+    const { bytesRead } = await handle.read(buf, 0, bytes, 0);
+    return buf.toString("utf8", 0, bytesRead);
   } finally {
     await handle.close();
   }
@@ -94,4 +165,15 @@ export const FileLimits = {
   manifest: 16 * 1024 * 1024,
   /** Enrollment state, .env files, small settings files. */
   smallState: 1024 * 1024,
+  /**
+   * model.safetensors.index.json / pytorch_model.bin.index.json: one line per
+   * tensor; DeepSeek-V3's (~92k tensors) is about 9 MB.
+   */
+  modelIndex: 64 * 1024 * 1024,
+  /** A file under /proc or /sys (cpuinfo of a 1024-CPU machine is about 1.5 MB). */
+  kernelFile: 16 * 1024 * 1024,
+  /** A fused-MoE tuned config (a few kB per batch size). */
+  moeConfig: 4 * 1024 * 1024,
+  /** A secret given as a file (--join-key-file ...): a key or URL, never large. */
+  secretFile: 64 * 1024,
 } as const;

@@ -4,12 +4,13 @@
  * root so tests can lay out a fake tree. Nothing here throws for a missing
  * file; callers get undefined and say "skipped" with the reason.
  */
-import { readdir, readFile, readlink } from "node:fs/promises";
+import { readdir, readlink } from "node:fs/promises";
 import { join } from "node:path";
+import { readKernelFile } from "../core/bounded-read.ts";
 
 export async function readText(path: string): Promise<string | undefined> {
   try {
-    return await readFile(path, "utf8");
+    return await readKernelFile(path);
   } catch {
     return undefined;
   }

@@ -17,6 +17,7 @@ import {
   childEnv,
   type EngineCommand,
   type EnginePlan,
+  engineKeyEnv,
   type VllmSettings,
 } from "./vllm-args.ts";
 
@@ -83,6 +84,7 @@ export function simCommand(
   settings: Pick<Config, "vllmArgs" | "vllmEnv" | "maxNumSeqs" | "maxModelLen">,
   options: Pick<CreateEngineOptions, "model" | "servedModelName" | "sim" | "env">,
   endpoint: EngineEndpoint,
+  apiKey?: string,
 ): EngineCommand {
   const self = selfCommand();
   const address =
@@ -108,17 +110,24 @@ export function simCommand(
   if (settings.maxModelLen !== undefined) args.push("--max-model-len", String(settings.maxModelLen));
   const warnings: string[] = [];
   args.push(...simArgs(settings.vllmArgs, warnings));
-  return { file: self.file, args, env: { ...childEnv(options.env), ...settings.vllmEnv }, warnings };
+  const env = { ...childEnv(options.env), ...settings.vllmEnv, ...engineKeyEnv(apiKey) };
+  return { file: self.file, args, env, warnings };
 }
 
 export function createEngine(settings: EngineSettings, options: CreateEngineOptions): Supervisor {
   const command =
     settings.engine === "sim"
-      ? (endpoint: EngineEndpoint) => simCommand(settings, options, endpoint)
-      : (endpoint: EngineEndpoint) =>
+      ? (endpoint: EngineEndpoint, apiKey: string) => simCommand(settings, options, endpoint, apiKey)
+      : (endpoint: EngineEndpoint, apiKey: string) =>
           buildVllmCommand(
             settings,
-            { model: options.model, servedModelName: options.servedModelName, endpoint, plan: options.plan },
+            {
+              model: options.model,
+              servedModelName: options.servedModelName,
+              endpoint,
+              plan: options.plan,
+              apiKey,
+            },
             options.env,
           );
   return new Supervisor({

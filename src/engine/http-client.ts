@@ -4,7 +4,8 @@
  * one each. Streaming reads the response on demand (a slow consumer leaves
  * bytes in the socket, which slows the engine, rather than growing a
  * buffer here); aborting destroys the request, closing the connection,
- * which vLLM treats as a cancel.
+ * which vLLM treats as a cancel. Every request carries the engine's API
+ * key, when the run has one (only the node knows it: see supervisor.ts).
  */
 import { Agent, request as httpRequest, type IncomingMessage } from "node:http";
 import { XimError } from "../core/errors.ts";
@@ -85,10 +86,14 @@ export class EngineHttpClient {
   readonly #endpoint: EngineEndpoint;
   readonly #agent: Agent;
 
-  constructor(address: string) {
+  /** `Bearer <key>` when the engine asks for one (vLLM's VLLM_API_KEY), sent on every request. */
+  readonly #authorization: string | undefined;
+
+  constructor(address: string, options: { apiKey?: string } = {}) {
     this.baseUrl = address;
     this.#endpoint = parseEndpoint(address);
     this.#agent = new Agent({ keepAlive: true });
+    this.#authorization = options.apiKey ? `Bearer ${options.apiKey}` : undefined;
   }
 
   #send(
@@ -106,7 +111,11 @@ export class EngineHttpClient {
         : { host: this.#endpoint.host, port: this.#endpoint.port }),
       method,
       path,
-      headers: body ? { ...headers, "content-length": String(body.length) } : headers,
+      headers: {
+        ...headers,
+        ...(body ? { "content-length": String(body.length) } : {}),
+        ...(this.#authorization ? { authorization: this.#authorization } : {}),
+      },
       signal,
       timeout: timeoutMs,
     });

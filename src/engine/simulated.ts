@@ -22,7 +22,7 @@
  *   GET /debug/state (a test hook vLLM does not have).
  * - Errors use OpenAI's shape: {"error":{"message","type","param","code"}}.
  */
-import { createHash } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -49,6 +49,12 @@ export interface SimulatedEngineOptions {
   unhealthyAfterMs?: number;
   /** `created` of every response, epoch seconds; defaults to the server's creation time. */
   created?: number;
+  /**
+   * As vLLM's --api-key / VLLM_API_KEY: /v1 paths answer 401
+   * {"error":"Unauthorized"} without `Authorization: Bearer <key>`;
+   * /health and /metrics stay open. Unset: no key is asked for.
+   */
+  apiKey?: string;
   sleep?: Sleep;
 }
 
@@ -151,11 +157,15 @@ class RequestError extends Error {
 }
 
 export class SimulatedEngineServer {
-  readonly options: Required<Omit<SimulatedEngineOptions, "root" | "sleep" | "unhealthyAfterMs">> & {
+  readonly options: Required<
+    Omit<SimulatedEngineOptions, "root" | "sleep" | "unhealthyAfterMs" | "apiKey">
+  > & {
     root: string;
     unhealthyAfterMs: number | undefined;
   };
   readonly #sleep: Sleep;
+  /** SHA-256 of the API key, compared in constant time as vLLM does; undefined: no key. */
+  readonly #keyDigest: Buffer | undefined;
   readonly #server: Server;
   #ready = false;
   #dead = false;
@@ -193,6 +203,7 @@ export class SimulatedEngineServer {
       created: options.created ?? Math.floor(Date.now() / 1000),
     };
     this.#sleep = options.sleep ?? realSleep;
+    this.#keyDigest = options.apiKey ? sha256(options.apiKey) : undefined;
     this.#server = createServer({ keepAlive: true }, (req, res) => {
       this.#handle(req, res).catch((err: unknown) => {
         if (!res.headersSent) this.#json(res, 500, openAiError(String(err), "InternalServerError", 500));
@@ -303,6 +314,13 @@ export class SimulatedEngineServer {
     res.end(bytes);
   }
 
+  #authorized(req: IncomingMessage): boolean {
+    if (!this.#keyDigest) return true;
+    const header = req.headers.authorization ?? "";
+    if (!header.startsWith("Bearer ")) return false;
+    return timingSafeEqual(sha256(header.slice("Bearer ".length)), this.#keyDigest);
+  }
+
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? "/").split("?")[0];
     const method = req.method ?? "GET";
@@ -318,6 +336,10 @@ export class SimulatedEngineServer {
       return;
     }
     if (path === "/debug/state" && method === "GET") return this.#json(res, 200, this.stats());
+    // vLLM's AuthenticationMiddleware: before routing, on every path under /v1.
+    if (path.startsWith("/v1") && !this.#authorized(req)) {
+      return this.#json(res, 401, { error: "Unauthorized" });
+    }
     const api = ["/v1/models", "/v1/completions", "/v1/chat/completions"];
     if (!api.includes(path)) {
       return this.#json(res, 404, openAiError(`no route for ${method} ${path}`, "NotFoundError", 404));

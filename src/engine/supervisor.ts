@@ -19,8 +19,13 @@
  *   (a missing executable fails at once: restarting cannot help).
  * - stop(graceMs): SIGTERM to the group, SIGKILL after the grace. If the
  *   node process exits without stopping it, the group gets SIGKILL.
+ * - Each run gets a fresh random API key, given to the engine in its
+ *   environment (VLLM_API_KEY: argv is visible to every local user in ps)
+ *   and sent by the node's client, so no other local user can call the
+ *   engine's /v1 API past the node (its tenant salts, credits, accounting).
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { EventEmitter, once } from "node:events";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
@@ -49,8 +54,8 @@ export const KEPT_LINES = 200;
 export interface SupervisorOptions {
   kind: EngineKind;
   servedModelName: string;
-  /** The command of one run, given the address chosen for it. */
-  command: (endpoint: EngineEndpoint) => EngineCommand | Promise<EngineCommand>;
+  /** The command of one run, given the address and the API key chosen for it. */
+  command: (endpoint: EngineEndpoint, apiKey: string) => EngineCommand | Promise<EngineCommand>;
   logger: Logger;
   startupTimeoutMs: number;
   /** Default: 1 s doubling to 60 s, equal jitter. */
@@ -294,7 +299,9 @@ export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
       return { stopped: false, failure, wasReady: false, fatal: false };
     }
     const address = endpointAddress(endpoint);
-    const command = await this.#command(endpoint);
+    // 256 bits, new for each run: a key read from an earlier run's environment is useless.
+    const apiKey = randomBytes(32).toString("base64url");
+    const command = await this.#command(endpoint, apiKey);
     for (const w of command.warnings) this.#log.warn(w);
     this.#runLines = [];
     this.#log.info({ file: command.file, args: redactArgs(command.args), address }, "starting the engine");
@@ -319,7 +326,7 @@ export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
       this.#capture(child.stderr, "stderr"),
     ]);
     this.#client?.close();
-    const client = new EngineHttpClient(address);
+    const client = new EngineHttpClient(address, { apiKey });
     this.#client = client;
     if (child.pid !== undefined) {
       this.#set("loading");

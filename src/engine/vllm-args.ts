@@ -9,12 +9,16 @@
  *      --max-model-len, --tensor-parallel-size, --max-num-seqs)
  *   4. XEROTIER_AGENT_VLLM_ARGS last, so an explicit user argument wins;
  *      except --host/--port/--uds, which xim owns (it health-checks that
- *      address), and which are dropped with a warning.
+ *      address), and --api-key (the node's engine key, below), which are
+ *      dropped with a warning.
  * Environment: the node's environment without XEROTIER_AGENT_* (the join key
  * and salt secret stay in the node), then the plan's env, then
- * XEROTIER_AGENT_VLLM_ENV (user wins).
+ * XEROTIER_AGENT_VLLM_ENV (user wins), then VLLM_API_KEY: the key of this
+ * run, which only the node knows (in the environment, not argv, which every
+ * local user can read with ps).
  */
 import type { Config } from "../core/config/schema.ts";
+import { XimError } from "../core/errors.ts";
 import { REDACTED } from "../core/secret.ts";
 import type { EngineEndpoint } from "./endpoint.ts";
 
@@ -41,6 +45,8 @@ export interface VllmLaunch {
   servedModelName: string;
   endpoint: EngineEndpoint;
   plan?: EnginePlan;
+  /** The key the engine requires on /v1 paths (VLLM_API_KEY); the supervisor makes one per run. */
+  apiKey?: string;
 }
 
 export interface EngineCommand {
@@ -51,8 +57,18 @@ export interface EngineCommand {
   warnings: string[];
 }
 
-/** Options xim owns: it binds and health-checks the engine's loopback address itself. */
-const OWNED = new Set(["--host", "--port", "--uds"]);
+/** Options xim owns, with why: dropped from the user's arguments. */
+const OWNED = new Map([
+  ["--host", "xim chooses the engine's address"],
+  ["--port", "xim chooses the engine's address"],
+  ["--uds", "xim chooses the engine's address"],
+  ["--api-key", "the node gives the engine a key of its own at each start (VLLM_API_KEY)"],
+]);
+
+/** The engine's environment entry for its API key (none: no key). */
+export function engineKeyEnv(apiKey: string | undefined): Record<string, string> {
+  return apiKey ? { VLLM_API_KEY: apiKey } : {};
+}
 
 function flagName(arg: string): string | undefined {
   if (!arg.startsWith("--")) return undefined;
@@ -65,13 +81,20 @@ function withoutOwned(args: readonly string[], warnings: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const name = flagName(args[i]);
-    if (name !== undefined && OWNED.has(name)) {
-      const hasSeparateValue = !args[i].includes("=") && i + 1 < args.length && !args[i + 1].startsWith("--");
-      const value = hasSeparateValue ? ` ${args[i + 1]}` : "";
-      warnings.push(
-        `ignored '${args[i]}${value}' in XEROTIER_AGENT_VLLM_ARGS: xim chooses the engine's address`,
-      );
-      if (hasSeparateValue) i++;
+    const why = name === undefined ? undefined : OWNED.get(name);
+    if (name !== undefined && why !== undefined) {
+      // --api-key takes one or more values (nargs="+"); the others one.
+      let values = 0;
+      while (
+        !args[i].includes("=") &&
+        i + 1 + values < args.length &&
+        !args[i + 1 + values].startsWith("--") &&
+        (values === 0 || name === "--api-key")
+      )
+        values++;
+      const shown = redactArgs(args.slice(i, i + 1 + values)).join(" ");
+      warnings.push(`ignored '${shown}' in XEROTIER_AGENT_VLLM_ARGS: ${why}`);
+      i += values;
       continue;
     }
     out.push(args[i]);
@@ -112,6 +135,30 @@ export function childEnv(base: Record<string, string | undefined> = process.env)
   return env;
 }
 
+/** A number that is not one: what String() makes of NaN and ±Infinity. */
+const NOT_FINITE = /(^|[^A-Za-z_])(NaN|[+-]?Infinity)([^A-Za-z_]|$)/;
+
+/**
+ * The last guard before vLLM starts: no value xim computed (the planner's
+ * arguments and environment, the engine settings) may carry NaN or
+ * Infinity. Inputs are validated where they enter (model-config.ts, the
+ * settings schema); reaching this means a computation went wrong, and vLLM
+ * must not start with it.
+ */
+export function assertFiniteNumbers(args: readonly string[], env: Record<string, string>): void {
+  const bad =
+    args.find((a) => NOT_FINITE.test(a)) ??
+    Object.entries(env)
+      .filter(([, value]) => NOT_FINITE.test(value))
+      .map(([k, value]) => `${k}=${value}`)[0];
+  if (bad === undefined) return;
+  throw new XimError(
+    "XIM_PLAN_NOT_FINITE",
+    `the engine plan holds a number that is not finite (${bad.slice(0, 100)}); vLLM is not started with it`,
+    { hint: "this is a bug in xim: report it with the output of `xim plan --json --model <folder>`" },
+  );
+}
+
 export function buildVllmCommand(
   settings: VllmSettings,
   launch: VllmLaunch,
@@ -141,7 +188,24 @@ export function buildVllmCommand(
   for (const [flag, value] of fromSettings) {
     if (value !== undefined && !planned.has(flag)) args.push(flag, String(value));
   }
-  args.push(...withoutOwned(settings.vllmArgs, warnings));
-  const env = { ...childEnv(baseEnv), ...(launch.plan?.env ?? {}), ...settings.vllmEnv };
+  assertFiniteNumbers(args, launch.plan?.env ?? {});
+  const userArgs = withoutOwned(settings.vllmArgs, warnings);
+  const secretFlags = userArgs
+    .map(flagName)
+    .filter((n): n is string => n !== undefined && SECRET_FLAG.test(n));
+  if (secretFlags.length > 0) {
+    warnings.push(
+      `${secretFlags.join(", ")} in XEROTIER_AGENT_VLLM_ARGS puts a secret on vLLM's command line, where every local user can read it (ps); give it to vLLM in XEROTIER_AGENT_VLLM_ENV instead (HF_TOKEN=... for --hf-token)`,
+    );
+  }
+  args.push(...userArgs);
+  if (launch.apiKey && settings.vllmEnv.VLLM_API_KEY !== undefined)
+    warnings.push(`ignored VLLM_API_KEY in XEROTIER_AGENT_VLLM_ENV: ${OWNED.get("--api-key")}`);
+  const env = {
+    ...childEnv(baseEnv),
+    ...(launch.plan?.env ?? {}),
+    ...settings.vllmEnv,
+    ...engineKeyEnv(launch.apiKey),
+  };
   return { file: settings.vllmPath, args, env, warnings };
 }

@@ -9,13 +9,14 @@
  */
 import { spawn } from "node:child_process";
 import { constants } from "node:fs";
-import { access, mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { access, mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { delimiter, isAbsolute, join } from "node:path";
 import * as v from "valibot";
 import { writeFileAtomic } from "../core/atomic-file.ts";
+import { FileLimits, readTextBounded, readTextHead } from "../core/bounded-read.ts";
 import type { Config } from "../core/config/schema.ts";
-import { XimError } from "../core/errors.ts";
+import { isXimError, XimError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { Gpu } from "../planner/detect.ts";
 import { inspectModel, type ModelInfo } from "../planner/inspect-model.ts";
@@ -53,7 +54,12 @@ export interface ModelForTuning {
 
 export async function readModelForTuning(dir: string): Promise<ModelForTuning> {
   const info = await inspectModel(dir);
-  const raw = JSON.parse(await readFile(join(dir, "config.json"), "utf8")) as Record<string, unknown>;
+  const raw = JSON.parse(
+    await readTextBounded(join(dir, "config.json"), {
+      what: "the model's config.json",
+      maxBytes: FileLimits.modelConfig,
+    }),
+  ) as Record<string, unknown>;
   return {
     info,
     quantizationConfig: raw.quantization_config ?? raw.compression_config,
@@ -136,7 +142,7 @@ export async function resolvePython(vllmPath: string, env: Env): Promise<string 
   const launcher = await which(vllmPath, env);
   if (launcher) {
     try {
-      const head = (await readFile(launcher, "utf8")).slice(0, 256).split("\n")[0];
+      const head = (await readTextHead(launcher, 256, "the vLLM launcher")).split("\n")[0];
       const m = /^#!\s*(\S*python[\d.]*)\s*$/.exec(head);
       if (m && isAbsolute(m[1])) return m[1];
     } catch {
@@ -365,8 +371,14 @@ export async function tuneMoe(options: TuneOptions): Promise<TuneOutcome> {
     }
     let parsedJson: unknown;
     try {
-      parsedJson = JSON.parse(await readFile(join(saveDir, chosen), "utf8"));
+      parsedJson = JSON.parse(
+        await readTextBounded(join(saveDir, chosen), {
+          what: "the MoE tuner's output",
+          maxBytes: FileLimits.moeConfig,
+        }),
+      );
     } catch (err) {
+      if (isXimError(err)) throw err;
       throw new XimError("XIM_MOE_BAD_CONFIG", `the MoE tuner wrote ${chosen}, which is not JSON`, {
         cause: err,
         hint: "nothing was stored",

@@ -4,10 +4,15 @@
  * language model's part of a multimodal config) and the size of the
  * weights (model.safetensors.index.json metadata.total_size, else the
  * weight files' sizes). The field rules follow vLLM (research/vllm.md §4).
+ * Every file is read with a size limit (a symlink to /dev/zero is refused)
+ * and every number is range-checked (model-config.ts) before use.
  */
-import { readdir, readFile, stat } from "node:fs/promises";
+import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { XimError } from "../core/errors.ts";
+import { FileLimits, readTextBounded } from "../core/bounded-read.ts";
+import { isXimError, XimError } from "../core/errors.ts";
+import { safeText } from "../core/terminal-text.ts";
+import { badField, checkModelConfigNumbers, expectedFor, MAX_CONTEXT } from "./model-config.ts";
 import type { MlaInfo, ModelInfo, MoeInfo, QuantizationInfo } from "./model-info.ts";
 
 export type { MlaInfo, ModelInfo, MoeInfo, QuantizationInfo } from "./model-info.ts";
@@ -35,9 +40,17 @@ function str(c: Json, ...keys: string[]): string | null {
   return null;
 }
 
-async function readJson(path: string): Promise<unknown> {
-  return JSON.parse(await readFile(path, "utf8"));
+async function readJson(path: string, what: string, maxBytes: number): Promise<unknown> {
+  return JSON.parse(await readTextBounded(path, { what, maxBytes }));
 }
+
+/** A file that is not a regular file or is over its limit: refused, never skipped as "absent". */
+function isRefusedFile(err: unknown): boolean {
+  return isXimError(err) && (err.code === "XIM_FILE_NOT_REGULAR" || err.code === "XIM_FILE_TOO_LARGE");
+}
+
+/** Bytes of weights an index may claim: 1 PB, far above any published checkpoint. */
+const MAX_WEIGHT_BYTES = 1e15;
 
 /** vLLM's max-position keys; the minimum of those present is the model's limit. */
 const MAX_LEN_KEYS = [
@@ -130,13 +143,26 @@ async function weightBytes(
   dir: string,
 ): Promise<{ bytes: number | null; source: ModelInfo["weightBytesSource"] }> {
   for (const name of ["model.safetensors.index.json", "pytorch_model.bin.index.json"]) {
+    const path = join(dir, name);
+    let index: Json | null;
     try {
-      const index = obj(await readJson(join(dir, name)));
-      const total = index ? num(obj(index.metadata) ?? {}, "total_size") : null;
-      if (total !== null && total > 0) return { bytes: total, source: "index" };
-    } catch {
-      // no index, or an unreadable one: fall back to the files
+      index = obj(await readJson(path, `the model's ${name}`, FileLimits.modelIndex));
+    } catch (err) {
+      if (isRefusedFile(err)) throw err;
+      continue; // no index, or not JSON: fall back to the files
     }
+    const total = obj(index?.metadata)?.total_size;
+    if (total === undefined || total === null) continue;
+    if (typeof total !== "number" || !Number.isInteger(total) || total < 1 || total > MAX_WEIGHT_BYTES) {
+      throw new XimError(
+        "XIM_MODEL_INVALID",
+        `${name} field metadata.total_size is ${safeText(String(total), { maxLength: 60 })}; expected an integer from 1 to ${MAX_WEIGHT_BYTES} bytes (${path})`,
+        {
+          hint: "the index is damaged; re-download the model, or delete the index to count the weight files",
+        },
+      );
+    }
+    return { bytes: total, source: "index" };
   }
   const entries = await readdir(dir).catch(() => [] as string[]);
   const weights = entries.filter(
@@ -152,8 +178,9 @@ export async function inspectModel(dir: string): Promise<ModelInfo> {
   const configPath = join(dir, "config.json");
   let parsed: unknown;
   try {
-    parsed = await readJson(configPath);
+    parsed = await readJson(configPath, "the model's config.json", FileLimits.modelConfig);
   } catch (err) {
+    if (isXimError(err)) throw err;
     const e = err as NodeJS.ErrnoException;
     if (e.code === "ENOENT") {
       throw new XimError("XIM_MODEL_NOT_FOUND", `no config.json in the model folder ${dir}`, {
@@ -176,22 +203,35 @@ export async function inspectModel(dir: string): Promise<ModelInfo> {
     Array.isArray(top.architectures) && typeof top.architectures[0] === "string"
       ? top.architectures[0]
       : (str(c, "model_type") ?? "unknown");
-  const layers = num(c, "num_hidden_layers", "n_layer", "num_layers");
-  const hidden = num(c, "hidden_size", "n_embd", "d_model");
-  const heads = num(c, "num_attention_heads", "n_head");
-  if (layers === null || hidden === null || heads === null) {
-    throw new XimError(
-      "XIM_MODEL_INVALID",
-      `${configPath} lacks the transformer shape (num_hidden_layers, hidden_size, num_attention_heads)`,
-      {
-        hint: "the planner needs a decoder model's config.json; set XEROTIER_AGENT_AUTO_CONFIG=0 to start with explicit settings",
-      },
+  checkModelConfigNumbers(c, configPath);
+  /** A dimension the planner cannot do without: the first of `keys` present, else refused. */
+  const required = (...keys: [string, ...string[]]): number => {
+    const value = num(c, ...keys);
+    if (value !== null) return value;
+    throw badField(
+      configPath,
+      keys[0],
+      undefined,
+      `${expectedFor(keys[0])} (the planner needs the transformer shape)`,
+      "the planner needs a decoder model's config.json; set XEROTIER_AGENT_AUTO_CONFIG=0 to start with explicit settings",
     );
-  }
+  };
+  const layers = required("num_hidden_layers", "n_layer", "num_layers");
+  const hidden = required("hidden_size", "n_embd", "d_model");
+  const heads = required("num_attention_heads", "n_head");
   const kvHeads =
     num(c, "num_key_value_heads", "n_head_kv", "num_kv_heads", "multi_query_group_num") ?? heads;
-  const headDim = num(c, "head_dim") ?? Math.floor(hidden / heads);
+  const headDim = num(c, "head_dim") ?? Math.max(1, Math.floor(hidden / heads));
   const len = derivedMaxLen(c);
+  if (len.derived !== null && (len.derived < 1 || len.derived > MAX_CONTEXT)) {
+    const rope = obj(c.rope_scaling) ? "rope_scaling" : "rope_parameters";
+    throw badField(
+      configPath,
+      `${rope}.factor`,
+      obj(c[rope])?.factor,
+      `expected a number that keeps the derived context from 1 to ${MAX_CONTEXT} tokens (this one gives ${len.derived})`,
+    );
+  }
 
   let quantization: QuantizationInfo | null = null;
   const qc = obj(c.quantization_config);
@@ -204,13 +244,20 @@ export async function inspectModel(dir: string): Promise<ModelInfo> {
     );
   if (!quantization) {
     try {
-      const hf = obj(await readJson(join(dir, "hf_quant_config.json")));
+      const hf = obj(
+        await readJson(
+          join(dir, "hf_quant_config.json"),
+          "the model's hf_quant_config.json",
+          FileLimits.modelConfig,
+        ),
+      );
       if (hf)
         quantization = quantizationOf(
           { producer: hf.producer, ...(obj(hf.quantization) ?? {}) },
           "hf_quant_config.json",
         );
-    } catch {
+    } catch (err) {
+      if (isRefusedFile(err)) throw err;
       // most models have no hf_quant_config.json
     }
   }

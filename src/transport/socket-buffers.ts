@@ -4,8 +4,8 @@
  * 212992 bytes by default on Linux). The /proc root is a parameter so
  * `xim doctor` and tests can read a fake sysctl tree.
  */
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { FileLimits, readTextBoundedSync } from "../core/bounded-read.ts";
 import type { Logger } from "../core/log.ts";
 
 export const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
@@ -18,7 +18,10 @@ export interface SocketBufferLimits {
 
 function readNumber(path: string): number | null {
   try {
-    const value = Number.parseInt(readFileSync(path, "utf8").trim(), 10);
+    const value = Number.parseInt(
+      readTextBoundedSync(path, { what: "the kernel file", maxBytes: FileLimits.kernelFile }).trim(),
+      10,
+    );
     return Number.isFinite(value) ? value : null;
   } catch {
     return null;

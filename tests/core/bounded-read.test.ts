@@ -4,7 +4,7 @@ import { mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { readTextBounded } from "../../src/core/bounded-read.ts";
+import { readTextBounded, readTextBoundedSync, readTextHead } from "../../src/core/bounded-read.ts";
 import { safeText } from "../../src/core/terminal-text.ts";
 
 describe("readTextBounded", () => {
@@ -47,6 +47,37 @@ describe("readTextBounded", () => {
       readTextBounded(join(dir, "fifo.json"), { what: "config", maxBytes: 100 }),
       /is a FIFO/,
     );
+  });
+
+  test("a /proc file, which stat reports as 0 bytes, is read whole (sync and async alike)", async () => {
+    const status = await readTextBounded("/proc/self/status", { what: "the kernel file", maxBytes: 1 << 20 });
+    assert.match(status, /^Name:/m);
+    assert.match(status, /^CapEff:/m, "past the first line: the buffer grew");
+    const sync = readTextBoundedSync("/proc/self/status", { what: "the kernel file", maxBytes: 1 << 20 });
+    assert.match(sync, /^CapEff:/m);
+    assert.throws(
+      () => readTextBoundedSync("/proc/self/status", { what: "the kernel file", maxBytes: 16 }),
+      (err: Error & { code?: string }) => err.code === "XIM_FILE_TOO_LARGE",
+    );
+  });
+
+  test("the sync reader refuses /dev/zero and FIFOs as the async one does", async () => {
+    await symlink("/dev/zero", join(dir, "zero-sync"));
+    assert.throws(
+      () => readTextBoundedSync(join(dir, "zero-sync"), { what: "the .env file", maxBytes: 100 }),
+      /the \.env file .*zero-sync is a character device/,
+    );
+    execFileSync("mkfifo", [join(dir, "fifo-sync")]);
+    assert.throws(
+      () => readTextBoundedSync(join(dir, "fifo-sync"), { what: "the .env file", maxBytes: 100 }),
+      /is a FIFO/,
+    );
+  });
+
+  test("readTextHead reads the first bytes of a large file and refuses a device", async () => {
+    await writeFile(join(dir, "launcher"), `#!/usr/bin/python3\n${"x".repeat(100_000)}`);
+    assert.equal(await readTextHead(join(dir, "launcher"), 18, "the vLLM launcher"), "#!/usr/bin/python3");
+    await assert.rejects(readTextHead("/dev/zero", 10, "the vLLM launcher"), /character device/);
   });
 
   test("a missing file keeps ENOENT", async () => {

@@ -7,6 +7,7 @@
  * so the suite runs against engines that are, or wrap, the simulator.
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { request } from "node:http";
 import { after, before, describe, test } from "node:test";
 import { isXimError } from "../../src/core/errors.ts";
@@ -32,9 +33,13 @@ export const WAIT_MS = 30_000;
 export const TIMING: EngineTiming = { loadTimeMs: 400, ttftMs: 0, itlMs: 10, outputTokens: 300 };
 
 /** GET a path on the engine: its status and body; status 0 when nothing answers. */
-export function httpGet(baseUrl: string, path: string): Promise<{ status: number; body: string }> {
+export function httpGet(
+  baseUrl: string,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve) => {
-    const req = request(new URL(path, baseUrl), { agent: false }, (res) => {
+    const req = request(new URL(path, baseUrl), { agent: false, headers }, (res) => {
       const parts: Buffer[] = [];
       res.on("data", (c: Buffer) => parts.push(c));
       res.on("end", () =>
@@ -44,6 +49,20 @@ export function httpGet(baseUrl: string, path: string): Promise<{ status: number
     req.on("error", () => resolve({ status: 0, body: "" }));
     req.end();
   });
+}
+
+/**
+ * The Authorization header the node sends to an engine it runs as a child:
+ * the run's key is in that child's environment (VLLM_API_KEY), which this
+ * test, as the same user, can read; in-process engines have no key.
+ */
+export function engineAuth(engine: Engine): Record<string, string> {
+  const pid = engine.status().pid;
+  if (pid === undefined) return {};
+  const entry = readFileSync(`/proc/${pid}/environ`, "utf8")
+    .split("\0")
+    .find((e) => e.startsWith("VLLM_API_KEY="));
+  return entry ? { authorization: `Bearer ${entry.slice("VLLM_API_KEY=".length)}` } : {};
 }
 
 export interface SimDebugState {
@@ -116,7 +135,7 @@ export function runEngineConformance(target: ConformanceTarget): void {
 
     test("/v1/models lists the served model name", async () => {
       assert.ok(engine.baseUrl);
-      const { status, body } = await httpGet(engine.baseUrl, "/v1/models");
+      const { status, body } = await httpGet(engine.baseUrl, "/v1/models", engineAuth(engine));
       assert.equal(status, 200);
       const ids = (JSON.parse(body) as { data: Array<{ id: string }> }).data.map((m) => m.id);
       assert.deepEqual(ids, [model]);

@@ -182,6 +182,9 @@ describe("edge cases of model folders", () => {
         err instanceof XimError && err.code === "XIM_MODEL_INVALID" && err.message.includes("config.json"),
     );
     const shapeless = folder("shapeless", { architectures: ["X"] });
-    await assert.rejects(inspectModel(shapeless), /lacks the transformer shape/);
+    await assert.rejects(
+      inspectModel(shapeless),
+      /config\.json field num_hidden_layers is missing; expected an integer/,
+    );
   });
 });

@@ -2,17 +2,23 @@
  * @module Resolves the configuration from its sources, in this order of
  * precedence: command-line flag > environment > .env file (./.env or the
  * file named by XEROTIER_AGENT_ENV_FILE) > default. An empty value counts as
- * unset (compose files pass `${VAR:-}`). Returns the typed config and, for
- * each setting, where its value came from; a bad value throws ConfigError.
+ * unset (compose files pass `${VAR:-}`). A secret setting may also come
+ * from a file (`--join-key-file PATH` right after its flag,
+ * XEROTIER_AGENT_JOIN_KEY_FILE right after its variable; secret-file.ts),
+ * and given as a flag it is warned about: argv is public to local users.
+ * Returns the typed config and, for each setting, where its value came
+ * from, and warnings; a bad value throws ConfigError.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseEnv } from "node:util";
 import * as v from "valibot";
+import { FileLimits, readTextBoundedSync } from "../bounded-read.ts";
 import { nearest } from "../suggest.ts";
 import { ConfigError, type ConfigProblem } from "./errors.ts";
 import type { RawValue, SettingMeta } from "./kit.ts";
 import { type Config, ConfigSchema, type SettingKey, settings } from "./schema.ts";
+import { readSecretFile, secretFileEnv, secretFileFlag } from "./secret-file.ts";
 
 export type Env = Record<string, string | undefined>;
 
@@ -27,6 +33,9 @@ export interface SettingInfo extends SettingMeta {
   flag: string;
   /** The default as text, or undefined for "unset". */
   defaultValue: string | undefined;
+  /** Secrets only: the file form's flag (join-key-file) and variable (..._JOIN_KEY_FILE). */
+  fileFlag?: string;
+  fileEnv?: string;
 }
 
 export interface LoadedConfig {
@@ -38,6 +47,8 @@ export interface LoadedConfig {
 
 export interface LoadOptions {
   flags?: Partial<Record<SettingKey, RawValue | undefined>>;
+  /** Paths given with a secret's `--<flag>-file`. */
+  fileFlags?: Partial<Record<SettingKey, string | undefined>>;
   env?: Env;
   cwd?: string;
 }
@@ -59,11 +70,21 @@ export const settingInfos: readonly SettingInfo[] = (Object.keys(settings) as Se
       ? def.join(" ")
       : undefined
     : (def as string | undefined);
-  return { ...meta, key, flag: meta.flag ?? flagFromEnv(meta.env), defaultValue };
+  const flag = meta.flag ?? flagFromEnv(meta.env);
+  const fileForm = meta.secret ? { fileFlag: secretFileFlag(flag), fileEnv: secretFileEnv(meta.env) } : {};
+  return { ...meta, key, flag, defaultValue, ...fileForm };
 });
 
 export const settingByKey = new Map(settingInfos.map((s) => [s.key, s]));
 const settingByEnv = new Map(settingInfos.map((s) => [s.env, s]));
+const fileEnvNames = new Set(settingInfos.flatMap((s) => (s.fileEnv ? [s.fileEnv] : [])));
+
+/** Variable names of a --vllm-env entry that look like credentials (HF_TOKEN, AWS_SECRET_ACCESS_KEY ...). */
+const CREDENTIAL_NAME = /TOKEN|KEY|SECRET|PASSWORD|CREDENTIAL/i;
+
+function onCommandLine(what: string, instead: string): string {
+  return `${what} on the command line, where every local user can read it (ps, /proc/PID/cmdline) while the process runs; ${instead}`;
+}
 
 export function describeSource(source: ValueSource): string {
   switch (source.kind) {
@@ -95,7 +116,7 @@ function readEnvFile(path: string, explicit: boolean): Env {
       },
     ]);
   }
-  return parseEnv(readFileSync(path, "utf8"));
+  return parseEnv(readTextBoundedSync(path, { what: "the .env file", maxBytes: FileLimits.smallState }));
 }
 
 export function loadConfig(options: LoadOptions = {}): LoadedConfig {
@@ -110,17 +131,38 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
 
   const raw: Record<string, RawValue> = {};
   const sources = {} as Record<SettingKey, ValueSource>;
+  const fileProblems: ConfigProblem[] = [];
+  const warnings: string[] = [];
+  /** A secret's file form: its content becomes the raw value, or a problem is recorded. */
+  const fromSecretFile = (s: SettingInfo, given: string, name: string, source: string): void => {
+    const path = resolve(cwd, given);
+    const read = readSecretFile(path);
+    if ("problem" in read) fileProblems.push({ env: name, value: path, message: read.problem, source });
+    else raw[s.key] = read.value;
+    sources[s.key] = { kind: "file", path };
+  };
   for (const s of settingInfos) {
     const fromFlag = flags[s.key];
+    const fileFlag = options.fileFlags?.[s.key];
     if (present(fromFlag)) {
       raw[s.key] = fromFlag;
       sources[s.key] = { kind: "flag", flag: s.flag };
+      if (s.secret && s.fileFlag)
+        warnings.push(
+          onCommandLine(`--${s.flag} puts a secret`, `set ${s.env} or use --${s.fileFlag} PATH instead`),
+        );
+    } else if (s.fileFlag && present(fileFlag)) {
+      fromSecretFile(s, fileFlag, `--${s.fileFlag}`, `flag --${s.fileFlag}`);
     } else if (present(env[s.env])) {
       raw[s.key] = env[s.env] as string;
       sources[s.key] = { kind: "env" };
+    } else if (s.fileEnv && present(env[s.fileEnv])) {
+      fromSecretFile(s, env[s.fileEnv] as string, s.fileEnv, "environment");
     } else if (present(fileEnv[s.env])) {
       raw[s.key] = fileEnv[s.env] as string;
       sources[s.key] = { kind: "file", path: filePath };
+    } else if (s.fileEnv && present(fileEnv[s.fileEnv])) {
+      fromSecretFile(s, fileEnv[s.fileEnv] as string, s.fileEnv, `file ${filePath}`);
     } else {
       if (s.computeDefault) raw[s.key] = s.computeDefault(env);
       sources[s.key] = { kind: "default" };
@@ -128,6 +170,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   }
 
   const result = v.safeParse(ConfigSchema, raw, { abortEarly: false });
+  if (fileProblems.length > 0 && result.success) throw new ConfigError(fileProblems);
   if (!result.success) {
     const problems: ConfigProblem[] = result.issues.map((issue) => {
       const key = issue.path?.[0]?.key as SettingKey | undefined;
@@ -139,16 +182,24 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
       const value = given === undefined ? undefined : info.secret ? "***" : [given].flat().join(" ");
       return { env: info.env, value, message: issue.message, source: describeSource(sources[key]) };
     });
-    throw new ConfigError(dedupe(problems));
+    throw new ConfigError(dedupe([...fileProblems, ...problems]));
   }
 
-  const warnings: string[] = [];
-  const known = [...settingByEnv.keys()];
+  const credentials = Object.keys(result.output.vllmEnv).filter((name) => CREDENTIAL_NAME.test(name));
+  if (sources.vllmEnv.kind === "flag" && credentials.length > 0) {
+    warnings.push(
+      onCommandLine(
+        `--vllm-env puts ${credentials.join(", ")}`,
+        "set XEROTIER_AGENT_VLLM_ENV in the environment or the .env file instead",
+      ),
+    );
+  }
+  const known = [...settingByEnv.keys(), ...fileEnvNames];
   for (const [name, from] of [
     ...Object.keys(env).map((n) => [n, "environment"] as const),
     ...Object.keys(fileEnv).map((n) => [n, `file ${filePath}`] as const),
   ]) {
-    if (name.startsWith("XEROTIER_AGENT_") && !settingByEnv.has(name)) {
+    if (name.startsWith("XEROTIER_AGENT_") && !settingByEnv.has(name) && !fileEnvNames.has(name)) {
       const guess = nearest(name, known, 6);
       warnings.push(`unknown variable ${name} (from ${from})${guess ? `; did you mean ${guess}?` : ""}`);
     }

@@ -6,8 +6,9 @@
  * the size of /dev/shm. The /proc and /sys roots and the shm path are
  * parameters so tests read fixtures.
  */
-import { readFile, statfs } from "node:fs/promises";
+import { statfs } from "node:fs/promises";
 import { join } from "node:path";
+import { readKernelFile } from "../../core/bounded-read.ts";
 import type { Cpu, Finding, Memory, NumaNode } from "../hardware.ts";
 import { type Env, runTool } from "./exec.ts";
 import { parseCpuList, sysfsNodes, withSysfsDetail } from "./numa.ts";
@@ -222,7 +223,7 @@ export async function probeCpu(opts: CpuProbeOptions): Promise<CpuProbe> {
       });
     }
     try {
-      cpu = parseCpuinfo(await readFile(join(opts.procRoot, "cpuinfo"), "utf8"));
+      cpu = parseCpuinfo(await readKernelFile(join(opts.procRoot, "cpuinfo")));
     } catch (err) {
       findings.push({
         source: "/proc/cpuinfo",
@@ -234,7 +235,7 @@ export async function probeCpu(opts: CpuProbeOptions): Promise<CpuProbe> {
   if (cpu) cpu = await withNuma(cpu, lscpu.kind === "ok", opts.sysRoot, findings);
   const memory: Memory = { totalBytes: null, availableBytes: null, shmBytes: null };
   try {
-    Object.assign(memory, parseMeminfo(await readFile(join(opts.procRoot, "meminfo"), "utf8")));
+    Object.assign(memory, parseMeminfo(await readKernelFile(join(opts.procRoot, "meminfo"))));
   } catch (err) {
     findings.push({
       source: "/proc/meminfo",

@@ -3,7 +3,7 @@
  * launcher's #! line (else python3 on PATH), so probes ask the same
  * environment the engine will import from (LMCache, quantization methods).
  */
-import { readFile } from "node:fs/promises";
+import { readTextHead } from "../../core/bounded-read.ts";
 import { type Env, which } from "./exec.ts";
 
 /** The Python interpreter behind a `vllm` launcher: its #! line, else python3. */
@@ -11,7 +11,8 @@ export async function vllmPython(vllmPath: string, env: Env): Promise<string> {
   const resolved = await which(vllmPath, env);
   if (resolved) {
     try {
-      const head = (await readFile(resolved, "utf8")).slice(0, 200);
+      // The launcher may be a large binary: read only the first line's worth.
+      const head = await readTextHead(resolved, 200, "the vLLM launcher");
       const m = /^#!\s*(\S+)(?:\s+(\S+))?/.exec(head);
       if (m) {
         // "#!/usr/bin/env python3" names the interpreter second.

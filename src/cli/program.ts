@@ -21,6 +21,8 @@ Exit codes:
   0   success
   1   failure (the message says what failed)
   2   usage error (unknown subcommand or flag, missing argument)
+  3-12 xim enroll: the join key or the router was refused (see 'xim enroll --help')
+  13  xim run: the router's operator revoked this node (enroll again with a new join key)
   78  configuration error (a setting has a bad value; each problem is named)`;
 
 function settingOption(key: SettingKey): Option {
@@ -109,7 +111,7 @@ function buildCommand(spec: CommandSpec, io: Io, runner: Runner, parentPath: str
     const settingNames = settingFlagNames(spec);
     cmd.action((...actionArgs: unknown[]) => {
       const command = actionArgs[actionArgs.length - 1] as Command;
-      const all = command.opts() as Record<string, unknown>;
+      const all = { ...optionsTakenByParents(command), ...definedOptions(command) };
       const options: Record<string, unknown> = {};
       for (const [k, value] of Object.entries(all)) if (!settingNames.has(k)) options[k] = value;
       const args = command.args.slice(0, spec.arguments?.length ?? 0);
@@ -138,6 +140,25 @@ function buildCommand(spec: CommandSpec, io: Io, runner: Runner, parentPath: str
     });
   }
   return cmd;
+}
+
+function definedOptions(command: Command): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(command.opts()).filter(([, value]) => value !== undefined));
+}
+
+/**
+ * The values of this command's options that commander gave to a parent
+ * declaring the same flag: a parent that runs too (`router nodes --state`)
+ * takes its flags wherever they stand, also after a subcommand's name
+ * (`router nodes revoke ID --state DIR`).
+ */
+function optionsTakenByParents(command: Command): Record<string, unknown> {
+  const own = new Set(command.options.map((o) => o.attributeName()));
+  const taken: Record<string, unknown> = {};
+  for (let parent = command.parent; parent; parent = parent.parent)
+    for (const [key, value] of Object.entries(definedOptions(parent)))
+      if (own.has(key) && !(key in taken)) taken[key] = value;
+  return taken;
 }
 
 function unknownCommand(word: string, names: string[], path: string): UsageError {

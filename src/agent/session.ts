@@ -284,7 +284,7 @@ export class NodeSession {
             this.#log.error(
               {
                 failures: this.counters.authFailures,
-                hint: "The router does not know this node's key: re-enroll with 'xim enroll --force', or check that the router's state was not reset.",
+                hint: "The router does not know this node's key, or its operator revoked this node: enroll again with a new join key ('xim enroll --join-key ... --force'), or check that the router's state was not reset.",
               },
               detail,
             );

@@ -20,5 +20,8 @@ test("the README's exit-code table lists every code of the ExitCode registry, an
   const section = readme.slice(readme.indexOf("### Exit codes"));
   const table = section.slice(0, section.indexOf("\n\n", section.indexOf("| code |")));
   const documented = [...table.matchAll(/^\| (\d+) +\|/gm)].map((m) => Number(m[1]));
-  assert.deepEqual(documented, [...new Set(Object.values(ExitCode))].sort((a, b) => a - b));
+  assert.deepEqual(
+    documented,
+    [...new Set(Object.values(ExitCode))].sort((a, b) => a - b),
+  );
 });

@@ -13,7 +13,7 @@ import { isIP } from "node:net";
 import { hostname } from "node:os";
 import * as tls from "node:tls";
 import * as v from "valibot";
-import { XimError } from "../core/errors.ts";
+import { ExitCode, XimError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { Secret } from "../core/secret.ts";
 import { safeText } from "../core/terminal-text.ts";
@@ -27,23 +27,7 @@ import {
 } from "../protocol/messages.ts";
 import { PROTOCOL_VERSION, versionMismatchMessage } from "../protocol/version.ts";
 import { curveKeyFingerprint, generateCurveKeyPair } from "../transport/curve.ts";
-import { enrollmentPath, isEnrolled, saveEnrollmentState } from "./enrollment-state.ts";
-
-/** Exit codes of `xim enroll` (docs/protocol.md "xim enroll exit codes"). */
-export const EnrollExit = {
-  ok: 0,
-  failure: 1,
-  alreadyEnrolled: 3,
-  malformedKey: 4,
-  expiredKey: 5,
-  usedKey: 6,
-  unknownKey: 7,
-  unreachable: 8,
-  tls: 9,
-  fingerprint: 10,
-  version: 11,
-  insecure: 12,
-} as const;
+import { checkConfigFolder, enrollmentPath, isEnrolled, saveEnrollmentState } from "./enrollment-state.ts";
 
 export interface EnrollOptions {
   joinKey: Secret | string | undefined;
@@ -74,7 +58,7 @@ export function parseKeyOrThrow(text: string): JoinKeyParts {
   if (parsed.ok) return parsed.key;
   throw fail(
     "XIM_JOIN_KEY_MALFORMED",
-    EnrollExit.malformedKey,
+    ExitCode.malformedKey,
     `the join key is malformed (${parsed.part}): ${parsed.message}`,
     "Copy the whole key as 'xim router join-key create' printed it: xjk_<project>_<token>.",
   );
@@ -107,7 +91,7 @@ function unreachable(url: URL, err: unknown): XimError {
           : code || String(err);
   return fail(
     "XIM_ROUTER_UNREACHABLE",
-    EnrollExit.unreachable,
+    ExitCode.unreachable,
     `cannot reach the router at ${url.origin}: ${what}`,
     "Check that 'xim router serve' runs there and the port is open from this machine; --router URL overrides the address in the key.",
     err,
@@ -147,7 +131,7 @@ function pinnedTls(url: URL, pin: string, timeoutMs: number): Promise<tls.TLSSoc
         reject(
           fail(
             "XIM_ROUTER_FINGERPRINT_MISMATCH",
-            EnrollExit.fingerprint,
+            ExitCode.fingerprint,
             `the router at ${url.origin} presented a TLS certificate${subject} whose SHA-256 ${got.slice(0, 16)}... does not match the join key's pin ${pin.slice(0, 16)}...; refusing to send the key`,
             "This is not the router that minted the key, or its certificate changed. If you trust it, mint a new key there with 'xim router join-key create'.",
           ),
@@ -162,7 +146,7 @@ function pinnedTls(url: URL, pin: string, timeoutMs: number): Promise<tls.TLSSoc
       reject(
         fail(
           "XIM_ROUTER_TLS",
-          EnrollExit.tls,
+          ExitCode.tls,
           `TLS with the router at ${url.origin} failed: ${err.message}`,
           "The join key pins the router's self-signed certificate, so no CA is needed; this error means the TLS handshake itself failed. If the router serves plain HTTP (development), use an http:// --router URL with --insecure.",
           err,
@@ -218,7 +202,7 @@ function refusal(answer: HttpAnswer, url: URL): XimError {
   if (!parsed?.success) {
     return fail(
       "XIM_ENROLL_FAILED",
-      EnrollExit.failure,
+      ExitCode.failure,
       `the router at ${url.origin} answered HTTP ${answer.status} without an enrollment error: ${safeText(answer.body, { maxLength: 200 })}`,
     );
   }
@@ -230,56 +214,58 @@ function refusal(answer: HttpAnswer, url: URL): XimError {
     case "expired_key":
       return fail(
         "XIM_JOIN_KEY_EXPIRED",
-        EnrollExit.expiredKey,
+        ExitCode.expiredKey,
         `the join key has expired: ${message}`,
         newKey,
       );
     case "used_key":
       return fail(
         "XIM_JOIN_KEY_USED",
-        EnrollExit.usedKey,
+        ExitCode.usedKey,
         `the join key is used up: ${message}`,
         `${newKey} Use --uses N for several nodes.`,
       );
     case "revoked_key":
       return fail(
         "XIM_JOIN_KEY_REVOKED",
-        EnrollExit.unknownKey,
+        ExitCode.unknownKey,
         `the join key was revoked: ${message}`,
         newKey,
       );
     case "unknown_key":
       return fail(
         "XIM_JOIN_KEY_UNKNOWN",
-        EnrollExit.unknownKey,
+        ExitCode.unknownKey,
         `the router does not know this join key: ${message}`,
         newKey,
       );
     case "malformed_key":
       return fail(
         "XIM_JOIN_KEY_MALFORMED",
-        EnrollExit.malformedKey,
+        ExitCode.malformedKey,
         `the router refused the join key as malformed: ${message}`,
       );
     case "version_mismatch":
       return fail(
         "XIM_PROTOCOL_MISMATCH",
-        EnrollExit.version,
+        ExitCode.version,
         message,
         parsed.output.error.upgrade === "node" ? "Upgrade xim on this node." : "Upgrade the router.",
       );
     default:
-      return fail("XIM_ENROLL_FAILED", EnrollExit.failure, `enrollment refused (${code}): ${message}`);
+      return fail("XIM_ENROLL_FAILED", ExitCode.failure, `enrollment refused (${code}): ${message}`);
   }
 }
 
 export async function enroll(o: EnrollOptions): Promise<EnrollResult> {
   const statePath = enrollmentPath(o.configDir);
+  // Before anything is sent or written: a config folder another user can change is refused.
+  await checkConfigFolder(o.configDir);
   const replaced = isEnrolled(o.configDir);
   if (replaced && !o.force) {
     throw fail(
       "XIM_ALREADY_ENROLLED",
-      EnrollExit.alreadyEnrolled,
+      ExitCode.alreadyEnrolled,
       `this node is already enrolled (${statePath}); nothing changed`,
       "Use --force to enroll again with a new identity (the old node id stops working), or just run 'xim run'.",
     );
@@ -287,7 +273,7 @@ export async function enroll(o: EnrollOptions): Promise<EnrollResult> {
   const text = typeof o.joinKey === "string" ? o.joinKey : o.joinKey?.reveal();
   if (!text) {
     throw new XimError("XIM_NO_JOIN_KEY", "no join key given", {
-      exitCode: 2,
+      exitCode: ExitCode.usage,
       hint: "Pass --join-key xjk_... or set XEROTIER_AGENT_JOIN_KEY.",
     });
   }
@@ -296,13 +282,18 @@ export async function enroll(o: EnrollOptions): Promise<EnrollResult> {
   try {
     url = new URL(o.routerUrl ?? key.url);
   } catch {
-    throw fail("XIM_ROUTER_URL", 2, `'${o.routerUrl}' is not a URL`, "Use --router https://HOST:PORT.");
+    throw fail(
+      "XIM_ROUTER_URL",
+      ExitCode.usage,
+      `'${o.routerUrl}' is not a URL`,
+      "Use --router https://HOST:PORT.",
+    );
   }
   if (url.protocol === "http:") {
     if (!o.allowInsecure) {
       throw fail(
         "XIM_INSECURE_REFUSED",
-        EnrollExit.insecure,
+        ExitCode.insecure,
         `refusing to enroll over plain HTTP (${url.origin}): the join key and the node's credentials would travel in clear`,
         "Use the router's https:// address, or for development only pass --insecure (XEROTIER_AGENT_ALLOW_INSECURE=1).",
       );
@@ -314,7 +305,7 @@ export async function enroll(o: EnrollOptions): Promise<EnrollResult> {
   } else if (url.protocol !== "https:") {
     throw fail(
       "XIM_ROUTER_URL",
-      2,
+      ExitCode.usage,
       `router address ${url.href} must be https:// (or http:// with --insecure)`,
     );
   }
@@ -340,7 +331,7 @@ export async function enroll(o: EnrollOptions): Promise<EnrollResult> {
   } catch (err) {
     throw fail(
       "XIM_ENROLL_FAILED",
-      EnrollExit.failure,
+      ExitCode.failure,
       `the router's enrollment answer is not valid: ${(err as Error).message}`,
       undefined,
       err,
@@ -349,14 +340,14 @@ export async function enroll(o: EnrollOptions): Promise<EnrollResult> {
   if (response.protocolVersion !== PROTOCOL_VERSION) {
     throw fail(
       "XIM_PROTOCOL_MISMATCH",
-      EnrollExit.version,
+      ExitCode.version,
       versionMismatchMessage(PROTOCOL_VERSION, response.protocolVersion),
     );
   }
   if (curveKeyFingerprint(response.routerPublicKey) !== key.curvePin) {
     throw fail(
       "XIM_ROUTER_FINGERPRINT_MISMATCH",
-      EnrollExit.fingerprint,
+      ExitCode.fingerprint,
       `the router's CURVE public key does not match the join key's pin ${key.curvePin.slice(0, 16)}...; the enrollment is not saved`,
       "This router is not the one that minted the key. Mint a new key on the right router.",
     );

@@ -7,7 +7,9 @@
  * plugs in through `status` (what to report) and `onMessage` (dispatch,
  * cancel, credit, drain_request, model_assign) and sends stream messages
  * with `send`; a model assignment pulls over `modelChannel` and reports
- * with `reportModelProgress`.
+ * with `reportModelProgress`. A node the operator revoked (`node_revoked`,
+ * or `register_refused` code `revoked`) stops retrying: the session ends
+ * with an XimError whose exit code is ExitCode.revoked.
  */
 import { randomBytes } from "node:crypto";
 import { cpus, hostname, totalmem } from "node:os";
@@ -32,7 +34,12 @@ import { curveSharedSecret, registerProof } from "../transport/curve.ts";
 import { warnSocketBuffersOnce } from "../transport/socket-buffers.ts";
 import { type ChannelCounters, NodeChannel, newChannelCounters } from "./control.ts";
 import { enroll } from "./enroll.ts";
-import { type EnrollmentState, loadEnrollmentState } from "./enrollment-state.ts";
+import {
+  type EnrollmentState,
+  loadEnrollmentState,
+  revokedError,
+  saveRevocation,
+} from "./enrollment-state.ts";
 import { leaseLostAfterMs, reconnectPolicy, registerTimeoutMs, renewalIntervalMs } from "./lease.ts";
 
 export type SessionSettings = Pick<
@@ -96,6 +103,10 @@ export class NodeSession {
   #lastAck = 0;
   #seq = 0;
   #refused: string | null = null;
+  /** Set when the router said this node was revoked: the loop ends with it. */
+  #revoked: XimError | null = null;
+  /** What the router said when it revoked this node (kept in the config folder by runNode). */
+  revokedBecause: string | null = null;
   #pendingRegister: ((o: RegisterOutcome) => void) | null = null;
   #wake = new AbortController();
   #stopping = false;
@@ -260,6 +271,7 @@ export class NodeSession {
     let attempt = 0;
     try {
       while (!this.#stopping) {
+        if (this.#revoked) throw this.#revoked;
         this.#channel ??= new NodeChannel({
           state: this.#o.state,
           streaming: this.#o.settings.streamingSocketEnabled,
@@ -274,7 +286,7 @@ export class NodeSession {
             this.#log.error(
               {
                 failures: this.counters.authFailures,
-                hint: "The router does not know this node's key: re-enroll with 'xim enroll --force', or check that the router's state was not reset.",
+                hint: "The router does not know this node's key, or its operator revoked this node: enroll again with a new join key ('xim enroll --join-key ... --force'), or check that the router's state was not reset.",
               },
               detail,
             );
@@ -285,6 +297,7 @@ export class NodeSession {
         if (outcome.kind === "ok") {
           attempt = 0;
           const why = await this.#hold();
+          if (this.#revoked) throw this.#revoked;
           if (why === "stopped") break;
           if (why === "refused") continue;
           this.#o.onLost?.(why);
@@ -348,7 +361,7 @@ export class NodeSession {
       if (!lease) return "refused";
       await this.#interruptibleSleep(lease.renewalIntervalMs);
       if (this.#stopping) return "stopped";
-      if (this.#refused !== null) {
+      if (this.#refused !== null || this.#revoked !== null) {
         this.#lease = null;
         return "refused";
       }
@@ -399,6 +412,9 @@ export class NodeSession {
         return;
       case "pong":
         return;
+      case "node_revoked":
+        if (m.nodeId === this.#o.state.nodeId) this.#revokedByRouter(m.message);
+        return;
       case "model_reply":
         this.#modelReplies.get(m.reply.requestId)?.(m.reply);
         return;
@@ -443,21 +459,36 @@ export class NodeSession {
     if (this.#draining) void this.drain("draining", 0);
   }
 
+  /** The router revoked this node on its live connection: end the lease and the loop, retry nothing. */
+  #revokedByRouter(message: string): void {
+    if (this.#revoked) return;
+    this.revokedBecause = message;
+    this.#revoked = revokedError(this.#o.state.nodeId, message);
+    this.#log.error({ hint: this.#revoked.hint }, this.#revoked.message);
+    this.#lease = null;
+    this.#pendingRegister?.({ kind: "fatal", error: this.#revoked });
+    this.#wake.abort();
+  }
+
   #registerRefused(m: RouterMessageOf<"register_refused">): void {
     if (!this.#pendingRegister) return;
+    if (m.code === "revoked") {
+      this.#revokedByRouter(m.message);
+      return;
+    }
     const hint =
       m.code === "version_mismatch"
         ? m.upgrade === "node"
           ? "Upgrade xim on this node to the router's version."
           : "Upgrade the router (or run an older xim on this node)."
-        : m.code === "revoked" || m.code === "unknown_node"
+        : m.code === "unknown_node"
           ? "Enroll again with a new join key: 'xim enroll --join-key ... --force'."
           : undefined;
     if (m.code === "bad_proof" || m.code === "invalid") {
       this.#pendingRegister({ kind: "retry", reason: m.message });
       return;
     }
-    const exitCode = m.code === "version_mismatch" ? 11 : 1;
+    const exitCode = m.code === "version_mismatch" ? ExitCode.version : ExitCode.failure;
     this.#pendingRegister({
       kind: "fatal",
       error: new XimError(
@@ -492,7 +523,7 @@ export interface RunNodeOptions {
 /** `xim run` for the control plane: enroll on first start if a join key is set, then hold the lease until the signal. */
 export async function runNode(o: RunNodeOptions): Promise<{ nodeId: string; enrolled: boolean }> {
   const { config, logger } = o;
-  let state = loadEnrollmentState(config.configDir);
+  let state = await loadEnrollmentState(config.configDir);
   let enrolled = false;
   if (!state) {
     if (!config.joinKey) {
@@ -512,7 +543,7 @@ export async function runNode(o: RunNodeOptions): Promise<{ nodeId: string; enro
       logger,
     });
     enrolled = true;
-    state = loadEnrollmentState(config.configDir);
+    state = await loadEnrollmentState(config.configDir);
     if (!state)
       throw new XimError("XIM_STATE_INVALID", `enrollment succeeded but ${config.configDir} holds no state`);
   }
@@ -553,6 +584,12 @@ export async function runNode(o: RunNodeOptions): Promise<{ nodeId: string; enro
   await Promise.race([running, stopped]);
   if (failure !== undefined) {
     await session.stop();
+    if (session.revokedBecause !== null) {
+      // Remembered, so a restart stops at once: the router refuses this key at the handshake.
+      await saveRevocation(config.configDir, state.nodeId, session.revokedBecause).catch((err: unknown) =>
+        logger.warn({ err }, "could not record the revocation in the config folder"),
+      );
+    }
     throw failure;
   }
   logger.info({ nodeId: state.nodeId }, "stopping: draining and releasing the lease");

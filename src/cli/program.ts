@@ -23,6 +23,8 @@ Exit codes:
   0   success
   1   failure (the message says what failed)
   2   usage error (unknown subcommand or flag, missing argument)
+  3-12 xim enroll: the join key or the router was refused (see 'xim enroll --help')
+  13  xim run: the router's operator revoked this node (enroll again with a new join key)
   78  configuration error (a setting has a bad value; each problem is named)`;
 
 /** How --help presents a command's settings: the common few, or all of them grouped. */
@@ -140,7 +142,7 @@ function buildCommand(
     const settingNames = settingFlagNames(spec);
     cmd.action((...actionArgs: unknown[]) => {
       const command = actionArgs[actionArgs.length - 1] as Command;
-      const all = command.opts() as Record<string, unknown>;
+      const all = { ...optionsTakenByParents(command), ...definedOptions(command) };
       const options: Record<string, unknown> = {};
       for (const [k, value] of Object.entries(all)) if (!settingNames.has(k)) options[k] = value;
       const args = command.args.slice(0, spec.arguments?.length ?? 0);
@@ -228,6 +230,25 @@ function indent(text: string, spaces: number): string {
 function groupIndex(key: SettingKey): number {
   const group = settingByKey.get(key)?.group;
   return group === undefined ? GROUPS.length : GROUPS.indexOf(group);
+}
+
+function definedOptions(command: Command): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(command.opts()).filter(([, value]) => value !== undefined));
+}
+
+/**
+ * The values of this command's options that commander gave to a parent
+ * declaring the same flag: a parent that runs too (`router nodes --state`)
+ * takes its flags wherever they stand, also after a subcommand's name
+ * (`router nodes revoke ID --state DIR`).
+ */
+function optionsTakenByParents(command: Command): Record<string, unknown> {
+  const own = new Set(command.options.map((o) => o.attributeName()));
+  const taken: Record<string, unknown> = {};
+  for (let parent = command.parent; parent; parent = parent.parent)
+    for (const [key, value] of Object.entries(definedOptions(parent)))
+      if (own.has(key) && !(key in taken)) taken[key] = value;
+  return taken;
 }
 
 function unknownCommand(word: string, names: string[], path: string): UsageError {

@@ -3,7 +3,7 @@
  * its identity, `serve` runs enrollment and the control plane, `join-key`
  * mints, lists and revokes keys, `api-key` does the same for the OpenAI
  * API's keys, `nodes` lists enrolled nodes, their leases and model
- * assignments, `models` publishes and assigns models (src/cli/pull.ts). Every subcommand takes --state DIR (default $XDG_STATE_HOME/xim/router).
+ * assignments (`nodes revoke` revokes one), `models` publishes and assigns models (src/cli/pull.ts). Every subcommand takes --state DIR (default $XDG_STATE_HOME/xim/router).
  */
 import { InvalidArgumentError } from "commander";
 import { ExitCode, UsageError } from "../core/errors.ts";
@@ -19,7 +19,7 @@ import {
 import { initRouter, loadIdentity } from "../router/identity.ts";
 import { createJoinKey, joinKeyStatus, parseDuration, parseLabels } from "../router/join-keys.ts";
 import { describeAssignment } from "../router/model-assignments.ts";
-import { listNodes } from "../router/nodes.ts";
+import { listNodes, revokeNode } from "../router/nodes.ts";
 import { startRouterService } from "../router/service.ts";
 import { RouterStore } from "../router/store.ts";
 import type { CommandContext, CommandSpec, OptionSpec } from "./command.ts";
@@ -505,6 +505,34 @@ const apiKey: CommandSpec = {
   subcommands: [apiKeyCreate, apiKeyList, apiKeyRevoke],
 };
 
+const nodesRevoke: CommandSpec = {
+  name: "revoke",
+  summary:
+    "Revoke a node for good: a running router ends its lease and its streams within about a second, and its key is refused from then on",
+  description:
+    "NODE_ID may be an unambiguous prefix of the id. The revoked node is told so and 'xim run' there exits with code 13; the machine serves again only after enrolling with a new join key ('xim enroll --join-key ... --force'). Revoking a revoked node changes nothing.",
+  arguments: ["<node-id>"],
+  settings: ["logLevel"],
+  options: [stateOption, jsonOption],
+  examples: [
+    "xim router nodes revoke node_3f2a9c1b7d4e5f60718293a4",
+    "xim router nodes revoke node_3f2a --json",
+  ],
+  async run(ctx) {
+    const revoked = await withStore(ctx, (store) => revokeNode(store, ctx.args[0]));
+    if (ctx.options.json) ctx.io.stdout(`${JSON.stringify(revoked)}\n`);
+    else if (revoked.alreadyRevoked)
+      ctx.io.stdout(`${revoked.nodeId} was already revoked at ${revoked.revokedAt}; nothing changed\n`);
+    else {
+      ctx.io.stdout(`revoked ${revoked.nodeId}\n`);
+      ctx.io.stderr(
+        "A running router ends its lease and fails its streams within about a second; the machine serves again only after enrolling with a new join key.\n",
+      );
+    }
+    return ExitCode.ok;
+  },
+};
+
 const nodes: CommandSpec = {
   name: "nodes",
   summary: "List enrolled nodes: lease state, last renewal, models, capacity, assigned model and its pull",
@@ -514,7 +542,9 @@ const nodes: CommandSpec = {
     "xim router nodes",
     "watch -n1 xim router nodes",
     "xim router nodes --json | jq '.nodes[] | select(.state==\"ready\")'",
+    "xim router nodes revoke node_3f2a",
   ],
+  subcommands: [nodesRevoke],
   async run(ctx) {
     const list = await withStore(ctx, (store) => ({ nodes: listNodes(store), counters: store.counters() }));
     if (ctx.options.json) {

@@ -1,14 +1,32 @@
 /**
  * @module Crash-safe file writes: write a temporary sibling, fsync it, rename
  * it over the target, fsync the folder. A reader sees the old file or the new
- * one, never half of either. Private state uses mode 0600 in a 0700 folder.
+ * one, never half of either. Private state uses mode 0600 in a 0700 folder
+ * (private-path.ts says when a folder counts as private).
  */
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import {
+  checkPrivatePath,
+  PRIVATE_DIR_MODE,
+  PRIVATE_FILE_MODE,
+  privatePathProblem,
+  unsafePathError,
+} from "./private-path.ts";
 
-export const PRIVATE_FILE_MODE = 0o600;
-export const PRIVATE_DIR_MODE = 0o700;
+export { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE };
+
+export interface PrivateDirOptions {
+  /** Names the folder in errors: "the config folder". */
+  what?: string;
+  /**
+   * For a folder holding secrets (the node's config folder): a symlink, or
+   * an existing folder with any group or other permission, is refused
+   * rather than tightened (it may already hold a file someone else put there).
+   */
+  strict?: boolean;
+}
 
 export interface AtomicWriteOptions {
   mode?: number;
@@ -43,13 +61,28 @@ export async function writeFileAtomic(
   await syncDir(dir);
 }
 
-/** Create a private folder (0700), tightening the mode of an existing one we own. */
-export async function ensurePrivateDir(path: string): Promise<void> {
+/**
+ * Create a private folder (0700). A folder owned by another user is refused
+ * (XIM_STATE_UNSAFE, with the fix); an existing one of ours with a looser
+ * mode is tightened, or with `strict` refused.
+ */
+export async function ensurePrivateDir(path: string, options: PrivateDirOptions = {}): Promise<void> {
+  const what = options.what ?? "the folder";
+  if (options.strict) {
+    if (await checkPrivatePath(path, "folder", what)) return;
+    await mkdir(path, { recursive: true, mode: PRIVATE_DIR_MODE });
+    // Check what is there now: another process may have raced us to the name.
+    await checkPrivatePath(path, "folder", what);
+    return;
+  }
   await mkdir(path, { recursive: true, mode: PRIVATE_DIR_MODE });
   const info = await stat(path);
-  if ((info.mode & 0o777) !== PRIVATE_DIR_MODE && info.uid === process.getuid?.()) {
-    await chmod(path, PRIVATE_DIR_MODE);
+  const uid = process.getuid?.();
+  if (uid !== undefined && info.uid !== uid) {
+    const problem = privatePathProblem(path, info, "folder", uid);
+    if (problem) throw unsafePathError(path, what, problem);
   }
+  if ((info.mode & 0o777) !== PRIVATE_DIR_MODE) await chmod(path, PRIVATE_DIR_MODE);
 }
 
 async function syncDir(dir: string): Promise<void> {

@@ -7,7 +7,7 @@
  * the type is checked with stat first and again on the opened descriptor).
  */
 import { closeSync, constants, fstatSync, openSync, readSync, statSync } from "node:fs";
-import { open, stat } from "node:fs/promises";
+import { lstat, open, stat } from "node:fs/promises";
 import { XimError } from "./errors.ts";
 
 export interface BoundedReadOptions {
@@ -15,6 +15,8 @@ export interface BoundedReadOptions {
   what: string;
   /** Refuse a file larger than this many bytes. */
   maxBytes: number;
+  /** Refuse a symlink instead of following it (private state: the link could point anywhere). */
+  noFollow?: boolean;
 }
 
 function describeType(info: {
@@ -53,12 +55,15 @@ function tooLarge(path: string, what: string, size: number, maxBytes: number): X
  */
 export async function readFileBounded(path: string, options: BoundedReadOptions): Promise<Buffer> {
   const { what, maxBytes } = options;
-  const before = await stat(path);
+  const before = await (options.noFollow ? lstat(path) : stat(path));
+  if (before.isSymbolicLink()) throw refuseType(path, what, "a symbolic link");
   if (!before.isFile()) throw refuseType(path, what, describeType(before));
   if (before.size > maxBytes) throw tooLarge(path, what, before.size, maxBytes);
   // O_NONBLOCK: if the path was swapped for a FIFO between stat and open, the
   // open does not hang; the fstat below then refuses it.
-  const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  // O_NOFOLLOW: a symlink swapped in after the lstat fails the open (ELOOP).
+  const flags = constants.O_RDONLY | constants.O_NONBLOCK | (options.noFollow ? constants.O_NOFOLLOW : 0);
+  const handle = await open(path, flags);
   try {
     const info = await handle.stat();
     if (!info.isFile()) throw refuseType(path, what, describeType(info));

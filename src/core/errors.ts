@@ -5,11 +5,30 @@
  * Anything thrown that is not an XimError is a bug and prints its stack.
  */
 
-/** Exit codes documented in the README: scripts branch on these. */
+/** Every exit code of xim, documented in the README's table: scripts branch on these. */
 export const ExitCode = {
   ok: 0,
   failure: 1,
   usage: 2,
+  /** `xim enroll`: the node is already enrolled; nothing changed (--force replaces). */
+  alreadyEnrolled: 3,
+  malformedKey: 4,
+  expiredKey: 5,
+  usedKey: 6,
+  /** The join key is unknown to the router, or was revoked. */
+  unknownKey: 7,
+  /** The router cannot be reached (connection refused, DNS, timeout). */
+  unreachable: 8,
+  /** The TLS handshake with the router failed. */
+  tls: 9,
+  /** The router's TLS certificate or CURVE key does not match the join key's pins. */
+  fingerprint: 10,
+  /** Node and router speak different protocol versions. */
+  version: 11,
+  /** Enrollment over plain HTTP refused (no --insecure). */
+  insecure: 12,
+  /** The router's operator revoked this node (`xim router nodes revoke`): enroll again with a new join key. */
+  revoked: 13,
   /** EX_CONFIG from sysexits.h: the configuration is invalid. */
   config: 78,
 } as const;

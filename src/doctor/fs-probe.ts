@@ -45,14 +45,8 @@ export function writableBy(s: Stats, uid: number, gids: readonly number[]): bool
   return (s.mode & 0o003) === 0o003;
 }
 
-export function octal(mode: number): string {
-  return `0${(mode & 0o777).toString(8).padStart(3, "0")}`;
-}
-
-/** Single-quote a path for a shell command line when it needs it. */
-export function shellQuote(s: string): string {
-  return /^[A-Za-z0-9_./:@%+=,-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
-}
+// Shared with the agent's own checks of its private state.
+export { octal, shellQuote } from "../core/private-path.ts";
 
 /** Bytes under a folder; stops early when the check is abandoned. */
 export async function folderUsage(dir: string, signal: AbortSignal): Promise<number> {

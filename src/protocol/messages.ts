@@ -297,6 +297,18 @@ export const ModelUnassignSchema = v.object({
   assignmentId: id(64),
 });
 
+/**
+ * The operator revoked this node (`xim router nodes revoke`): its lease is
+ * over, its streams are ended, and its key never registers or enrolls
+ * again. The node stops and exits (a revoked node fixes nothing by retrying).
+ */
+export const NodeRevokedSchema = v.object({
+  v: version,
+  type: v.literal("node_revoked"),
+  nodeId: NodeIdSchema,
+  message: text(),
+});
+
 // ---- router -> node, streaming socket --------------------------------------------------------
 
 export const CreditSchema = v.object({
@@ -346,6 +358,7 @@ export const RouterMessageSchema = v.variant("type", [
   ModelReplyMessageSchema,
   ModelAssignSchema,
   ModelUnassignSchema,
+  NodeRevokedSchema,
 ]);
 
 export type NodeMessage = v.InferOutput<typeof NodeMessageSchema>;

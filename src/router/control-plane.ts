@@ -6,6 +6,14 @@
  * lease duration without renewal, and the hooks the inference path uses
  * to send dispatches and receive stream messages. Bad frames are counted
  * and dropped; nothing a peer sends can stop the loop.
+ *
+ * Revocation (`xim router nodes revoke`, another process) reaches the running
+ * router through the shared database: the ZAP allow-list reads it at every
+ * handshake, and a poll (about once a second) ends the lease of a revoked
+ * node that is still connected: `node_revoked` is sent on its live
+ * connection, its routing ids are unbound (so its renewals, stream messages
+ * and our dispatches to it stop at once) and the lease listeners hear of it
+ * with `revoked` set, so the relay ends its streams and requeues.
  */
 import { randomBytes } from "node:crypto";
 import type * as zmq from "zeromq";
@@ -46,7 +54,15 @@ export interface Lease {
   agentVersion: string;
   /** The `lastEpoch` the node sent in its register: 0 from a process that never held a lease. */
   lastEpoch?: number;
+  /** Set when the lease ended because the operator revoked the node (state is then "expired"). */
+  revoked?: boolean;
 }
+
+/** How often the running router looks for nodes revoked by `xim router nodes revoke` (another process). */
+export const REVOCATION_POLL_MS = 1000;
+
+const REVOKED_MESSAGE =
+  "the router's operator revoked this node (xim router nodes revoke); its key is refused from now on";
 
 export interface ControlPlaneOptions {
   store: RouterStore;
@@ -59,6 +75,8 @@ export interface ControlPlaneOptions {
   expiryCheckMs?: number;
   /** false: ZeroMQ without CURVE (`--insecure-zmq`, development and benchmarks only). */
   curve?: boolean;
+  /** How often revocations written by another process are looked for (default REVOCATION_POLL_MS). */
+  revocationPollMs?: number;
 }
 
 export type NodeMessageListener = (lease: Lease, message: NodeMessage) => void;
@@ -78,6 +96,7 @@ const COUNTERS = [
   "renewed",
   "registered",
   "badProof",
+  "revoked",
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 
@@ -100,7 +119,7 @@ function applyStatus(lease: Lease, m: NodeStatus): void {
 interface Retired {
   nodeId: string;
   epoch: number;
-  code: "fenced" | "expired";
+  code: "fenced" | "expired" | "revoked";
 }
 
 export class ControlPlane {
@@ -148,7 +167,7 @@ export class ControlPlane {
       if (!node || node.revokedAt !== null) {
         this.#count(
           "zapRefused",
-          `${role}: CURVE key ${req.publicKey ?? "(none)"} from ${req.address} is not an enrolled node`,
+          `${role}: CURVE key ${req.publicKey ?? "(none)"} from ${req.address} ${node ? `is node ${node.nodeId}, which was revoked` : "is not an enrolled node"}`,
         );
         return { allow: false, reason: node ? "revoked" : "not enrolled" };
       }
@@ -178,12 +197,16 @@ export class ControlPlane {
     const check = this.#o.expiryCheckMs ?? 100;
     this.#timers.push(setInterval(() => this.#expire(), check));
     this.#timers.push(setInterval(() => this.#flushCounters(), 1000));
+    this.#timers.push(
+      setInterval(() => this.checkRevocations(), this.#o.revocationPollMs ?? REVOCATION_POLL_MS),
+    );
   }
 
   /** Leases of the previous run are void, but they still expire on time if the node does not come back. */
   #loadOrphanLeases(): void {
     for (const n of this.#o.store.listNodes()) {
       if (!n.leaseId || n.state === null || n.state === "expired" || n.lastRenewal === null) continue;
+      if (n.revokedAt !== null) continue;
       this.#leases.set(n.nodeId, {
         nodeId: n.nodeId,
         project: n.project,
@@ -236,6 +259,23 @@ export class ControlPlane {
       stream ? (lease.streamingRoutingId as string) : lease.controlRoutingId,
       message,
     );
+  }
+
+  /**
+   * End the lease of every connected node revoked in the database (by
+   * `xim router nodes revoke`): what the poll timer runs; tests call it
+   * directly. A database error is logged and tried again at the next poll.
+   */
+  checkRevocations(): void {
+    if (this.#closed || this.#leases.size === 0) return;
+    let revoked: Set<string>;
+    try {
+      revoked = this.#o.store.revokedNodeIds();
+    } catch (err) {
+      this.#log.warn({ err }, "could not read the revoked nodes; trying again at the next poll");
+      return;
+    }
+    for (const lease of [...this.#leases.values()]) if (revoked.has(lease.nodeId)) this.#revoke(lease);
   }
 
   /** Every valid message from a node with a live lease that the control plane does not consume itself. */
@@ -496,6 +536,16 @@ export class ControlPlane {
     const bound = this.#byRoutingId.get(routingId);
     if (!bound || bound.leaseId !== m.leaseId || bound.state === "expired") {
       const retired = this.#retired.get(m.leaseId);
+      if (retired?.code === "revoked") {
+        // A revoked node that kept its connection: tell it again, renew nothing.
+        this.#count("unbound", `${retired.nodeId}: renewal of a revoked node's lease refused`);
+        void this.#sendTo(socket, routingId, {
+          type: "node_revoked",
+          nodeId: retired.nodeId,
+          message: REVOKED_MESSAGE,
+        });
+        return;
+      }
       const current = retired ? this.#leases.get(retired.nodeId) : undefined;
       const code =
         bound?.state === "expired" && bound.leaseId === m.leaseId
@@ -616,6 +666,38 @@ export class ControlPlane {
     if (this.#retired.size > 10_000) {
       for (const key of [...this.#retired.keys()].slice(0, 5000)) this.#retired.delete(key);
     }
+  }
+
+  /**
+   * The operator revoked this node: tell it on its live connection (before
+   * unbinding, which stops everything it sends and everything sent to it),
+   * forget the lease (a revoked node never registers again), and let the
+   * listeners end its streams.
+   */
+  #revoke(lease: Lease): void {
+    const previous = lease.state;
+    if (lease.controlRoutingId !== null)
+      void this.#sendTo(this.#control, lease.controlRoutingId, {
+        type: "node_revoked",
+        nodeId: lease.nodeId,
+        message: REVOKED_MESSAGE,
+      });
+    lease.state = "expired";
+    lease.revoked = true;
+    this.counters.revoked++;
+    this.#unbind(lease);
+    this.#leases.delete(lease.nodeId);
+    this.#retired.set(lease.leaseId, { nodeId: lease.nodeId, epoch: lease.epoch, code: "revoked" });
+    try {
+      this.#o.store.updateLease(lease.nodeId, { state: "expired", stateReason: "revoked by the operator" });
+    } catch (err) {
+      this.#log.warn({ err }, "could not save the end of a revoked node's lease");
+    }
+    this.#log.warn(
+      { nodeId: lease.nodeId, epoch: lease.epoch, wasConnected: lease.controlRoutingId !== null },
+      "node revoked by the operator: lease ended, its streams fail, its key is refused from now on",
+    );
+    this.#emitLease(lease, previous);
   }
 
   #emitLease(lease: Lease, previous: NodeState | null): void {

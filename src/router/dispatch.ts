@@ -209,7 +209,8 @@ export class RouterRelay {
     this.#unsubscribe.push(
       this.#cp.onNodeMessage((lease, m) => this.#onNodeMessage(lease, m)),
       this.#cp.onLeaseChange((lease) => {
-        if (lease.state === "expired") {
+        if (lease.revoked) this.#nodeRevoked(lease.nodeId);
+        else if (lease.state === "expired") {
           // A node's last stream messages travel on its streaming socket and may arrive just after
           // the lease release sent on control: give them a moment before failing what is left.
           const timer = setTimeout(() => {
@@ -378,6 +379,18 @@ export class RouterRelay {
         this.#orphans.set(nodeId, ids);
         this.#fail(s, 502, "node_lost", "the node serving this request went away");
       }
+  }
+
+  /** The operator revoked the node: its streams end now (it is told to stop, and never comes back). */
+  #nodeRevoked(nodeId: string): void {
+    for (const s of [...this.#streams.values()])
+      if (s.nodeId === nodeId)
+        this.#fail(
+          s,
+          502,
+          "node_revoked",
+          "the node serving this request was revoked by the router's operator; retry the request",
+        );
   }
 
   #cancelOrphans(lease: Lease): void {

@@ -3,8 +3,12 @@
  * its lease. A lease whose renewals stopped counts as expired even when
  * the router that would have marked it is not running. Each node carries
  * its model assignment and the latest pull progress it reported.
+ * `revokeNode` is `xim router nodes revoke`: it only writes the state
+ * database; the running router (another process) picks the revocation up
+ * within a second (control-plane.ts) and ends the node's lease and streams.
  */
 import { isoTime } from "../core/time-text.ts";
+import { findNode } from "./model-assignments.ts";
 import type { AssignmentRow, NodeRow, NodeState, RouterStore } from "./store.ts";
 
 export interface NodeListing {
@@ -24,6 +28,8 @@ export interface NodeListing {
   agentVersion: string;
   labels: Record<string, string>;
   enrolledAt: string;
+  /** When the operator revoked the node (ISO 8601); null while it is not revoked. */
+  revokedAt: string | null;
   hardware: Record<string, unknown> | null;
   /** The assigned model (`xim router models assign`) and its latest pull progress; null when none. */
   assignment: AssignmentRow | null;
@@ -61,7 +67,32 @@ export function listNodes(store: RouterStore, now = Date.now()): NodeListing[] {
     agentVersion: n.agentVersion,
     labels: n.labels,
     enrolledAt: isoTime(n.enrolledAt),
+    revokedAt: n.revokedAt === null ? null : isoTime(n.revokedAt),
     hardware: n.hardware,
     assignment: assignments.get(n.nodeId) ?? null,
   }));
+}
+
+export interface RevokedNode {
+  nodeId: string;
+  /** When it was revoked (ISO 8601): the first revocation's time when it already was. */
+  revokedAt: string;
+  /** It was revoked before this call; nothing changed. */
+  alreadyRevoked: boolean;
+}
+
+/**
+ * Revoke an enrolled node by its id or an unambiguous prefix (an unknown or
+ * ambiguous id is a usage error that lists the candidates). Its key is
+ * refused from now on at every CURVE handshake, registration and enrollment.
+ */
+export function revokeNode(store: RouterStore, idOrPrefix: string, now = Date.now()): RevokedNode {
+  const node = findNode(store, idOrPrefix);
+  const revoked = store.revokeNode(node.nodeId, now);
+  const at = revoked?.revokedAt ?? now;
+  return {
+    nodeId: node.nodeId,
+    revokedAt: new Date(at).toISOString(),
+    alreadyRevoked: node.revokedAt !== null,
+  };
 }

@@ -325,14 +325,18 @@ export class RouterStore {
         code: "used_key",
         message: `join key ${key.id} is used up (${key.uses} of ${key.usesAllowed} enrollments)`,
       };
-    const taken = this.db.prepare("SELECT node_id FROM nodes WHERE public_key = ?").get(input.publicKey) as
-      | Row
-      | undefined;
+    const taken = this.db
+      .prepare("SELECT node_id, revoked_at FROM nodes WHERE public_key = ?")
+      .get(input.publicKey) as Row | undefined;
+    // The row of a revoked node stays: its key can never enroll (or register) again.
     if (taken)
       return {
         ok: false,
         code: "node_key_in_use",
-        message: `this CURVE public key is already enrolled as ${String(taken.node_id)}`,
+        message:
+          taken.revoked_at === null
+            ? `this CURVE public key is already enrolled as ${String(taken.node_id)}`
+            : `this CURVE public key belonged to node ${String(taken.node_id)}, which was revoked; a revoked key never enrolls again`,
       };
     this.db.prepare("UPDATE join_keys SET uses = uses + 1 WHERE id = ?").run(key.id);
     this.db
@@ -362,6 +366,23 @@ export class RouterStore {
   nodeByPublicKey(publicKey: string): NodeRow | null {
     const row = this.db.prepare("SELECT * FROM nodes WHERE public_key = ?").get(publicKey) as Row | undefined;
     return row ? toNode(row) : null;
+  }
+
+  /**
+   * Revoke a node (`xim router nodes revoke`): the first revocation time is
+   * kept. The running router sees it at its next poll (revokedNodeIds).
+   */
+  revokeNode(nodeId: string, now: number): NodeRow | null {
+    this.#statement(
+      "UPDATE nodes SET revoked_at = COALESCE(revoked_at, ?), state_reason = 'revoked by the operator' WHERE node_id = ?",
+    ).run(now, nodeId);
+    return this.getNode(nodeId);
+  }
+
+  /** The ids of every revoked node (few: what the running router polls for). */
+  revokedNodeIds(): Set<string> {
+    const rows = this.#statement("SELECT node_id FROM nodes WHERE revoked_at IS NOT NULL").all() as Row[];
+    return new Set(rows.map((r) => String(r.node_id)));
   }
 
   listNodes(): NodeRow[] {

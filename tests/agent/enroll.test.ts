@@ -9,9 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
-import { EnrollExit, enroll } from "../../src/agent/enroll.ts";
+import { enroll } from "../../src/agent/enroll.ts";
 import { isEnrolled, KEY_FILE, loadEnrollmentState } from "../../src/agent/enrollment-state.ts";
-import { XimError } from "../../src/core/errors.ts";
+import { ExitCode, XimError } from "../../src/core/errors.ts";
 import { createLogger, silentLogger } from "../../src/core/log.ts";
 import { Secret } from "../../src/core/secret.ts";
 import { encodeJoinKey, parseJoinKey } from "../../src/protocol/join-key.ts";
@@ -80,7 +80,7 @@ describe("enrollment", { timeout: 30_000 }, () => {
     assert.equal(statSync(configDir).mode & 0o777, 0o700);
     assert.equal(statSync(join(configDir, "enrollment.json")).mode & 0o777, 0o600);
     assert.equal(statSync(join(configDir, KEY_FILE)).mode & 0o777, 0o600);
-    const state = loadEnrollmentState(configDir);
+    const state = await loadEnrollmentState(configDir);
     assert.equal(state?.routerPublicKey, secure.identity.curve.publicKey);
     assert.deepEqual(state?.labels, { gpu: "none" });
     assert.equal(secure.store.getNode(result.nodeId)?.project, "team-a");
@@ -91,7 +91,7 @@ describe("enrollment", { timeout: 30_000 }, () => {
     const first = await enroll({ joinKey: mint(secure, 2), allowInsecure: false, configDir, logger });
     await refused(
       enroll({ joinKey: mint(secure), allowInsecure: false, configDir, logger }),
-      EnrollExit.alreadyEnrolled,
+      ExitCode.alreadyEnrolled,
       /already enrolled/,
     );
     const second = await enroll({
@@ -103,7 +103,7 @@ describe("enrollment", { timeout: 30_000 }, () => {
     });
     assert.notEqual(second.nodeId, first.nodeId);
     assert.equal(second.replaced, true);
-    assert.equal(loadEnrollmentState(configDir)?.nodeId, second.nodeId);
+    assert.equal((await loadEnrollmentState(configDir))?.nodeId, second.nodeId);
   });
 
   test("revoked and unknown keys are refused with their own message", async () => {
@@ -112,7 +112,7 @@ describe("enrollment", { timeout: 30_000 }, () => {
     assert.ok(secure.store.revokeJoinKey(id, Date.now()));
     await refused(
       enroll({ joinKey: key, allowInsecure: false, configDir: fresh(), logger }),
-      EnrollExit.unknownKey,
+      ExitCode.unknownKey,
       /revoked/,
     );
     const parts = parseJoinKey(mint(secure));
@@ -120,7 +120,7 @@ describe("enrollment", { timeout: 30_000 }, () => {
     const unknown = encodeJoinKey({ ...parts.key, secret: new Uint8Array(randomBytes(16)) });
     await refused(
       enroll({ joinKey: unknown, allowInsecure: false, configDir: fresh(), logger }),
-      EnrollExit.unknownKey,
+      ExitCode.unknownKey,
       /does not know/,
     );
   });
@@ -137,7 +137,7 @@ describe("enrollment", { timeout: 30_000 }, () => {
           configDir: fresh(),
           logger,
         }),
-        EnrollExit.fingerprint,
+        ExitCode.fingerprint,
         /TLS certificate/,
       );
       assert.equal(other.store.listNodes().length, 0);
@@ -150,7 +150,7 @@ describe("enrollment", { timeout: 30_000 }, () => {
     const key = mint(plain);
     await refused(
       enroll({ joinKey: key, allowInsecure: false, configDir: fresh(), logger }),
-      EnrollExit.insecure,
+      ExitCode.insecure,
       /plain HTTP/,
     );
     const lines: string[] = [];
@@ -184,7 +184,7 @@ describe("enrollment", { timeout: 30_000 }, () => {
         configDir: fresh(),
         logger,
       }),
-      EnrollExit.tls,
+      ExitCode.tls,
       /TLS with the router/,
     );
   });
@@ -198,17 +198,17 @@ describe("enrollment state on disk", () => {
     const keyFile = join(configDir, KEY_FILE);
     const saved = readFileSync(keyFile, "utf8");
     writeFileSync(keyFile, JSON.stringify({ publicKey: "0".repeat(40), secretKey: "0".repeat(40) }));
-    assert.throws(
+    await assert.rejects(
       () => loadEnrollmentState(configDir),
       (err: unknown) =>
         err instanceof XimError && /another key/.test(err.message) && /--force/.test(err.hint ?? ""),
     );
     writeFileSync(keyFile, saved);
     writeFileSync(join(configDir, "enrollment.json"), "{not json");
-    assert.throws(
+    await assert.rejects(
       () => loadEnrollmentState(configDir),
       (err: unknown) => err instanceof XimError && err.code === "XIM_STATE_UNREADABLE",
     );
-    assert.equal(loadEnrollmentState(fresh()), null, "no state at all is simply 'not enrolled'");
+    assert.equal(await loadEnrollmentState(fresh()), null, "no state at all is simply 'not enrolled'");
   });
 });

@@ -51,7 +51,7 @@ after(async () => {
 
 /** A copy of the enrolled state with some fields changed (and optionally another key pair). */
 async function variant(change: Partial<EnrollmentFile>, newKeys = false): Promise<string> {
-  const state = loadEnrollmentState(enrolledDir);
+  const state = await loadEnrollmentState(enrolledDir);
   assert.ok(state);
   const { keys, configDir: _dir, ...file } = state;
   const pair = newKeys ? generateCurveKeyPair() : keys;

@@ -12,10 +12,10 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { EnrollExit, enroll } from "../../src/agent/enroll.ts";
+import { enroll } from "../../src/agent/enroll.ts";
 import { loadEnrollmentState } from "../../src/agent/enrollment-state.ts";
 import { pingRouter } from "../../src/agent/ping.ts";
-import { XimError } from "../../src/core/errors.ts";
+import { ExitCode, XimError } from "../../src/core/errors.ts";
 import { silentLogger } from "../../src/core/log.ts";
 import { encodeJoinKey, parseJoinKey } from "../../src/protocol/join-key.ts";
 import { loadIdentity } from "../../src/router/identity.ts";
@@ -142,7 +142,7 @@ describe("control plane with real processes", { timeout: 90_000 }, () => {
     assert.equal(statSync(nodeDir).mode & 0o777, 0o700);
     for (const f of ["enrollment.json", "curve.key"])
       assert.equal(statSync(join(nodeDir, f)).mode & 0o777, 0o600, f);
-    const state = loadEnrollmentState(nodeDir);
+    const state = await loadEnrollmentState(nodeDir);
     assert.equal(state?.controlEndpoint, endpoints.control);
     assert.equal(state?.labels.zone, "a");
     assert.ok(
@@ -163,11 +163,11 @@ describe("control plane with real processes", { timeout: 90_000 }, () => {
       ...env,
       XEROTIER_AGENT_CONFIG_DIR: nodeDir,
     });
-    assert.equal(r.code, EnrollExit.alreadyEnrolled);
+    assert.equal(r.code, ExitCode.alreadyEnrolled);
     assert.match(r.stderr, /already enrolled/);
     assert.deepEqual(
       JSON.parse(r.stdout).error.exitCode,
-      EnrollExit.alreadyEnrolled,
+      ExitCode.alreadyEnrolled,
       "--json reports failures as JSON too",
     );
     assert.equal(readFileSync(join(nodeDir, "enrollment.json"), "utf8"), before);
@@ -178,7 +178,7 @@ describe("control plane with real processes", { timeout: 90_000 }, () => {
     const base = { allowInsecure: false, logger };
     await expectEnrollError(
       enroll({ ...base, joinKey: key, configDir: fresh() }),
-      EnrollExit.usedKey,
+      ExitCode.usedKey,
       /used up/,
     );
 
@@ -194,18 +194,18 @@ describe("control plane with real processes", { timeout: 90_000 }, () => {
     await new Promise((r) => setTimeout(r, 10));
     await expectEnrollError(
       enroll({ ...base, joinKey: expired.key, configDir: fresh() }),
-      EnrollExit.expiredKey,
+      ExitCode.expiredKey,
       /expired/,
     );
 
     await expectEnrollError(
       enroll({ ...base, joinKey: `${key.slice(0, -6)}`, configDir: fresh() }),
-      EnrollExit.malformedKey,
+      ExitCode.malformedKey,
       /malformed \((checksum|token)\)/,
     );
     await expectEnrollError(
       enroll({ ...base, joinKey: key.replace("xjk_default_", "xjk_Default_"), configDir: fresh() }),
-      EnrollExit.malformedKey,
+      ExitCode.malformedKey,
       /malformed \(project\)/,
     );
 
@@ -220,7 +220,7 @@ describe("control plane with real processes", { timeout: 90_000 }, () => {
     const tampered = encodeJoinKey({ ...parts.key, tlsPin: "ab".repeat(32) });
     await expectEnrollError(
       enroll({ ...base, joinKey: tampered, configDir: fresh() }),
-      EnrollExit.fingerprint,
+      ExitCode.fingerprint,
       /does not match the join key's pin/,
     );
     assert.equal(
@@ -233,7 +233,7 @@ describe("control plane with real processes", { timeout: 90_000 }, () => {
     const wrongCurve = encodeJoinKey({ ...parts.key, curvePin: "cd".repeat(32) });
     await expectEnrollError(
       enroll({ ...base, joinKey: wrongCurve, configDir: fresh() }),
-      EnrollExit.malformedKey,
+      ExitCode.malformedKey,
       /CURVE pin is not this router's/,
     );
     assert.equal(store.listJoinKeys().find((k) => k.id === good.row.id)?.uses, 0, "no use spent");
@@ -245,7 +245,7 @@ describe("control plane with real processes", { timeout: 90_000 }, () => {
         routerUrl: endpoints.enrollUrl.replace("https:", "http:"),
         configDir: fresh(),
       }),
-      EnrollExit.insecure,
+      ExitCode.insecure,
       /plain HTTP/,
     );
     const closed = createServer();
@@ -259,13 +259,13 @@ describe("control plane with real processes", { timeout: 90_000 }, () => {
         routerUrl: `https://127.0.0.1:${closedPort}`,
         configDir: fresh(),
       }),
-      EnrollExit.unreachable,
+      ExitCode.unreachable,
       /connection refused/,
     );
   });
 
   test("pingRouter: the enrolled key gets a pong, a key that never enrolled cannot complete the handshake", async () => {
-    const state = loadEnrollmentState(nodeDir);
+    const state = await loadEnrollmentState(nodeDir);
     assert.ok(state);
     const ok = await pingRouter(state, { timeoutMs: 5000 });
     assert.equal(ok.ok, true, ok.message ?? "");
@@ -357,7 +357,7 @@ describe("control plane with real processes", { timeout: 90_000 }, () => {
     const runEnv = { ...env, ...LEASE, XEROTIER_AGENT_CONFIG_DIR: dir, XEROTIER_AGENT_JOIN_KEY: joinKey };
     const first = new XimProcess(["run"], runEnv);
     try {
-      const id = await waitFor(() => loadEnrollmentState(dir)?.nodeId, {
+      const id = await waitFor(async () => (await loadEnrollmentState(dir))?.nodeId, {
         timeoutMs: 20_000,
         what: "enrollment by xim run",
         stopIf: () => first.child.exitCode !== null,

@@ -147,6 +147,7 @@ export const routerExamples: Outgoing<RouterMessage>[] = [
   },
   { type: "model_assign", assignmentId: "as_0123456789abcdef", name: "tiny" },
   { type: "model_unassign", assignmentId: "as_0123456789abcdef" },
+  { type: "node_revoked", nodeId: `node_${"a".repeat(24)}`, message: "revoked by the operator" },
 ];
 
 function normalise(value: unknown): unknown {

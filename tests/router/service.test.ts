@@ -51,7 +51,7 @@ test("a published model reaches an enrolled node over its control and streaming 
       labels: {},
     }).key;
     await enroll({ joinKey: key, allowInsecure: false, configDir, logger });
-    const state = loadEnrollmentState(configDir);
+    const state = await loadEnrollmentState(configDir);
     assert.ok(state);
     const s = new NodeSession({
       state,

@@ -22,6 +22,12 @@ export const configDir: Check = {
   async run(ctx) {
     const dir = ctx.config.configDir;
     const q = shellQuote(dir);
+    // Not followed: whoever controls a symlink's target controls the node's identity.
+    if ((await lstatOrUndefined(dir))?.isSymbolicLink())
+      return fail(
+        `${dir} is a symbolic link; xim refuses a config folder it does not own directly`,
+        `rm ${q} && mkdir -m 700 ${q} (then enroll again), or point XEROTIER_AGENT_CONFIG_DIR at the real folder`,
+      );
     const s = await statOrUndefined(dir);
     if (!s) {
       const parent = await nearestExisting(dir);

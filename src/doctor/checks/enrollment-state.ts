@@ -12,9 +12,9 @@ export const enrollmentState: Check = {
   group: "enrollment",
   title: "Enrollment state",
   async run(ctx) {
-    let state: ReturnType<typeof loadEnrollmentState>;
+    let state: Awaited<ReturnType<typeof loadEnrollmentState>>;
     try {
-      state = loadEnrollmentState(ctx.config.configDir);
+      state = await loadEnrollmentState(ctx.config.configDir);
     } catch (err) {
       const hint = (err as { hint?: string }).hint;
       return fail(messageOf(err), hint ?? "Enroll again: `xim enroll --join-key xjk_... --force`.");

@@ -19,9 +19,9 @@ export const routerReachable: Check = {
   title: "Router reachable (TCP, CURVE handshake, ping)",
   timeoutMs: ROUTER_TIMEOUT_MS + PING_TIMEOUT_MS + 1000,
   async run(ctx, signal) {
-    let state: ReturnType<typeof loadEnrollmentState>;
+    let state: Awaited<ReturnType<typeof loadEnrollmentState>>;
     try {
-      state = loadEnrollmentState(ctx.config.configDir);
+      state = await loadEnrollmentState(ctx.config.configDir);
     } catch {
       return skipped("the enrollment state is unreadable (see enrollment-state)");
     }

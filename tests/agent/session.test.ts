@@ -132,7 +132,9 @@ describe("the node session", { timeout: 60_000 }, () => {
     ]);
     await control.send([reg.rid, Buffer.alloc(16 * 1024 * 1024 + 1)]);
     await control.send([reg.rid, ack(state.nodeId, 5)]);
-    await waitFor(() => session.lease?.epoch === 5, { timeoutMs: 5000, what: "registration" });
+    // Generous: the node first decodes 300 garbage frames and a 16 MiB one,
+    // which took over 5 s on a loaded 2-core machine; the bound only stops a hang.
+    await waitFor(() => session.lease?.epoch === 5, { timeoutMs: 30_000, what: "registration" });
     assert.ok(
       session.counters.malformed > 0 &&
         session.counters.unknownType === 1 &&

@@ -35,8 +35,9 @@ export const engineSimCommand: CommandSpec = {
   summary: "Run the simulated OpenAI-compatible engine (same contract as `vllm serve`)",
   description: [
     "Listens at once and prints one JSON line on stdout with the bound port",
-    '({"event":"listening","host":...,"port":...,"baseUrl":...}); GET /health answers 503',
-    "until --load-time-ms has passed, then 200. Serves /v1/models, /v1/completions and",
+    '({"event":"listening","host":...,"port":...,"baseUrl":...}). Until --load-time-ms has',
+    "passed it resets every connection (vLLM refuses them while loading; with --loading-503",
+    "it answers 503 instead), then /health answers 200. Serves /v1/models, /v1/completions and",
     "/v1/chat/completions (stream or not), GET /metrics (Prometheus) and GET /debug/state",
     "(counters and the cache_salt values received). Output text is deterministic.",
     "Stops on SIGTERM/SIGINT (exit 0).",
@@ -119,6 +120,16 @@ export const engineSimCommand: CommandSpec = {
         "answer /v1 paths only with `Authorization: Bearer <key>` (401 otherwise), as vLLM's; default: the VLLM_API_KEY environment variable, else no key",
     },
     {
+      flags: "--loading-503",
+      description: "while loading, answer 503 on /health and API paths instead of resetting connections",
+    },
+    {
+      flags: "--fail-mid-stream-after <tokens>",
+      description:
+        "fail every request after this many tokens as vLLM does (a stream ends with its error event and [DONE]; otherwise 500)",
+      parse: nonNegativeInt("--fail-mid-stream-after"),
+    },
+    {
       flags: "--exit-on-stdin-close",
       description: "exit when stdin closes (the supervisor's pipe: dies with its parent)",
     },
@@ -126,6 +137,7 @@ export const engineSimCommand: CommandSpec = {
   examples: [
     "xim engine-sim --port 8000 --model demo --ttft-ms 50 --itl-ms 10",
     "xim engine-sim --port 0 --load-time-ms 2000 --fail-at-start oom",
+    "xim engine-sim --port 0 --output-tokens 50 --fail-mid-stream-after 10",
   ],
   async run(ctx) {
     const o = ctx.options;
@@ -157,6 +169,8 @@ export const engineSimCommand: CommandSpec = {
           exitAfterMs: o.exitAfterMs as number | undefined,
           unhealthyAfterMs: o.unhealthyAfterMs as number | undefined,
           apiKey: (o.apiKey as string | undefined) || ctx.io.env.VLLM_API_KEY || undefined,
+          loading503: o.loading503 === true,
+          failMidStreamAfter: o.failMidStreamAfter as number | undefined,
         },
         ctx.io,
         shutdown.promise,

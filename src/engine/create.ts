@@ -58,6 +58,7 @@ const SIM_FLAGS = new Set([
   "--fail-at-start",
   "--exit-after-ms",
   "--unhealthy-after-ms",
+  "--fail-mid-stream-after",
 ]);
 
 /** Split user args into engine-sim options and the rest (vLLM arguments the simulator does not take). */

@@ -1,16 +1,36 @@
 /**
  * @module The simulated engine: an OpenAI-compatible HTTP server with the
  * contract of `vllm serve`, for tests, the demo and benchmarks where no GPU
- * exists.
+ * exists. It is a test double, so it fails where vLLM fails; every vLLM fact
+ * it imitates is a row of tests/fixtures/vllm/contract.md (with the vLLM
+ * file@commit it came from), checked by tests/engine/contract.test.ts.
  *
- * - Readiness: the server listens at once (so a caller learns its port) and
- *   answers 503 on /health and every API path until the load time has
- *   passed, then 200. (Real vLLM refuses connections until ready, research
- *   vllm.md §7; a supervisor that treats "refused" and "503" alike as "not
- *   ready yet" handles both.)
+ * - Readiness: real vLLM binds its port but does not listen() until the
+ *   engine is built, so connects are refused (ECONNREFUSED) while loading
+ *   (research vllm.md §7). Node cannot bind without listening, so this
+ *   server listens at once (a caller learns its port, and no other process
+ *   can take it) and, until the load time has passed, accepts every
+ *   connection and resets it at once (TCP RST; a Unix socket is closed): the
+ *   client gets ECONNRESET or "socket hang up" instead of ECONNREFUSED, on
+ *   every connection, with no request answered. A caller that treats any
+ *   connection failure as "not ready yet" (the supervisor does) sees the same
+ *   as with vLLM. `loading503` keeps the older behaviour (/health and API
+ *   paths answer 503 while loading) for a test that wants an HTTP answer.
  * - /v1/models, /v1/completions, /v1/chat/completions with and without
  *   `stream`; SSE `data: {...}\n\n` chunks ending in `data: [DONE]\n\n`;
- *   a usage chunk when `stream_options.include_usage` is true.
+ *   a usage chunk when `stream_options` is given and its `include_usage` is
+ *   not false/null (vLLM's default is true); `stream_options` without
+ *   `stream` is vLLM's 400.
+ * - Context length: prompt words count as tokens; a prompt of max_model_len
+ *   tokens or more, or prompt + max_tokens over it, is vLLM's 400 with its
+ *   words. A missing `model` means the served one; another name is a 404.
+ * - `failMidStreamAfter` (`--fail-mid-stream-after N`): every request that
+ *   would generate more than N tokens fails after N of them as vLLM does when
+ *   a request fails in the engine: a stream ends with vLLM's error event
+ *   (`data: {"error": {...}}\n\n`) then `data: [DONE]\n\n`; a non-streamed
+ *   request gets vLLM's 500. A server option rather than a request field,
+ *   so the request surface stays exactly vLLM's (a client behind a router
+ *   cannot make the engine fail).
  * - Deterministic output: the text is a function of the prompt, and the
  *   `id` of the X-Request-Id header (else of the prompt); `created` is fixed
  *   per server. So the same request gives the same bytes (cache_salt does
@@ -20,12 +40,14 @@
  * - cache_salt: validated as vLLM does (non-empty string), counted per salt
  *   hash in GET /metrics, and the raw salts of recent requests are in
  *   GET /debug/state (a test hook vLLM does not have).
- * - Errors use OpenAI's shape: {"error":{"message","type","param","code"}}.
+ * - /metrics: vLLM's gauge names and labels (`model_name`, `engine="0"`),
+ *   plus `xim_sim_*` counters.
+ * - Errors use vLLM's shape: {"error":{"message","type","param","code"}}.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { sleep as realSleep, type Sleep } from "../core/backoff.ts";
 import { sseEvent } from "./sse.ts";
 
@@ -47,6 +69,10 @@ export interface SimulatedEngineOptions {
   maxModelLen?: number;
   /** After being ready this long, /health answers 503 as vLLM's does once its engine died. */
   unhealthyAfterMs?: number;
+  /** While loading, answer 503 on /health and API paths instead of resetting every connection. */
+  loading503?: boolean;
+  /** Fail every request after this many generated tokens, as vLLM does when a request fails in the engine. */
+  failMidStreamAfter?: number;
   /** `created` of every response, epoch seconds; defaults to the server's creation time. */
   created?: number;
   /**
@@ -68,7 +94,7 @@ export interface SimulatedRequestRecord {
   stream: boolean;
   /** The cache_salt the engine received, or null. */
   cacheSalt: string | null;
-  outcome: "running" | "completed" | "aborted";
+  outcome: "running" | "completed" | "aborted" | "failed";
 }
 
 export interface SimulatedEngineStats {
@@ -99,7 +125,9 @@ const VOCABULARY = (
   "river stone light cloud north paper green orange signal bridge garden window letter silver"
 ).split(" ");
 
+/** vLLM's error types; "Bad Request" is what its request-validation handler writes (HTTPStatus phrase). */
 export type ErrorType =
+  | "Bad Request"
   | "BadRequestError"
   | "NotFoundError"
   | "ServiceUnavailableError"
@@ -107,6 +135,22 @@ export type ErrorType =
 
 export function openAiError(message: string, type: ErrorType, code: number, param: string | null = null) {
   return { error: { message, type, param, code } };
+}
+
+/**
+ * vLLM's error event when a request fails mid-stream (GenerationError):
+ * `json.dumps` of its ErrorResponse, so Python's separators (", " and ": "),
+ * then the usual `data: [DONE]`. Source: tests/fixtures/vllm/contract.md.
+ */
+export const MID_STREAM_ERROR_EVENT =
+  'data: {"error": {"message": "Internal server error", "type": "InternalServerError", "param": null, "code": 500}}\n\n';
+
+/** Python truthiness of a JSON value, for vLLM's `data.get(...)` checks. */
+function pyTruthy(value: unknown): boolean {
+  if (value === undefined || value === null || value === false || value === 0 || value === "") return false;
+  if (Array.isArray(value)) return value.length > 0;
+  if (typeof value === "object") return Object.keys(value).length > 0;
+  return true;
 }
 
 function sha256(text: string | Buffer): Buffer {
@@ -158,10 +202,11 @@ class RequestError extends Error {
 
 export class SimulatedEngineServer {
   readonly options: Required<
-    Omit<SimulatedEngineOptions, "root" | "sleep" | "unhealthyAfterMs" | "apiKey">
+    Omit<SimulatedEngineOptions, "root" | "sleep" | "unhealthyAfterMs" | "apiKey" | "failMidStreamAfter">
   > & {
     root: string;
     unhealthyAfterMs: number | undefined;
+    failMidStreamAfter: number | undefined;
   };
   readonly #sleep: Sleep;
   /** SHA-256 of the API key, compared in constant time as vLLM does; undefined: no key. */
@@ -169,6 +214,7 @@ export class SimulatedEngineServer {
   readonly #server: Server;
   #ready = false;
   #dead = false;
+  #unixSocket = false;
   #deathTimer: NodeJS.Timeout | undefined;
   #loadTimer: NodeJS.Timeout | undefined;
   #readyWaiters: Array<() => void> = [];
@@ -187,7 +233,7 @@ export class SimulatedEngineServer {
   #lastSalts: string[] = [];
   #lastRequests: SimulatedRequestRecord[] = [];
   /** Connections, so close() does not wait for idle keep-alive sockets. */
-  #sockets = new Set<import("node:net").Socket>();
+  #sockets = new Set<Socket>();
 
   constructor(options: SimulatedEngineOptions) {
     this.options = {
@@ -200,6 +246,8 @@ export class SimulatedEngineServer {
       maxNumSeqs: options.maxNumSeqs ?? Number.POSITIVE_INFINITY,
       maxModelLen: options.maxModelLen ?? 4096,
       unhealthyAfterMs: options.unhealthyAfterMs,
+      loading503: options.loading503 ?? false,
+      failMidStreamAfter: options.failMidStreamAfter,
       created: options.created ?? Math.floor(Date.now() / 1000),
     };
     this.#sleep = options.sleep ?? realSleep;
@@ -209,6 +257,12 @@ export class SimulatedEngineServer {
         if (!res.headersSent) this.#json(res, 500, openAiError(String(err), "InternalServerError", 500));
         else res.destroy();
       });
+    });
+    // While loading, vLLM's port refuses connections; the nearest a listening server can do is reset each one.
+    this.#server.prependListener("connection", (s: Socket) => {
+      if (this.#ready || this.options.loading503) return;
+      if (this.#unixSocket) s.destroy();
+      else s.resetAndDestroy();
     });
     this.#server.on("connection", (s) => {
       this.#sockets.add(s);
@@ -222,6 +276,7 @@ export class SimulatedEngineServer {
 
   /** Listen on a TCP port (0 = chosen by the OS) or, given a path, a Unix socket; the load time starts now. */
   async listen(port: number | string = 0, host = "127.0.0.1"): Promise<SimulatedAddress> {
+    this.#unixSocket = typeof port === "string";
     if (typeof port === "string") this.#server.listen(port);
     else this.#server.listen(port, host);
     await once(this.#server, "listening");
@@ -272,14 +327,15 @@ export class SimulatedEngineServer {
   /** Prometheus text exposition; vLLM's own gauge names where one exists. */
   metrics(): string {
     const s = this.#stats;
-    const m = JSON.stringify(this.options.model);
+    // vLLM labels its gauges with the served name and the engine index (one engine here: "0").
+    const labels = `model_name=${JSON.stringify(this.options.model)},engine="0"`;
     const lines = [
       "# HELP vllm:num_requests_running Requests being generated.",
       "# TYPE vllm:num_requests_running gauge",
-      `vllm:num_requests_running{model_name=${m}} ${s.running}`,
+      `vllm:num_requests_running{${labels}} ${s.running}`,
       "# HELP vllm:num_requests_waiting Requests waiting for a slot (--max-num-seqs).",
       "# TYPE vllm:num_requests_waiting gauge",
-      `vllm:num_requests_waiting{model_name=${m}} ${s.waiting}`,
+      `vllm:num_requests_waiting{${labels}} ${s.waiting}`,
       "# HELP xim_sim_requests_total Completion requests received.",
       "# TYPE xim_sim_requests_total counter",
       `xim_sim_requests_total ${s.requests}`,
@@ -394,12 +450,14 @@ export class SimulatedEngineServer {
       throw new RequestError(400, "BadRequestError", "the body must be a JSON object");
     }
     const b = body as Record<string, unknown>;
-    if (b.model !== this.options.model) {
+    // vLLM's request validators (pydantic, before the handler runs): its validation handler answers 400
+    // "Bad Request" with the validator's message ("Value error, ..." inside a dump of the request).
+    if (pyTruthy(b.stream_options) && !pyTruthy(b.stream)) {
       throw new RequestError(
-        404,
-        "NotFoundError",
-        `The model \`${String(b.model)}\` does not exist.`,
-        "model",
+        400,
+        "Bad Request",
+        "Value error, Stream options can only be defined when `stream=True`. (parameter=stream_options)",
+        "stream_options",
       );
     }
     if (
@@ -409,10 +467,20 @@ export class SimulatedEngineServer {
     ) {
       throw new RequestError(
         400,
-        "BadRequestError",
-        "Parameter 'cache_salt' must be a non-empty string if provided.",
-        "cache_salt",
+        "Bad Request",
+        "Value error, Parameter 'cache_salt' must be a non-empty string if provided.",
       );
+    }
+    const so = b.stream_options;
+    if (so !== undefined && so !== null && (typeof so !== "object" || Array.isArray(so))) {
+      throw new RequestError(400, "Bad Request", "stream_options: Input should be a valid dictionary");
+    }
+    if (b.model !== undefined && b.model !== null && typeof b.model !== "string") {
+      throw new RequestError(400, "Bad Request", "model: Input should be a valid string");
+    }
+    // vLLM serves a request without a model (or with an empty one) on its base model.
+    if (typeof b.model === "string" && b.model !== "" && b.model !== this.options.model) {
+      throw new RequestError(404, "NotFoundError", `The model \`${b.model}\` does not exist.`, "model");
     }
     let promptText: string;
     if (chat) {
@@ -450,17 +518,46 @@ export class SimulatedEngineServer {
       }
       maxTokens = rawMax;
     }
-    const so = b.stream_options as { include_usage?: unknown } | undefined;
+    const promptTokens = Math.max(1, countWords(promptText));
+    this.#checkContextLength(promptTokens, maxTokens);
+    // vLLM's StreamOptions.include_usage defaults to true: `{}` asks for the usage chunk, null/false do not.
+    const askedUsage = (so as { include_usage?: unknown } | null | undefined)?.include_usage;
+    const includeUsage = so !== undefined && so !== null && (askedUsage === undefined || askedUsage === true);
     return {
       chat,
       stream: b.stream === true,
-      includeUsage: so?.include_usage === true,
+      includeUsage,
       promptText,
-      promptTokens: Math.max(1, countWords(promptText)),
+      promptTokens,
       maxTokens,
       ignoreEos: b.ignore_eos === true,
       cacheSalt: typeof b.cache_salt === "string" ? b.cache_salt : null,
     };
+  }
+
+  /** vLLM's context-length check (`_validate_input`), with its words: see tests/fixtures/vllm/contract.md. */
+  #checkContextLength(promptTokens: number, maxTokens: number | undefined): void {
+    const len = this.options.maxModelLen;
+    if (promptTokens >= len) {
+      throw new RequestError(
+        400,
+        "BadRequestError",
+        `This model's maximum context length is ${len} tokens. However, your request has ` +
+          `${promptTokens} input tokens. Please reduce the length of the input messages. ` +
+          `(parameter=input_tokens, value=${promptTokens})`,
+        "input_tokens",
+      );
+    }
+    if (maxTokens !== undefined && promptTokens + maxTokens > len) {
+      throw new RequestError(
+        400,
+        "BadRequestError",
+        `'max_tokens' or 'max_completion_tokens' is too large: ${maxTokens}. This model's maximum ` +
+          `context length is ${len} tokens and your request has ${promptTokens} input tokens ` +
+          `(${maxTokens} > ${len} - ${promptTokens}). (parameter=max_tokens, value=${maxTokens})`,
+        "max_tokens",
+      );
+    }
   }
 
   #record(record: SimulatedRequestRecord): void {
@@ -494,6 +591,10 @@ export class SimulatedEngineServer {
         ? parsed.maxTokens
         : Math.min(this.options.outputTokens, parsed.maxTokens ?? Number.POSITIVE_INFINITY);
     const finishReason = n === parsed.maxTokens ? "length" : "stop";
+    // With failMidStreamAfter, a request that would generate more tokens fails after that many.
+    const failAfter = this.options.failMidStreamAfter;
+    const fails = failAfter !== undefined && n > failAfter;
+    const count = fails ? failAfter : n;
     const record: SimulatedRequestRecord = {
       requestId: base,
       path: chat ? "/v1/chat/completions" : "/v1/completions",
@@ -533,12 +634,13 @@ export class SimulatedEngineServer {
           "cache-control": "no-cache",
           "x-request-id": base,
         });
-        const write = async (payload: unknown): Promise<void> => {
+        const writeBytes = async (bytes: string | Buffer): Promise<void> => {
           if (gone.signal.aborted) return;
-          if (!res.write(sseEvent(JSON.stringify(payload)))) {
+          if (!res.write(bytes)) {
             await Promise.race([once(res, "drain").catch(() => undefined), goneP]);
           }
         };
+        const write = (payload: unknown) => writeBytes(sseEvent(JSON.stringify(payload)));
         const object = chat ? "chat.completion.chunk" : "text_completion";
         if (chat) {
           await write({
@@ -550,19 +652,20 @@ export class SimulatedEngineServer {
           });
         }
         await this.#sleep(this.options.ttftMs, gone.signal);
-        for (let i = 0; i < n && !gone.signal.aborted; i++) {
+        for (let i = 0; i < count && !gone.signal.aborted; i++) {
           if (i > 0) await this.#pace(i, gone.signal);
           if (gone.signal.aborted) break;
           generated++;
           this.#stats.generationTokens++;
-          const last = i === n - 1 ? finishReason : null;
+          const last = !fails && i === n - 1 ? finishReason : null;
           const choice = chat
             ? { index: 0, delta: { content: token(i) }, logprobs: null, finish_reason: last }
             : { index: 0, text: token(i), logprobs: null, finish_reason: last, stop_reason: null };
           await write({ ...head, object, choices: [choice] });
         }
-        if (!gone.signal.aborted && parsed.includeUsage)
-          await write({ ...head, object, choices: [], usage: usage() });
+        // vLLM's generator catches a failure, writes its error event (no usage chunk) and still ends with [DONE].
+        if (fails) await writeBytes(MID_STREAM_ERROR_EVENT);
+        else if (parsed.includeUsage) await write({ ...head, object, choices: [], usage: usage() });
         if (!gone.signal.aborted) {
           res.end(sseEvent("[DONE]"));
           await Promise.race([once(res, "finish").catch(() => undefined), goneP]);
@@ -570,13 +673,15 @@ export class SimulatedEngineServer {
       } else {
         await this.#sleep(this.options.ttftMs, gone.signal);
         let text = "";
-        for (let i = 0; i < n && !gone.signal.aborted; i++) {
+        for (let i = 0; i < count && !gone.signal.aborted; i++) {
           if (i > 0) await this.#pace(i, gone.signal);
           text += token(i);
           generated++;
           this.#stats.generationTokens++;
         }
-        if (!gone.signal.aborted) {
+        if (!gone.signal.aborted && fails) {
+          this.#json(res, 500, openAiError("Internal server error", "InternalServerError", 500));
+        } else if (!gone.signal.aborted) {
           const choice = chat
             ? {
                 index: 0,
@@ -607,6 +712,9 @@ export class SimulatedEngineServer {
       if (gone.signal.aborted) {
         this.#stats.aborts++;
         record.outcome = "aborted";
+      } else if (fails) {
+        this.#stats.errors++;
+        record.outcome = "failed";
       } else {
         this.#stats.completed++;
         record.outcome = "completed";

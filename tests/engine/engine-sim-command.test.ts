@@ -33,6 +33,20 @@ describe("xim engine-sim", { timeout: 60_000 }, () => {
     assert.equal(await run.exited, 0);
   });
 
+  test("while loading it answers nothing (connections reset, as vLLM refuses them); with --loading-503, 503", async () => {
+    for (const [flags, want] of [
+      [[], 0],
+      [["--loading-503"], 503],
+    ] as const) {
+      const run = xim(["--port", "0", "--load-time-ms", "600000", ...flags]);
+      const [line] = (await once(createInterface({ input: run.child.stdout }), "line")) as [string];
+      const { baseUrl } = JSON.parse(line) as { baseUrl: string };
+      assert.equal((await httpGet(baseUrl, "/health")).status, want, `flags ${flags.join(" ")}`);
+      run.child.kill("SIGTERM");
+      assert.equal(await run.exited, 0);
+    }
+  });
+
   test("SIGTERM stops it with exit 0", async () => {
     const run = xim(["--port", "0"]);
     await once(createInterface({ input: run.child.stdout }), "line");

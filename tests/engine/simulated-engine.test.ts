@@ -43,8 +43,10 @@ describe("the simulated server", () => {
     );
   }
 
-  test("while loading, API paths answer 503 in OpenAI's error shape", { timeout: 10_000 }, async () => {
-    const { baseUrl } = await serve({ model: "m", loadTimeMs: 60_000 });
+  test("with loading503, while loading /health and API paths answer 503 in OpenAI's error shape", {
+    timeout: 10_000,
+  }, async () => {
+    const { baseUrl } = await serve({ model: "m", loadTimeMs: 60_000, loading503: true });
     assert.equal((await httpGet(baseUrl, "/health")).status, 503);
     const models = await httpGet(baseUrl, "/v1/models");
     assert.equal(models.status, 503);
@@ -94,7 +96,7 @@ describe("the simulated server", () => {
     assert.match(body, /^xim_sim_requests_total 3$/m);
     assert.match(body, /^xim_sim_cache_salts_distinct 2$/m);
     assert.match(body, /^xim_sim_cache_salt_requests_total\{salt_sha256="[0-9a-f]{16}"\} 2$/m);
-    assert.match(body, /^vllm:num_requests_running\{model_name="m"\} 0$/m);
+    assert.match(body, /^vllm:num_requests_running\{model_name="m",engine="0"\} 0$/m);
   });
 
   test("with --max-num-seqs 1 a second request waits for the first, and one that leaves while waiting is an abort", {
@@ -114,7 +116,7 @@ describe("the simulated server", () => {
       const leaving = collect(engine.stream({ path: "/v1/completions", body }, leaver.signal));
       await eventually("two requests to wait", async () => engine.server.stats().waiting === 2);
       assert.equal(engine.server.stats().running, 1);
-      assert.match(engine.server.metrics(), /^vllm:num_requests_waiting\{model_name="m"\} 2$/m);
+      assert.match(engine.server.metrics(), /^vllm:num_requests_waiting\{model_name="m",engine="0"\} 2$/m);
       leaver.abort();
       await assert.rejects(leaving, { name: "AbortError" });
       await eventually("the leaver to be counted", async () => engine.server.stats().aborts === 1);

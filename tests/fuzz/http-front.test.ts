@@ -126,7 +126,8 @@ describe("fuzz: the router's OpenAI front", { timeout: 300_000 }, () => {
   before(async () => {
     process.on("unhandledRejection", onRejection);
     stack = await Stack.start();
-    await stack.addNode({ sim: { outputTokens: 8 } });
+    // A context long enough for the just-under-the-limit prompt (~1.7 M words): the engine refuses longer ones as vLLM does.
+    await stack.addNode({ sim: { outputTokens: 8, maxModelLen: 4_000_000 } });
     key = stack.apiKey("default", "fuzz");
     port = Number(new URL(stack.url).port);
   });

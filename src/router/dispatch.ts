@@ -19,8 +19,6 @@ import type { Scheduler } from "./queue.ts";
 import { SseEventTooLargeError, SseJoiner } from "./sse-joiner.ts";
 import { checkRouterFlow, DEFAULT_MAX_EVENT_BYTES, streamWindowProblem } from "./stream-limits.ts";
 
-export { SseJoiner } from "./sse-joiner.ts";
-
 export interface FlowSettingsRouter {
   /** The window the router asks each stream for (the node may cap it); 0 = flow control off. */
   windowBytes: number;

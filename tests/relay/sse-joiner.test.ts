@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { SseJoiner } from "../../src/router/dispatch.ts";
+import { SseJoiner } from "../../src/router/sse-joiner.ts";
 
 const event = fc.string({ minLength: 0, maxLength: 40 }).map((s) => `data: ${s.replaceAll("\n", " ")}\n\n`);
 

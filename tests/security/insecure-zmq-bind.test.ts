@@ -3,14 +3,21 @@
  * authentication, so it binds to loopback only: a non-loopback bind needs
  * `--insecure-zmq-allow-remote` as well, and the refusal comes before any
  * socket is bound. On loopback it starts, and says loudly what the mode
- * does not protect. Real `xim` processes; only loopback traffic.
+ * does not protect, and so does a node that connects to it. Real `xim`
+ * processes and a real node session; only loopback traffic.
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Writable } from "node:stream";
 import { after, test } from "node:test";
-import { baseEnv, XimProcess, xim } from "../router/harness.ts";
+import { runNode } from "../../src/agent/session.ts";
+import { loadConfig } from "../../src/core/config/load.ts";
+import { createLogger } from "../../src/core/log.ts";
+import { createJoinKey } from "../../src/router/join-keys.ts";
+import { Stack } from "../relay/stack.ts";
+import { baseEnv, waitFor, XimProcess, xim } from "../router/harness.ts";
 
 const home = mkdtempSync(join(tmpdir(), "xim-insecure-bind-"));
 const env = baseEnv(home);
@@ -67,5 +74,52 @@ test("a plain-ZeroMQ router on loopback starts and warns that it has no protecti
     );
   } finally {
     await p.stop();
+  }
+});
+
+test("a node connecting to a plain-ZeroMQ router warns that it has no protection against an active attacker", {
+  timeout: 60_000,
+}, async () => {
+  const stack = await Stack.start({ plainZmq: true });
+  const lines: string[] = [];
+  const destination = new Writable({
+    write(chunk, _enc, done) {
+      lines.push(String(chunk));
+      done();
+    },
+  });
+  const stop = new AbortController();
+  try {
+    const { key } = createJoinKey(stack.service.store, stack.service.identity, {
+      project: "default",
+      uses: 1,
+      ttlMs: null,
+      labels: {},
+    });
+    const { config } = loadConfig({
+      env: {
+        XEROTIER_AGENT_CONFIG_DIR: join(stack.dir, "warned-node"),
+        XEROTIER_AGENT_JOIN_KEY: key,
+        XEROTIER_AGENT_ALLOW_INSECURE: "1",
+        XEROTIER_AGENT_DISABLE_METRICS_SERVER: "1",
+      },
+      cwd: stack.dir,
+    });
+    const running = runNode({
+      config,
+      logger: createLogger({ level: "warn", destination, pretty: false }),
+      signal: stop.signal,
+    });
+    await waitFor(() => lines.some((l) => /no protection against an active attacker/.test(l)), {
+      timeoutMs: 30_000,
+      what: "the node's warning",
+    });
+    const warning = JSON.parse(lines.find((l) => /active attacker/.test(l)) as string);
+    assert.equal(warning.level, "warn");
+    stop.abort();
+    await running.catch(() => undefined);
+  } finally {
+    stop.abort();
+    await stack.close();
   }
 });

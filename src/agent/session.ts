@@ -1,6 +1,7 @@
 /**
  * @module The node's session with the router: open the channels, register
- * (with a proof of key possession), renew the lease, and come back after a
+ * (a proof of key possession over the router's single-use challenge),
+ * renew the lease, and come back after a
  * router restart or network loss with jittered exponential backoff and a
  * new epoch. The session never touches the engine: losing the router only
  * means reconnecting. `runNode` is what `xim run` calls; the inference path
@@ -32,6 +33,7 @@ import type {
 } from "../protocol/messages.ts";
 import { curveSharedSecret, registerProof } from "../transport/curve.ts";
 import { warnSocketBuffersOnce } from "../transport/socket-buffers.ts";
+import { INSECURE_ZMQ_WARNING } from "../transport/sockets.ts";
 import { type ChannelCounters, NodeChannel, newChannelCounters } from "./control.ts";
 import { enroll } from "./enroll.ts";
 import {
@@ -62,6 +64,8 @@ export interface NodeSessionOptions {
   /** What the node reports at registration and each renewal; defaults to "no engine". */
   status?: () => NodeStatus;
   hardware?: Hardware;
+  /** The node's credit window per stream, told at registration (0: flow control off); default 65536. */
+  windowBytes?: number;
   /** dispatch, cancel, credit and drain_request from the router. */
   onMessage?: (message: RouterMessage) => void;
   onRegistered?: (lease: LeaseInfo) => void;
@@ -85,6 +89,7 @@ export function defaultHardware(): Hardware {
 
 type RegisterOutcome =
   | { kind: "ok" }
+  | { kind: "challenge"; challenge: string }
   | { kind: "timeout" }
   | { kind: "retry"; reason: string }
   | { kind: "fatal"; error: XimError };
@@ -319,12 +324,27 @@ export class NodeSession {
     }
   }
 
+  /**
+   * Register in two rounds: the first register carries no challenge and
+   * is answered with one; the second proves the key over it (the router
+   * takes a challenge once, so a register seen on the wire is worthless).
+   */
   async #register(channel: NodeChannel): Promise<RegisterOutcome> {
+    const first = await this.#sendRegister(channel, null);
+    if (first.kind !== "challenge") return first;
+    const second = await this.#sendRegister(channel, first.challenge);
+    return second.kind === "challenge"
+      ? { kind: "retry", reason: "the router asked for a second challenge" }
+      : second;
+  }
+
+  async #sendRegister(channel: NodeChannel, challenge: string | null): Promise<RegisterOutcome> {
     const { state, settings } = this.#o;
     const nonce = randomBytes(16).toString("hex");
     const proof = registerProof(curveSharedSecret(state.keys, state.routerPublicKey), {
       nodeId: state.nodeId,
       nonce,
+      challenge,
       controlRoutingId: channel.controlRoutingId,
       streamingRoutingId: channel.streamingRoutingId,
     });
@@ -337,6 +357,7 @@ export class NodeSession {
       nodeId: state.nodeId,
       lastEpoch: this.#lastEpoch,
       nonce,
+      challenge,
       proof,
       controlRoutingId: channel.controlRoutingId,
       streamingRoutingId: channel.streamingRoutingId,
@@ -345,6 +366,7 @@ export class NodeSession {
       ...this.#status(),
       requestedLeaseMs: settings.leaseDurationMs,
       renewalIntervalMs: settings.leaseRenewalIntervalMs,
+      windowBytes: this.#o.windowBytes ?? 65536,
     });
     const timeout = registerTimeoutMs(settings.leaseRenewalIntervalMs, settings.leaseDurationMs);
     const timer = this.#interruptibleSleep(timeout).then((): RegisterOutcome => ({ kind: "timeout" }));
@@ -392,6 +414,9 @@ export class NodeSession {
         return;
       case "register_refused":
         this.#registerRefused(m);
+        return;
+      case "register_challenge":
+        this.#pendingRegister?.({ kind: "challenge", challenge: m.challenge });
         return;
       case "lease_ack":
         if (this.#lease && m.leaseId === this.#lease.leaseId) {
@@ -483,12 +508,19 @@ export class NodeSession {
           : "Upgrade the router (or run an older xim on this node)."
         : m.code === "unknown_node"
           ? "Enroll again with a new join key: 'xim enroll --join-key ... --force'."
-          : undefined;
+          : m.code === "flow_control"
+            ? "Turn flow control on: XEROTIER_AGENT_FLOW_CONTROL_ENABLED=true, XEROTIER_AGENT_FLOW_CONTROL_WINDOW_BYTES of 1024 or more."
+            : undefined;
     if (m.code === "bad_proof" || m.code === "invalid") {
       this.#pendingRegister({ kind: "retry", reason: m.message });
       return;
     }
-    const exitCode = m.code === "version_mismatch" ? ExitCode.version : ExitCode.failure;
+    const exitCode =
+      m.code === "version_mismatch"
+        ? ExitCode.version
+        : m.code === "flow_control"
+          ? ExitCode.config
+          : ExitCode.failure;
     this.#pendingRegister({
       kind: "fatal",
       error: new XimError(
@@ -502,7 +534,16 @@ export class NodeSession {
 
 export interface RunNodeOptions {
   config: SessionSettings &
-    Pick<Config, "configDir" | "joinKey" | "routerUrl" | "allowInsecure" | "drainGraceSeconds">;
+    Pick<
+      Config,
+      | "configDir"
+      | "joinKey"
+      | "routerUrl"
+      | "allowInsecure"
+      | "drainGraceSeconds"
+      | "flowControlEnabled"
+      | "flowControlWindowBytes"
+    >;
   logger: Logger;
   /** Aborted on SIGTERM/SIGINT: drain, release the lease, return. */
   signal: AbortSignal;
@@ -558,9 +599,7 @@ export async function runNode(o: RunNodeOptions): Promise<{ nodeId: string; enro
         },
       );
     }
-    logger.warn(
-      "ZeroMQ to the router runs WITHOUT CURVE encryption (--insecure-zmq router): development only",
-    );
+    logger.warn(INSECURE_ZMQ_WARNING);
   }
   warnSocketBuffersOnce(logger);
   const session: NodeSession = new NodeSession({
@@ -569,6 +608,7 @@ export async function runNode(o: RunNodeOptions): Promise<{ nodeId: string; enro
     logger,
     status: o.status,
     hardware: o.hardware,
+    windowBytes: config.flowControlEnabled ? config.flowControlWindowBytes : 0,
     onMessage: (m) => o.onMessage?.(m, session),
     onRegistered: (lease) => o.onRegistered?.(lease, session),
   });

@@ -22,6 +22,7 @@ import { describeAssignment } from "../router/model-assignments.ts";
 import { listNodes, revokeNode } from "../router/nodes.ts";
 import { startRouterService } from "../router/service.ts";
 import { RouterStore } from "../router/store.ts";
+import { INSECURE_ZMQ_WARNING } from "../transport/sockets.ts";
 import type { CommandContext, CommandSpec, OptionSpec } from "./command.ts";
 import { formatTable } from "./output.ts";
 import { routerModelsCommand } from "./pull.ts";
@@ -152,7 +153,12 @@ const serve: CommandSpec = {
     {
       flags: "--insecure-zmq",
       description:
-        "run ZeroMQ without CURVE encryption (development and benchmarks only: requests and tokens travel in clear; nodes must set XEROTIER_AGENT_ALLOW_INSECURE=1)",
+        "run ZeroMQ without CURVE encryption (development and benchmarks only: requests and tokens travel in clear; nodes must set XEROTIER_AGENT_ALLOW_INSECURE=1); binds to loopback only",
+    },
+    {
+      flags: "--insecure-zmq-allow-remote",
+      description:
+        "with --insecure-zmq, allow ZeroMQ binds beyond loopback (no encryption, no protection against an active attacker: trusted networks only)",
     },
     { flags: "--http-host <host>", description: "address of the OpenAI-compatible API", default: "0.0.0.0" },
     {
@@ -194,6 +200,13 @@ const serve: CommandSpec = {
       parse: fractionArg("--flow-replenish-threshold"),
     },
     {
+      flags: "--flow-max-event-bytes <n>",
+      description:
+        "longest unfinished SSE event held per stream; a node exceeding it loses the stream (raise it for completions with echo and logprobs over long prompts)",
+      default: 1048576,
+      parse: positiveInt("--flow-max-event-bytes"),
+    },
+    {
       flags: "--request-deadline-ms <ms>",
       description: "the node cancels a request running longer than this (0 = no deadline)",
       default: 0,
@@ -223,6 +236,7 @@ const serve: CommandSpec = {
       advertiseHost: ctx.options.advertiseHost as string | undefined,
       plainHttp: ctx.options.insecureHttp === true,
       plainZmq: ctx.options.insecureZmq === true,
+      plainZmqAllowRemote: ctx.options.insecureZmqAllowRemote === true,
       tls: { cert: ctx.options.tlsCert as string | undefined, key: ctx.options.tlsKey as string | undefined },
       logger,
       http: { host: String(ctx.options.httpHost), port: Number(ctx.options.httpPort) },
@@ -238,15 +252,13 @@ const serve: CommandSpec = {
         windowBytes: Number(ctx.options.flowWindowBytes),
         replenishThreshold: Number(ctx.options.flowReplenishThreshold),
         creditIdleMs: 100,
+        maxEventBytes: Number(ctx.options.flowMaxEventBytes),
       },
       requestDeadlineMs: Number(ctx.options.requestDeadlineMs),
     });
     if (ctx.options.insecureHttp)
       logger.warn("enrollment is served over plain HTTP: join keys travel in clear; development only");
-    if (ctx.options.insecureZmq)
-      logger.warn(
-        "ZeroMQ runs WITHOUT CURVE: requests and tokens travel in clear; development and benchmarks only",
-      );
+    if (ctx.options.insecureZmq) logger.warn(INSECURE_ZMQ_WARNING);
     const info = {
       ...service.endpoints,
       stateDir: stateDir(ctx),

@@ -53,6 +53,8 @@ export const RegisterSchema = v.object({
   nodeId: NodeIdSchema,
   lastEpoch: count,
   nonce: hex(32),
+  /** The router's `register_challenge` answered by this register (null: asking for one). */
+  challenge: v.nullable(hex(32)),
   proof: hex(64),
   controlRoutingId: RoutingIdSchema,
   streamingRoutingId: v.nullable(RoutingIdSchema),
@@ -61,6 +63,8 @@ export const RegisterSchema = v.object({
   ...NodeStatusFields,
   requestedLeaseMs: ms,
   renewalIntervalMs: ms,
+  /** The node's credit window per stream (FLOW_CONTROL_WINDOW_BYTES; 0: its flow control is off). */
+  windowBytes: count,
 });
 
 export const LeaseRenewSchema = v.object({
@@ -210,7 +214,20 @@ export const REGISTER_REFUSAL_CODES = [
   "revoked",
   "bad_proof",
   "invalid",
+  "flow_control",
 ] as const;
+
+/**
+ * The answer to a `register` without a challenge: the node registers again
+ * with this value in its proof, within `expiresInMs` (single use, bound to
+ * the connection that asked), so a sniffed register cannot be replayed.
+ */
+export const RegisterChallengeSchema = v.object({
+  v: version,
+  type: v.literal("register_challenge"),
+  challenge: hex(32),
+  expiresInMs: ms,
+});
 
 /**
  * Frozen across versions (docs/protocol.md): `v` is any integer here, so a
@@ -348,6 +365,7 @@ export const NodeMessageSchema = v.variant("type", [
 export const RouterMessageSchema = v.variant("type", [
   RegisterAckSchema,
   RegisterRefusedSchema,
+  RegisterChallengeSchema,
   LeaseAckSchema,
   LeaseRefusedSchema,
   PongSchema,

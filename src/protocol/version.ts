@@ -4,7 +4,7 @@
  */
 
 /** Bumped only for incompatible changes (docs/protocol.md "Versions"). */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 export type UpgradeSide = "node" | "router";
 

@@ -1,7 +1,8 @@
 /**
  * @module The router's ZeroMQ side: the control and streaming ROUTER
  * sockets (CURVE, with a ZAP allow-list of enrolled node keys), node
- * registration with a proof of key possession, leases with an id and an
+ * registration with a fresh proof of key possession (a single-use
+ * challenge, register-challenges.ts), leases with an id and an
  * epoch (a newer registration fences the older one), expiry after the
  * lease duration without renewal, and the hooks the inference path uses
  * to send dispatches and receive stream messages. Bad frames are counted
@@ -34,7 +35,9 @@ import { BatchSender } from "../transport/batch-sender.ts";
 import { type CurveKeyPair, curveSharedSecret, verifyRegisterProof } from "../transport/curve.ts";
 import { openRouterSocket, type SocketRole } from "../transport/sockets.ts";
 import { registerZapDomain } from "../transport/zap.ts";
+import { RegisterChallenges } from "./register-challenges.ts";
 import type { NodeState, RouterStore } from "./store.ts";
+import { registerWindowProblem } from "./stream-limits.ts";
 
 export const MIN_LEASE_MS = 200;
 export const MAX_LEASE_MS = 600_000;
@@ -77,6 +80,8 @@ export interface ControlPlaneOptions {
   curve?: boolean;
   /** How often revocations written by another process are looked for (default REVOCATION_POLL_MS). */
   revocationPollMs?: number;
+  /** The window the router asks of each stream (0: flow control off); a node must accept one. */
+  flowWindowBytes?: number;
 }
 
 export type NodeMessageListener = (lease: Lease, message: NodeMessage) => void;
@@ -139,6 +144,7 @@ export class ControlPlane {
   readonly #messageListeners = new Set<NodeMessageListener>();
   readonly #leaseListeners = new Set<LeaseListener>();
   readonly #senders = new Map<zmq.Router, BatchSender>();
+  readonly #challenges: RegisterChallenges;
   #control!: zmq.Router;
   #streaming!: zmq.Router;
   #unzap: Array<() => Promise<void>> = [];
@@ -152,6 +158,7 @@ export class ControlPlane {
     this.#o = o;
     this.#log = o.logger.child({ component: "control-plane" });
     this.#now = o.now ?? Date.now;
+    this.#challenges = new RegisterChallenges(this.#now);
   }
 
   static async start(o: ControlPlaneOptions): Promise<ControlPlane> {
@@ -425,7 +432,7 @@ export class ControlPlane {
 
   #refuse(
     routingId: string,
-    code: "unknown_node" | "revoked" | "bad_proof" | "invalid",
+    code: "unknown_node" | "revoked" | "bad_proof" | "invalid" | "flow_control",
     message: string,
   ): void {
     this.#log.warn({ code }, `registration refused: ${message}`);
@@ -449,9 +456,26 @@ export class ControlPlane {
       this.#refuse(routingId, "revoked", `node ${m.nodeId} was revoked`);
       return;
     }
+    if (m.challenge === null) {
+      void this.#sendTo(this.#control, routingId, {
+        type: "register_challenge",
+        ...this.#challenges.issue(routingId),
+      });
+      return;
+    }
+    if (!this.#challenges.take(routingId, m.challenge)) {
+      this.counters.badProof++;
+      this.#refuse(
+        routingId,
+        "bad_proof",
+        `register for ${m.nodeId} answers no challenge this router gave its connection (a replayed or late register); register again`,
+      );
+      return;
+    }
     const proofInput = {
       nodeId: m.nodeId,
       nonce: m.nonce,
+      challenge: m.challenge,
       controlRoutingId: m.controlRoutingId,
       streamingRoutingId: m.streamingRoutingId,
     };
@@ -463,6 +487,11 @@ export class ControlPlane {
         "bad_proof",
         `register for ${m.nodeId} does not prove possession of its enrolled key`,
       );
+      return;
+    }
+    const windowProblem = registerWindowProblem(m.windowBytes, this.#o.flowWindowBytes ?? 0);
+    if (windowProblem) {
+      this.#refuse(routingId, "flow_control", `node ${m.nodeId} cannot register: ${windowProblem}`);
       return;
     }
     const now = this.#now();

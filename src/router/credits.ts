@@ -7,7 +7,9 @@
  * window x REPLENISH_THRESHOLD, announced in stream_start); bytes taken
  * below that threshold are returned after `idleMs` without further
  * output, so a stream that holds little never waits on the global pause
- * threshold of its node.
+ * threshold of its node. It also keeps the node to its window: bytes
+ * received beyond the window plus every credit granted are an overrun
+ * (`received` says so), which the relay treats as a broken stream.
  */
 
 export interface CreditOptions {
@@ -26,9 +28,23 @@ export class RouterCredit {
   #timer: NodeJS.Timeout | undefined;
   #lastTakeAt = 0;
   #closed = false;
+  /** Bytes the node may still send: the window, plus credit granted, minus bytes received. */
+  #allowance: number;
 
   constructor(o: CreditOptions) {
     this.#o = o;
+    this.#allowance = o.windowBytes;
+  }
+
+  /**
+   * Bytes arrived from the node; false when they exceed what it was allowed
+   * to send (a credit is granted before the node can spend it, so an honest
+   * node never overruns, whatever the timing).
+   */
+  received(bytes: number): boolean {
+    if (this.#o.windowBytes === 0) return true;
+    this.#allowance -= bytes;
+    return this.#allowance >= 0;
   }
 
   /** Bytes handed to the client's socket: `drained` is what res.write returned. */
@@ -76,6 +92,7 @@ export class RouterCredit {
     if (this.#closed || this.#taken === 0) return;
     const n = this.#taken;
     this.#taken = 0;
+    this.#allowance += n;
     this.#o.grant(n);
   }
 }

@@ -18,6 +18,8 @@ import type { DISPATCH_PATHS, NodeMessage, NodeMessageOf } from "../protocol/mes
 import type { ControlPlane, Lease } from "./control-plane.ts";
 import { RouterCredit } from "./credits.ts";
 import type { Scheduler } from "./queue.ts";
+import { SseEventTooLargeError, SseJoiner } from "./sse-joiner.ts";
+import { checkRouterFlow, DEFAULT_MAX_EVENT_BYTES, streamWindowProblem } from "./stream-limits.ts";
 
 type StreamMessageType = "stream_start" | "chunk" | "stream_end" | "stream_error";
 
@@ -35,6 +37,8 @@ export interface FlowSettingsRouter {
   replenishThreshold: number;
   /** Credit for bytes taken below the threshold is returned after this long without output. */
   creditIdleMs: number;
+  /** The longest unfinished SSE event held per stream (stream-limits.ts); DEFAULT_MAX_EVENT_BYTES when absent. */
+  maxEventBytes?: number;
 }
 
 export const DEFAULT_ROUTER_FLOW: FlowSettingsRouter = {
@@ -102,30 +106,6 @@ export function sendJsonError(res: ServerResponse, status: number, code: string,
   const body = openAiErrorBody(status, code, message);
   res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
   res.end(body);
-}
-
-/**
- * Re-joins SSE events that a node split at its credit boundary: `push`
- * returns the bytes of the events completed so far (possibly none), and
- * holds the rest, at most one incomplete event.
- */
-const EVENT_END = Buffer.from("\n\n");
-
-export class SseJoiner {
-  #tail: Buffer | undefined;
-
-  push(data: Buffer): Buffer {
-    const joined = this.#tail ? Buffer.concat([this.#tail, data]) : data;
-    const end = joined.lastIndexOf(EVENT_END);
-    const split = end === -1 ? 0 : end + 2;
-    this.#tail = split === joined.length ? undefined : joined.subarray(split);
-    return joined.subarray(0, split);
-  }
-
-  /** The bytes held back (an unterminated last event), if any. */
-  rest(): Buffer | undefined {
-    return this.#tail;
-  }
 }
 
 /**
@@ -203,6 +183,7 @@ export class RouterRelay {
     this.#cp = o.controlPlane;
     this.#scheduler = o.scheduler;
     this.#flow = o.flow ?? DEFAULT_ROUTER_FLOW;
+    checkRouterFlow(this.#flow);
     this.#metrics = o.metrics;
     this.#log = o.logger.child({ component: "relay" });
     this.#deadlineMs = o.deadlineMs ?? 0;
@@ -229,6 +210,22 @@ export class RouterRelay {
 
   get active(): number {
     return this.#streams.size;
+  }
+
+  /**
+   * What each stream holds in this process now, by request id: bytes of an
+   * unfinished SSE event, and bytes written to the client not yet sent. The
+   * router's own account (tests read it; RSS is too noisy to test against).
+   */
+  buffered(): Map<string, { nodeId: string; heldEventBytes: number; responseBytes: number }> {
+    const out = new Map<string, { nodeId: string; heldEventBytes: number; responseBytes: number }>();
+    for (const [id, s] of this.#streams)
+      out.set(id, {
+        nodeId: s.nodeId,
+        heldEventBytes: s.joiner?.heldBytes ?? 0,
+        responseBytes: s.res.writableLength,
+      });
+    return out;
   }
 
   close(): void {
@@ -496,8 +493,13 @@ export class RouterRelay {
       );
       return;
     }
+    const windowProblem = streamWindowProblem(m.windowBytes, this.#flow.windowBytes);
+    if (windowProblem) {
+      this.#broken(s, windowProblem);
+      return;
+    }
     s.sse = m.contentType.startsWith("text/event-stream");
-    if (s.sse) s.joiner = new SseJoiner();
+    if (s.sse) s.joiner = new SseJoiner(this.#flow.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES);
     corkForTick(s);
     const headers: Record<string, string> = { "content-type": m.contentType };
     if (s.sse) headers["cache-control"] = "no-cache";
@@ -505,7 +507,10 @@ export class RouterRelay {
     if (s.sse) s.res.flushHeaders();
     const window = m.windowBytes ?? this.#flow.windowBytes;
     if (window > 0) {
-      const replenish = m.replenishBytes ?? Math.max(1, Math.ceil(window * this.#flow.replenishThreshold));
+      const replenish = Math.min(
+        window,
+        Math.max(1, m.replenishBytes ?? Math.ceil(window * this.#flow.replenishThreshold)),
+      );
       s.credit = new RouterCredit({
         windowBytes: window,
         replenishBytes: replenish,
@@ -531,16 +536,39 @@ export class RouterRelay {
       s.firstChunk = false;
       this.#metrics?.ttft.observe((Date.now() - s.req.receivedAt) / 1000);
     }
-    corkForTick(s);
     const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+    if (s.credit && !s.credit.received(data.length)) {
+      this.#broken(s, "the node sent more bytes than its credit allowed");
+      return;
+    }
+    corkForTick(s);
     // The node may split an event at its credit boundary; the client only ever sees whole
     // events, so an error event after a failure is never glued to half of one.
-    const out = s.joiner ? s.joiner.push(data) : data;
-    // Bytes held in the tail count as taken: at most one event, whose size the engine decides.
+    let out: Buffer;
+    try {
+      out = s.joiner ? s.joiner.push(data) : data;
+    } catch (err) {
+      if (!(err instanceof SseEventTooLargeError)) throw err;
+      this.#broken(s, err.message);
+      return;
+    }
+    // Bytes held in the tail count as taken: at most one event, of at most maxEventBytes.
     const drained = out.length === 0 ? true : s.res.write(out);
     this.#metrics?.bytesRelayed.inc(out.length);
     this.#metrics?.chunksRelayed.inc();
     s.credit?.wrote(data.length, drained);
+  }
+
+  /**
+   * The node broke a limit of this stream (stream-limits.ts): the node is
+   * told to cancel it, the client gets a relay_error, the stream's credit
+   * and held bytes are dropped; the node's other streams go on.
+   */
+  #broken(s: RouterStream, why: string): void {
+    this.#log.warn({ requestId: s.req.requestId, nodeId: s.nodeId }, `stream failed: ${why}`);
+    s.joiner = undefined;
+    void this.#cp.send(s.nodeId, { type: "cancel", requestId: s.req.requestId, reason: why.slice(0, 256) });
+    this.#fail(s, 502, "relay_error", `the node broke the relay protocol: ${why}`);
   }
 
   #end(s: RouterStream): void {

@@ -15,8 +15,10 @@ import { ControlPlane } from "./control-plane.ts";
 import { DEFAULT_ROUTER_FLOW, type FlowSettingsRouter, RouterRelay } from "./dispatch.ts";
 import { type EnrollServer, startEnrollServer } from "./enroll-server.ts";
 import { initRouter, loadIdentity, type RouterIdentity, type TlsFiles } from "./identity.ts";
+import { checkInsecureBinds } from "./insecure-zmq.ts";
 import { ENROLL_URL_META } from "./join-keys.ts";
 import { ModelAssigner } from "./model-assignments.ts";
+import { ModelServer } from "./model-serving.ts";
 import { type OpenAiServer, startOpenAiServer } from "./openai-http.ts";
 import { DEFAULT_QUEUE, type QueueSettings, Scheduler } from "./queue.ts";
 import { RouterStore } from "./store.ts";
@@ -33,6 +35,8 @@ export interface RouterServiceOptions {
   plainHttp?: boolean;
   /** ZeroMQ without CURVE (development and benchmarks only; nodes must allow insecure). */
   plainZmq?: boolean;
+  /** With plainZmq: bind beyond loopback too (`--insecure-zmq-allow-remote`; see insecure-zmq.ts). */
+  plainZmqAllowRemote?: boolean;
   tls?: TlsFiles;
   /** Lease settings announced at enrollment (the node's own settings decide). */
   lease?: { durationMs: number; renewalIntervalMs: number };
@@ -70,6 +74,8 @@ export interface RouterService {
   relay: RouterRelay;
   /** Delivers model assignments to nodes and records their pull progress. */
   assigner: ModelAssigner;
+  /** Serves the assigned model's files to nodes (model_request). */
+  models: ModelServer;
   close: () => Promise<void>;
 }
 
@@ -95,11 +101,17 @@ function zmqBind(bind: string): string {
 }
 
 export async function startRouterService(o: RouterServiceOptions): Promise<RouterService> {
+  if (o.plainZmq)
+    checkInsecureBinds(
+      { "--control-bind": o.controlBind, "--streaming-bind": o.streamingBind },
+      o.plainZmqAllowRemote === true,
+    );
   const store = await RouterStore.open(o.stateDir);
   let controlPlane: ControlPlane | undefined;
   let enroll: EnrollServer | undefined;
   let relay: RouterRelay | undefined;
   let assigner: ModelAssigner | undefined;
+  let models: ModelServer | undefined;
   let counterSync: NodeJS.Timeout | undefined;
   let http: OpenAiServer | undefined;
   let metricsServer: Awaited<ReturnType<typeof startHealthServer>> | undefined;
@@ -121,29 +133,12 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
       logger: o.logger,
       expiryCheckMs: o.expiryCheckMs,
       curve: o.plainZmq !== true,
+      flowWindowBytes: (o.flow ?? DEFAULT_ROUTER_FLOW).windowBytes,
     });
     const cp = controlPlane;
-    // Published models (`xim router models add`) are served to nodes over their own connection.
+    // Published models (`xim router models add`) are served to the nodes they are assigned to.
     const library = new ModelLibrary(o.stateDir);
-    cp.onNodeMessage((lease, m) => {
-      if (m.type !== "model_request") return;
-      library.handle(m.request).then(
-        (reply) => cp.send(lease.nodeId, { type: "model_reply", reply }),
-        (err: unknown) => {
-          o.logger.error({ err, nodeId: lease.nodeId }, "serving a model request failed");
-          void cp.send(lease.nodeId, {
-            type: "model_reply",
-            reply: {
-              type: "model_error",
-              requestId: m.request.requestId,
-              code: "unavailable",
-              message: "the router failed to read the model; see its log",
-              retryAfterMs: 5000,
-            },
-          });
-        },
-      );
-    });
+    models = new ModelServer({ library, store, controlPlane: cp, logger: o.logger });
     // Assigned models (`xim router models assign`): sent to their nodes, progress recorded.
     assigner = new ModelAssigner({
       store,
@@ -231,6 +226,7 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
     const ms = metricsServer;
     const rl = relay;
     const ma = assigner;
+    const mserver = models;
     return {
       store,
       identity,
@@ -245,9 +241,11 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
       scheduler,
       relay: rl,
       assigner: ma,
+      models: mserver,
       close: async () => {
         clearInterval(counterSync);
         ma.close();
+        mserver.close();
         scheduler.close();
         rl.close();
         await front?.close();
@@ -260,6 +258,7 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
   } catch (err) {
     clearInterval(counterSync);
     assigner?.close();
+    models?.close();
     relay?.close();
     await http?.close();
     await metricsServer?.close();

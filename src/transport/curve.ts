@@ -93,6 +93,8 @@ export function curveSharedSecret(own: CurveKeyPair, peerPublicKey: string): Buf
 export interface RegisterProofInput {
   nodeId: string;
   nonce: string;
+  /** The router's challenge (single use, see RegisterChallengeSchema); "" when asking for one. */
+  challenge: string | null;
   controlRoutingId: string;
   streamingRoutingId: string | null;
 }
@@ -102,6 +104,7 @@ export function registerProof(shared: Uint8Array, input: RegisterProofInput): st
     "xim-register",
     input.nodeId,
     input.nonce,
+    input.challenge ?? "",
     input.controlRoutingId,
     input.streamingRoutingId ?? "",
   ].join("\n");

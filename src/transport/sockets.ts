@@ -13,6 +13,10 @@ import { SOCKET_BUFFER_BYTES } from "./socket-buffers.ts";
 
 export type SocketRole = "control" | "streaming";
 
+/** What router and node log at start-up when ZeroMQ runs without CURVE (router/insecure-zmq.ts). */
+export const INSECURE_ZMQ_WARNING =
+  "ZeroMQ runs WITHOUT CURVE (--insecure-zmq): no encryption and no protection against an active attacker on the path; requests, tokens and node identities travel in clear; development and benchmarks only";
+
 export function newRoutingId(role: SocketRole): string {
   return `${role === "control" ? "c" : "s"}.${randomBytes(16).toString("hex")}`;
 }

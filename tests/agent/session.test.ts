@@ -111,6 +111,7 @@ describe("the node session", { timeout: 60_000 }, () => {
         {
           nodeId: reg.m.nodeId,
           nonce: reg.m.nonce,
+          challenge: reg.m.challenge,
           controlRoutingId: reg.m.controlRoutingId,
           streamingRoutingId: reg.m.streamingRoutingId,
         },

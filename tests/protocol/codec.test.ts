@@ -27,6 +27,7 @@ export const nodeExamples: Outgoing<NodeMessage>[] = [
     nodeId: `node_${"0".repeat(24)}`,
     lastEpoch: 0,
     nonce: "b".repeat(32),
+    challenge: "d".repeat(32),
     proof: "c".repeat(64),
     controlRoutingId: `c.${"1".repeat(32)}`,
     streamingRoutingId: `s.${"2".repeat(32)}`,
@@ -42,6 +43,7 @@ export const nodeExamples: Outgoing<NodeMessage>[] = [
     ...status,
     requestedLeaseMs: 30000,
     renewalIntervalMs: 10000,
+    windowBytes: 65536,
   },
   { type: "lease_renew", ...lease, seq: 7, ...status },
   {
@@ -114,6 +116,7 @@ export const routerExamples: Outgoing<RouterMessage>[] = [
     upgrade: "node",
     routerProtocolVersion: 1,
   },
+  { type: "register_challenge", challenge: "e".repeat(32), expiresInMs: 30000 },
   { type: "lease_ack", ...lease, seq: 7, expiresInMs: 30000 },
   { type: "lease_refused", ...lease, code: "fenced", message: "newer epoch", currentEpoch: 4 },
   { type: "pong", nonce: "d".repeat(32), sentAtMs: 1 },

@@ -95,13 +95,20 @@ describe("CURVE keys and the register proof", () => {
     const a = curveSharedSecret(node, router.publicKey);
     const b = curveSharedSecret(router, node.publicKey);
     assert.deepEqual(a, b);
-    const input = { nodeId: "node_x", nonce: "n", controlRoutingId: "c.1", streamingRoutingId: null };
+    const input = {
+      nodeId: "node_x",
+      nonce: "n",
+      challenge: "k",
+      controlRoutingId: "c.1",
+      streamingRoutingId: null,
+    };
     const proof = registerProof(a, input);
     assert.ok(verifyRegisterProof(b, input, proof));
     assert.ok(
       !verifyRegisterProof(b, { ...input, controlRoutingId: "c.2" }, proof),
       "the proof binds the routing ids",
     );
+    assert.ok(!verifyRegisterProof(b, { ...input, challenge: "j" }, proof), "the proof binds the challenge");
     const forged = registerProof(curveSharedSecret(other, router.publicKey), input);
     assert.ok(!verifyRegisterProof(b, input, forged));
   });

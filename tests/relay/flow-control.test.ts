@@ -216,20 +216,26 @@ describe("flow control through router and node", { timeout: 60_000 }, () => {
     assert.equal(node.relay.ledger.unackedBytes, 0, "the stalled stream's bytes were released");
   });
 
-  test("with flow control off the node waits for no credit", async () => {
-    const node = await stack.addNode({
-      project: "no-flow",
-      sim: { outputTokens: 2000 },
-      env: { XEROTIER_AGENT_FLOW_CONTROL_ENABLED: "0" },
-    });
-    const key = stack.apiKey("no-flow", "t");
-    const r = await post(stack.url, "/v1/chat/completions", chatBody({ stream: true }), {
-      authorization: `Bearer ${key}`,
-    });
-    assert.equal(r.status, 200);
-    const stats = node.relay.finished.at(-1);
-    assert.equal(stats?.window, 0);
-    assert.equal(stats?.outcome, "ok");
-    assert.equal(stats?.bytes, r.body.length);
+  test("with flow control off (router and node) the node waits for no credit", async () => {
+    // Only the router may switch flow control off: a node with it off joins only such a router.
+    const off = await Stack.start({ flow: { windowBytes: 0, replenishThreshold: 0.5, creditIdleMs: 100 } });
+    try {
+      const node = await off.addNode({
+        project: "no-flow",
+        sim: { outputTokens: 2000 },
+        env: { XEROTIER_AGENT_FLOW_CONTROL_ENABLED: "0" },
+      });
+      const key = off.apiKey("no-flow", "t");
+      const r = await post(off.url, "/v1/chat/completions", chatBody({ stream: true }), {
+        authorization: `Bearer ${key}`,
+      });
+      assert.equal(r.status, 200);
+      const stats = node.relay.finished.at(-1);
+      assert.equal(stats?.window, 0);
+      assert.equal(stats?.outcome, "ok");
+      assert.equal(stats?.bytes, r.body.length);
+    } finally {
+      await off.close();
+    }
   });
 });

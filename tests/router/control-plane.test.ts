@@ -102,31 +102,37 @@ async function register(
   streaming: TestDealer | null = null,
   leaseMs = 30_000,
 ) {
-  const nonce = randomBytes(16).toString("hex");
-  const ids = {
-    nodeId: node.nodeId,
-    nonce,
-    controlRoutingId: control.rid,
-    streamingRoutingId: streaming?.rid ?? null,
+  const send = async (challenge: string | null) => {
+    const ids = {
+      nodeId: node.nodeId,
+      nonce: randomBytes(16).toString("hex"),
+      challenge,
+      controlRoutingId: control.rid,
+      streamingRoutingId: streaming?.rid ?? null,
+    };
+    const proof = registerProof(curveSharedSecret(node.keys, routerKeys.publicKey), ids);
+    await control.s.send(
+      encodeMessage({
+        type: "register",
+        ...ids,
+        lastEpoch: 0,
+        proof,
+        agentVersion: "test",
+        hardware: { hostname: "t", platform: "linux", arch: "x64", cpus: 1, memoryBytes: 1, gpus: [] },
+        engine: "none",
+        models: [],
+        maxConcurrent: 2,
+        freeSlots: 2,
+        requestedLeaseMs: leaseMs,
+        renewalIntervalMs: 100,
+        windowBytes: 65536,
+      }),
+    );
+    return recv(control);
   };
-  const proof = registerProof(curveSharedSecret(node.keys, routerKeys.publicKey), ids);
-  await control.s.send(
-    encodeMessage({
-      type: "register",
-      ...ids,
-      lastEpoch: 0,
-      proof,
-      agentVersion: "test",
-      hardware: { hostname: "t", platform: "linux", arch: "x64", cpus: 1, memoryBytes: 1, gpus: [] },
-      engine: "none",
-      models: [],
-      maxConcurrent: 2,
-      freeSlots: 2,
-      requestedLeaseMs: leaseMs,
-      renewalIntervalMs: 100,
-    }),
-  );
-  return recv(control);
+  // First round: the router answers with a challenge for the proof.
+  const first = await send(null);
+  return first.type === "register_challenge" ? send(first.challenge) : first;
 }
 
 async function pong(socket: TestDealer): Promise<boolean> {

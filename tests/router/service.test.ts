@@ -16,6 +16,7 @@ import { silentLogger } from "../../src/core/log.ts";
 import { ModelLibrary } from "../../src/models/library.ts";
 import { RouterSource } from "../../src/models/sources/router.ts";
 import { createJoinKey } from "../../src/router/join-keys.ts";
+import { assignModel } from "../../src/router/model-assignments.ts";
 import { startRouterService } from "../../src/router/service.ts";
 import { waitFor } from "./harness.ts";
 
@@ -41,7 +42,8 @@ test("a published model reaches an enrolled node over its control and streaming 
     const weights = Buffer.alloc(300_000, 7);
     writeFileSync(join(modelDir, "config.json"), '{"architectures":["Tiny"]}');
     writeFileSync(join(modelDir, "model.safetensors"), weights);
-    await new ModelLibrary(stateDir).add("tiny", modelDir);
+    const library = new ModelLibrary(stateDir);
+    await library.add("tiny", modelDir);
 
     const configDir = join(dir, "node");
     const key = createJoinKey(service.store, service.identity, {
@@ -53,6 +55,8 @@ test("a published model reaches an enrolled node over its control and streaming 
     await enroll({ joinKey: key, allowInsecure: false, configDir, logger });
     const state = await loadEnrollmentState(configDir);
     assert.ok(state);
+    // The router serves a node only the model assigned to it.
+    await assignModel(service.store, library, state.nodeId, "tiny");
     const s = new NodeSession({
       state,
       settings: {

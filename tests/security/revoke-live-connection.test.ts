@@ -89,26 +89,37 @@ async function recv(s: zmq.Dealer): Promise<RouterMessage> {
   return r.message;
 }
 
-function registerMessage(node: { nodeId: string; keys: CurveKeyPair }, rid: string) {
-  const ids = { nodeId: node.nodeId, nonce: randomBytes(16).toString("hex"), controlRoutingId: rid };
-  return encodeMessage({
-    type: "register",
-    ...ids,
-    streamingRoutingId: null,
-    lastEpoch: 0,
-    proof: registerProof(curveSharedSecret(node.keys, routerKeys.publicKey), {
-      ...ids,
+/** Register on `c`, answering the router's challenge round (protocol 2); the router's last answer. */
+async function register(node: { nodeId: string; keys: CurveKeyPair }, c: { s: zmq.Dealer; rid: string }) {
+  const send = async (challenge: string | null) => {
+    const ids = {
+      nodeId: node.nodeId,
+      nonce: randomBytes(16).toString("hex"),
+      challenge,
+      controlRoutingId: c.rid,
       streamingRoutingId: null,
-    }),
-    agentVersion: "test",
-    hardware: { hostname: "t", platform: "linux", arch: "x64", cpus: 1, memoryBytes: 1, gpus: [] },
-    engine: "ready",
-    models: ["m"],
-    maxConcurrent: 2,
-    freeSlots: 2,
-    requestedLeaseMs: 30_000,
-    renewalIntervalMs: 100,
-  });
+    };
+    await c.s.send(
+      encodeMessage({
+        type: "register",
+        ...ids,
+        lastEpoch: 0,
+        proof: registerProof(curveSharedSecret(node.keys, routerKeys.publicKey), ids),
+        agentVersion: "test",
+        hardware: { hostname: "t", platform: "linux", arch: "x64", cpus: 1, memoryBytes: 1, gpus: [] },
+        engine: "ready",
+        models: ["m"],
+        maxConcurrent: 2,
+        freeSlots: 2,
+        requestedLeaseMs: 30_000,
+        renewalIntervalMs: 100,
+        windowBytes: 65536,
+      }),
+    );
+    return recv(c.s);
+  };
+  const first = await send(null);
+  return first.type === "register_challenge" ? send(first.challenge) : first;
 }
 
 function renewal(lease: { leaseId: string; epoch: number }, seq: number) {
@@ -149,8 +160,7 @@ describe("a revoked node that keeps its live connection", { timeout: 60_000 }, (
   test("is told on that connection, renews nothing, receives no dispatch, and its stream messages are dropped", async () => {
     const rogue = enrollDirect();
     const c = control(rogue.keys);
-    await c.s.send(registerMessage(rogue, c.rid));
-    const ack = await recv(c.s);
+    const ack = await register(rogue, c);
     assert.equal(ack.type, "register_ack");
     if (ack.type !== "register_ack") return;
     const lease = { leaseId: ack.leaseId, epoch: ack.epoch };
@@ -194,8 +204,7 @@ describe("a revoked node that keeps its live connection", { timeout: 60_000 }, (
       const renewed = await recv(c.s);
       assert.equal(renewed.type, "node_revoked", "a renewal is answered with node_revoked, not lease_ack");
       await c.s.send(encodeMessage({ type: "stream_end", requestId: "r1", seq: 0 }));
-      await c.s.send(registerMessage(rogue, c.rid));
-      const again = await recv(c.s);
+      const again = await register(rogue, c);
       assert.equal(again.type, "register_refused");
       assert.equal(again.type === "register_refused" && again.code, "revoked");
       assert.deepEqual(

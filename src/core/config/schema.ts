@@ -105,7 +105,7 @@ export const settings = {
       env: `${P}ALLOW_INSECURE`,
       flag: "insecure",
       group: "Enrollment",
-      doc: "Development only: allow enrollment over plain HTTP, and a router that runs ZeroMQ without CURVE (xim router serve --insecure-zmq). Join key, identity and requests then travel in clear.",
+      doc: "Development only: allow enrollment over plain HTTP, and a router that runs ZeroMQ without CURVE (xim router serve --insecure-zmq). Join key, identity and requests then travel in clear, with no protection against an active attacker on the path.",
     },
     false,
   ),

@@ -116,7 +116,7 @@ const init: CommandSpec = {
 const serve: CommandSpec = {
   name: "serve",
   summary: "Run the router: HTTPS enrollment, the CURVE ZeroMQ control plane and the OpenAI-compatible API",
-  settings: ["logLevel"],
+  settings: ["logLevel", "httpHeadersTimeoutMs", "httpBodyIdleTimeoutMs", "httpMaxConnectionsPerClient"],
   options: [
     stateOption,
     {
@@ -239,6 +239,7 @@ const serve: CommandSpec = {
         creditIdleMs: 100,
       },
       requestDeadlineMs: Number(ctx.options.requestDeadlineMs),
+      httpLimits: ctx.config().config,
     });
     if (ctx.options.insecureHttp)
       logger.warn("enrollment is served over plain HTTP: join keys travel in clear; development only");

@@ -6,6 +6,8 @@
  * takes `controlPlane` from here to dispatch requests and read streams.
  */
 import { hostname } from "node:os";
+import { contain, guarded } from "../core/guard.ts";
+import type { HttpLimits } from "../core/http-server.ts";
 import type { Logger } from "../core/log.ts";
 import { ModelLibrary } from "../models/library.ts";
 import { startHealthServer } from "../observability/health-server.ts";
@@ -48,6 +50,8 @@ export interface RouterServiceOptions {
   requestDeadlineMs?: number;
   /** How often model assignments written by `xim router models assign` are looked for. */
   assignmentPollMs?: number;
+  /** Slow-client and per-client connection limits of the enrollment, API and metrics ports. */
+  httpLimits?: HttpLimits;
 }
 
 export interface RouterEndpoints {
@@ -127,11 +131,11 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
     const library = new ModelLibrary(o.stateDir);
     cp.onNodeMessage((lease, m) => {
       if (m.type !== "model_request") return;
-      library.handle(m.request).then(
+      const served = library.handle(m.request).then(
         (reply) => cp.send(lease.nodeId, { type: "model_reply", reply }),
         (err: unknown) => {
           o.logger.error({ err, nodeId: lease.nodeId }, "serving a model request failed");
-          void cp.send(lease.nodeId, {
+          return cp.send(lease.nodeId, {
             type: "model_reply",
             reply: {
               type: "model_error",
@@ -143,6 +147,7 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
           });
         },
       );
+      contain(o.logger, "answering a node's model request", served);
     });
     // Assigned models (`xim router models assign`): sent to their nodes, progress recorded.
     assigner = new ModelAssigner({
@@ -164,6 +169,7 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
       endpoints: () => endpoints,
       lease: o.lease ?? { durationMs: 30_000, renewalIntervalMs: 10_000 },
       logger: o.logger,
+      limits: o.httpLimits,
     });
     const enrollUrl = `${o.plainHttp ? "http" : "https"}://${bracket(host)}:${enroll.port}`;
     // The inference path: scheduler (node choice, single-node queue), relay, HTTP front, metrics.
@@ -202,7 +208,7 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
         metrics.framesDropped.inc({ reason }, delta(reason));
       }
     };
-    counterSync = setInterval(sync, 1000);
+    counterSync = setInterval(guarded(o.logger, "the router's metrics sync", sync), 1000);
     if (o.http) {
       http = await startOpenAiServer({
         host: o.http.host,
@@ -212,6 +218,7 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
         relay,
         logger: o.logger,
         metrics,
+        limits: o.httpLimits,
       });
     }
     if (o.metricsListen) {
@@ -220,6 +227,8 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
         port: o.metricsListen.port,
         registry: metrics.registry,
         readiness: () => ({ ready: true, reasons: [] }),
+        logger: o.logger,
+        limits: o.httpLimits,
       });
     }
     const metricsHost = o.metricsListen?.host === "0.0.0.0" ? "127.0.0.1" : o.metricsListen?.host;

@@ -10,6 +10,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { type ServerResponse, validateHeaderValue } from "node:http";
+import { guarded } from "../core/guard.ts";
 import type { Logger } from "../core/log.ts";
 import type { RouterMetrics } from "../observability/router-metrics.ts";
 import type { DISPATCH_PATHS, NodeMessage, NodeMessageOf } from "../protocol/messages.ts";
@@ -175,10 +176,13 @@ export class RouterRelay {
         if (lease.state === "expired") {
           // A node's last stream messages travel on its streaming socket and may arrive just after
           // the lease release sent on control: give them a moment before failing what is left.
-          const timer = setTimeout(() => {
-            this.#timers.delete(timer);
-            this.#nodeLost(lease.nodeId);
-          }, LOST_NODE_GRACE_MS);
+          const timer = setTimeout(
+            guarded(this.#log, "failing a lost node's streams", () => {
+              this.#timers.delete(timer);
+              this.#nodeLost(lease.nodeId);
+            }),
+            LOST_NODE_GRACE_MS,
+          );
           this.#timers.add(timer);
         } else {
           this.#restarted(lease);
@@ -307,7 +311,10 @@ export class RouterRelay {
       reason: "client disconnected",
     });
     // The slot stays taken until the node confirms (its stream_error), so a queued request never finds it busy.
-    s.cancelTimer = setTimeout(() => s.finish("cancelled"), CANCEL_CONFIRM_MS);
+    s.cancelTimer = setTimeout(
+      guarded(this.#log, "a cancel's end", () => s.finish("cancelled")),
+      CANCEL_CONFIRM_MS,
+    );
   }
 
   /**

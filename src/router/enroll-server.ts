@@ -23,7 +23,8 @@ import { z85Decode } from "../transport/curve.ts";
 import type { RouterIdentity } from "./identity.ts";
 import type { RouterStore } from "./store.ts";
 
-const MAX_BODY_BYTES = 64 * 1024;
+/** Enrollment bodies above this are refused (a real one is under 1 KiB). */
+export const MAX_BODY_BYTES = 64 * 1024;
 
 const STATUS: Record<EnrollErrorCode, number> = {
   malformed_request: 400,

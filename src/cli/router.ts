@@ -7,6 +7,7 @@
  */
 import { InvalidArgumentError } from "commander";
 import { ExitCode, UsageError } from "../core/errors.ts";
+import { logUnhandledRejections } from "../core/guard.ts";
 import { defaultRouterStateDir } from "../core/paths.ts";
 import {
   createApiKey,
@@ -208,6 +209,7 @@ const serve: CommandSpec = {
   ],
   async run(ctx) {
     const logger = ctx.logger();
+    logUnhandledRejections(logger);
     let listen: { host: string; port: number };
     try {
       listen = hostPort(String(ctx.options.enrollListen));

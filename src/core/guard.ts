@@ -82,3 +82,16 @@ export function guarded<A extends unknown[]>(
     }
   };
 }
+
+/**
+ * The last line of defence of a long-running command (`xim router serve`,
+ * `xim run`): a rejected promise that nobody handled is a bug, logged with
+ * its stack, but not a reason to drop every lease and in-flight request of
+ * the process. Synchronous uncaught exceptions still end it (the state they
+ * leave is unknown). Returns the function that removes the handler.
+ */
+export function logUnhandledRejections(log: Logger): () => void {
+  const onRejection = (reason: unknown) => reportFailure(log, "a promise nobody awaited (a bug)", reason);
+  process.on("unhandledRejection", onRejection);
+  return () => process.off("unhandledRejection", onRejection);
+}

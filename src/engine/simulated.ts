@@ -195,8 +195,13 @@ export class SimulatedEngineServer {
     this.#sleep = options.sleep ?? realSleep;
     this.#server = createServer({ keepAlive: true }, (req, res) => {
       this.#handle(req, res).catch((err: unknown) => {
-        if (!res.headersSent) this.#json(res, 500, openAiError(String(err), "InternalServerError", 500));
-        else res.destroy();
+        // The answer to a failure must not fail in turn (a rejection here would end the process).
+        try {
+          if (!res.headersSent) this.#json(res, 500, openAiError(String(err), "InternalServerError", 500));
+          else res.destroy();
+        } catch {
+          res.destroy();
+        }
       });
     });
     this.#server.on("connection", (s) => {

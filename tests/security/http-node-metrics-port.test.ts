@@ -11,14 +11,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { findFreePort } from "../../src/engine/free-port.ts";
 import { baseEnv, waitFor, XimProcess, xim } from "../router/harness.ts";
-import {
-  exchange,
-  getStatus,
-  openConnection,
-  type RouterChild,
-  startRouterChild,
-  within,
-} from "./router-child.ts";
+import { getStatus, openConnection, type RouterChild, startRouterChild, within } from "./router-child.ts";
 
 const BOUND_MS = 20_000;
 

@@ -119,7 +119,17 @@ export class NodeChannel {
       this.#senders.set(socket, sender);
     }
     const failuresBefore = sender.failures;
-    return sender.push(encodeMessage(message)).then((sent) => {
+    let frame: Buffer;
+    try {
+      frame = encodeMessage(message);
+    } catch (err) {
+      this.#o.logger.error(
+        { err, type: message.type },
+        "a message to the router could not be encoded; dropped",
+      );
+      return Promise.resolve(false);
+    }
+    return sender.push(frame).then((sent) => {
       if (!sent && sender.failures > failuresBefore) this.#o.counters.sendFailed++;
       return sent;
     });

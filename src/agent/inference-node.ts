@@ -13,6 +13,7 @@
  * and one serving the new model starts.
  */
 import type { Config } from "../core/config/schema.ts";
+import { guarded } from "../core/guard.ts";
 import type { Logger } from "../core/log.ts";
 import { DEFAULT_SALT_SECRET_WARNING, isDefaultSaltSecret } from "../engine/cache-salt.ts";
 import type { Engine, EngineRestart, EngineStatus } from "../engine/engine.ts";
@@ -91,7 +92,7 @@ export async function runInferenceNode(
     engine ? "starting the engine and the relay" : "no model to serve yet: registering without an engine",
   );
 
-  const onState = (s: EngineStatus) => {
+  const onState = guarded(log, "reporting the engine state", (s: EngineStatus) => {
     setEngineState(metrics, s.state);
     const f = s.state === "failed" ? s.lastFailure : undefined;
     void session?.reportStatus(
@@ -104,8 +105,8 @@ export async function runInferenceNode(
           }
         : undefined,
     );
-  };
-  const onRestart = (r: EngineRestart) => {
+  });
+  const onRestart = guarded(log, "reporting an engine restart", (r: EngineRestart) => {
     metrics.engineRestarts.inc({ cause: r.failure.cause });
     void session?.reportStatus({
       reason: r.failure.cause,
@@ -113,7 +114,7 @@ export async function runInferenceNode(
       exitCode: r.failure.exitCode,
       logTail: r.failure.lastLines.slice(-200).map((l) => l.slice(0, 4096)),
     });
-  };
+  });
   engine?.on("state", onState);
   engine?.on("restart", onRestart);
   if (engine) setEngineState(metrics, engine.state);
@@ -199,6 +200,8 @@ export async function runInferenceNode(
         host: config.metricsHost,
         port: config.metricsPort,
         registry: metrics.registry,
+        logger: log,
+        limits: config,
         readiness: () => {
           const reasons: string[] = [];
           if (!engine) reasons.push("no engine: no model assigned yet");
@@ -222,18 +225,21 @@ export async function runInferenceNode(
   }
   const dropped = ["malformed", "oversized", "unknownType", "invalid", "versionMismatch"] as const;
   const totals = new TotalsDelta();
-  const leaseGauge = setInterval(() => {
-    metrics.leaseHeld.set(session?.lease ? 1 : 0);
-    // The session counts; the metrics take the increments (a registration after the first is a reconnect).
-    const stats = session?.leaseStats;
-    if (stats) {
-      metrics.leaseRenewals.inc({ result: "ok" }, totals.delta("renewalsAcked", stats.renewalsAcked));
-      metrics.reconnects.inc(totals.delta("reconnects", Math.max(0, stats.registrations - 1)));
-    }
-    for (const reason of dropped) {
-      metrics.framesDropped.inc({ reason }, totals.delta(reason, session?.counters[reason] ?? 0));
-    }
-  }, 1000);
+  const leaseGauge = setInterval(
+    guarded(log, "the lease metrics", () => {
+      metrics.leaseHeld.set(session?.lease ? 1 : 0);
+      // The session counts; the metrics take the increments (a registration after the first is a reconnect).
+      const stats = session?.leaseStats;
+      if (stats) {
+        metrics.leaseRenewals.inc({ result: "ok" }, totals.delta("renewalsAcked", stats.renewalsAcked));
+        metrics.reconnects.inc(totals.delta("reconnects", Math.max(0, stats.registrations - 1)));
+      }
+      for (const reason of dropped) {
+        metrics.framesDropped.inc({ reason }, totals.delta(reason, session?.counters[reason] ?? 0));
+      }
+    }),
+    1000,
+  );
   try {
     return await runNode({
       config,

@@ -17,6 +17,7 @@
  */
 import type { Config } from "../core/config/schema.ts";
 import { messageOf } from "../core/errors.ts";
+import { guarded } from "../core/guard.ts";
 import type { Logger } from "../core/log.ts";
 import type { Secret } from "../core/secret.ts";
 import { saltedEngineBody } from "../engine/cache-salt.ts";
@@ -321,10 +322,13 @@ export class Relay {
     clearTimeout(this.#slotsTimer);
     this.#slotsDirty = false;
     this.#o.onSlotsChange?.();
-    this.#slotsTimer = setTimeout(() => {
-      this.#slotsTimer = undefined;
-      if (this.#slotsDirty) this.#slotsChanged();
-    }, SLOTS_REPORT_MS);
+    this.#slotsTimer = setTimeout(
+      guarded(this.#log, "reporting free slots", () => {
+        this.#slotsTimer = undefined;
+        if (this.#slotsDirty) this.#slotsChanged();
+      }),
+      SLOTS_REPORT_MS,
+    );
     this.#slotsTimer.unref();
   }
 
@@ -336,7 +340,9 @@ export class Relay {
     let timer: NodeJS.Timeout | undefined;
     if (d.deadlineMs > 0)
       timer = setTimeout(
-        () => a.abort.abort(new StreamAbort("cancelled", 504, `deadline of ${d.deadlineMs} ms passed`)),
+        guarded(this.#log, "a stream's deadline", () =>
+          a.abort.abort(new StreamAbort("cancelled", 504, `deadline of ${d.deadlineMs} ms passed`)),
+        ),
         d.deadlineMs,
       );
     let outcome = "ok";

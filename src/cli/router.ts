@@ -7,6 +7,7 @@
  */
 import { InvalidArgumentError } from "commander";
 import { ExitCode, UsageError } from "../core/errors.ts";
+import { logUnhandledRejections } from "../core/guard.ts";
 import { defaultRouterStateDir } from "../core/paths.ts";
 import { isoTime } from "../core/time-text.ts";
 import {
@@ -118,7 +119,7 @@ const init: CommandSpec = {
 const serve: CommandSpec = {
   name: "serve",
   summary: "Run the router: HTTPS enrollment, the CURVE ZeroMQ control plane and the OpenAI-compatible API",
-  settings: ["logLevel"],
+  settings: ["logLevel", "httpHeadersTimeoutMs", "httpBodyIdleTimeoutMs", "httpMaxConnectionsPerClient"],
   options: [
     stateOption,
     {
@@ -222,6 +223,7 @@ const serve: CommandSpec = {
   ],
   async run(ctx) {
     const logger = ctx.logger();
+    logUnhandledRejections(logger);
     let listen: { host: string; port: number };
     try {
       listen = hostPort(String(ctx.options.enrollListen));
@@ -255,6 +257,7 @@ const serve: CommandSpec = {
         maxEventBytes: Number(ctx.options.flowMaxEventBytes),
       },
       requestDeadlineMs: Number(ctx.options.requestDeadlineMs),
+      httpLimits: ctx.config().config,
     });
     if (ctx.options.insecureHttp)
       logger.warn("enrollment is served over plain HTTP: join keys travel in clear; development only");

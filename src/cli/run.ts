@@ -13,6 +13,7 @@ import { runInferenceNode } from "../agent/inference-node.ts";
 import { deriveMaxConcurrent } from "../agent/relay.ts";
 import { type SettingKey, settings } from "../core/config/schema.ts";
 import { ExitCode } from "../core/errors.ts";
+import { logUnhandledRejections } from "../core/guard.ts";
 import { explicitSettings, formatPlan, planToJson } from "../planner/plan.ts";
 import type { CommandSpec } from "./command.ts";
 
@@ -106,6 +107,7 @@ export const runCommand: CommandSpec = {
     };
     process.on("SIGTERM", onSignal);
     process.on("SIGINT", onSignal);
+    const stopBackstop = logUnhandledRejections(logger);
     try {
       await runInferenceNode({
         config,
@@ -118,6 +120,7 @@ export const runCommand: CommandSpec = {
       });
       return ExitCode.ok;
     } finally {
+      stopBackstop();
       process.off("SIGTERM", onSignal);
       process.off("SIGINT", onSignal);
     }

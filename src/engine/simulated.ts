@@ -254,8 +254,13 @@ export class SimulatedEngineServer {
     this.#keyDigest = options.apiKey ? sha256(options.apiKey) : undefined;
     this.#server = createServer({ keepAlive: true }, (req, res) => {
       this.#handle(req, res).catch((err: unknown) => {
-        if (!res.headersSent) this.#json(res, 500, openAiError(String(err), "InternalServerError", 500));
-        else res.destroy();
+        // The answer to a failure must not fail in turn (a rejection here would end the process).
+        try {
+          if (!res.headersSent) this.#json(res, 500, openAiError(String(err), "InternalServerError", 500));
+          else res.destroy();
+        } catch {
+          res.destroy();
+        }
       });
     });
     // While loading, vLLM's port refuses connections; the nearest a listening server can do is reset each one.

@@ -6,9 +6,10 @@
  * a supervisor that restarts unhealthy containers must not kill a healthy
  * engine that took 20 minutes to load.
  */
-import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
+import { createGuardedServer, DEFAULT_HTTP_LIMITS, type HttpLimits } from "../core/http-server.ts";
+import { type Logger, silentLogger } from "../core/log.ts";
 
 export interface Readiness {
   ready: boolean;
@@ -26,32 +27,38 @@ export async function startHealthServer(opts: {
   port: number;
   registry: Registry;
   readiness: () => Readiness;
+  /** Where a failed request is logged; nowhere when absent. */
+  logger?: Logger;
+  /** Slow-client and per-client connection limits; the documented defaults when absent. */
+  limits?: HttpLimits;
 }): Promise<HealthServer> {
-  const server = http.createServer(async (req, res) => {
-    const path = (req.url ?? "/").split("?")[0];
-    if (req.method !== "GET" && req.method !== "HEAD") {
-      res.writeHead(405, { allow: "GET, HEAD" }).end();
-      return;
-    }
-    if (path === "/healthz") {
-      res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
-    } else if (path === "/readyz") {
-      const r = opts.readiness();
-      res
-        .writeHead(r.ready ? 200 : 503, { "content-type": "application/json" })
-        .end(`${JSON.stringify({ ready: r.ready, reasons: r.reasons })}\n`);
-    } else if (path === "/metrics") {
-      try {
+  const server = createGuardedServer({
+    what: "metrics",
+    logger: (opts.logger ?? silentLogger()).child({ component: "metrics-server" }),
+    limits: opts.limits ?? DEFAULT_HTTP_LIMITS,
+    answer: (res, status, _code, message) =>
+      res.writeHead(status, { "content-type": "text/plain" }).end(`${message}\n`),
+    handle: async (req, res) => {
+      const path = (req.url ?? "/").split("?")[0];
+      req.resume();
+      if (req.method !== "GET" && req.method !== "HEAD") {
+        res.writeHead(405, { allow: "GET, HEAD" }).end();
+      } else if (path === "/healthz") {
+        res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+      } else if (path === "/readyz") {
+        const r = opts.readiness();
+        res
+          .writeHead(r.ready ? 200 : 503, { "content-type": "application/json" })
+          .end(`${JSON.stringify({ ready: r.ready, reasons: r.reasons })}\n`);
+      } else if (path === "/metrics") {
         const body = await opts.registry.metrics();
         res.writeHead(200, { "content-type": opts.registry.contentType }).end(body);
-      } catch (err) {
-        res.writeHead(500, { "content-type": "text/plain" }).end(`metrics failed: ${String(err)}\n`);
+      } else {
+        res
+          .writeHead(404, { "content-type": "text/plain" })
+          .end("not found: try /metrics, /healthz or /readyz\n");
       }
-    } else {
-      res
-        .writeHead(404, { "content-type": "text/plain" })
-        .end("not found: try /metrics, /healthz or /readyz\n");
-    }
+    },
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

@@ -18,6 +18,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type * as zmq from "zeromq";
+import { guarded } from "../core/guard.ts";
 import type { Logger } from "../core/log.ts";
 import { XIM_VERSION } from "../core/version.ts";
 import { type DecodeResult, decodeNodeMessages, encodeMessage } from "../protocol/codec.ts";
@@ -202,10 +203,23 @@ export class ControlPlane {
     this.#loadOrphanLeases();
     this.#loops.push(this.#receive(this.#control, "control"), this.#receive(this.#streaming, "streaming"));
     const check = this.#o.expiryCheckMs ?? 100;
-    this.#timers.push(setInterval(() => this.#expire(), check));
-    this.#timers.push(setInterval(() => this.#flushCounters(), 1000));
     this.#timers.push(
-      setInterval(() => this.checkRevocations(), this.#o.revocationPollMs ?? REVOCATION_POLL_MS),
+      setInterval(
+        guarded(this.#log, "lease expiry check", () => this.#expire()),
+        check,
+      ),
+    );
+    this.#timers.push(
+      setInterval(
+        guarded(this.#log, "counter flush", () => this.#flushCounters()),
+        1000,
+      ),
+    );
+    this.#timers.push(
+      setInterval(
+        guarded(this.#log, "revocation check", () => this.checkRevocations()),
+        this.#o.revocationPollMs ?? REVOCATION_POLL_MS,
+      ),
     );
   }
 
@@ -255,17 +269,26 @@ export class ControlPlane {
   /**
    * Send a message to a node with a live lease: `credit` goes on its streaming
    * socket (when it has one), everything else on control. False when the node
-   * has no live lease or the message could not be queued.
+   * has no live lease or the message could not be queued. Never rejects, so
+   * callers may fire and forget (`void cp.send(...)`).
    */
   async send(nodeId: string, message: Outgoing<RouterMessage>): Promise<boolean> {
     const lease = this.#leases.get(nodeId);
     if (!lease || lease.state === "expired" || !lease.controlRoutingId) return false;
     const stream = STREAM_PLANE_ROUTER_TYPES.has(message.type) && lease.streamingRoutingId;
-    return this.#sendTo(
-      stream ? this.#streaming : this.#control,
-      stream ? (lease.streamingRoutingId as string) : lease.controlRoutingId,
-      message,
-    );
+    try {
+      return await this.#sendTo(
+        stream ? this.#streaming : this.#control,
+        stream ? (lease.streamingRoutingId as string) : lease.controlRoutingId,
+        message,
+      );
+    } catch (err) {
+      this.#log.error(
+        { err, nodeId, type: message.type },
+        "a message to a node could not be encoded; dropped",
+      );
+      return false;
+    }
   }
 
   /**

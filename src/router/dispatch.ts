@@ -12,6 +12,7 @@
  * anything else is dropped and counted, never written to a client.
  */
 import { type ServerResponse, validateHeaderValue } from "node:http";
+import { guarded } from "../core/guard.ts";
 import type { Logger } from "../core/log.ts";
 import type { RouterMetrics } from "../observability/router-metrics.ts";
 import type { DISPATCH_PATHS, NodeMessage, NodeMessageOf } from "../protocol/messages.ts";
@@ -194,10 +195,13 @@ export class RouterRelay {
         else if (lease.state === "expired") {
           // A node's last stream messages travel on its streaming socket and may arrive just after
           // the lease release sent on control: give them a moment before failing what is left.
-          const timer = setTimeout(() => {
-            this.#timers.delete(timer);
-            this.#nodeLost(lease.nodeId);
-          }, LOST_NODE_GRACE_MS);
+          const timer = setTimeout(
+            guarded(this.#log, "failing a lost node's streams", () => {
+              this.#timers.delete(timer);
+              this.#nodeLost(lease.nodeId);
+            }),
+            LOST_NODE_GRACE_MS,
+          );
           this.#timers.add(timer);
         } else {
           this.#restarted(lease);
@@ -351,7 +355,10 @@ export class RouterRelay {
       reason: "client disconnected",
     });
     // The slot stays taken until the node confirms (its stream_error), so a queued request never finds it busy.
-    s.cancelTimer = setTimeout(() => s.finish("cancelled"), CANCEL_CONFIRM_MS);
+    s.cancelTimer = setTimeout(
+      guarded(this.#log, "a cancel's end", () => s.finish("cancelled")),
+      CANCEL_CONFIRM_MS,
+    );
   }
 
   /**

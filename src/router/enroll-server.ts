@@ -6,10 +6,10 @@
  * (docs/protocol.md "Enrollment").
  */
 import { randomBytes } from "node:crypto";
-import * as http from "node:http";
-import * as https from "node:https";
+import type * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import * as v from "valibot";
+import { canAnswer, createGuardedServer, DEFAULT_HTTP_LIMITS, type HttpLimits } from "../core/http-server.ts";
 import type { Logger } from "../core/log.ts";
 import { joinKeySecretHash, parseJoinKey } from "../protocol/join-key.ts";
 import {
@@ -23,7 +23,8 @@ import { z85Decode } from "../transport/curve.ts";
 import type { RouterIdentity } from "./identity.ts";
 import type { RouterStore } from "./store.ts";
 
-const MAX_BODY_BYTES = 64 * 1024;
+/** Enrollment bodies above this are refused (a real one is under 1 KiB). */
+export const MAX_BODY_BYTES = 64 * 1024;
 
 const STATUS: Record<EnrollErrorCode, number> = {
   malformed_request: 400,
@@ -50,6 +51,8 @@ export interface EnrollServerOptions {
   now?: () => number;
   /** false when the control plane runs without CURVE (--insecure-zmq); told to nodes at enrollment. */
   curve?: boolean;
+  /** Slow-client and per-client connection limits; the documented defaults when absent. */
+  limits?: HttpLimits;
 }
 
 export interface EnrollServer {
@@ -143,6 +146,7 @@ function handleEnroll(bodyText: string, o: EnrollServerOptions): EnrollResponse 
 }
 
 function send(res: http.ServerResponse, status: number, body: unknown): void {
+  if (!canAnswer(res)) return;
   const text = JSON.stringify(body);
   res.writeHead(status, {
     "content-type": "application/json",
@@ -154,36 +158,40 @@ function send(res: http.ServerResponse, status: number, body: unknown): void {
 
 export async function startEnrollServer(o: EnrollServerOptions): Promise<EnrollServer> {
   const log = o.logger.child({ component: "enroll" });
+  // Refusals are answered here; anything else is a bug that createGuardedServer logs and answers 500.
   const handler = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     const path = (req.url ?? "/").split("?")[0];
+    if (req.method === "GET" && path === "/v1/health")
+      return send(res, 200, { ok: true, protocolVersion: PROTOCOL_VERSION });
+    if (path !== "/v1/enroll") {
+      req.resume();
+      return send(res, 404, { error: { code: "not_found", message: `no ${path} here; POST /v1/enroll` } });
+    }
+    if (req.method !== "POST") {
+      req.resume();
+      return send(res, 405, { error: { code: "method_not_allowed", message: "use POST" } });
+    }
     try {
-      if (req.method === "GET" && path === "/v1/health")
-        return send(res, 200, { ok: true, protocolVersion: PROTOCOL_VERSION });
-      if (path !== "/v1/enroll")
-        return send(res, 404, { error: { code: "not_found", message: `no ${path} here; POST /v1/enroll` } });
-      if (req.method !== "POST")
-        return send(res, 405, { error: { code: "method_not_allowed", message: "use POST" } });
       send(res, 200, handleEnroll(await readBody(req), o));
     } catch (err) {
-      if (err instanceof Refusal) {
-        log.warn({ code: err.code, remote: req.socket.remoteAddress }, `enrollment refused: ${err.message}`);
-        const body: EnrollErrorBody = {
-          error: { code: err.code, message: err.message, upgrade: err.upgrade },
-        };
-        return send(res, STATUS[err.code], body);
-      }
-      log.error({ err }, "enrollment failed");
-      send(res, 500, { error: { code: "internal", message: "internal error; see the router's log" } });
+      if (!(err instanceof Refusal)) throw err;
+      // The client may be gone already (an aborted upload): its socket is then null.
+      log.warn({ code: err.code, remote: req.socket?.remoteAddress }, `enrollment refused: ${err.message}`);
+      // The rest of a too-large body is not read: the connection closes after the answer.
+      res.shouldKeepAlive = false;
+      const body: EnrollErrorBody = { error: { code: err.code, message: err.message, upgrade: err.upgrade } };
+      send(res, STATUS[err.code], body);
     }
   };
-  const server = o.plainHttp
-    ? http.createServer((req, res) => void handler(req, res))
-    : https.createServer(
-        { cert: o.identity.tls.cert, key: o.identity.tls.key },
-        (req, res) => void handler(req, res),
-      );
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
+  const server = createGuardedServer({
+    what: "enrollment",
+    logger: log,
+    limits: o.limits ?? DEFAULT_HTTP_LIMITS,
+    ...(o.plainHttp ? {} : { tls: { cert: o.identity.tls.cert, key: o.identity.tls.key } }),
+    handle: handler,
+    answer: (res, status, code, message) =>
+      send(res, status, { error: { code: status >= 500 ? "internal" : code, message, upgrade: null } }),
+  });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(o.listen.port, o.listen.host, () => {

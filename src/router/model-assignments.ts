@@ -15,6 +15,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { ExitCode, XimError } from "../core/errors.ts";
+import { guarded } from "../core/guard.ts";
 import type { Logger } from "../core/log.ts";
 import { formatBytes } from "../models/cache.ts";
 import type { ModelLibrary } from "../models/library.ts";
@@ -133,7 +134,10 @@ export class ModelAssigner {
         if (m.type === "model_progress") this.#progress(lease, m);
       }),
     );
-    this.#timer = setInterval(() => this.poll(), o.pollMs ?? ASSIGNMENT_POLL_MS);
+    this.#timer = setInterval(
+      guarded(this.#log, "model assignment poll", () => this.poll()),
+      o.pollMs ?? ASSIGNMENT_POLL_MS,
+    );
     this.#timer.unref?.();
   }
 

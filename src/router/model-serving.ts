@@ -18,6 +18,7 @@
  *
  * `stats` is the account tests and operators read.
  */
+import { contain } from "../core/guard.ts";
 import type { Logger } from "../core/log.ts";
 import type { ModelLibrary } from "../models/library.ts";
 import type { ModelReply } from "../models/router-protocol.ts";
@@ -111,7 +112,7 @@ export class ModelServer {
     account.outstanding++;
     const served = account;
     const { nodeId, leaseId } = lease;
-    this.#library
+    const work = this.#library
       .handle(m.request)
       .catch((err: unknown): ModelReply => {
         this.#log.error({ err, nodeId: lease.nodeId }, "serving a model request failed");
@@ -131,6 +132,7 @@ export class ModelServer {
         served.outstanding--;
         this.#forgetIfGone(nodeId);
       });
+    contain(this.#log, "answering a node's model request", work);
   }
 
   #reply(lease: Lease, reply: ModelReply): void {

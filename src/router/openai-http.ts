@@ -8,14 +8,11 @@
  * the router's internal id: request-id.ts), and every error is OpenAI's
  * JSON error shape.
  */
-import {
-  createServer,
-  type IncomingMessage,
-  type Server,
-  type ServerResponse,
-  STATUS_CODES,
-} from "node:http";
+import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
+import { guarded } from "../core/guard.ts";
+import { createGuardedServer, DEFAULT_HTTP_LIMITS, type HttpLimits } from "../core/http-server.ts";
 import type { Logger } from "../core/log.ts";
 import type { RouterMetrics } from "../observability/router-metrics.ts";
 import { lookupApiKey } from "./api-keys.ts";
@@ -41,9 +38,16 @@ export interface OpenAiServerOptions {
   relay: RouterRelay;
   logger: Logger;
   metrics?: RouterMetrics;
+  /** Slow-client and per-client connection limits; the documented defaults when absent. */
+  limits?: HttpLimits;
 }
 
 class BodyTooLarge extends Error {}
+
+/** An aborted upload: an expected event, logged without a stack (core/guard.ts isPeerGone). */
+function peerGone(message: string): Error {
+  return Object.assign(new Error(message), { code: "ERR_STREAM_PREMATURE_CLOSE" });
+}
 
 /**
  * The request body, refused past MAX_BODY_BYTES. Event-driven: Readable's
@@ -66,7 +70,7 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
     req.once("end", () => resolve(parts.length === 1 ? parts[0] : Buffer.concat(parts)));
     req.once("error", reject);
     req.once("close", () => {
-      if (!req.complete) reject(new Error("the client closed the connection before the body ended"));
+      if (!req.complete) reject(peerGone("the client closed the connection before the body ended"));
     });
   });
 }
@@ -77,36 +81,45 @@ function bracket(host: string): string {
 
 export async function startOpenAiServer(o: OpenAiServerOptions): Promise<OpenAiServer> {
   const log = o.logger.child({ component: "http" });
-  const server: Server = createServer((req, res) => {
-    handle(o, req, res).catch((err: unknown) => {
-      log.error({ err }, "request handler failed");
-      sendJsonError(res, 500, "internal_error", "the router failed to handle the request; see its log");
-    });
+  const server: Server = createGuardedServer({
+    what: "OpenAI API",
+    logger: log,
+    limits: o.limits ?? DEFAULT_HTTP_LIMITS,
+    handle: (req, res) => handle(o, req, res),
+    answer: sendJsonError,
   });
   server.keepAliveTimeout = 65_000;
   // Requests Node cannot parse (bad method, header too large, bytes that are not HTTP) would get
   // a bare 400 without a body: give them OpenAI's error shape like every other answer.
-  server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
-    if (err.code === "ECONNRESET" || !socket.writable) {
-      socket.destroy();
-      return;
-    }
-    const status =
-      err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
-    const body = openAiErrorBody(
-      status,
-      status === 431 ? "headers_too_large" : status === 408 ? "request_timeout" : "bad_request",
-      status === 431
-        ? "the request headers are too large"
-        : status === 408
-          ? "the request was not received in time"
-          : `the HTTP request is malformed (${err.code ?? "parse error"})`,
-    );
-    socket.end(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\n` +
-        `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-    );
-  });
+  server.on(
+    "clientError",
+    guarded(
+      log,
+      "OpenAI API client error",
+      (err: NodeJS.ErrnoException, socket: Duplex) => {
+        if (err.code === "ECONNRESET" || !socket.writable) {
+          socket.destroy();
+          return;
+        }
+        const status =
+          err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
+        const body = openAiErrorBody(
+          status,
+          status === 431 ? "headers_too_large" : status === 408 ? "request_timeout" : "bad_request",
+          status === 431
+            ? "the request headers are too large"
+            : status === 408
+              ? "the request was not received in time"
+              : `the HTTP request is malformed (${err.code ?? "parse error"})`,
+        );
+        socket.end(
+          `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\n` +
+            `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+        );
+      },
+      (_failure, _err, socket) => socket.destroy(),
+    ),
+  );
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(o.port, o.host, () => resolve());

@@ -6,6 +6,8 @@
  * takes `controlPlane` from here to dispatch requests and read streams.
  */
 import { hostname } from "node:os";
+import { guarded } from "../core/guard.ts";
+import type { HttpLimits } from "../core/http-server.ts";
 import type { Logger } from "../core/log.ts";
 import { ModelLibrary } from "../models/library.ts";
 import { startHealthServer } from "../observability/health-server.ts";
@@ -52,6 +54,8 @@ export interface RouterServiceOptions {
   requestDeadlineMs?: number;
   /** How often model assignments written by `xim router models assign` are looked for. */
   assignmentPollMs?: number;
+  /** Slow-client and per-client connection limits of the enrollment, API and metrics ports. */
+  httpLimits?: HttpLimits;
 }
 
 export interface RouterEndpoints {
@@ -159,6 +163,7 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
       endpoints: () => endpoints,
       lease: o.lease ?? { durationMs: 30_000, renewalIntervalMs: 10_000 },
       logger: o.logger,
+      limits: o.httpLimits,
     });
     const enrollUrl = `${o.plainHttp ? "http" : "https"}://${bracket(host)}:${enroll.port}`;
     // The inference path: scheduler (node choice, single-node queue), relay, HTTP front, metrics.
@@ -197,7 +202,7 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
         metrics.framesDropped.inc({ reason }, delta(reason));
       }
     };
-    counterSync = setInterval(sync, 1000);
+    counterSync = setInterval(guarded(o.logger, "the router's metrics sync", sync), 1000);
     if (o.http) {
       http = await startOpenAiServer({
         host: o.http.host,
@@ -207,6 +212,7 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
         relay,
         logger: o.logger,
         metrics,
+        limits: o.httpLimits,
       });
     }
     if (o.metricsListen) {
@@ -215,6 +221,8 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
         port: o.metricsListen.port,
         registry: metrics.registry,
         readiness: () => ({ ready: true, reasons: [] }),
+        logger: o.logger,
+        limits: o.httpLimits,
       });
     }
     const metricsHost = o.metricsListen?.host === "0.0.0.0" ? "127.0.0.1" : o.metricsListen?.host;

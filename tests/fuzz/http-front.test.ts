@@ -5,8 +5,10 @@
  * missing fields, huge bodies, odd methods, paths and headers, and raw
  * bytes that are not HTTP at all must get an OpenAI-shaped 4xx (or a
  * normal answer when the input happens to be valid), never a 5xx, a hang
- * or a crash; the router answers normally afterwards. The numbers of
- * inputs tried are printed (bench/fuzz-results.md records them).
+ * or a crash; the router answers normally afterwards. Each property runs
+ * for the fuzz budget (tests/fuzz/budget.ts: a few seconds in `npm test`,
+ * `npm run fuzz -- --seconds N` for longer); the numbers of inputs tried
+ * are printed (bench/fuzz-results.md records them).
  */
 import assert from "node:assert/strict";
 import net from "node:net";
@@ -14,6 +16,7 @@ import { after, before, describe, test } from "node:test";
 import fc from "fast-check";
 import { MAX_BODY_BYTES } from "../../src/router/openai-http.ts";
 import { chatBody, post, Stack } from "../relay/stack.ts";
+import { budget, fuzzTimeoutMs } from "./budget.ts";
 
 interface Answer {
   status: number;
@@ -115,7 +118,7 @@ function checkAnswer(a: Answer, what: string): void {
   }
 }
 
-describe("fuzz: the router's OpenAI front", { timeout: 300_000 }, () => {
+describe("fuzz: the router's OpenAI front", { timeout: fuzzTimeoutMs(4, 300_000) }, () => {
   let stack: Stack;
   let key: string;
   let port: number;
@@ -196,7 +199,7 @@ describe("fuzz: the router's OpenAI front", { timeout: 300_000 }, () => {
           checkAnswer(a as Answer, `body ${JSON.stringify(text.slice(0, 80))}`);
         },
       ),
-      { numRuns: 1500 },
+      budget(),
     );
     tried["malformed JSON bodies"] = runs;
   });
@@ -257,7 +260,7 @@ describe("fuzz: the router's OpenAI front", { timeout: 300_000 }, () => {
         if (answer.status === 200 && String(answer.headers["content-type"]).startsWith("text/event-stream"))
           assert.ok(answer.body.toString().endsWith("\n\n"), "a stream ends on an event boundary");
       }),
-      { numRuns: 2000 },
+      budget(),
     );
     tried["wrong types and missing fields"] = runs;
   });
@@ -306,7 +309,7 @@ describe("fuzz: the router's OpenAI front", { timeout: 300_000 }, () => {
         if (i.method === "HEAD") return;
         checkAnswer(a, `${i.method} ${i.path} ${JSON.stringify(headers).slice(0, 200)}`);
       }),
-      { numRuns: 1500 },
+      budget(),
     );
     tried["methods, paths and headers"] = runs;
 
@@ -319,7 +322,7 @@ describe("fuzz: the router's OpenAI front", { timeout: 300_000 }, () => {
         assert.ok(a.status >= 400 && a.status < 500, `garbage got ${a.status}`);
         checkAnswer(a, "garbage bytes");
       }),
-      { numRuns: 1000 },
+      budget(),
     );
     tried["bytes that are not HTTP"] = garbage;
   });

@@ -22,6 +22,7 @@ export const GROUPS = [
   "LMCache",
   "Tenant isolation",
   "Logging and metrics",
+  "HTTP servers",
 ] as const;
 export type Group = (typeof GROUPS)[number];
 

@@ -538,6 +538,35 @@ export const settings = {
     },
     false,
   ),
+
+  // HTTP servers: the router's API and enrollment ports, the metrics/health port of router and node
+  httpHeadersTimeoutMs: int(
+    {
+      env: `${P}HTTP_HEADERS_TIMEOUT_MS`,
+      group: "HTTP servers",
+      doc: "A client must send its request headers (and finish its TLS handshake) within this time, or the connection is closed (slowloris). Applies to the router's API, enrollment and metrics ports and the node's metrics port.",
+    },
+    { min: 100, max: 600_000, unit: "ms" },
+    10000,
+  ),
+  httpBodyIdleTimeoutMs: int(
+    {
+      env: `${P}HTTP_BODY_IDLE_TIMEOUT_MS`,
+      group: "HTTP servers",
+      doc: "A request body that stalls this long between two reads is answered 408 and its connection closed; a whole request may take at most 120 s to arrive. Streaming answers are not affected.",
+    },
+    { min: 100, max: 600_000, unit: "ms" },
+    30000,
+  ),
+  httpMaxConnectionsPerClient: int(
+    {
+      env: `${P}HTTP_MAX_CONNECTIONS_PER_CLIENT`,
+      group: "HTTP servers",
+      doc: "Open connections one client address may hold on each HTTP port; new ones beyond it are closed at once. Clients behind one NAT or proxy share the limit.",
+    },
+    { min: 1, max: 1_000_000 },
+    64,
+  ),
 };
 
 export type SettingKey = keyof typeof settings;

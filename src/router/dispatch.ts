@@ -5,8 +5,10 @@
  * headers, writes each `chunk`'s bytes to the client as they are (no
  * re-encoding), returns credit as the client takes them (credits.ts),
  * ends on `stream_end`, and turns a `stream_error` (or a lost node) into
- * an SSE error event or an OpenAI JSON error. A client that goes away
- * sends `cancel` to the node; the slot is freed when the node confirms.
+ * an SSE error event or an OpenAI JSON error. An engine's refusal (a
+ * non-2xx stream_start) is held until its end and sent in OpenAI's shape
+ * (openai-errors.ts). A client that goes away sends `cancel` to the node
+ * (logged at info); the slot is freed when the node confirms.
  * Streams are keyed by the router's internal request id (request-id.ts),
  * and a node's message reaches a stream only when that node holds it:
  * anything else is dropped and counted, never written to a client.
@@ -17,7 +19,16 @@ import type { RouterMetrics } from "../observability/router-metrics.ts";
 import type { DISPATCH_PATHS, NodeMessage, NodeMessageOf } from "../protocol/messages.ts";
 import type { ControlPlane, Lease } from "./control-plane.ts";
 import { RouterCredit } from "./credits.ts";
+import {
+  errorOutcomeOf,
+  MAX_ENGINE_ERROR_BYTES,
+  openAiErrorBody,
+  translateEngineError,
+} from "./openai-errors.ts";
 import type { Scheduler } from "./queue.ts";
+import { retryAfterHeaders } from "./retry-after.ts";
+
+export { openAiErrorBody };
 
 type StreamMessageType = "stream_start" | "chunk" | "stream_end" | "stream_error";
 
@@ -68,13 +79,6 @@ export interface InferenceRequest {
   receivedAt: number;
 }
 
-/** OpenAI's error JSON. */
-export function openAiErrorBody(status: number, code: string, message: string): string {
-  const type =
-    status === 401 ? "authentication_error" : status < 500 ? "invalid_request_error" : "server_error";
-  return JSON.stringify({ error: { message, type, param: null, code } });
-}
-
 /** Node messages the relay delivered to no client, by reason (tests and the frames-dropped metric read them). */
 export interface RelayDropped {
   /** For a request id the router has no stream for (ended, or never minted). */
@@ -94,13 +98,23 @@ function validHeaderValue(value: string): boolean {
   }
 }
 
-export function sendJsonError(res: ServerResponse, status: number, code: string, message: string): void {
+export function sendJsonError(
+  res: ServerResponse,
+  status: number,
+  code: string,
+  message: string,
+  o: { param?: string | null; headers?: Record<string, string> } = {},
+): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  const body = openAiErrorBody(status, code, message);
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+  const body = openAiErrorBody(status, code, message, o.param ?? null);
+  res.writeHead(status, {
+    ...o.headers,
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(body),
+  });
   res.end(body);
 }
 
@@ -158,6 +172,8 @@ interface RouterStream {
   joiner: SseJoiner | undefined;
   credit: RouterCredit | undefined;
   firstChunk: boolean;
+  /** The engine refused the request (non-2xx start): its body, held to be translated at the end. */
+  refusal: { status: number; parts: Buffer[]; bytes: number } | undefined;
   /** Writes to the response are held until the next tick (see corkForTick). */
   corked: boolean;
   cancelled: boolean;
@@ -241,7 +257,12 @@ export class RouterRelay {
   async serve(req: InferenceRequest, res: ServerResponse): Promise<string> {
     const placement = await this.#scheduler.acquire(req.project, req.model, req.signal);
     if (!placement.ok) {
-      if (placement.status !== 499) sendJsonError(res, placement.status, placement.code, placement.message);
+      if (placement.status === 499) this.#logCancel(req, { queued: true, chunks: 0 });
+      else
+        sendJsonError(res, placement.status, placement.code, placement.message, {
+          headers:
+            placement.retryAfterMs === undefined ? undefined : retryAfterHeaders(placement.retryAfterMs),
+        });
       if (placement.status >= 500)
         this.#log.info(
           {
@@ -284,6 +305,7 @@ export class RouterRelay {
         joiner: undefined,
         credit: undefined,
         firstChunk: true,
+        refusal: undefined,
         corked: false,
         cancelled: false,
         cancelTimer: undefined,
@@ -343,9 +365,28 @@ export class RouterRelay {
     return outcome;
   }
 
+  /** One info line per request its client gave up on, for the operator looking for where it went. */
+  #logCancel(req: InferenceRequest, o: { queued: boolean; chunks: number; nodeId?: string }): void {
+    this.#log.info(
+      {
+        requestId: req.requestId,
+        clientRequestId: req.clientRequestId,
+        project: req.project,
+        tenant: req.tenant,
+        model: req.model,
+        nodeId: o.nodeId,
+        queued: o.queued,
+        ms: Date.now() - req.receivedAt,
+        chunks: o.chunks,
+      },
+      "request cancelled by its client",
+    );
+  }
+
   #clientGone(s: RouterStream): void {
     if (s.res.writableFinished || s.cancelled) return;
     s.cancelled = true;
+    this.#logCancel(s.req, { queued: false, chunks: s.seq, nodeId: s.nodeId });
     s.credit?.close();
     void this.#cp.send(s.nodeId, {
       type: "cancel",
@@ -483,13 +524,16 @@ export class RouterRelay {
       );
       return;
     }
-    s.sse = m.contentType.startsWith("text/event-stream");
-    if (s.sse) s.joiner = new SseJoiner();
-    corkForTick(s);
-    const headers: Record<string, string> = { "content-type": m.contentType };
-    if (s.sse) headers["cache-control"] = "no-cache";
-    s.res.writeHead(m.status, headers);
-    if (s.sse) s.res.flushHeaders();
+    if (m.status >= 300) s.refusal = { status: m.status, parts: [], bytes: 0 };
+    else {
+      s.sse = m.contentType.startsWith("text/event-stream");
+      if (s.sse) s.joiner = new SseJoiner();
+      corkForTick(s);
+      const headers: Record<string, string> = { "content-type": m.contentType };
+      if (s.sse) headers["cache-control"] = "no-cache";
+      s.res.writeHead(m.status, headers);
+      if (s.sse) s.res.flushHeaders();
+    }
     const window = m.windowBytes ?? this.#flow.windowBytes;
     if (window > 0) {
       const replenish = m.replenishBytes ?? Math.max(1, Math.ceil(window * this.#flow.replenishThreshold));
@@ -507,13 +551,18 @@ export class RouterRelay {
 
   #chunk(s: RouterStream, m: NodeMessageOf<"chunk">): void {
     if (s.cancelled) return;
-    if (!s.res.headersSent || m.seq !== s.seq) {
+    if ((!s.res.headersSent && !s.refusal) || m.seq !== s.seq) {
       this.#log.warn({ requestId: s.req.requestId, seq: m.seq, expected: s.seq }, "chunk out of order");
       void this.#cp.send(s.nodeId, { type: "cancel", requestId: s.req.requestId, reason: "out of order" });
       this.#fail(s, 502, "relay_error", "the node's stream arrived out of order");
       return;
     }
     s.seq++;
+    if (s.refusal) {
+      this.#hold(s.refusal, m.data);
+      s.credit?.wrote(m.data.byteLength, true);
+      return;
+    }
     if (s.firstChunk) {
       s.firstChunk = false;
       this.#metrics?.ttft.observe((Date.now() - s.req.receivedAt) / 1000);
@@ -530,9 +579,30 @@ export class RouterRelay {
     s.credit?.wrote(data.length, drained);
   }
 
+  /** Keep an engine refusal's bytes, up to MAX_ENGINE_ERROR_BYTES (the message is near the start). */
+  #hold(refusal: NonNullable<RouterStream["refusal"]>, data: Uint8Array): void {
+    const room = MAX_ENGINE_ERROR_BYTES - refusal.bytes;
+    if (room <= 0) return;
+    const part = Buffer.from(data.buffer, data.byteOffset, Math.min(room, data.byteLength));
+    refusal.parts.push(Buffer.from(part));
+    refusal.bytes += part.length;
+  }
+
   #end(s: RouterStream): void {
     if (s.cancelled) {
       s.finish("cancelled");
+      return;
+    }
+    if (s.refusal && !s.res.headersSent) {
+      const e = translateEngineError(s.refusal.status, Buffer.concat(s.refusal.parts));
+      sendJsonError(s.res, e.status, e.code, e.message, {
+        param: e.param,
+        headers:
+          e.status === 503
+            ? retryAfterHeaders(this.#scheduler.retryAfterMs(s.req.project, s.req.model))
+            : undefined,
+      });
+      s.finish(errorOutcomeOf(e.status));
       return;
     }
     if (!s.res.headersSent) {
@@ -550,11 +620,18 @@ export class RouterRelay {
       s.finish("cancelled");
       return;
     }
-    if (!s.res.headersSent) sendJsonError(s.res, status, code, message);
+    if (!s.res.headersSent)
+      sendJsonError(s.res, status, code, message, {
+        headers:
+          status === 503
+            ? retryAfterHeaders(this.#scheduler.retryAfterMs(s.req.project, s.req.model))
+            : undefined,
+      });
     else if (s.sse && !s.res.writableEnded) {
       const body = openAiErrorBody(status, code, message);
       s.res.end(`data: ${body}\n\n`);
     } else s.res.destroy();
-    s.finish(code === "cancelled" ? "cancelled" : "node_error");
+    // 499: the node stopped the stream for the router (its client went, its lease ended).
+    s.finish(status === 499 ? "cancelled" : errorOutcomeOf(status));
   }
 }

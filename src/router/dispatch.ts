@@ -507,7 +507,7 @@ export class RouterRelay {
   }
 
   #start(s: RouterStream, m: NodeMessageOf<"stream_start">): void {
-    if (s.res.headersSent || s.cancelled) return;
+    if (s.res.headersSent || s.refusal || s.cancelled) return;
     // The node's start must make a final HTTP answer: a 1xx status would leave the client waiting
     // for ever, and a content type Node refuses as a header value would throw below.
     if (m.status < 200 || !validHeaderValue(m.contentType)) {
@@ -524,16 +524,24 @@ export class RouterRelay {
       );
       return;
     }
-    if (m.status >= 300) s.refusal = { status: m.status, parts: [], bytes: 0 };
-    else {
-      s.sse = m.contentType.startsWith("text/event-stream");
-      if (s.sse) s.joiner = new SseJoiner();
-      corkForTick(s);
-      const headers: Record<string, string> = { "content-type": m.contentType };
-      if (s.sse) headers["cache-control"] = "no-cache";
-      s.res.writeHead(m.status, headers);
-      if (s.sse) s.res.flushHeaders();
+    if (m.status >= 300) {
+      // The engine refused: nothing is sent until its whole answer is here to translate (#end).
+      s.refusal = { status: m.status, parts: [], bytes: 0 };
+      this.#openCredit(s, m);
+      return;
     }
+    s.sse = m.contentType.startsWith("text/event-stream");
+    if (s.sse) s.joiner = new SseJoiner();
+    corkForTick(s);
+    const headers: Record<string, string> = { "content-type": m.contentType };
+    if (s.sse) headers["cache-control"] = "no-cache";
+    s.res.writeHead(m.status, headers);
+    if (s.sse) s.res.flushHeaders();
+    this.#openCredit(s, m);
+  }
+
+  /** Return the node credit for this stream as the client takes its bytes (off with a 0 window). */
+  #openCredit(s: RouterStream, m: NodeMessageOf<"stream_start">): void {
     const window = m.windowBytes ?? this.#flow.windowBytes;
     if (window > 0) {
       const replenish = m.replenishBytes ?? Math.max(1, Math.ceil(window * this.#flow.replenishThreshold));

@@ -12,22 +12,23 @@
  * the model: the router notes each slot freed (one request ended), per
  * node, the last RING of them within WINDOW_MS. A node's rate is the
  * releases in the window over the time since the oldest of them (at least
- * a second, so one release just now does not read as a flood); the rates
+ * MIN_SPAN_MS, so a release or two just now, say a quick refusal, do not
+ * read as a fast drain of a node busy with long streams); the rates
  * of the model's nodes add up. The wait is the requests ahead (already
  * parked on those nodes) plus this one, divided by that rate, clamped to
  * [MIN_MS, MAX_MS]. With nothing measured (no slot freed in the window,
- * no ready node) it is UNKNOWN_MS.
+ * no ready node) it is UNKNOWN_MS, the wait one release would give.
  */
 
 /** Releases remembered per node: enough for a stable rate, a fixed cost. */
 const RING = 32;
 /** Releases older than this say nothing about now. */
 const WINDOW_MS = 60_000;
-/** The shortest span a rate is measured over. */
-const MIN_SPAN_MS = 1000;
+/** The shortest span a rate is measured over: few samples give a cautious (slow) rate. */
+const MIN_SPAN_MS = 10_000;
 
 /** The bounds of the advice: a whole second at least; at most half of what openai-python still honours. */
-export const RETRY_AFTER_BOUNDS = { MIN_MS: 1000, MAX_MS: 30_000, UNKNOWN_MS: 5000 } as const;
+export const RETRY_AFTER_BOUNDS = { MIN_MS: 1000, MAX_MS: 30_000, UNKNOWN_MS: 10_000 } as const;
 
 export class DrainRate {
   readonly #released = new Map<string, number[]>();

@@ -12,8 +12,10 @@
  * is busy, what the engine writes meanwhile is coalesced into the next
  * chunk. The relay also owns the
  * concurrency limit (free slots), the tenant's cache salt, cancellation
- * (router `cancel`, deadline, drain, stall) and drain. A dispatch with the
- * id of a running stream is refused (`dispatch_refused`), never merged.
+ * (router `cancel`, deadline, drain, stall; each logged at info) and
+ * drain. A dispatch with the id of a running stream is refused
+ * (`dispatch_refused`), never merged. An engine's refusal (non-2xx) is
+ * relayed as it is and counted by whose error it is (engine-refusal.ts).
  */
 import type { Config } from "../core/config/schema.ts";
 import { messageOf } from "../core/errors.ts";
@@ -22,6 +24,7 @@ import type { Logger } from "../core/log.ts";
 import type { Secret } from "../core/secret.ts";
 import { saltedEngineBody } from "../engine/cache-salt.ts";
 import { type Engine, EngineHttpError } from "../engine/engine.ts";
+import { engineAnswerOutcome } from "../engine/engine-refusal.ts";
 import type { SseBlock } from "../engine/sse.ts";
 import type { NodeMetrics } from "../observability/node-metrics.ts";
 import type {
@@ -351,13 +354,15 @@ export class Relay {
       try {
         body = saltedEngineBody(JSON.parse(Buffer.from(d.body).toString("utf8")), d, this.#o.saltSecret);
       } catch (err) {
-        outcome = "rejected";
+        outcome = "client_error";
         await out.error("bad_request", 400, `invalid request body: ${messageOf(err)}`);
         return;
       }
       const request = { path: d.path, body, requestId: d.requestId };
-      if (d.stream) await this.#streamed(engine, request, a, out);
-      else await this.#complete(engine, request, a, out);
+      const status = d.stream
+        ? await this.#streamed(engine, request, a, out)
+        : await this.#complete(engine, request, a, out);
+      outcome = engineAnswerOutcome(status);
     } catch (err) {
       const reason = a.abort.signal.aborted ? a.abort.signal.reason : err;
       if (reason instanceof StalledError || err instanceof StalledError) {
@@ -368,6 +373,18 @@ export class Relay {
         await out.error("stalled", 504, messageOf(reason));
       } else if (reason instanceof StreamAbort) {
         outcome = "cancelled";
+        const { chunks } = out.stats(outcome);
+        this.#log.info(
+          {
+            requestId: d.requestId,
+            tenant: d.tenant,
+            model: d.model,
+            reason: reason.message,
+            ms: Date.now() - started,
+            chunks,
+          },
+          "stream cancelled",
+        );
         await out.error(reason.code, reason.status, reason.message);
       } else {
         outcome = "engine_error";
@@ -387,7 +404,7 @@ export class Relay {
     request: Parameters<Engine["stream"]>[0],
     a: Active,
     out: StreamOut,
-  ): Promise<void> {
+  ): Promise<number> {
     const signal = a.abort.signal;
     const blocks = engine.stream(request, signal);
     let first: IteratorResult<SseBlock>;
@@ -399,7 +416,7 @@ export class Relay {
         out.start(err.status, "application/json");
         out.push(err.body);
         await out.finish();
-        return;
+        return err.status;
       }
       throw err;
     }
@@ -418,6 +435,7 @@ export class Relay {
         next = await blocks.next();
       }
       await out.finish();
+      return 200;
     } finally {
       // A stream left early (stall, cancel) closes the engine's HTTP request.
       void blocks.return(undefined).catch(() => undefined);
@@ -429,7 +447,7 @@ export class Relay {
     request: Parameters<Engine["complete"]>[0],
     a: Active,
     out: StreamOut,
-  ): Promise<void> {
+  ): Promise<number> {
     let status: number;
     let contentType: string;
     let body: Buffer;
@@ -448,6 +466,7 @@ export class Relay {
     out.noteEvents(body);
     out.push(body);
     await out.finish();
+    return status;
   }
 }
 

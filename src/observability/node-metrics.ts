@@ -18,7 +18,7 @@ export function createNodeMetrics() {
     registry,
     requests: new Counter({
       name: "xim_node_requests_total",
-      help: "Inference requests handled by this node, by outcome (ok, cancelled, stalled, engine_error, rejected).",
+      help: "Inference requests handled by this node, by outcome: ok (2xx); client_error (4xx, the engine refused the request); cancelled; stalled, engine_error, rejected (5xx).",
       labelNames: ["outcome"] as const,
       registers: r,
     }),

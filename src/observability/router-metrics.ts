@@ -15,7 +15,7 @@ export function createRouterMetrics() {
     registry,
     requests: new Counter({
       name: "xim_router_requests_total",
-      help: "HTTP inference requests, by outcome (ok, client_error, no_node, queue_timeout, queue_full, node_error, cancelled).",
+      help: "HTTP inference requests, by outcome: ok (2xx); client_error (4xx, the router's or the engine's refusal); cancelled (the client went away); no_node, queue_full, queue_timeout, node_error (5xx).",
       labelNames: ["outcome"] as const,
       registers: r,
     }),

@@ -5,8 +5,10 @@
  * headers, writes each `chunk`'s bytes to the client as they are (no
  * re-encoding), returns credit as the client takes them (credits.ts),
  * ends on `stream_end`, and turns a `stream_error` (or a lost node) into
- * an SSE error event or an OpenAI JSON error. A client that goes away
- * sends `cancel` to the node; the slot is freed when the node confirms.
+ * an SSE error event or an OpenAI JSON error. An engine's refusal (a
+ * non-2xx stream_start) is held until its end and sent in OpenAI's shape
+ * (openai-errors.ts). A client that goes away sends `cancel` to the node
+ * (logged at info); the slot is freed when the node confirms.
  * Streams are keyed by the router's internal request id (request-id.ts),
  * and a node's message reaches a stream only when that node holds it:
  * anything else is dropped and counted, never written to a client.
@@ -18,9 +20,18 @@ import type { RouterMetrics } from "../observability/router-metrics.ts";
 import type { DISPATCH_PATHS, NodeMessage, NodeMessageOf } from "../protocol/messages.ts";
 import type { ControlPlane, Lease } from "./control-plane.ts";
 import { RouterCredit } from "./credits.ts";
+import {
+  errorOutcomeOf,
+  MAX_ENGINE_ERROR_BYTES,
+  openAiErrorBody,
+  translateEngineError,
+} from "./openai-errors.ts";
 import type { Scheduler } from "./queue.ts";
+import { retryAfterHeaders } from "./retry-after.ts";
 import { SseEventTooLargeError, SseJoiner } from "./sse-joiner.ts";
 import { checkRouterFlow, DEFAULT_MAX_EVENT_BYTES, streamWindowProblem } from "./stream-limits.ts";
+
+export { openAiErrorBody };
 
 type StreamMessageType = "stream_start" | "chunk" | "stream_end" | "stream_error";
 
@@ -73,13 +84,6 @@ export interface InferenceRequest {
   receivedAt: number;
 }
 
-/** OpenAI's error JSON. */
-export function openAiErrorBody(status: number, code: string, message: string): string {
-  const type =
-    status === 401 ? "authentication_error" : status < 500 ? "invalid_request_error" : "server_error";
-  return JSON.stringify({ error: { message, type, param: null, code } });
-}
-
 /** Node messages the relay delivered to no client, by reason (tests and the frames-dropped metric read them). */
 export interface RelayDropped {
   /** For a request id the router has no stream for (ended, or never minted). */
@@ -99,13 +103,23 @@ function validHeaderValue(value: string): boolean {
   }
 }
 
-export function sendJsonError(res: ServerResponse, status: number, code: string, message: string): void {
+export function sendJsonError(
+  res: ServerResponse,
+  status: number,
+  code: string,
+  message: string,
+  o: { param?: string | null; headers?: Record<string, string> } = {},
+): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  const body = openAiErrorBody(status, code, message);
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+  const body = openAiErrorBody(status, code, message, o.param ?? null);
+  res.writeHead(status, {
+    ...o.headers,
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(body),
+  });
   res.end(body);
 }
 
@@ -139,6 +153,8 @@ interface RouterStream {
   joiner: SseJoiner | undefined;
   credit: RouterCredit | undefined;
   firstChunk: boolean;
+  /** The engine refused the request (non-2xx start): its body, held to be translated at the end. */
+  refusal: { status: number; parts: Buffer[]; bytes: number } | undefined;
   /** Writes to the response are held until the next tick (see corkForTick). */
   corked: boolean;
   cancelled: boolean;
@@ -243,7 +259,12 @@ export class RouterRelay {
   async serve(req: InferenceRequest, res: ServerResponse): Promise<string> {
     const placement = await this.#scheduler.acquire(req.project, req.model, req.signal);
     if (!placement.ok) {
-      if (placement.status !== 499) sendJsonError(res, placement.status, placement.code, placement.message);
+      if (placement.status === 499) this.#logCancel(req, { queued: true, chunks: 0 });
+      else
+        sendJsonError(res, placement.status, placement.code, placement.message, {
+          headers:
+            placement.retryAfterMs === undefined ? undefined : retryAfterHeaders(placement.retryAfterMs),
+        });
       if (placement.status >= 500)
         this.#log.info(
           {
@@ -286,6 +307,7 @@ export class RouterRelay {
         joiner: undefined,
         credit: undefined,
         firstChunk: true,
+        refusal: undefined,
         corked: false,
         cancelled: false,
         cancelTimer: undefined,
@@ -345,9 +367,28 @@ export class RouterRelay {
     return outcome;
   }
 
+  /** One info line per request its client gave up on, for the operator looking for where it went. */
+  #logCancel(req: InferenceRequest, o: { queued: boolean; chunks: number; nodeId?: string }): void {
+    this.#log.info(
+      {
+        requestId: req.requestId,
+        clientRequestId: req.clientRequestId,
+        project: req.project,
+        tenant: req.tenant,
+        model: req.model,
+        nodeId: o.nodeId,
+        queued: o.queued,
+        ms: Date.now() - req.receivedAt,
+        chunks: o.chunks,
+      },
+      "request cancelled by its client",
+    );
+  }
+
   #clientGone(s: RouterStream): void {
     if (s.res.writableFinished || s.cancelled) return;
     s.cancelled = true;
+    this.#logCancel(s.req, { queued: false, chunks: s.seq, nodeId: s.nodeId });
     s.credit?.close();
     void this.#cp.send(s.nodeId, {
       type: "cancel",
@@ -483,7 +524,7 @@ export class RouterRelay {
   }
 
   #start(s: RouterStream, m: NodeMessageOf<"stream_start">): void {
-    if (s.res.headersSent || s.cancelled) return;
+    if (s.res.headersSent || s.refusal || s.cancelled) return;
     // The node's start must make a final HTTP answer: a 1xx status would leave the client waiting
     // for ever, and a content type Node refuses as a header value would throw below.
     if (m.status < 200 || !validHeaderValue(m.contentType)) {
@@ -505,6 +546,12 @@ export class RouterRelay {
       this.#broken(s, windowProblem);
       return;
     }
+    if (m.status >= 300) {
+      // The engine refused: nothing is sent until its whole answer is here to translate (#end).
+      s.refusal = { status: m.status, parts: [], bytes: 0 };
+      this.#openCredit(s, m);
+      return;
+    }
     s.sse = m.contentType.startsWith("text/event-stream");
     if (s.sse) s.joiner = new SseJoiner(this.#flow.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES);
     corkForTick(s);
@@ -512,6 +559,11 @@ export class RouterRelay {
     if (s.sse) headers["cache-control"] = "no-cache";
     s.res.writeHead(m.status, headers);
     if (s.sse) s.res.flushHeaders();
+    this.#openCredit(s, m);
+  }
+
+  /** Return the node credit for this stream as the client takes its bytes (off with a 0 window). */
+  #openCredit(s: RouterStream, m: NodeMessageOf<"stream_start">): void {
     const window = m.windowBytes ?? this.#flow.windowBytes;
     if (window > 0) {
       const replenish = Math.min(
@@ -532,21 +584,26 @@ export class RouterRelay {
 
   #chunk(s: RouterStream, m: NodeMessageOf<"chunk">): void {
     if (s.cancelled) return;
-    if (!s.res.headersSent || m.seq !== s.seq) {
+    if ((!s.res.headersSent && !s.refusal) || m.seq !== s.seq) {
       this.#log.warn({ requestId: s.req.requestId, seq: m.seq, expected: s.seq }, "chunk out of order");
       void this.#cp.send(s.nodeId, { type: "cancel", requestId: s.req.requestId, reason: "out of order" });
       this.#fail(s, 502, "relay_error", "the node's stream arrived out of order");
       return;
     }
     s.seq++;
-    if (s.firstChunk) {
-      s.firstChunk = false;
-      this.#metrics?.ttft.observe((Date.now() - s.req.receivedAt) / 1000);
-    }
     const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
     if (s.credit && !s.credit.received(data.length)) {
       this.#broken(s, "the node sent more bytes than its credit allowed");
       return;
+    }
+    if (s.refusal) {
+      this.#hold(s.refusal, data);
+      s.credit?.wrote(data.byteLength, true);
+      return;
+    }
+    if (s.firstChunk) {
+      s.firstChunk = false;
+      this.#metrics?.ttft.observe((Date.now() - s.req.receivedAt) / 1000);
     }
     corkForTick(s);
     // The node may split an event at its credit boundary; the client only ever sees whole
@@ -578,9 +635,30 @@ export class RouterRelay {
     this.#fail(s, 502, "relay_error", `the node broke the relay protocol: ${why}`);
   }
 
+  /** Keep an engine refusal's bytes, up to MAX_ENGINE_ERROR_BYTES (the message is near the start). */
+  #hold(refusal: NonNullable<RouterStream["refusal"]>, data: Uint8Array): void {
+    const room = MAX_ENGINE_ERROR_BYTES - refusal.bytes;
+    if (room <= 0) return;
+    const part = Buffer.from(data.buffer, data.byteOffset, Math.min(room, data.byteLength));
+    refusal.parts.push(Buffer.from(part));
+    refusal.bytes += part.length;
+  }
+
   #end(s: RouterStream): void {
     if (s.cancelled) {
       s.finish("cancelled");
+      return;
+    }
+    if (s.refusal && !s.res.headersSent) {
+      const e = translateEngineError(s.refusal.status, Buffer.concat(s.refusal.parts));
+      sendJsonError(s.res, e.status, e.code, e.message, {
+        param: e.param,
+        headers:
+          e.status === 503
+            ? retryAfterHeaders(this.#scheduler.retryAfterMs(s.req.project, s.req.model))
+            : undefined,
+      });
+      s.finish(errorOutcomeOf(e.status));
       return;
     }
     if (!s.res.headersSent) {
@@ -598,11 +676,18 @@ export class RouterRelay {
       s.finish("cancelled");
       return;
     }
-    if (!s.res.headersSent) sendJsonError(s.res, status, code, message);
+    if (!s.res.headersSent)
+      sendJsonError(s.res, status, code, message, {
+        headers:
+          status === 503
+            ? retryAfterHeaders(this.#scheduler.retryAfterMs(s.req.project, s.req.model))
+            : undefined,
+      });
     else if (s.sse && !s.res.writableEnded) {
       const body = openAiErrorBody(status, code, message);
       s.res.end(`data: ${body}\n\n`);
     } else s.res.destroy();
-    s.finish(code === "cancelled" ? "cancelled" : "node_error");
+    // 499: the node stopped the stream for the router (its client went, its lease ended).
+    s.finish(status === 499 ? "cancelled" : errorOutcomeOf(status));
   }
 }

@@ -1,7 +1,7 @@
 /**
  * @module The router's OpenAI-compatible HTTP front: POST
- * /v1/chat/completions, POST /v1/completions, GET /v1/models (plus GET
- * /health, unauthenticated). Every request needs `Authorization: Bearer
+ * /v1/chat/completions, POST /v1/completions, GET /v1/models and GET
+ * /v1/models/{id} (plus GET /health, unauthenticated). Every request needs `Authorization: Bearer
  * xak_...` (api-keys.ts): the key decides the project (which nodes may
  * serve it) and the tenant (the node's cache salt). Every response
  * carries X-Request-ID (the client's own when it sent a valid one, else
@@ -73,6 +73,38 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
       if (!req.complete) reject(peerGone("the client closed the connection before the body ended"));
     });
   });
+}
+
+/** GET /v1/models/{id}: the id percent-encoded (the OpenAI SDKs encode a '/' in it) or not. */
+const MODEL_PATH = "/v1/models/";
+
+function modelCard(id: string) {
+  return { id, object: "model", created: 0, owned_by: "xim" };
+}
+
+/** The SDK's models.retrieve: a served model's card (true), else OpenAI's 400 or 404 (false). */
+function retrieveModel(res: ServerResponse, encodedId: string, served: Set<string>): boolean {
+  let id: string;
+  try {
+    id = decodeURIComponent(encodedId);
+  } catch {
+    sendJsonError(res, 400, "invalid_model_id", "the model id in the path is not valid percent-encoding", {
+      param: "model",
+    });
+    return false;
+  }
+  if (!served.has(id)) {
+    sendJsonError(
+      res,
+      404,
+      "model_not_found",
+      `the model '${id}' does not exist or no node of this project serves it`,
+      { param: "model" },
+    );
+    return false;
+  }
+  res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(modelCard(id)));
+  return true;
 }
 
 function bracket(host: string): string {
@@ -151,7 +183,7 @@ async function handle(o: OpenAiServerOptions, req: IncomingMessage, res: ServerR
     return;
   }
   const route =
-    path === "/v1/models"
+    path === "/v1/models" || path.startsWith(MODEL_PATH)
       ? "models"
       : path === "/v1/chat/completions" || path === "/v1/completions"
         ? "completion"
@@ -163,7 +195,7 @@ async function handle(o: OpenAiServerOptions, req: IncomingMessage, res: ServerR
       res,
       404,
       "not_found",
-      `no route ${req.method} ${path}: this router serves /v1/chat/completions, /v1/completions and /v1/models`,
+      `no route ${req.method} ${path}: this router serves /v1/chat/completions, /v1/completions, /v1/models and /v1/models/{id}`,
     );
   }
   const wantMethod = route === "models" ? "GET" : "POST";
@@ -191,10 +223,11 @@ async function handle(o: OpenAiServerOptions, req: IncomingMessage, res: ServerR
     const models = new Set<string>();
     for (const l of o.controlPlane.readyLeases())
       if (l.project === identity.project) for (const name of l.status.models) models.add(name);
-    const body = JSON.stringify({
-      object: "list",
-      data: [...models].sort().map((id) => ({ id, object: "model", created: 0, owned_by: "xim" })),
-    });
+    if (path !== "/v1/models") {
+      if (!retrieveModel(res, path.slice(MODEL_PATH.length), models)) count("client_error");
+      return;
+    }
+    const body = JSON.stringify({ object: "list", data: [...models].sort().map(modelCard) });
     res.writeHead(200, { "content-type": "application/json" }).end(body);
     return;
   }

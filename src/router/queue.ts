@@ -6,12 +6,13 @@
  * so it never over-commits between two renewals). When exactly one
  * compatible node exists and it is full, the request is parked (at most
  * `queueMax` per node, `queueTimeoutMs` each) and dispatched when a slot
- * frees; else the answer is 503. A node that expires or drains gets no new
- * requests, and its parked requests are placed again (another node, or
- * 503).
+ * frees; else the answer is 503, with the advice of when to retry
+ * (retry-after.ts). A node that expires or drains gets no new requests,
+ * and its parked requests are placed again (another node, or 503).
  */
 import type { RouterMetrics } from "../observability/router-metrics.ts";
 import type { Lease } from "./control-plane.ts";
+import { DrainRate, RETRY_AFTER_BOUNDS } from "./retry-after.ts";
 
 export interface QueueSettings {
   /** Requests parked per node at most (the Xerotier documentation: 10). */
@@ -29,7 +30,15 @@ const RETURN_MARGIN_MS = 1000;
 
 export type Placement =
   | { ok: true; lease: Lease; queued: boolean; queuedMs: number }
-  | { ok: false; status: number; code: string; message: string; outcome: string };
+  | {
+      ok: false;
+      status: number;
+      code: string;
+      message: string;
+      outcome: string;
+      /** A 503's advice of when to retry (retry-after.ts). */
+      retryAfterMs?: number;
+    };
 
 /** What the scheduler needs of the control plane. */
 export interface LeaseSource {
@@ -64,6 +73,8 @@ export class Scheduler {
   readonly #metrics: RouterMetrics | undefined;
   readonly #inflight = new Map<string, number>();
   readonly #queues = new Map<string, Waiter[]>();
+  /** Slots freed per node lately: the Retry-After of a 503 for capacity. */
+  readonly #drain = new DrainRate();
   /** Requests waiting for the nodes of the previous router run to register again. */
   #awaitingReturn: Waiter[] = [];
   /** Until when those nodes may still come back (0: none are expected). */
@@ -108,7 +119,7 @@ export class Scheduler {
         if (settled) return;
         settled = true;
         signal?.removeEventListener("abort", onAbort);
-        resolve(p);
+        resolve(!p.ok && p.status === 503 ? { ...p, retryAfterMs: this.retryAfterMs(project, model) } : p);
       };
       const onAbort = () => {
         this.#forget(waiter);
@@ -135,8 +146,25 @@ export class Scheduler {
     });
   }
 
+  /**
+   * How long a client refused a slot for `model` should wait before it
+   * retries: from the drain rate of the ready nodes serving it and the
+   * requests already parked on them (retry-after.ts).
+   */
+  retryAfterMs(project: string, model: string): number {
+    const nodes = this.#leases.leases().filter((l) => compatible(l, project, model));
+    if (nodes.length === 0) return RETRY_AFTER_BOUNDS.UNKNOWN_MS;
+    const ahead = nodes.reduce((n, l) => n + this.queued(l.nodeId), 0);
+    return this.#drain.retryAfterMs(
+      nodes.map((l) => l.nodeId),
+      ahead,
+      Date.now(),
+    );
+  }
+
   /** A request on `nodeId` finished: free its slot and serve the queue. */
   release(nodeId: string): void {
+    this.#drain.note(nodeId, Date.now());
     const n = this.inflight(nodeId) - 1;
     if (n <= 0) this.#inflight.delete(nodeId);
     else this.#inflight.set(nodeId, n);
@@ -229,7 +257,7 @@ export class Scheduler {
               status: 404,
               code: "model_not_found",
               message: `the model '${w.model}' does not exist or no node of this project serves it`,
-              outcome: "no_node",
+              outcome: "client_error",
             },
       );
       return;

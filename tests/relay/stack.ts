@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { runInferenceNode } from "../../src/agent/inference-node.ts";
 import type { Relay } from "../../src/agent/relay.ts";
 import { loadConfig } from "../../src/core/config/load.ts";
-import { silentLogger } from "../../src/core/log.ts";
+import { type Logger, silentLogger } from "../../src/core/log.ts";
 import type { Engine } from "../../src/engine/engine.ts";
 import type { SimulatedEngineOptions } from "../../src/engine/simulated.ts";
 import { SimulatedEngine } from "../../src/engine/simulated-engine.ts";
@@ -42,12 +42,14 @@ export class Stack {
   readonly dir = mkdtempSync(join(tmpdir(), "xim-relay-"));
   service!: RouterService;
   readonly nodes: StackNode[] = [];
-  readonly logger = silentLogger();
+  /** The router's and the nodes' logger: silent unless the test gives one to read. */
+  logger: Logger = silentLogger();
 
   static async start(
-    o: { queue?: QueueSettings; flow?: FlowSettingsRouter; plainZmq?: boolean } = {},
+    o: { queue?: QueueSettings; flow?: FlowSettingsRouter; plainZmq?: boolean; logger?: Logger } = {},
   ): Promise<Stack> {
     const s = new Stack();
+    if (o.logger) s.logger = o.logger;
     s.service = await startRouterService({
       stateDir: join(s.dir, "router"),
       enrollListen: { host: "127.0.0.1", port: 0 },

@@ -7,7 +7,6 @@
  */
 
 import { ExitCode, UsageError, XimError } from "../core/errors.ts";
-import { defaultRouterStateDir } from "../core/paths.ts";
 import { redactUrlCredentials } from "../core/secret.ts";
 import { safeText } from "../core/terminal-text.ts";
 import { formatBytes, ModelCache } from "../models/cache.ts";
@@ -19,6 +18,7 @@ import { assignModel, unassignModel } from "../router/model-assignments.ts";
 import { RouterStore } from "../router/store.ts";
 import type { CommandSpec } from "./command.ts";
 import { formatTable } from "./output.ts";
+import { existingRouterStateDir, stateOption } from "./router-state.ts";
 
 export const pullCommand: CommandSpec = {
   name: "pull",
@@ -109,13 +109,6 @@ and a manifest or hub listing may be at most 16 MiB: anything else is refused be
   },
 };
 
-const routerState = (ctx: Parameters<NonNullable<CommandSpec["run"]>>[0]) =>
-  (ctx.options.state as string | undefined) ?? defaultRouterStateDir(ctx.io.env);
-const stateOption = {
-  flags: "--state <dir>",
-  description: "router state folder (default: $XDG_STATE_HOME/xim/router)",
-};
-
 /**
  * `xim router models add|list|remove|assign|unassign`: the models the
  * reference router publishes to its nodes (router://NAME), and which node
@@ -140,7 +133,7 @@ export const routerModelsCommand: CommandSpec = {
       examples: ["xim router models add mixtral /data/models/Mixtral-8x7B-Instruct-v0.1"],
       async run(ctx) {
         const [name, path] = ctx.args;
-        const published = await new ModelLibrary(routerState(ctx)).add(name, path);
+        const published = await new ModelLibrary(existingRouterStateDir(ctx)).add(name, path);
         const bytes = published.manifest.files.reduce((s, f) => s + f.size, 0);
         if (ctx.options.json)
           ctx.io.stdout(`${JSON.stringify({ name, dir: published.dir, manifest: published.manifest })}\n`);
@@ -157,7 +150,7 @@ export const routerModelsCommand: CommandSpec = {
       options: [stateOption, { flags: "--json", description: "print JSON for scripts" }],
       examples: ["xim router models list --json"],
       async run(ctx) {
-        const models = await new ModelLibrary(routerState(ctx)).list();
+        const models = await new ModelLibrary(existingRouterStateDir(ctx)).list();
         if (ctx.options.json) ctx.io.stdout(`${JSON.stringify({ models }, null, 2)}\n`);
         else
           ctx.io.stdout(
@@ -176,7 +169,7 @@ export const routerModelsCommand: CommandSpec = {
       options: [stateOption],
       examples: ["xim router models remove mixtral"],
       async run(ctx) {
-        const removed = await new ModelLibrary(routerState(ctx)).remove(ctx.args[0]);
+        const removed = await new ModelLibrary(existingRouterStateDir(ctx)).remove(ctx.args[0]);
         if (!removed)
           throw new XimError("XIM_MODEL_NOT_FOUND", `the router publishes no model named ${ctx.args[0]}`, {
             hint: "xim router models list",
@@ -199,7 +192,7 @@ export const routerModelsCommand: CommandSpec = {
       ],
       async run(ctx) {
         const [nodeId, name] = ctx.args;
-        const state = routerState(ctx);
+        const state = existingRouterStateDir(ctx);
         const store = await RouterStore.open(state);
         try {
           const a = await assignModel(store, new ModelLibrary(state), nodeId, name);
@@ -225,7 +218,7 @@ export const routerModelsCommand: CommandSpec = {
       options: [stateOption],
       examples: ["xim router models unassign node_3f2a9c1b7d4e5f60718293a4"],
       async run(ctx) {
-        const store = await RouterStore.open(routerState(ctx));
+        const store = await RouterStore.open(existingRouterStateDir(ctx));
         try {
           const r = unassignModel(store, ctx.args[0]);
           ctx.io.stdout(r.had ? `${r.nodeId} has no assignment now\n` : `${r.nodeId} had no assignment\n`);

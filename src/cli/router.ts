@@ -3,12 +3,11 @@
  * its identity, `serve` runs enrollment and the control plane, `join-key`
  * mints, lists and revokes keys, `api-key` does the same for the OpenAI
  * API's keys, `nodes` lists enrolled nodes, their leases and model
- * assignments (`nodes revoke` revokes one), `models` publishes and assigns models (src/cli/pull.ts). Every subcommand takes --state DIR (default $XDG_STATE_HOME/xim/router).
+ * assignments (`nodes revoke` revokes one), `models` publishes and assigns models (src/cli/pull.ts). Every subcommand finds the router by one rule (src/cli/router-state.ts).
  */
 import { InvalidArgumentError } from "commander";
 import { ExitCode, UsageError } from "../core/errors.ts";
 import { logUnhandledRejections } from "../core/guard.ts";
-import { defaultRouterStateDir } from "../core/paths.ts";
 import { isoTime } from "../core/time-text.ts";
 import {
   createApiKey,
@@ -24,28 +23,12 @@ import { listNodes, revokeNode } from "../router/nodes.ts";
 import { startRouterService } from "../router/service.ts";
 import { RouterStore } from "../router/store.ts";
 import { INSECURE_ZMQ_WARNING } from "../transport/sockets.ts";
-import type { CommandContext, CommandSpec, OptionSpec } from "./command.ts";
+import type { CommandSpec, OptionSpec } from "./command.ts";
 import { formatTable } from "./output.ts";
 import { routerModelsCommand } from "./pull.ts";
+import { routerStateDir, stateOption, withRouterStore } from "./router-state.ts";
 
-const stateOption: OptionSpec = {
-  flags: "--state <dir>",
-  description: "router state folder (default: $XDG_STATE_HOME/xim/router)",
-};
 const jsonOption: OptionSpec = { flags: "--json", description: "print JSON for scripts" };
-
-function stateDir(ctx: CommandContext): string {
-  return (ctx.options.state as string | undefined) ?? defaultRouterStateDir(ctx.io.env);
-}
-
-async function withStore<T>(ctx: CommandContext, fn: (store: RouterStore) => Promise<T> | T): Promise<T> {
-  const store = await RouterStore.open(stateDir(ctx));
-  try {
-    return await fn(store);
-  } finally {
-    store.close();
-  }
-}
 
 function positiveInt(name: string) {
   return (value: string) => {
@@ -104,9 +87,14 @@ const init: CommandSpec = {
   ],
   examples: ["xim router init", "xim router init --state /var/lib/xim-router --host router.internal"],
   async run(ctx) {
-    const result = await withStore(ctx, (store) =>
-      initRouter(store, { hosts: (ctx.options.host as string[]) ?? [] }),
-    );
+    // The one subcommand that creates a router where there is none.
+    const store = await RouterStore.open(routerStateDir(ctx).dir);
+    let result: Awaited<ReturnType<typeof initRouter>>;
+    try {
+      result = await initRouter(store, { hosts: (ctx.options.host as string[]) ?? [] });
+    } finally {
+      store.close();
+    }
     if (ctx.options.json) ctx.io.stdout(`${JSON.stringify(result)}\n`);
     else
       ctx.io.stdout(
@@ -230,8 +218,10 @@ const serve: CommandSpec = {
     } catch (err) {
       throw new UsageError(`--enroll-listen: ${(err as Error).message}`);
     }
+    // serve, like init, makes a router in a folder that holds none (a first start in a container).
+    const { dir: stateDir } = routerStateDir(ctx);
     const service = await startRouterService({
-      stateDir: stateDir(ctx),
+      stateDir,
       enrollListen: listen,
       controlBind: String(ctx.options.controlBind),
       streamingBind: String(ctx.options.streamingBind),
@@ -264,7 +254,7 @@ const serve: CommandSpec = {
     if (ctx.options.insecureZmq) logger.warn(INSECURE_ZMQ_WARNING);
     const info = {
       ...service.endpoints,
-      stateDir: stateDir(ctx),
+      stateDir,
       tlsPin: service.identity.tlsPin,
       curvePublicKey: service.identity.curve.publicKey,
     };
@@ -334,7 +324,7 @@ const joinKeyCreate: CommandSpec = {
     } catch (err) {
       throw new UsageError(`--ttl: ${(err as Error).message}`);
     }
-    const created = await withStore(ctx, (store) =>
+    const created = await withRouterStore(ctx, (store) =>
       createJoinKey(store, loadIdentity(store), {
         project: String(ctx.options.project),
         uses: ctx.options.uses as number,
@@ -366,7 +356,7 @@ const joinKeyList: CommandSpec = {
   examples: ["xim router join-key list", "xim router join-key list --json"],
   async run(ctx) {
     const now = Date.now();
-    const keys = await withStore(ctx, (store) => store.listJoinKeys());
+    const keys = await withRouterStore(ctx, (store) => store.listJoinKeys());
     const rows = keys.map((k) => ({
       id: k.id,
       project: k.project,
@@ -408,7 +398,7 @@ const joinKeyRevoke: CommandSpec = {
   examples: ["xim router join-key revoke jk_3f2a9c1b7d4e"],
   async run(ctx) {
     const id = ctx.args[0];
-    const revoked = await withStore(ctx, (store) => store.revokeJoinKey(id, Date.now()));
+    const revoked = await withRouterStore(ctx, (store) => store.revokeJoinKey(id, Date.now()));
     if (!revoked)
       throw new UsageError(`no join key with id '${id}'`, "List them with 'xim router join-key list'.");
     if (ctx.options.json)
@@ -454,7 +444,7 @@ const apiKeyCreate: CommandSpec = {
     const tenant = String(ctx.options.tenant ?? project);
     const bad = validateProject(project) ?? validateTenant(tenant);
     if (bad) throw new UsageError(bad);
-    const created = await withStore(ctx, (store) => createApiKey(store, { project, tenant }));
+    const created = await withRouterStore(ctx, (store) => createApiKey(store, { project, tenant }));
     if (ctx.options.json)
       ctx.io.stdout(
         `${JSON.stringify({ key: created.key, id: created.row.id, project, tenant, createdAt: new Date(created.row.createdAt).toISOString() })}\n`,
@@ -476,7 +466,7 @@ const apiKeyList: CommandSpec = {
   options: [stateOption, jsonOption],
   examples: ["xim router api-key list"],
   async run(ctx) {
-    const rows = (await withStore(ctx, (store) => listApiKeys(store))).map((k) => ({
+    const rows = (await withRouterStore(ctx, (store) => listApiKeys(store))).map((k) => ({
       id: k.id,
       project: k.project,
       tenant: k.tenant,
@@ -504,7 +494,7 @@ const apiKeyRevoke: CommandSpec = {
   examples: ["xim router api-key revoke ak_3f2a9c1b7d4e"],
   async run(ctx) {
     const id = ctx.args[0];
-    const revoked = await withStore(ctx, (store) => revokeApiKey(store, id));
+    const revoked = await withRouterStore(ctx, (store) => revokeApiKey(store, id));
     if (!revoked)
       throw new UsageError(`no API key with id '${id}'`, "List them with 'xim router api-key list'.");
     if (ctx.options.json) ctx.io.stdout(`${JSON.stringify({ id: revoked.id, revoked: true })}\n`);
@@ -534,7 +524,7 @@ const nodesRevoke: CommandSpec = {
     "xim router nodes revoke node_3f2a --json",
   ],
   async run(ctx) {
-    const revoked = await withStore(ctx, (store) => revokeNode(store, ctx.args[0]));
+    const revoked = await withRouterStore(ctx, (store) => revokeNode(store, ctx.args[0]));
     if (ctx.options.json) ctx.io.stdout(`${JSON.stringify(revoked)}\n`);
     else if (revoked.alreadyRevoked)
       ctx.io.stdout(`${revoked.nodeId} was already revoked at ${revoked.revokedAt}; nothing changed\n`);
@@ -561,7 +551,10 @@ const nodes: CommandSpec = {
   ],
   subcommands: [nodesRevoke],
   async run(ctx) {
-    const list = await withStore(ctx, (store) => ({ nodes: listNodes(store), counters: store.counters() }));
+    const list = await withRouterStore(ctx, (store) => ({
+      nodes: listNodes(store),
+      counters: store.counters(),
+    }));
     if (ctx.options.json) {
       ctx.io.stdout(`${JSON.stringify(list)}\n`);
       return ExitCode.ok;

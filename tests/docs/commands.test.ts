@@ -47,7 +47,7 @@ const NOT_HERE: Record<string, string> = {
     "the two set-up commands themselves: CI runs `npm ci` and `npm test`, and tests/e2e/demo.test.ts runs the demo",
   "xim enroll --join-key xjk_...":
     "needs a join key from a real router and vLLM; the journey runs in tests/e2e/control-plane.test.ts",
-  "xim router init  --state /var/lib/xim-router":
+  "export XIM_ROUTER_STATE_DIR=/var/lib/xim-router":
     "a long-running router with placeholders (xak_..., node_...); the same journey runs in tests/agent/model-assign-processes.test.ts",
   "npm ci && npm run build && docker compose -f deploy/compose/compose.gpu.yaml build":
     "needs a Docker engine and a GPU",

@@ -12,11 +12,13 @@
  * or `register_refused` code `revoked`) stops retrying: the session ends
  * with an XimError whose exit code is ExitCode.revoked.
  */
+
 import { randomBytes } from "node:crypto";
 import { cpus, hostname, totalmem } from "node:os";
 import { backoffDelay, sleep as realSleep, type Sleep } from "../core/backoff.ts";
 import type { Config } from "../core/config/schema.ts";
 import { ExitCode, XimError } from "../core/errors.ts";
+import { contain } from "../core/guard.ts";
 import type { Logger } from "../core/log.ts";
 import { safeText } from "../core/terminal-text.ts";
 import { XIM_VERSION } from "../core/version.ts";
@@ -43,6 +45,7 @@ import {
   saveRevocation,
 } from "./enrollment-state.ts";
 import { leaseLostAfterMs, reconnectPolicy, registerTimeoutMs, renewalIntervalMs } from "./lease.ts";
+import { diagnoseRouter, type RouterDiagnosis } from "./router-diagnosis.ts";
 
 export type SessionSettings = Pick<
   Config,
@@ -73,6 +76,21 @@ export interface NodeSessionOptions {
   sleep?: Sleep;
   random?: () => number;
   now?: () => number;
+  /** Why the router does not answer (refused, dropped, another router, ...); default diagnoseRouter. */
+  diagnose?: () => Promise<RouterDiagnosis>;
+}
+
+/** A registration still unanswered after this long gets a diagnosis in the log: seconds, not the 20 s timeout. */
+export const DIAGNOSE_AFTER_MS = 3000;
+
+/**
+ * Failed registrations are logged at warn on the 1st, 2nd, 4th, 8th ...
+ * attempt and at debug in between: a node that waits hours for its router
+ * says so, without a line every few seconds.
+ */
+export function loudAttempt(attempt: number): boolean {
+  const n = attempt + 1;
+  return (n & (n - 1)) === 0;
 }
 
 export function defaultHardware(): Hardware {
@@ -101,6 +119,7 @@ export class NodeSession {
   readonly #o: NodeSessionOptions;
   readonly #log: Logger;
   readonly #sleep: Sleep;
+  readonly #diagnose: () => Promise<RouterDiagnosis>;
   readonly #now: () => number;
   #channel: NodeChannel | null = null;
   #lease: LeaseInfo | null = null;
@@ -124,6 +143,7 @@ export class NodeSession {
     this.#o = o;
     this.#log = o.logger.child({ component: "session", nodeId: o.state.nodeId });
     this.#sleep = o.sleep ?? realSleep;
+    this.#diagnose = o.diagnose ?? (() => diagnoseRouter(o.state, { timeoutMs: DIAGNOSE_AFTER_MS }));
     this.#now = o.now ?? Date.now;
   }
 
@@ -297,7 +317,9 @@ export class NodeSession {
             );
           },
         });
-        const outcome = await this.#register(this.#channel);
+        const registering = this.#register(this.#channel);
+        if (loudAttempt(attempt)) this.#diagnoseIfSlow(registering, attempt);
+        const outcome = await registering;
         if (outcome.kind === "fatal") throw outcome.error;
         if (outcome.kind === "ok") {
           attempt = 0;
@@ -307,10 +329,13 @@ export class NodeSession {
           if (why === "refused") continue;
           this.#o.onLost?.(why);
         } else {
-          this.#log.warn(
-            { attempt, reason: outcome.kind === "retry" ? outcome.reason : "no answer" },
-            "registration failed",
-          );
+          const fields = {
+            attempt,
+            endpoint: this.#o.state.controlEndpoint,
+            reason: outcome.kind === "retry" ? outcome.reason : "no answer",
+          };
+          if (loudAttempt(attempt)) this.#log.warn(fields, "registration failed; retrying with backoff");
+          else this.#log.debug(fields, "registration failed; retrying with backoff");
         }
         if (this.#stopping) break;
         await this.#channel?.close();
@@ -322,6 +347,37 @@ export class NodeSession {
     } finally {
       this.#lease = null;
     }
+  }
+
+  /**
+   * When a registration has no answer after DIAGNOSE_AFTER_MS, find out why
+   * (the same probe as `xim doctor`'s router-reachable) and say it with the
+   * endpoint and the fix, long before the attempt times out.
+   */
+  #diagnoseIfSlow(registering: Promise<RegisterOutcome>, attempt: number): void {
+    let answered = false;
+    const settle = () => {
+      answered = true;
+    };
+    registering.then(settle, settle);
+    const work = this.#sleep(DIAGNOSE_AFTER_MS).then(async () => {
+      if (answered || this.#stopping) return;
+      const d = await this.#diagnose();
+      if (answered || this.#stopping) return;
+      const hint = "run 'xim doctor' for every check of this node";
+      if (d.ok) {
+        this.#log.warn(
+          { attempt, endpoint: d.endpoint, pingMs: d.rttMs, hint },
+          "the router answers pings but not this node's registration yet (overloaded, or a version it does not speak); still trying",
+        );
+        return;
+      }
+      this.#log.error(
+        { attempt, endpoint: d.endpoint, problem: d.problem, fix: d.fix, hint },
+        `cannot register with the router at ${d.endpoint}: ${d.detail}; still trying`,
+      );
+    });
+    contain(this.#log, "diagnosing the router connection", work);
   }
 
   /**

@@ -4,7 +4,7 @@ import { chmodSync, mkdirSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { tcpConnect } from "../../src/doctor/tcp-connect.ts";
+import { tcpConnect } from "../../src/transport/tcp-connect.ts";
 import { cleanup, doctor, tempDir } from "./helpers.ts";
 
 function redisBinary(): string | undefined {

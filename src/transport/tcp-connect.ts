@@ -25,7 +25,7 @@ export function tcpConnect(
       socket.destroy();
       resolve(r);
     };
-    const onAbort = () => finish({ ok: false, code: "ABORTED", message: "stopped at the doctor's deadline" });
+    const onAbort = () => finish({ ok: false, code: "ABORTED", message: "stopped before an answer" });
     const timer = setTimeout(
       () => finish({ ok: false, code: "ETIMEDOUT", message: `no answer within ${timeoutMs} ms` }),
       timeoutMs,

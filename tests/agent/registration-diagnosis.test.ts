@@ -1,0 +1,130 @@
+/**
+ * `xim run` that cannot register says, within seconds, which endpoint and
+ * why (nothing listens, or another router answers), what to do, and points
+ * to `xim doctor`; then it keeps retrying. Real processes: a router in this
+ * process, `xim run` as a child with the simulated engine.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { createServer } from "node:net";
+import { join, resolve } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { enroll } from "../../src/agent/enroll.ts";
+import {
+  type EnrollmentFile,
+  loadEnrollmentState,
+  saveEnrollmentState,
+} from "../../src/agent/enrollment-state.ts";
+import { loudAttempt } from "../../src/agent/session.ts";
+import { silentLogger } from "../../src/core/log.ts";
+import { createJoinKey } from "../../src/router/join-keys.ts";
+import { type RouterService, startRouterService } from "../../src/router/service.ts";
+import { generateCurveKeyPair } from "../../src/transport/curve.ts";
+import { cleanup, tempDir } from "../doctor/helpers.ts";
+
+const MAIN = resolve(import.meta.dirname, "../../main.ts");
+let router: RouterService;
+let enrolledDir: string;
+const children: ChildProcess[] = [];
+
+before(async () => {
+  router = await startRouterService({
+    stateDir: tempDir("xim-router-"),
+    enrollListen: { host: "127.0.0.1", port: 0 },
+    controlBind: "tcp://127.0.0.1:0",
+    streamingBind: "tcp://127.0.0.1:0",
+    logger: silentLogger(),
+  });
+  const key = createJoinKey(router.store, router.identity, {
+    project: "diag",
+    uses: 1,
+    ttlMs: null,
+    labels: {},
+  });
+  enrolledDir = join(tempDir(), "xerotier");
+  await enroll({ joinKey: key.key, allowInsecure: false, configDir: enrolledDir, logger: silentLogger() });
+});
+
+after(async () => {
+  for (const c of children) c.kill("SIGKILL");
+  await router?.close();
+  cleanup();
+});
+
+async function variant(change: Partial<EnrollmentFile>): Promise<string> {
+  const state = await loadEnrollmentState(enrolledDir);
+  assert.ok(state);
+  const { keys, configDir: _dir, ...file } = state;
+  const dir = join(tempDir(), "xerotier");
+  await saveEnrollmentState(dir, { ...file, ...change }, keys);
+  return dir;
+}
+
+/** Start `xim run` and resolve with its output once `pattern` appears (30 s bound: start-up on a loaded machine). */
+function runUntil(configDir: string, pattern: RegExp): Promise<string> {
+  const home = tempDir("xim-home-");
+  const child = spawn(process.execPath, [MAIN, "run"], {
+    env: {
+      PATH: process.env.PATH,
+      HOME: home,
+      XDG_CACHE_HOME: join(home, "cache"),
+      XEROTIER_AGENT_CONFIG_DIR: configDir,
+      XEROTIER_AGENT_ENGINE: "sim",
+      XEROTIER_AGENT_DISABLE_METRICS_SERVER: "1",
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.push(child);
+  let out = "";
+  return new Promise((resolvePromise, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`no line matching ${pattern} within 30 s:\n${out.slice(-3000)}`));
+    }, 30_000);
+    const onData = (b: Buffer) => {
+      out += b.toString();
+      if (pattern.test(out)) {
+        clearTimeout(timer);
+        child.kill("SIGKILL");
+        resolvePromise(out);
+      }
+    };
+    child.stdout?.on("data", onData);
+    child.stderr?.on("data", onData);
+    child.once("exit", (code) => {
+      if (!pattern.test(out)) {
+        clearTimeout(timer);
+        reject(new Error(`xim run exited ${code} before saying why:\n${out.slice(-3000)}`));
+      }
+    });
+  });
+}
+
+describe("xim run that cannot register says why", { timeout: 90_000 }, () => {
+  test("nothing listens at the control endpoint: the endpoint, 'connection refused', the fix and xim doctor", async () => {
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
+    const port = (probe.address() as { port: number }).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const dir = await variant({ controlEndpoint: `tcp://127.0.0.1:${port}` });
+    const out = await runUntil(dir, /cannot register with the router/);
+    assert.match(
+      out,
+      new RegExp(`cannot register with the router at tcp://127\\.0\\.0\\.1:${port}: connection refused`),
+    );
+    assert.match(out, /nc -vz 127\.0\.0\.1/);
+    assert.match(out, /xim doctor/);
+  });
+
+  test("another router answers with another CURVE key: said as such", async () => {
+    const other = generateCurveKeyPair();
+    const dir = await variant({ routerPublicKey: other.publicKey });
+    const out = await runUntil(dir, /cannot register with the router/);
+    assert.match(out, /a CURVE key that is not the one this node enrolled with/);
+  });
+
+  test("failures are logged loudly at first, then less and less often", () => {
+    const loud = Array.from({ length: 40 }, (_, i) => i).filter(loudAttempt);
+    assert.deepEqual(loud, [0, 1, 3, 7, 15, 31]);
+  });
+});

@@ -37,7 +37,7 @@ import { type CurveKeyPair, curveSharedSecret, verifyRegisterProof } from "../tr
 import { openRouterSocket, type SocketRole } from "../transport/sockets.ts";
 import { registerZapDomain } from "../transport/zap.ts";
 import { RegisterChallenges } from "./register-challenges.ts";
-import type { NodeState, RouterStore } from "./store.ts";
+import { type NodeState, RELEASED_BY_NODE, type RouterStore } from "./store.ts";
 import { registerWindowProblem } from "./stream-limits.ts";
 
 export const MIN_LEASE_MS = 200;
@@ -672,7 +672,7 @@ export class ControlPlane {
         lease.state = "expired";
         this.#unbind(lease);
         this.#retired.set(lease.leaseId, { nodeId: lease.nodeId, epoch: lease.epoch, code: "expired" });
-        this.#o.store.updateLease(lease.nodeId, { state: "expired", stateReason: "released by the node" });
+        this.#o.store.updateLease(lease.nodeId, { state: "expired", stateReason: RELEASED_BY_NODE });
         this.#log.info({ nodeId: lease.nodeId, epoch: lease.epoch }, "lease released");
         break;
     }

@@ -9,13 +9,20 @@
  */
 import { isoTime } from "../core/time-text.ts";
 import { findNode } from "./model-assignments.ts";
-import type { AssignmentRow, NodeRow, NodeState, RouterStore } from "./store.ts";
+import {
+  type AssignmentRow,
+  type NodeRow,
+  type NodeState,
+  RELEASED_BY_NODE,
+  type RouterStore,
+} from "./store.ts";
 
 export interface NodeListing {
   nodeId: string;
   project: string;
   hostname: string;
-  state: NodeState | "enrolled" | "revoked";
+  /** `stopped`: the node gave its lease back (a clean stop); `expired`: its renewals stopped. */
+  state: NodeState | "enrolled" | "revoked" | "stopped";
   stateReason: string | null;
   epoch: number;
   lastRenewal: string | null;
@@ -38,6 +45,7 @@ export interface NodeListing {
 export function effectiveState(n: NodeRow, now: number): NodeListing["state"] {
   if (n.revokedAt !== null) return "revoked";
   if (n.state === null) return "enrolled";
+  if (n.state === "expired" && n.stateReason === RELEASED_BY_NODE) return "stopped";
   if (
     n.state !== "expired" &&
     n.lastRenewal !== null &&
@@ -46,6 +54,11 @@ export function effectiveState(n: NodeRow, now: number): NodeListing["state"] {
   )
     return "expired";
   return n.state;
+}
+
+function live(n: NodeRow, now: number): boolean {
+  const state = effectiveState(n, now);
+  return state === "registered" || state === "ready" || state === "draining";
 }
 
 export function listNodes(store: RouterStore, now = Date.now()): NodeListing[] {
@@ -60,7 +73,8 @@ export function listNodes(store: RouterStore, now = Date.now()): NodeListing[] {
     lastRenewal: n.lastRenewal === null ? null : isoTime(n.lastRenewal),
     lastRenewalAgoMs: n.lastRenewal === null ? null : now - n.lastRenewal,
     leaseMs: n.leaseMs,
-    engine: n.engine,
+    // A node without a lease reports nothing: its last engine state would read as live.
+    engine: live(n, now) ? n.engine : "-",
     models: n.models,
     maxConcurrent: n.maxConcurrent,
     freeSlots: n.freeSlots,

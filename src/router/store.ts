@@ -16,6 +16,9 @@ export const DB_FILE = "router.db";
 
 export type NodeState = "registered" | "ready" | "draining" | "expired";
 
+/** The state reason of a lease its node gave back (`lease_release` on a clean stop). */
+export const RELEASED_BY_NODE = "released by the node";
+
 export interface JoinKeyRow {
   id: string;
   hash: string;

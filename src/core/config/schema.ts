@@ -375,7 +375,7 @@ export const settings = {
     {
       env: `${P}FLOW_CONTROL_REPLENISH_THRESHOLD`,
       group: "Flow control",
-      doc: "Fraction of the window consumed that triggers a credit replenishment from the router (earlier when the pause threshold shared by the node's concurrency limit is smaller: docs/protocol.md).",
+      doc: "Fraction of a stream's credit consumed that triggers a credit replenishment from the router. The credit is the window, capped at the stream's share of the pause threshold (pause threshold / max concurrent requests): replenish after ceil(min(window, share) x this) bytes (docs/protocol.md).",
     },
     0.5,
   ),

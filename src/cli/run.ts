@@ -13,6 +13,7 @@ import { runInferenceNode } from "../agent/inference-node.ts";
 import { deriveMaxConcurrent } from "../agent/relay.ts";
 import { type SettingKey, settings } from "../core/config/schema.ts";
 import { ExitCode } from "../core/errors.ts";
+import { shownVllmCommand } from "../engine/vllm-args.ts";
 import { explicitSettings, formatPlan, planToJson } from "../planner/plan.ts";
 import type { CommandSpec } from "./command.ts";
 
@@ -50,6 +51,14 @@ export const runCommand: CommandSpec = {
     if (ctx.options.dryRun) {
       const launch = await describeLaunch(loaded, ctx.io.env);
       const maxConcurrent = deriveMaxConcurrent(config, launch?.plan?.maxConcurrent, launch?.hardware?.gpus);
+      // Built by the code that starts the engine, so what is shown is what runs.
+      const command = launch?.plan
+        ? shownVllmCommand(config, {
+            model: launch.model,
+            servedModelName: launch.servedModelName,
+            plan: launch.plan,
+          })
+        : undefined;
       if (ctx.options.json) {
         ctx.io.stdout(
           `${JSON.stringify(
@@ -60,6 +69,7 @@ export const runCommand: CommandSpec = {
                   servedModelName: launch.servedModelName,
                   maxConcurrent,
                   plan: launch.plan ? planToJson(launch.plan) : null,
+                  command: command ? { file: command.file, args: command.args, env: command.env } : null,
                 }
               : {
                   engine: null,
@@ -75,13 +85,13 @@ export const runCommand: CommandSpec = {
         );
       } else if (launch.plan) {
         ctx.io.stdout(`Model: ${launch.model} (served as ${launch.servedModelName})\n\n`);
-        ctx.io.stdout(formatPlan(launch.plan, { vllmPath: config.vllmPath, model: launch.model }));
+        ctx.io.stdout(formatPlan(launch.plan, { command }));
       } else {
         ctx.io.stdout(
           `Engine: simulated (xim engine-sim), served as ${launch.servedModelName}\nMax concurrent requests: ${maxConcurrent}\n`,
         );
       }
-      for (const w of loaded.warnings) ctx.io.stderr(`warning: ${w}\n`);
+      for (const w of [...loaded.warnings, ...(command?.warnings ?? [])]) ctx.io.stderr(`warning: ${w}\n`);
       return ExitCode.ok;
     }
     const logger = ctx.logger();

@@ -426,7 +426,8 @@ export async function prepareMoeForRun(
     tuneInBackground?: boolean;
   },
 ): Promise<RunMoeSetup> {
-  if (!options.config.moeConfigEnabled) return { env: {} };
+  // XEROTIER_AGENT_AUTO_CONFIG=0 turns every automatic step off, tuning among them.
+  if (!options.config.moeConfigEnabled || !options.config.autoConfig) return { env: {} };
   const { gpuName, result } = await planTuning(options);
   if (result.kind !== "moe" || !gpuName) return { env: {} };
   const folder = moeConfigFolder(options.config);

@@ -101,16 +101,15 @@ function planUtilization(b: PlanBuilder, input: PlanInput, tp: number, auto: boo
       `--gpu-memory-utilization ${fraction(util)} asks for more than is free (${detail}); vLLM 0.11 refuses to start; lower XEROTIER_AGENT_GPU_MEMORY_UTILIZATION`,
     );
   }
-  if (auto || chosen) {
-    b.flag(
-      "--gpu-memory-utilization",
-      fraction(util),
-      chosen
-        ? "XEROTIER_AGENT_GPU_MEMORY_UTILIZATION"
-        : "xim's default, passed so vLLM releases that changed theirs (0.92) behave the same",
-      chosen ? "explicit" : "default",
-    );
-  }
+  // Passed always (also with AUTO_CONFIG=0: it is xim's documented default, not tuning), so it is in the table too.
+  b.flag(
+    "--gpu-memory-utilization",
+    fraction(util),
+    chosen
+      ? "XEROTIER_AGENT_GPU_MEMORY_UTILIZATION"
+      : "xim's default, passed so vLLM releases that changed theirs (0.92) behave the same",
+    chosen ? "explicit" : "default",
+  );
   return util;
 }
 
@@ -348,7 +347,7 @@ export function planEngine(input: PlanInput): Plan {
   const applied = planCudaMitigation(b, hw, config, tp, auto);
   planSpeculative(b, model, config, auto, tp);
 
-  if (model.moe && config.moeConfigEnabled) {
+  if (model.moe && config.moeConfigEnabled && auto) {
     const dir = input.moeTunedConfigDir ?? config.moeConfigPath;
     if (dir)
       b.setEnv(
@@ -356,6 +355,22 @@ export function planEngine(input: PlanInput): Plan {
         dir,
         `tuned fused-MoE kernel configs for ${model.moe.numExperts} experts`,
         input.moeTunedConfigDir ? "auto" : "explicit",
+      );
+  } else if (model.moe && config.moeConfigEnabled) {
+    // AUTO_CONFIG=0 is the master switch: no tuning and no automatic folder; a folder the user named is theirs.
+    if (config.moeConfigPath)
+      b.setEnv(
+        "VLLM_TUNED_CONFIG_FOLDER",
+        config.moeConfigPath,
+        "XEROTIER_AGENT_MOE_CONFIG_PATH (no tuning: XEROTIER_AGENT_AUTO_CONFIG=0)",
+        "explicit",
+      );
+    else
+      b.note(
+        "MoE kernel tuning",
+        "off",
+        "XEROTIER_AGENT_AUTO_CONFIG=0: no tuning and no tuned-config folder (vLLM's default kernel configs)",
+        "explicit",
       );
   }
   planEngineReadyTimeout(

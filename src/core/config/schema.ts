@@ -238,7 +238,7 @@ export const settings = {
     {
       env: `${P}AUTO_CONFIG`,
       group: "Auto-configuration",
-      doc: "Master toggle of auto-configuration. 0/false: use only explicit settings.",
+      doc: "Master toggle of auto-configuration. 0/false: use only explicit settings (no MoE tuning or automatic tuned-config folder either); `xim plan` shows every flag and variable still passed.",
     },
     true,
   ),
@@ -334,7 +334,7 @@ export const settings = {
     {
       env: `${P}MOE_CONFIG_ENABLED`,
       group: "MoE kernel tuning",
-      doc: "Generate and apply tuned fused-MoE kernel configs for Mixture-of-Experts models.",
+      doc: "Generate and apply tuned fused-MoE kernel configs for Mixture-of-Experts models. `xim run` tunes in the background only on GPUs of the same model its engine does not use; when it uses them all, it logs why and leaves tuning to `xim tune-moe` while the node is stopped.",
     },
     true,
   ),

@@ -1,7 +1,7 @@
 /**
- * @module `xim run`: enroll on first start when a join key is set, start
- * the engine (vLLM with the planner's command, or the simulated engine),
- * hold the lease with the router and relay inference
+ * @module `xim run`: enroll on first start when a join key is set, register,
+ * then start the engine (vLLM with the planner's command, or the simulated
+ * engine), hold the lease with the router and relay inference
  * (src/agent/inference-node.ts). SIGTERM drains (in-flight streams get
  * XEROTIER_AGENT_DRAIN_GRACE_SECONDS), a second SIGTERM stops at once.
  * A model the router assigns (`xim router models assign`) is pulled with
@@ -21,7 +21,7 @@ export const runCommand: CommandSpec = {
   name: "run",
   summary: "Run the node: engine, lease and inference relay",
   description:
-    "Enrolls on first start when XEROTIER_AGENT_JOIN_KEY is set, starts the engine at once (XEROTIER_AGENT_ENGINE=sim runs the simulated engine, no GPU needed), registers with the router and serves its requests. Without XEROTIER_AGENT_INITIAL_MODEL_PATH (vLLM) it registers without an engine and waits for the router to assign a model (xim router models assign): the node pulls it into the model cache while serving, reports the progress to the router, then starts (or replaces) the engine with it. SIGTERM drains: the router stops sending requests, in-flight streams finish within XEROTIER_AGENT_DRAIN_GRACE_SECONDS, then the engine stops and xim exits 0. A second SIGTERM stops at once.",
+    "Enrolls on first start when XEROTIER_AGENT_JOIN_KEY is set, registers with the router, then starts the engine (XEROTIER_AGENT_ENGINE=sim runs the simulated engine, no GPU needed) and serves the router's requests; a node that cannot enroll or reach its router never starts the engine. Without XEROTIER_AGENT_INITIAL_MODEL_PATH (vLLM) it registers without an engine and waits for the router to assign a model (xim router models assign): the node pulls it into the model cache while serving, reports the progress to the router, then starts (or replaces) the engine with it. SIGTERM drains: the router stops sending requests, in-flight streams finish within XEROTIER_AGENT_DRAIN_GRACE_SECONDS, then the engine stops and xim exits 0. A second SIGTERM stops at once.",
   settings: Object.keys(settings) as SettingKey[],
   commonSettings: [
     "joinKey",

@@ -65,9 +65,12 @@ export async function runInferenceNode(
   const metrics = o.metrics ?? createNodeMetrics();
   let engine = o.engine;
   let planned: number | null | undefined;
+  /** What each engine's restarts changed (a fallback), for the status detail sent to the router. */
+  const fallbacks = new WeakMap<Engine, (restarts: number) => string | undefined>();
   if (!engine && o.launch) {
     const launched = await createLaunchEngine(o.launch, config, { logger, env: o.env });
     engine = launched.engine;
+    fallbacks.set(engine, launched.fallbackAt);
     planned = launched.currentPlan()?.maxConcurrent;
   }
   let session: NodeSession | undefined;
@@ -111,9 +114,10 @@ export async function runInferenceNode(
   };
   const onRestart = (r: EngineRestart) => {
     metrics.engineRestarts.inc({ cause: r.failure.cause });
+    const fallback = engine ? fallbacks.get(engine)?.(r.restarts) : undefined;
     void session?.reportStatus({
       reason: r.failure.cause,
-      message: `engine exited (${r.failure.summary}); restart ${r.restarts} in ${r.delayMs} ms`,
+      message: `engine exited (${r.failure.summary}); restart ${r.restarts} in ${r.delayMs} ms${fallback ? `: ${fallback}` : ""}`,
       exitCode: r.failure.exitCode,
       logTail: r.failure.lastLines.slice(-200).map((l) => l.slice(0, 4096)),
     });
@@ -161,6 +165,7 @@ export async function runInferenceNode(
     const launch = await launchFor(model);
     const launched = await createLaunchEngine(launch, config, { logger, env: o.env });
     const next = launched.engine;
+    fallbacks.set(next, launched.fallbackAt);
     const old = engine;
     const marker = await cache.markInUse(model.name);
     swapping = true;

@@ -5,6 +5,7 @@
  * done by the callers (preparePlan below, writePlanFiles in lmcache.ts).
  * XEROTIER_AGENT_AUTO_CONFIG=0 keeps only explicit settings.
  */
+import { stat } from "node:fs/promises";
 import type { LoadedConfig } from "../core/config/load.ts";
 import type { SettingKey } from "../core/config/schema.ts";
 import { GiB, gib, PlanBuilder } from "./builder.ts";
@@ -345,7 +346,7 @@ export function planEngine(input: PlanInput): Plan {
     b.flag("--max-num-seqs", String(config.maxNumSeqs), "XEROTIER_AGENT_MAX_NUM_SEQS", "explicit");
   }
   const applied = planCudaMitigation(b, hw, config, tp, auto);
-  planSpeculative(b, model, config, auto, tp);
+  planSpeculative(b, model, config, auto, tp, input.draftModelProblem);
 
   if (model.moe && config.moeConfigEnabled && auto) {
     const dir = input.moeTunedConfigDir ?? config.moeConfigPath;
@@ -409,6 +410,19 @@ export function planEngine(input: PlanInput): Plan {
   };
 }
 
+/**
+ * Whether a draft model path names a folder that exists. A value that is
+ * not a path (no leading `/`, `./`, `../`) may be a Hugging Face id, which
+ * vLLM resolves itself: not checked.
+ */
+export async function checkDraftModel(path: string | undefined): Promise<string | undefined> {
+  if (!path || !/^(\/|\.\.?\/)/.test(path)) return undefined;
+  const info = await stat(path).catch(() => undefined);
+  if (!info) return `XEROTIER_AGENT_SPECULATIVE_DRAFT_MODEL_PATH=${path} does not exist`;
+  if (!info.isDirectory()) return `XEROTIER_AGENT_SPECULATIVE_DRAFT_MODEL_PATH=${path} is not a folder`;
+  return undefined;
+}
+
 export interface PrepareOptions {
   modelDir: string;
   config: PlanConfig & { vllmPath: string };
@@ -446,6 +460,9 @@ export async function preparePlan(o: PrepareOptions): Promise<PreparedPlan> {
     lmcacheAvailable: lm ?? undefined,
     quantizationMethods,
     moeTunedConfigDir: o.moeTunedConfigDir,
+    draftModelProblem: o.config.speculativeEnabled
+      ? await checkDraftModel(o.config.speculativeDraftModelPath)
+      : undefined,
     env,
   });
   return { plan, hardware, model };

@@ -301,7 +301,7 @@ export const settings = {
     {
       env: `${P}SPECULATIVE_NGRAM_FALLBACK`,
       group: "Speculative decoding",
-      doc: "Fall back to n-gram speculation when the primary method is unavailable.",
+      doc: "Fall back to n-gram speculation when the primary method is unavailable: MTP without MTP layers, eagle/medusa without a draft model or with a draft model path that does not exist (the plan says why), or a method vLLM refuses at start (the engine restarts once with n-gram, logged and reported to the router).",
     },
     false,
   ),
@@ -560,14 +560,16 @@ export const ConfigSchema = v.pipe(
   ),
   v.forward(
     v.partialCheck(
-      [["speculativeMethod"], ["speculativeDraftModelPath"]],
+      [["speculativeMethod"], ["speculativeDraftModelPath"], ["speculativeNgramFallback"]],
+      // With the n-gram fallback on, the plan falls back and says why instead.
       (c) =>
         !(
           c.speculativeMethod &&
           DRAFT_MODEL_METHODS.includes(c.speculativeMethod) &&
-          !c.speculativeDraftModelPath
+          !c.speculativeDraftModelPath &&
+          !c.speculativeNgramFallback
         ),
-      "needs a draft model: set XEROTIER_AGENT_SPECULATIVE_DRAFT_MODEL_PATH, or choose ngram or an MTP method",
+      "needs a draft model: set XEROTIER_AGENT_SPECULATIVE_DRAFT_MODEL_PATH, choose ngram or an MTP method, or set XEROTIER_AGENT_SPECULATIVE_NGRAM_FALLBACK=1",
     ),
     ["speculativeMethod"],
   ),

@@ -14,7 +14,7 @@ import { planCudaMitigation } from "./cuda-mitigation.ts";
 import { type DetectOptions, detectHardware } from "./detect.ts";
 import type { Hardware } from "./hardware.ts";
 import { inspectModel } from "./inspect-model.ts";
-import { planLmcache, probeLmcache } from "./lmcache.ts";
+import { lmcacheDiskDir, lmcacheDiskFree, planLmcache, probeLmcache } from "./lmcache.ts";
 import { planMaxModelLen } from "./max-model-len.ts";
 import { estimateGpuMemory, kvBytesPerToken, minimumContext } from "./memory.ts";
 import type { ModelInfo } from "./model-info.ts";
@@ -276,6 +276,7 @@ export function planEngine(input: PlanInput): Plan {
     const lmBytes = planLmcache(b, hw, config, tp, {
       available: input.lmcacheAvailable,
       env: input.env ?? process.env,
+      diskFreeBytes: input.lmcacheDiskFreeBytes,
     });
     const cpu = planCpu(b, hw, model, auto, lmBytes, tp);
     if (config.vllmQuantization) {
@@ -340,7 +341,11 @@ export function planEngine(input: PlanInput): Plan {
     }
     if (config.maxNumSeqs !== undefined)
       b.flag("--max-num-seqs", String(config.maxNumSeqs), "XEROTIER_AGENT_MAX_NUM_SEQS", "explicit");
-    planLmcache(b, hw, config, tp, { available: input.lmcacheAvailable, env: input.env ?? process.env });
+    planLmcache(b, hw, config, tp, {
+      available: input.lmcacheAvailable,
+      env: input.env ?? process.env,
+      diskFreeBytes: input.lmcacheDiskFreeBytes,
+    });
   }
   if (hw.accelerator === "cpu" && config.maxNumSeqs !== undefined) {
     b.flag("--max-num-seqs", String(config.maxNumSeqs), "XEROTIER_AGENT_MAX_NUM_SEQS", "explicit");
@@ -448,9 +453,12 @@ export async function preparePlan(o: PrepareOptions): Promise<PreparedPlan> {
   const wantLm = o.config.lmcacheEnabled || o.config.kvCacheBackend === "lmcache";
   // vLLM's own list matters where a method is forced or may be chosen to fit; the probe imports vLLM (seconds).
   const wantMethods = o.config.vllmQuantization !== undefined || o.config.autoConfig;
-  const [lm, quantizationMethods] = await Promise.all([
+  // The disk tier's automatic size needs the free space where it goes.
+  const wantDiskFree = wantLm && o.config.lmcacheDiskSizeGb === undefined;
+  const [lm, quantizationMethods, lmcacheDiskFreeBytes] = await Promise.all([
     wantLm ? probeLmcache({ vllmPath: o.config.vllmPath, env }) : undefined,
     wantMethods ? probeQuantizationMethods({ vllmPath: o.config.vllmPath, env }) : undefined,
+    wantDiskFree ? lmcacheDiskFree(lmcacheDiskDir(o.config, env)) : undefined,
   ]);
   const plan = planEngine({
     hardware,
@@ -458,6 +466,7 @@ export async function preparePlan(o: PrepareOptions): Promise<PreparedPlan> {
     config: o.config,
     explicit: o.explicit,
     lmcacheAvailable: lm ?? undefined,
+    lmcacheDiskFreeBytes,
     quantizationMethods,
     moeTunedConfigDir: o.moeTunedConfigDir,
     draftModelProblem: o.config.speculativeEnabled

@@ -481,10 +481,10 @@ export const settings = {
     {
       env: `${P}LMCACHE_DISK_SIZE_GB`,
       group: "LMCache",
-      doc: "Local disk cache size of LMCache; unset keeps the disk tier off.",
-      defaultText: "-",
+      doc: "Local disk cache size of LMCache in GB. Unset: half the free space of XEROTIER_AGENT_LMCACHE_DIR's file system, at most 100 GB (none with under 2 GB free); 0 turns the disk tier off.",
+      defaultText: "auto",
     },
-    { min: 1, max: 1_000_000 },
+    { min: 0, max: 1_000_000 },
   ),
   lmcacheDir: optionalString({
     env: `${P}LMCACHE_DIR`,

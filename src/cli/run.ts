@@ -15,6 +15,7 @@ import { type SettingKey, settings } from "../core/config/schema.ts";
 import { ExitCode } from "../core/errors.ts";
 import { shownVllmCommand } from "../engine/vllm-args.ts";
 import { explicitSettings, formatPlan, planToJson } from "../planner/plan.ts";
+import { raiseSocketBuffersOnce } from "../transport/socket-buffers.ts";
 import type { CommandSpec } from "./command.ts";
 
 export const runCommand: CommandSpec = {
@@ -95,6 +96,8 @@ export const runCommand: CommandSpec = {
       return ExitCode.ok;
     }
     const logger = ctx.logger();
+    // Before any socket exists: the limits cap the buffers at creation. XIM_PROC_ROOT: a fake tree (tests).
+    await raiseSocketBuffersOnce(logger, ctx.io.env.XIM_PROC_ROOT || "/proc");
     // Refuses at start-up when XEROTIER_AGENT_INITIAL_MODEL_PATH is missing or holds no model.
     const launch = await describeLaunch(loaded, ctx.io.env);
     const abort = new AbortController();

@@ -51,18 +51,22 @@ export class CreditLedger {
   }
 
   /**
-   * Where a stream asks the router for more credit: window x
-   * REPLENISH_THRESHOLD, but early enough that every stream the node may
-   * run can hold its share below the global pause threshold. Otherwise,
-   * with many short streams, each would keep its few KiB unacknowledged
-   * until it ends and the node would sit in the global pause waiting for
-   * credit the router holds back (1024 streams x 8 KiB against 256 KiB).
+   * Where a stream asks the router for more credit: REPLENISH_THRESHOLD x
+   * the credit the stream can count on, which is its window capped at its
+   * share of the global pause threshold (PAUSE_THRESHOLD_BYTES / max
+   * concurrent requests). The cap keeps every stream the node may run
+   * below the pause threshold; otherwise, with many short streams, each
+   * would keep its few KiB unacknowledged until it ends and the node would
+   * sit in the global pause waiting for credit the router holds back
+   * (1024 streams x 8 KiB against 256 KiB). The threshold applies inside
+   * the cap, so it still moves the replenish point when the share is the
+   * smaller (the default GPU concurrency: 256 or 1024 streams).
    */
   replenishBytes(window: number): number {
     if (window === 0) return 0;
-    const byThreshold = Math.ceil(window * this.settings.flowControlReplenishThreshold);
     const share = Math.floor(this.settings.flowControlPauseThresholdBytes / this.#maxConcurrent);
-    return Math.max(1, Math.min(window, byThreshold, share));
+    const credit = Math.min(window, share);
+    return Math.max(1, Math.ceil(credit * this.settings.flowControlReplenishThreshold));
   }
 
   /** Bytes sent and not yet acknowledged by credit, over all streams. */

@@ -4,8 +4,9 @@
  * detects the hardware, inspects the model and asks the planner for the
  * exact command (src/planner), points vLLM at the tuned MoE kernels and
  * starts their tuning in the background when missing (src/models/tune.ts),
- * and walks the CUDA-graph mitigation ladder when the engine fails to
- * capture graphs. For the simulated engine none of that applies.
+ * walks the CUDA-graph mitigation ladder when the engine fails to
+ * capture graphs, and falls back (n-gram speculation, no LMCache) when vLLM
+ * refuses what the plan asked of it (planner/fallback.ts). For the simulated engine none of that applies.
  * `describeLaunch` is side-effect free (it backs `xim run --dry-run`);
  * `createLaunchEngine` writes the plan's files and builds the supervisor.
  */
@@ -18,6 +19,7 @@ import { validateInitialModelPath } from "../engine/initial-model.ts";
 import type { Supervisor } from "../engine/supervisor.ts";
 import { moeConfigFolder } from "../models/moe.ts";
 import { prepareMoeForRun } from "../models/tune.ts";
+import { fallbackAfterFailure } from "../planner/fallback.ts";
 import type { Hardware } from "../planner/hardware.ts";
 import { explicitSettings, nextMitigation, type Plan, preparePlan, writePlanFiles } from "../planner/plan.ts";
 
@@ -96,6 +98,8 @@ export interface LaunchEngine {
   currentPlan: () => Plan | undefined;
   /** Background MoE tuning, when one was started. */
   moeTuning?: Promise<unknown>;
+  /** What a restart changed (planner/fallback.ts), by restart number: for the report to the router. */
+  fallbackAt: (restarts: number) => string | undefined;
 }
 
 export async function createLaunchEngine(
@@ -137,8 +141,16 @@ export async function createLaunchEngine(
     plan: livePlan,
     env: options.env,
   });
-  engine.on("restart", ({ failure }) => {
+  const fallbacks = new Map<number, string>();
+  engine.on("restart", ({ failure, restarts }) => {
     if (!plan) return;
+    const fallback = fallbackAfterFailure(plan, failure, config);
+    if (fallback) {
+      log.warn({ cause: failure.cause, evidence: failure.evidence }, fallback.note);
+      fallbacks.set(restarts, fallback.note);
+      plan = fallback.plan;
+      return;
+    }
     const next = nextMitigation(plan, failure.cause);
     if (next) {
       const added = next.args.filter((a) => !(plan as Plan).args.includes(a));
@@ -153,5 +165,5 @@ export async function createLaunchEngine(
       plan = next;
     }
   });
-  return { engine, currentPlan: () => plan, moeTuning };
+  return { engine, currentPlan: () => plan, moeTuning, fallbackAt: (n) => fallbacks.get(n) };
 }

@@ -1,8 +1,10 @@
 /**
  * @module `xim run` as a library: the engine, the relay, the metrics
- * server and the session with the router, wired together. The engine
- * starts at once, in parallel with the first registration, and never
- * restarts because the router went away; its state (loading, ready,
+ * server and the session with the router, wired together. The initial
+ * model's engine starts once the node is registered (the Xerotier
+ * documentation: "immediately after registration"), so a node that cannot
+ * enroll or reach its router never loads a model onto the GPU; it never
+ * restarts because the router went away later; its state (loading, ready,
  * failed with the cause) and the free slots reach the router as soon as
  * they change. The first SIGTERM (`signal`) drains: the router is told at
  * once, in-flight streams get DRAIN_GRACE_SECONDS, then the engine stops
@@ -37,7 +39,7 @@ export interface InferenceNodeOptions {
   /** Aborted on the second: cancel in-flight streams and stop now. */
   hardStop?: AbortSignal;
   env: Record<string, string | undefined>;
-  /** An engine made by the caller (tests: an in-process SimulatedEngine) instead of the launch's. */
+  /** An engine made by the caller (tests: an in-process SimulatedEngine) instead of the launch's; started after registration too. */
   engine?: Engine;
   hardware?: Hardware;
   metrics?: NodeMetrics;
@@ -64,9 +66,12 @@ export async function runInferenceNode(
   const metrics = o.metrics ?? createNodeMetrics();
   let engine = o.engine;
   let planned: number | null | undefined;
+  /** What each engine's restarts changed (a fallback), for the status detail sent to the router. */
+  const fallbacks = new WeakMap<Engine, (restarts: number) => string | undefined>();
   if (!engine && o.launch) {
     const launched = await createLaunchEngine(o.launch, config, { logger, env: o.env });
     engine = launched.engine;
+    fallbacks.set(engine, launched.fallbackAt);
     planned = launched.currentPlan()?.maxConcurrent;
   }
   let session: NodeSession | undefined;
@@ -89,7 +94,9 @@ export async function runInferenceNode(
       flowControl: config.flowControlEnabled,
       windowBytes: config.flowControlWindowBytes,
     },
-    engine ? "starting the engine and the relay" : "no model to serve yet: registering without an engine",
+    engine
+      ? "registering with the router; the engine starts once registered"
+      : "no model to serve yet: registering without an engine",
   );
 
   const onState = guarded(log, "reporting the engine state", (s: EngineStatus) => {
@@ -108,9 +115,10 @@ export async function runInferenceNode(
   });
   const onRestart = guarded(log, "reporting an engine restart", (r: EngineRestart) => {
     metrics.engineRestarts.inc({ cause: r.failure.cause });
+    const fallback = engine ? fallbacks.get(engine)?.(r.restarts) : undefined;
     void session?.reportStatus({
       reason: r.failure.cause,
-      message: `engine exited (${r.failure.summary}); restart ${r.restarts} in ${r.delayMs} ms`,
+      message: `engine exited (${r.failure.summary}); restart ${r.restarts} in ${r.delayMs} ms${fallback ? `: ${fallback}` : ""}`,
       exitCode: r.failure.exitCode,
       logTail: r.failure.lastLines.slice(-200).map((l) => l.slice(0, 4096)),
     });
@@ -118,8 +126,17 @@ export async function runInferenceNode(
   engine?.on("state", onState);
   engine?.on("restart", onRestart);
   if (engine) setEngineState(metrics, engine.state);
-  // The engine loads while the node registers: a big model takes minutes either way.
-  engine?.start().catch((err: unknown) => log.error({ err }, "the engine could not be started"));
+  // The initial engine starts on the first register_ack, once: not before the node is enrolled and
+  // known to its router, and not again on a re-registration (the engine outlives the router's absence).
+  const initial = engine;
+  let initialStarted = false;
+  const startInitialEngine = () => {
+    if (initialStarted || !initial) return;
+    initialStarted = true;
+    if (engine !== initial) return; // an assigned model already replaced it
+    log.info({ engine: initial.kind, model: initial.servedModelName }, "registered: starting the engine");
+    initial.start().catch((err: unknown) => log.error({ err }, "the engine could not be started"));
+  };
 
   // An assigned model replaces the engine: build the new one first (a bad
   // model fails here, and the old engine keeps serving), route new requests
@@ -149,6 +166,7 @@ export async function runInferenceNode(
     const launch = await launchFor(model);
     const launched = await createLaunchEngine(launch, config, { logger, env: o.env });
     const next = launched.engine;
+    fallbacks.set(next, launched.fallbackAt);
     const old = engine;
     const marker = await cache.markInUse(model.name);
     swapping = true;
@@ -205,6 +223,7 @@ export async function runInferenceNode(
         readiness: () => {
           const reasons: string[] = [];
           if (!engine) reasons.push("no engine: no model assigned yet");
+          else if (engine === initial && !initialStarted) reasons.push("engine waits for the registration");
           else if (engine.state !== "ready") reasons.push(`engine ${engine.state}`);
           if (!session?.lease) reasons.push("no lease with the router");
           return { ready: reasons.length === 0, reasons };
@@ -266,6 +285,7 @@ export async function runInferenceNode(
       },
       onRegistered: (lease) => {
         relay.leaseBegan(lease.leaseId);
+        startInitialEngine();
         assignments?.resend();
       },
       beforeStop: async (_s, graceMs) => {

@@ -3,11 +3,13 @@
  * folder and prints the plan the engine would start with: the exact vLLM
  * command line and environment, each decision with its reason, the files
  * it would write and the warnings. Nothing is started or written.
- * `--json` prints { model, hardware, plan } for scripts (secrets masked).
+ * `--json` prints { model, hardware, plan, command } for scripts (secrets
+ * masked); `command` is the argv and environment as they will run.
  */
-import { resolve } from "node:path";
+import { basename, resolve } from "node:path";
 import { type SettingKey, settings } from "../core/config/schema.ts";
 import { ExitCode, UsageError } from "../core/errors.ts";
+import { shownVllmCommand } from "../engine/vllm-args.ts";
 import { formatPlan, planToJson } from "../planner/format.ts";
 import { explicitSettings, preparePlan } from "../planner/plan.ts";
 import type { CommandSpec } from "./command.ts";
@@ -34,7 +36,7 @@ export const planCommand: CommandSpec = {
       description:
         "the local model folder (config.json and weights); default XEROTIER_AGENT_INITIAL_MODEL_PATH",
     },
-    { flags: "--json", description: "print JSON for scripts: { model, hardware, plan }" },
+    { flags: "--json", description: "print JSON for scripts: { model, hardware, plan, command }" },
   ],
   examples: [
     "xim plan --model /data/models/Llama-3.1-70B-Instruct",
@@ -57,16 +59,24 @@ export const planCommand: CommandSpec = {
       explicit: explicitSettings(loaded),
       env: ctx.io.env,
     });
+    // Built by the code that starts the engine, so what is shown is what runs.
+    const command = shownVllmCommand(loaded.config, {
+      model: modelDir,
+      servedModelName: loaded.config.servedModelName ?? basename(modelDir),
+      plan,
+    });
     if (ctx.options.json) {
-      ctx.io.stdout(`${JSON.stringify({ model, hardware, plan: planToJson(plan) }, null, 2)}\n`);
+      ctx.io.stdout(
+        `${JSON.stringify({ model, hardware, plan: planToJson(plan), command: { file: command.file, args: command.args, env: command.env } }, null, 2)}\n`,
+      );
       return ExitCode.ok;
     }
     const gpus = hardware.gpus.length
       ? `${hardware.gpus.length}x ${hardware.gpus[0].name} (${hardware.topology.detail})`
       : `no GPU; ${hardware.cpu ? `${hardware.cpu.model}, ${hardware.cpu.physicalCores} cores` : "CPU unknown"}`;
     ctx.io.stdout(`Hardware: ${gpus}\nModel: ${model.architecture} in ${modelDir}\n\n`);
-    ctx.io.stdout(formatPlan(plan, { vllmPath: loaded.config.vllmPath, model: modelDir }));
-    for (const w of loaded.warnings) ctx.io.stderr(`warning: ${w}\n`);
+    ctx.io.stdout(formatPlan(plan, { command }));
+    for (const w of [...loaded.warnings, ...command.warnings]) ctx.io.stderr(`warning: ${w}\n`);
     return ExitCode.ok;
   },
 };

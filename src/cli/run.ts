@@ -1,7 +1,7 @@
 /**
- * @module `xim run`: enroll on first start when a join key is set, start
- * the engine (vLLM with the planner's command, or the simulated engine),
- * hold the lease with the router and relay inference
+ * @module `xim run`: enroll on first start when a join key is set, register,
+ * then start the engine (vLLM with the planner's command, or the simulated
+ * engine), hold the lease with the router and relay inference
  * (src/agent/inference-node.ts). SIGTERM drains (in-flight streams get
  * XEROTIER_AGENT_DRAIN_GRACE_SECONDS), a second SIGTERM stops at once.
  * A model the router assigns (`xim router models assign`) is pulled with
@@ -14,7 +14,9 @@ import { deriveMaxConcurrent } from "../agent/relay.ts";
 import { type SettingKey, settings } from "../core/config/schema.ts";
 import { ExitCode } from "../core/errors.ts";
 import { logUnhandledRejections } from "../core/guard.ts";
+import { shownVllmCommand } from "../engine/vllm-args.ts";
 import { explicitSettings, formatPlan, planToJson } from "../planner/plan.ts";
+import { raiseSocketBuffersOnce } from "../transport/socket-buffers.ts";
 import type { CommandSpec } from "./command.ts";
 
 /** What --dry-run says of the engine's key: that there is one, never its value (it does not exist yet). */
@@ -25,7 +27,7 @@ export const runCommand: CommandSpec = {
   name: "run",
   summary: "Run the node: engine, lease and inference relay",
   description:
-    "Enrolls on first start when XEROTIER_AGENT_JOIN_KEY is set, starts the engine at once (XEROTIER_AGENT_ENGINE=sim runs the simulated engine, no GPU needed), registers with the router and serves its requests. Without XEROTIER_AGENT_INITIAL_MODEL_PATH (vLLM) it registers without an engine and waits for the router to assign a model (xim router models assign): the node pulls it into the model cache while serving, reports the progress to the router, then starts (or replaces) the engine with it. SIGTERM drains: the router stops sending requests, in-flight streams finish within XEROTIER_AGENT_DRAIN_GRACE_SECONDS, then the engine stops and xim exits 0. A second SIGTERM stops at once.",
+    "Enrolls on first start when XEROTIER_AGENT_JOIN_KEY is set, registers with the router, then starts the engine (XEROTIER_AGENT_ENGINE=sim runs the simulated engine, no GPU needed) and serves the router's requests; a node that cannot enroll or reach its router never starts the engine. Without XEROTIER_AGENT_INITIAL_MODEL_PATH (vLLM) it registers without an engine and waits for the router to assign a model (xim router models assign): the node pulls it into the model cache while serving, reports the progress to the router, then starts (or replaces) the engine with it. SIGTERM drains: the router stops sending requests, in-flight streams finish within XEROTIER_AGENT_DRAIN_GRACE_SECONDS, then the engine stops and xim exits 0. A second SIGTERM stops at once.",
   settings: Object.keys(settings) as SettingKey[],
   commonSettings: [
     "joinKey",
@@ -55,6 +57,14 @@ export const runCommand: CommandSpec = {
     if (ctx.options.dryRun) {
       const launch = await describeLaunch(loaded, ctx.io.env);
       const maxConcurrent = deriveMaxConcurrent(config, launch?.plan?.maxConcurrent, launch?.hardware?.gpus);
+      // Built by the code that starts the engine, so what is shown is what runs.
+      const command = launch?.plan
+        ? shownVllmCommand(config, {
+            model: launch.model,
+            servedModelName: launch.servedModelName,
+            plan: launch.plan,
+          })
+        : undefined;
       if (ctx.options.json) {
         ctx.io.stdout(
           `${JSON.stringify(
@@ -66,6 +76,7 @@ export const runCommand: CommandSpec = {
                   maxConcurrent,
                   engineApiKey: ENGINE_KEY_NOTE,
                   plan: launch.plan ? planToJson(launch.plan) : null,
+                  command: command ? { file: command.file, args: command.args, env: command.env } : null,
                 }
               : {
                   engine: null,
@@ -81,17 +92,19 @@ export const runCommand: CommandSpec = {
         );
       } else if (launch.plan) {
         ctx.io.stdout(`Model: ${launch.model} (served as ${launch.servedModelName})\n\n`);
-        ctx.io.stdout(formatPlan(launch.plan, { vllmPath: config.vllmPath, model: launch.model }));
+        ctx.io.stdout(formatPlan(launch.plan, { command }));
         ctx.io.stdout(`Engine API key: ${ENGINE_KEY_NOTE}\n`);
       } else {
         ctx.io.stdout(
           `Engine: simulated (xim engine-sim), served as ${launch.servedModelName}\nMax concurrent requests: ${maxConcurrent}\nEngine API key: ${ENGINE_KEY_NOTE}\n`,
         );
       }
-      for (const w of loaded.warnings) ctx.io.stderr(`warning: ${w}\n`);
+      for (const w of [...loaded.warnings, ...(command?.warnings ?? [])]) ctx.io.stderr(`warning: ${w}\n`);
       return ExitCode.ok;
     }
     const logger = ctx.logger();
+    // Before any socket exists: the limits cap the buffers at creation. XIM_PROC_ROOT: a fake tree (tests).
+    await raiseSocketBuffersOnce(logger, ctx.io.env.XIM_PROC_ROOT || "/proc");
     // Refuses at start-up when XEROTIER_AGENT_INITIAL_MODEL_PATH is missing or holds no model.
     const launch = await describeLaunch(loaded, ctx.io.env);
     const abort = new AbortController();

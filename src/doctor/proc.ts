@@ -17,6 +17,7 @@ export async function readText(path: string): Promise<string | undefined> {
 }
 
 export const CAP_SYS_ADMIN = 21;
+export const CAP_NET_ADMIN = 12;
 
 /** The effective capability set of this process (CapEff, hex), as a bigint. */
 export async function readCapEff(procRoot: string): Promise<bigint | undefined> {

@@ -18,6 +18,7 @@ export type FailureCause =
   | "quantization-unknown"
   | "speculative-unsupported-model"
   | "speculative-package-missing"
+  | "lmcache-failed"
   | "engine-ready-timeout"
   | "startup-timeout"
   | "engine-not-installed"
@@ -46,6 +47,7 @@ const SUMMARY: Record<FailureCause, string> = {
   "quantization-unknown": "quantization method unknown to this vLLM",
   "speculative-unsupported-model": "speculative method not supported for this model",
   "speculative-package-missing": "suffix decoding needs the arctic-inference package",
+  "lmcache-failed": "LMCache failed inside vLLM",
   "engine-ready-timeout": "vLLM's own engine start-up timeout",
   "startup-timeout": "start-up timeout",
   "engine-not-installed": "engine executable not found",
@@ -75,6 +77,8 @@ const HINT: Record<FailureCause, string> = {
     "vLLM's EAGLE-3 accepts only the target model types the message lists: set XEROTIER_AGENT_SPECULATIVE_METHOD to another method (ngram needs no draft model), or XEROTIER_AGENT_SPECULATIVE_ENABLED=0.",
   "speculative-package-missing":
     "Install arctic-inference in vLLM's Python environment (the message names the version), or set XEROTIER_AGENT_SPECULATIVE_METHOD to another method (ngram).",
+  "lmcache-failed":
+    "xim restarts the engine without LMCache (inference works, without KV cache sharing). Install lmcache in vLLM's Python environment, check that XEROTIER_AGENT_LMCACHE_REDIS_URL answers, or set XEROTIER_AGENT_LMCACHE_ENABLED=0.",
   "engine-ready-timeout":
     "vLLM's wait for its engine processes (VLLM_ENGINE_READY_TIMEOUT_S, default 600 s) ran out while the model loaded. xim sets it to XEROTIER_AGENT_ENGINE_STARTUP_TIMEOUT_SECONDS unless XEROTIER_AGENT_VLLM_ENV sets it: raise that setting, and check how fast the disk holding the weights reads.",
   "quantization-mismatch":
@@ -99,6 +103,11 @@ const PATTERNS: Array<[FailureCause, RegExp]> = [
   ["quantization-unknown", /Unknown quantization method: /],
   ["speculative-unsupported-model", /Eagle3 is only supported for /],
   ["speculative-package-missing", /Arctic Inference is required for suffix decoding/],
+  // vLLM's LMCacheConnectorV1 imports the lmcache package; only LMCache talks to Redis inside vLLM.
+  [
+    "lmcache-failed",
+    /No module named 'lmcache[\w.]*'|redis\.exceptions\.(?:ConnectionError|TimeoutError|AuthenticationError)/,
+  ],
   [
     "engine-ready-timeout",
     /Timed out waiting for engine(?: core process(?:es)?|\(s\))? to start|VLLM_ENGINE_READY_TIMEOUT_S\)/,

@@ -209,3 +209,26 @@ export function buildVllmCommand(
   };
   return { file: settings.vllmPath, args, env, warnings };
 }
+
+/** The port word of a shown command: the real one is a free loopback port chosen at each start. */
+export const SHOWN_PORT = "PORT";
+
+/**
+ * The command `xim plan` and `xim run --dry-run` print, built by
+ * buildVllmCommand itself so the shown argv is the executed one and the
+ * two cannot drift: secret flag values redacted, the port a placeholder,
+ * and only the environment xim sets (the plan's, then
+ * XEROTIER_AGENT_VLLM_ENV), not the variables the engine inherits.
+ */
+export function shownVllmCommand(
+  settings: VllmSettings & { vllmSocketPath?: string },
+  launch: Omit<VllmLaunch, "endpoint">,
+): EngineCommand {
+  const endpoint = settings.vllmSocketPath
+    ? { socketPath: settings.vllmSocketPath }
+    : { host: "127.0.0.1", port: 0 };
+  const built = buildVllmCommand(settings, { ...launch, endpoint }, {});
+  const args = redactArgs(built.args);
+  if (!settings.vllmSocketPath) args[args.indexOf("--port") + 1] = SHOWN_PORT;
+  return { ...built, args };
+}

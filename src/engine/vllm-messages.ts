@@ -39,6 +39,9 @@ export const VLLM_MESSAGES = {
     "NFO  PyProcess W-162-chat-film-stdout:   Value error, Eagle3 is only supported for ['llama', 'qwen', 'minicpm', 'gpt_oss'] models. Got self.target_model_config.hf_text_config.model_type='gemma3_text' [type=value_error, input_value=ArgsKwargs((), {'method':..., _api_process_rank=0)}), input_type=ArgsKwargs]\n",
   suffixArcticInferenceMissing:
     "ImportError: Arctic Inference is required for suffix decoding. Install via `pip install arctic-inference==0.1.1`.\n",
+  lmcacheModuleMissing: "ModuleNotFoundError: No module named 'lmcache'\n",
+  lmcacheRedisRefused:
+    "redis.exceptions.ConnectionError: Error 111 connecting to 127.0.0.1:6379. Connection refused.\n",
 } as const;
 
 /** Fixture file of each message, for the test that keeps them equal. */
@@ -60,6 +63,8 @@ export const VLLM_MESSAGE_FILES: Record<keyof typeof VLLM_MESSAGES, string> = {
   engineReadyTimeout: "engine-ready-timeout.log",
   eagle3UnsupportedModel: "eagle3-unsupported-model.log",
   suffixArcticInferenceMissing: "suffix-arctic-inference-missing.log",
+  lmcacheModuleMissing: "lmcache-module-missing.log",
+  lmcacheRedisRefused: "lmcache-redis-refused.log",
 };
 
 /** What `--fail-at-start <kind>` prints (to stderr) before exiting 1: the messages of one real failure. */
@@ -77,6 +82,7 @@ export const START_FAILURES = {
   "engine-ready-timeout": ["engineReadyTimeout"],
   "speculative-unsupported-model": ["eagle3UnsupportedModel"],
   "speculative-package-missing": ["suffixArcticInferenceMissing"],
+  "lmcache-failed": ["lmcacheModuleMissing"],
 } as const satisfies Record<string, ReadonlyArray<keyof typeof VLLM_MESSAGES>>;
 
 export type StartFailureKind = keyof typeof START_FAILURES;

@@ -311,6 +311,7 @@ export async function tuneMoe(options: TuneOptions): Promise<TuneOutcome> {
       };
     }
   }
+  refuseBusyGpus(options.gpus);
   await mkdir(folder, { recursive: true, mode: 0o755 });
   const lock = await acquireLock(join(folder, `.${tuning.fileName}.lock`), {
     what: `MoE tuning of ${tuning.fileName}`,
@@ -417,20 +418,73 @@ export async function tuneMoe(options: TuneOptions): Promise<TuneOutcome> {
   }
 }
 
+/**
+ * A GPU with more than this share of its memory in use is held by another
+ * process (most often a running vLLM, which reserves 90%): the tuner
+ * beside it would compete for memory and measure kernels slowed by it.
+ */
+export const BUSY_GPU_USED_FRACTION = 0.5;
+
+/** Refuse to tune on GPUs another process holds (XIM_MOE_GPU_BUSY, naming them). */
+function refuseBusyGpus(gpus: readonly Gpu[]): void {
+  const busy = gpus.filter(
+    (g) =>
+      g.memoryFreeMiB !== null &&
+      g.memoryTotalMiB - g.memoryFreeMiB > g.memoryTotalMiB * BUSY_GPU_USED_FRACTION,
+  );
+  if (busy.length === 0) return;
+  const named = busy
+    .map(
+      (g) =>
+        `GPU ${g.index} (${g.memoryTotalMiB - (g.memoryFreeMiB as number)} of ${g.memoryTotalMiB} MiB in use)`,
+    )
+    .join(", ");
+  throw new XimError(
+    "XIM_MOE_GPU_BUSY",
+    `${named}: another process (a running engine?) holds it, and the MoE tuner beside it would compete for its memory and measure kernels slowed by it, so it was not started`,
+    {
+      hint: "stop the engine on that GPU first (xim run's own tuning uses only GPUs its engine does not), or make idle GPUs of the same model visible with CUDA_VISIBLE_DEVICES",
+    },
+  );
+}
+
+/**
+ * Where `xim run` may tune beside its engine: GPUs of the serving model
+ * (the tuned config's file name carries the GPU name) that the engine does
+ * not use. The engine takes the first `tensorParallelSize` visible GPUs.
+ */
+export function spareGpus(gpus: readonly Gpu[], tensorParallelSize: number, gpuName: string): Gpu[] {
+  return gpus.slice(Math.max(1, tensorParallelSize)).filter((g) => g.name === gpuName);
+}
+
+/** CUDA_VISIBLE_DEVICES for those GPUs: UUIDs when known, else nvidia-smi indices in PCI bus order. */
+function visibleDevices(gpus: readonly Gpu[]): Record<string, string> {
+  return {
+    CUDA_DEVICE_ORDER: "PCI_BUS_ID",
+    CUDA_VISIBLE_DEVICES: gpus.map((g) => g.uuid ?? String(g.index)).join(","),
+  };
+}
+
 export interface RunMoeSetup {
   /** Environment for the engine: VLLM_TUNED_CONFIG_FOLDER when it applies. */
   env: Record<string, string>;
   tuning?: MoeTuning;
   /** A tuning run started in the background, when no config existed. */
   background?: Promise<TuneOutcome | undefined>;
+  /** Why no tuning was started although no config exists (it would have competed with the engine). */
+  skipped?: string;
 }
 
 /**
  * What `xim run` does for MoE models when XEROTIER_AGENT_MOE_CONFIG_ENABLED
- * is on: point vLLM at the config folder and, when this GPU has no config
- * for the model, start the tuner in the background (never awaited by
- * serving; a new config is used from the engine's next start). Disabled,
- * dense or unsupported: nothing set, nothing started.
+ * (and XEROTIER_AGENT_AUTO_CONFIG) is on: point vLLM at the config folder
+ * and, when this GPU has no config for the model, start the tuner in the
+ * background (never awaited by serving; a new config is used from the
+ * engine's next start) on GPUs of the same model the engine does not use
+ * (CUDA_VISIBLE_DEVICES). When the engine uses them all, tuning is not
+ * started and `skipped` (also logged) says why and what to run instead:
+ * the tuner and vLLM never share a GPU. Disabled, dense or unsupported:
+ * nothing set, nothing started.
  */
 export async function prepareMoeForRun(
   options: Omit<TuneOptions, "force"> & {
@@ -438,7 +492,8 @@ export async function prepareMoeForRun(
     tuneInBackground?: boolean;
   },
 ): Promise<RunMoeSetup> {
-  if (!options.config.moeConfigEnabled) return { env: {} };
+  // XEROTIER_AGENT_AUTO_CONFIG=0 turns every automatic step off, tuning among them.
+  if (!options.config.moeConfigEnabled || !options.config.autoConfig) return { env: {} };
   const { gpuName, result } = await planTuning(options);
   if (result.kind !== "moe" || !gpuName) return { env: {} };
   const folder = moeConfigFolder(options.config);
@@ -452,7 +507,25 @@ export async function prepareMoeForRun(
   });
   if (existing) return setup;
   const log = options.logger?.child({ component: "moe-tune" });
-  setup.background = tuneMoe({ ...options, onLine: (line) => log?.debug({ line }, "tuner") }).then(
+  // The tuner never shares a GPU with the engine: only GPUs outside the engine's group, else not at all.
+  const tp = options.tensorParallelSize ?? 1;
+  const spare = spareGpus(options.gpus, tp, gpuName);
+  if (spare.length === 0) {
+    setup.skipped = `no tuned config for ${result.tuning.fileName}, and the engine uses ${tp === 1 ? "the GPU" : `${tp} GPUs`} of the ${options.gpus.length} ${gpuName} here: tuning beside it would compete for GPU memory and measure kernels slowed by serving, so it was not started (vLLM uses its default kernel config). Run \`xim tune-moe --model ${options.modelDir}\` while the node is stopped; the engine uses the config from its next start.`;
+    log?.warn({ fileName: result.tuning.fileName }, setup.skipped);
+    return setup;
+  }
+  const devices = visibleDevices(spare);
+  log?.info(
+    { gpus: spare.map((g) => g.index), CUDA_VISIBLE_DEVICES: devices.CUDA_VISIBLE_DEVICES },
+    "tuning MoE kernels in the background on GPUs the engine does not use",
+  );
+  setup.background = tuneMoe({
+    ...options,
+    gpus: spare,
+    env: { ...options.env, ...devices },
+    onLine: (line) => log?.debug({ line }, "tuner"),
+  }).then(
     (outcome) => {
       log?.info(
         { outcome: outcome.status, path: "path" in outcome ? outcome.path : undefined },

@@ -5,6 +5,7 @@
  * scripts, secrets masked.
  */
 import { formatTable } from "../cli/output.ts";
+import { SHOWN_PORT } from "../engine/vllm-args.ts";
 import type { Plan } from "./plan-types.ts";
 
 /** Quote one word for a POSIX shell when it needs it (JSON configs do). */
@@ -21,16 +22,35 @@ export function planToJson(plan: Plan): unknown {
   };
 }
 
-export function formatPlan(plan: Plan, options: { vllmPath?: string; model?: string } = {}): string {
+/** The command as it will run (engine/vllm-args.ts shownVllmCommand): argv and the environment xim sets. */
+export interface ShownCommand {
+  file: string;
+  args: string[];
+  env: Record<string, string>;
+}
+
+/**
+ * `command`: the very argv and environment the engine is started with
+ * (xim plan and xim run --dry-run always pass it); without it, only the
+ * planner's own flags after `vllm serve MODEL`.
+ */
+export function formatPlan(
+  plan: Plan,
+  options: { vllmPath?: string; model?: string; command?: ShownCommand } = {},
+): string {
   const out: string[] = [];
-  const head = [options.vllmPath ?? "vllm", "serve", options.model ?? "MODEL_PATH"];
+  const line = options.command
+    ? [options.command.file, ...options.command.args]
+    : [options.vllmPath ?? "vllm", "serve", options.model ?? "MODEL_PATH", ...plan.args];
   out.push(
     `Engine (${plan.accelerator === "cpu" ? "CPU" : plan.accelerator === "amd" ? "AMD ROCm" : "NVIDIA CUDA"}, auto-configuration ${plan.auto ? "on" : "off"}):`,
   );
-  out.push(`  ${[...head, ...plan.args].map(shellQuote).join(" ")}`);
+  out.push(`  ${line.map(shellQuote).join(" ")}`);
+  if (options.command?.args.includes(SHOWN_PORT))
+    out.push(`  (${SHOWN_PORT}: a free loopback port chosen at each start)`);
   out.push("");
   out.push("Environment:");
-  const env = Object.entries(plan.env);
+  const env = Object.entries(options.command?.env ?? plan.env);
   if (env.length === 0) out.push("  (none)");
   for (const [k, v] of env) out.push(`  ${k}=${shellQuote(v)}`);
   out.push("");

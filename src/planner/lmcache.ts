@@ -2,12 +2,14 @@
  * @module LMCache (research/vllm.md §5, the Xerotier documentation's LMCache section): when
  * XEROTIER_AGENT_LMCACHE_ENABLED (or KV_CACHE_BACKEND=lmcache), the plan
  * carries lmcache_config.yaml (CPU cache 10 % of RAM, a disk tier sized by
- * XEROTIER_AGENT_LMCACHE_DISK_SIZE_GB, remote_url from
+ * XEROTIER_AGENT_LMCACHE_DISK_SIZE_GB or, unset, from the free space of its
+ * folder (autoDiskTierGb), remote_url from
  * XEROTIER_AGENT_LMCACHE_REDIS_URL), LMCACHE_CONFIG_FILE and the
  * LMCacheConnectorV1 --kv-transfer-config. When LMCache is not installed
  * or the file cannot be written, the engine runs without it and says so.
  */
-import { join } from "node:path";
+import { statfs } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
 import { stringify } from "yaml";
 import { ensurePrivateDir, writeFileAtomic } from "../core/atomic-file.ts";
 import { xdgCacheHome } from "../core/paths.ts";
@@ -38,9 +40,64 @@ export function lmcacheCpuGb(totalBytes: number | null, tp: number): number {
   return Math.max(1, Math.round(((totalBytes * 0.1) / 1e9 / Math.max(1, tp)) * 10) / 10);
 }
 
+/** The automatic disk tier's ceiling: the top of the Xerotier documentation's "50-100GB for disk cache". */
+export const AUTO_DISK_TIER_MAX_GB = 100;
+
+/**
+ * The disk tier when XEROTIER_AGENT_LMCACHE_DISK_SIZE_GB is unset: half the
+ * free space of its folder's file system (the other half stays for models
+ * and logs), at most AUTO_DISK_TIER_MAX_GB, in whole GB; 0 (no disk tier)
+ * below 1 GB.
+ */
+export function autoDiskTierGb(freeBytes: number): number {
+  return Math.min(AUTO_DISK_TIER_MAX_GB, Math.floor(freeBytes / 2 / 1e9));
+}
+
+/** The disk tier's folder: XEROTIER_AGENT_LMCACHE_DIR, else $XDG_CACHE_HOME/lmcache (the folder the compose files mount). */
+export function lmcacheDiskDir(
+  config: Pick<PlanConfig, "lmcacheDir">,
+  env: Record<string, string | undefined>,
+): string {
+  return config.lmcacheDir ?? join(xdgCacheHome(env), "lmcache");
+}
+
+/** Free bytes on the file system of the disk tier's folder (or its nearest existing parent); null when unreadable. */
+export async function lmcacheDiskFree(dir: string): Promise<number | null> {
+  let p = resolve(dir);
+  for (;;) {
+    try {
+      const fs = await statfs(p);
+      return fs.bavail * fs.bsize;
+    } catch {
+      const parent = dirname(p);
+      if (parent === p) return null;
+      p = parent;
+    }
+  }
+}
+
 export interface LmcacheOptions {
   available: boolean | undefined;
   env: Record<string, string | undefined>;
+  /** Free bytes where the disk tier goes (lmcacheDiskFree); undefined or null: unknown. */
+  diskFreeBytes?: number | null;
+}
+
+/** The disk tier in GB (0: none) and the reason, from the setting or the free space. */
+function diskTier(config: PlanConfig, dir: string, freeBytes: number | null | undefined): [number, string] {
+  const size = config.lmcacheDiskSizeGb;
+  if (size === 0) return [0, "no disk tier (XEROTIER_AGENT_LMCACHE_DISK_SIZE_GB=0)"];
+  if (size !== undefined)
+    return [size, `disk tier ${size} GB in ${dir} (XEROTIER_AGENT_LMCACHE_DISK_SIZE_GB)`];
+  if (freeBytes === undefined || freeBytes === null)
+    return [0, `no disk tier: the free space of ${dir} is unknown (set XEROTIER_AGENT_LMCACHE_DISK_SIZE_GB)`];
+  const auto = autoDiskTierGb(freeBytes);
+  const free = `${Math.floor(freeBytes / 1e9)} GB free`;
+  if (auto === 0) return [0, `no disk tier: only ${free} for ${dir}`];
+  return [
+    auto,
+    `disk tier ${auto} GB in ${dir}: half of the ${free} there, at most ${AUTO_DISK_TIER_MAX_GB} GB (XEROTIER_AGENT_LMCACHE_DISK_SIZE_GB overrides, 0 turns it off)`,
+  ];
 }
 
 /** Adds LMCache to the plan; returns the CPU bytes it pins (for the CPU plan's arithmetic). */
@@ -71,15 +128,14 @@ export function planLmcache(
   const reasons = [
     `CPU cache ${cpuGb} GB per worker: 10 % of ${hw.memory.totalBytes === null ? "RAM (unknown: LMCache's default 5 GB)" : gib(hw.memory.totalBytes)}${tp > 1 ? ` across ${tp} TP workers` : ""}`,
   ];
-  if (config.lmcacheDiskSizeGb !== undefined) {
-    const dir = config.lmcacheDir ?? join(xdgCacheHome(o.env), "lmcache");
+  const dir = lmcacheDiskDir(config, o.env);
+  const [diskGb, diskReason] = diskTier(config, dir, o.diskFreeBytes);
+  if (diskGb > 0) {
     // LMCache strips file:// and needs the trailing slash.
     doc.local_disk = `file://${dir.replace(/\/+$/, "")}/`;
-    doc.max_local_disk_size = config.lmcacheDiskSizeGb;
-    reasons.push(`disk tier ${config.lmcacheDiskSizeGb} GB in ${dir}`);
-  } else {
-    reasons.push("no disk tier (XEROTIER_AGENT_LMCACHE_DISK_SIZE_GB unset)");
+    doc.max_local_disk_size = diskGb;
   }
+  reasons.push(diskReason);
   let secretContent: Secret | undefined;
   let content: string;
   if (config.lmcacheRedisUrl) {

@@ -121,8 +121,12 @@ export interface PlanInput {
   quantizationMethods?: InstalledQuantization;
   /** Whether vLLM's Python can import lmcache (probeLmcache); undefined: not checked. */
   lmcacheAvailable?: boolean;
+  /** Free bytes where LMCache's disk tier goes (lmcacheDiskFree), for its automatic size; undefined: not measured. */
+  lmcacheDiskFreeBytes?: number | null;
   /** Folder of tuned fused-MoE configs to give vLLM (VLLM_TUNED_CONFIG_FOLDER). */
   moeTunedConfigDir?: string;
+  /** Why XEROTIER_AGENT_SPECULATIVE_DRAFT_MODEL_PATH cannot be used (checkDraftModel); undefined: fine or not checked. */
+  draftModelProblem?: string;
   /** Environment for path defaults (XDG_CACHE_HOME for LMCache's disk tier); default process.env. */
   env?: Record<string, string | undefined>;
 }

@@ -5,6 +5,7 @@
  * done by the callers (preparePlan below, writePlanFiles in lmcache.ts).
  * XEROTIER_AGENT_AUTO_CONFIG=0 keeps only explicit settings.
  */
+import { stat } from "node:fs/promises";
 import type { LoadedConfig } from "../core/config/load.ts";
 import type { SettingKey } from "../core/config/schema.ts";
 import { GiB, gib, PlanBuilder } from "./builder.ts";
@@ -13,7 +14,7 @@ import { planCudaMitigation } from "./cuda-mitigation.ts";
 import { type DetectOptions, detectHardware } from "./detect.ts";
 import type { Hardware } from "./hardware.ts";
 import { inspectModel } from "./inspect-model.ts";
-import { planLmcache, probeLmcache } from "./lmcache.ts";
+import { lmcacheDiskDir, lmcacheDiskFree, planLmcache, probeLmcache } from "./lmcache.ts";
 import { planMaxModelLen } from "./max-model-len.ts";
 import { estimateGpuMemory, kvBytesPerToken, minimumContext } from "./memory.ts";
 import type { ModelInfo } from "./model-info.ts";
@@ -101,16 +102,15 @@ function planUtilization(b: PlanBuilder, input: PlanInput, tp: number, auto: boo
       `--gpu-memory-utilization ${fraction(util)} asks for more than is free (${detail}); vLLM 0.11 refuses to start; lower XEROTIER_AGENT_GPU_MEMORY_UTILIZATION`,
     );
   }
-  if (auto || chosen) {
-    b.flag(
-      "--gpu-memory-utilization",
-      fraction(util),
-      chosen
-        ? "XEROTIER_AGENT_GPU_MEMORY_UTILIZATION"
-        : "xim's default, passed so vLLM releases that changed theirs (0.92) behave the same",
-      chosen ? "explicit" : "default",
-    );
-  }
+  // Passed always (also with AUTO_CONFIG=0: it is xim's documented default, not tuning), so it is in the table too.
+  b.flag(
+    "--gpu-memory-utilization",
+    fraction(util),
+    chosen
+      ? "XEROTIER_AGENT_GPU_MEMORY_UTILIZATION"
+      : "xim's default, passed so vLLM releases that changed theirs (0.92) behave the same",
+    chosen ? "explicit" : "default",
+  );
   return util;
 }
 
@@ -276,6 +276,7 @@ export function planEngine(input: PlanInput): Plan {
     const lmBytes = planLmcache(b, hw, config, tp, {
       available: input.lmcacheAvailable,
       env: input.env ?? process.env,
+      diskFreeBytes: input.lmcacheDiskFreeBytes,
     });
     const cpu = planCpu(b, hw, model, auto, lmBytes, tp);
     if (config.vllmQuantization) {
@@ -340,15 +341,19 @@ export function planEngine(input: PlanInput): Plan {
     }
     if (config.maxNumSeqs !== undefined)
       b.flag("--max-num-seqs", String(config.maxNumSeqs), "XEROTIER_AGENT_MAX_NUM_SEQS", "explicit");
-    planLmcache(b, hw, config, tp, { available: input.lmcacheAvailable, env: input.env ?? process.env });
+    planLmcache(b, hw, config, tp, {
+      available: input.lmcacheAvailable,
+      env: input.env ?? process.env,
+      diskFreeBytes: input.lmcacheDiskFreeBytes,
+    });
   }
   if (hw.accelerator === "cpu" && config.maxNumSeqs !== undefined) {
     b.flag("--max-num-seqs", String(config.maxNumSeqs), "XEROTIER_AGENT_MAX_NUM_SEQS", "explicit");
   }
   const applied = planCudaMitigation(b, hw, config, tp, auto);
-  planSpeculative(b, model, config, auto, tp);
+  planSpeculative(b, model, config, auto, tp, input.draftModelProblem);
 
-  if (model.moe && config.moeConfigEnabled) {
+  if (model.moe && config.moeConfigEnabled && auto) {
     const dir = input.moeTunedConfigDir ?? config.moeConfigPath;
     if (dir)
       b.setEnv(
@@ -356,6 +361,22 @@ export function planEngine(input: PlanInput): Plan {
         dir,
         `tuned fused-MoE kernel configs for ${model.moe.numExperts} experts`,
         input.moeTunedConfigDir ? "auto" : "explicit",
+      );
+  } else if (model.moe && config.moeConfigEnabled) {
+    // AUTO_CONFIG=0 is the master switch: no tuning and no automatic folder; a folder the user named is theirs.
+    if (config.moeConfigPath)
+      b.setEnv(
+        "VLLM_TUNED_CONFIG_FOLDER",
+        config.moeConfigPath,
+        "XEROTIER_AGENT_MOE_CONFIG_PATH (no tuning: XEROTIER_AGENT_AUTO_CONFIG=0)",
+        "explicit",
+      );
+    else
+      b.note(
+        "MoE kernel tuning",
+        "off",
+        "XEROTIER_AGENT_AUTO_CONFIG=0: no tuning and no tuned-config folder (vLLM's default kernel configs)",
+        "explicit",
       );
   }
   planEngineReadyTimeout(
@@ -394,6 +415,19 @@ export function planEngine(input: PlanInput): Plan {
   };
 }
 
+/**
+ * Whether a draft model path names a folder that exists. A value that is
+ * not a path (no leading `/`, `./`, `../`) may be a Hugging Face id, which
+ * vLLM resolves itself: not checked.
+ */
+export async function checkDraftModel(path: string | undefined): Promise<string | undefined> {
+  if (!path || !/^(\/|\.\.?\/)/.test(path)) return undefined;
+  const info = await stat(path).catch(() => undefined);
+  if (!info) return `XEROTIER_AGENT_SPECULATIVE_DRAFT_MODEL_PATH=${path} does not exist`;
+  if (!info.isDirectory()) return `XEROTIER_AGENT_SPECULATIVE_DRAFT_MODEL_PATH=${path} is not a folder`;
+  return undefined;
+}
+
 export interface PrepareOptions {
   modelDir: string;
   config: PlanConfig & { vllmPath: string };
@@ -419,9 +453,12 @@ export async function preparePlan(o: PrepareOptions): Promise<PreparedPlan> {
   const wantLm = o.config.lmcacheEnabled || o.config.kvCacheBackend === "lmcache";
   // vLLM's own list matters where a method is forced or may be chosen to fit; the probe imports vLLM (seconds).
   const wantMethods = o.config.vllmQuantization !== undefined || o.config.autoConfig;
-  const [lm, quantizationMethods] = await Promise.all([
+  // The disk tier's automatic size needs the free space where it goes.
+  const wantDiskFree = wantLm && o.config.lmcacheDiskSizeGb === undefined;
+  const [lm, quantizationMethods, lmcacheDiskFreeBytes] = await Promise.all([
     wantLm ? probeLmcache({ vllmPath: o.config.vllmPath, env }) : undefined,
     wantMethods ? probeQuantizationMethods({ vllmPath: o.config.vllmPath, env }) : undefined,
+    wantDiskFree ? lmcacheDiskFree(lmcacheDiskDir(o.config, env)) : undefined,
   ]);
   const plan = planEngine({
     hardware,
@@ -429,8 +466,12 @@ export async function preparePlan(o: PrepareOptions): Promise<PreparedPlan> {
     config: o.config,
     explicit: o.explicit,
     lmcacheAvailable: lm ?? undefined,
+    lmcacheDiskFreeBytes,
     quantizationMethods,
     moeTunedConfigDir: o.moeTunedConfigDir,
+    draftModelProblem: o.config.speculativeEnabled
+      ? await checkDraftModel(o.config.speculativeDraftModelPath)
+      : undefined,
     env,
   });
   return { plan, hardware, model };

@@ -3,9 +3,12 @@
  * The method comes from XEROTIER_AGENT_SPECULATIVE_METHOD or the model:
  * MTP layers -> deepseek_mtp/mtp, a draft model -> eagle, else ngram. The
  * result is one --speculative-config JSON with the method's fields
- * (research/vllm.md §1.5). An unavailable primary method falls back to
- * ngram when XEROTIER_AGENT_SPECULATIVE_NGRAM_FALLBACK is on; otherwise
- * it is an error, as is eagle/medusa without a draft model.
+ * (research/vllm.md §1.5). An unavailable primary method (MTP on a model
+ * without MTP layers, eagle/medusa without a draft model or with a draft
+ * model path that does not exist) falls back to ngram when
+ * XEROTIER_AGENT_SPECULATIVE_NGRAM_FALLBACK is on, and the plan says why;
+ * otherwise it is an error. A method vLLM refuses at start is handled by
+ * the restart fallback (fallback.ts).
  */
 
 import { DRAFT_MODEL_METHODS } from "../core/config/schema.ts";
@@ -26,6 +29,16 @@ function mtpAlias(model: ModelInfo): string {
   if (type.startsWith("mimo")) return "mimo_mtp";
   if (type.startsWith("ernie")) return "ernie_mtp";
   return "mtp";
+}
+
+/** vLLM's --speculative-config for prompt-lookup n-gram (no draft model): the plan's, and the fallback's after a failed start. */
+export function ngramSpeculativeConfig(tokens: number | undefined): Record<string, unknown> {
+  return {
+    method: "ngram",
+    num_speculative_tokens: tokens ?? NGRAM_DEFAULT_TOKENS,
+    prompt_lookup_max: 4,
+    prompt_lookup_min: 2,
+  };
 }
 
 function unavailable(
@@ -55,10 +68,13 @@ export function planSpeculative(
   config: PlanConfig,
   auto: boolean,
   tp: number,
+  /** Why the draft model cannot be used although a path is set (it does not exist); from preparePlan's check. */
+  draftProblem?: string,
 ): void {
   if (!config.speculativeEnabled) return;
   let method: string;
   let how: string;
+  let fallbackWhy = "";
   let source: "auto" | "explicit" = "explicit";
   if (config.speculativeMethod) {
     method = config.speculativeMethod;
@@ -89,18 +105,30 @@ export function planSpeculative(
       config,
     );
     b.warn(u.message);
+    fallbackWhy = `${method}: ${model.architecture} has no MTP layers`;
     method = "ngram";
     how = "fallback";
   }
-  if (DRAFT_MODEL_METHODS.includes(method) && !config.speculativeDraftModelPath) {
-    throw new XimError(
-      "XIM_PLAN_SPECULATIVE_DRAFT_MISSING",
-      `speculative method ${method} needs a draft model`,
-      {
-        hint: "set XEROTIER_AGENT_SPECULATIVE_DRAFT_MODEL_PATH, or choose ngram or an MTP method",
-        exitCode: ExitCode.config,
-      },
+  const noDraft = !config.speculativeDraftModelPath
+    ? "no draft model is set (XEROTIER_AGENT_SPECULATIVE_DRAFT_MODEL_PATH)"
+    : draftProblem;
+  if (DRAFT_MODEL_METHODS.includes(method) && noDraft) {
+    if (!config.speculativeNgramFallback) {
+      throw new XimError(
+        "XIM_PLAN_SPECULATIVE_DRAFT_MISSING",
+        `speculative method ${method} needs a draft model: ${noDraft}`,
+        {
+          hint: "set XEROTIER_AGENT_SPECULATIVE_DRAFT_MODEL_PATH to the draft model's folder, choose ngram or an MTP method, or set XEROTIER_AGENT_SPECULATIVE_NGRAM_FALLBACK=1",
+          exitCode: ExitCode.config,
+        },
+      );
+    }
+    fallbackWhy = `${method} needs a draft model and ${noDraft}`;
+    b.warn(
+      `speculative method ${method} is unavailable (${fallbackWhy}); falling back to ngram (XEROTIER_AGENT_SPECULATIVE_NGRAM_FALLBACK)`,
     );
+    method = "ngram";
+    how = "fallback";
   }
 
   const spec: Record<string, unknown> = {};
@@ -118,10 +146,7 @@ export function planSpeculative(
     }
     spec.num_speculative_tokens = tokens;
   } else if (method === "ngram") {
-    spec.method = "ngram";
-    spec.num_speculative_tokens = tokens ?? NGRAM_DEFAULT_TOKENS;
-    spec.prompt_lookup_max = 4;
-    spec.prompt_lookup_min = 2;
+    Object.assign(spec, ngramSpeculativeConfig(tokens));
   } else if (method === "medusa") {
     if (tokens === undefined) {
       throw new XimError(
@@ -154,7 +179,9 @@ export function planSpeculative(
   b.note(
     "speculative method",
     method,
-    how === "fallback" ? "n-gram fallback: the primary method is unavailable" : `${how}${alias}`,
+    how === "fallback"
+      ? `n-gram fallback (XEROTIER_AGENT_SPECULATIVE_NGRAM_FALLBACK): the primary method is unavailable (${fallbackWhy})`
+      : `${how}${alias}`,
     how === "fallback" ? "auto" : source,
   );
   b.flag(

@@ -115,9 +115,27 @@ describe("lmcache-disk", () => {
     assert.match(r["lmcache-disk"].fix ?? "", /XEROTIER_AGENT_LMCACHE_DISK_SIZE_GB to at most \d+/);
   });
 
-  test("off, or without a disk tier, it is skipped", async () => {
+  test("off, or with the disk tier turned off (0), it is skipped", async () => {
     assert.equal((await doctor({}, { selectors: ["lmcache-disk"] }))["lmcache-disk"].status, "skipped");
-    const r = await doctor({ XEROTIER_AGENT_LMCACHE_ENABLED: "1" }, { selectors: ["lmcache-disk"] });
+    const r = await doctor(
+      { XEROTIER_AGENT_LMCACHE_ENABLED: "1", XEROTIER_AGENT_LMCACHE_DISK_SIZE_GB: "0" },
+      { selectors: ["lmcache-disk"] },
+    );
     assert.equal(r["lmcache-disk"].status, "skipped");
+  });
+
+  test("unset, the automatic size (half the free space, at most 100 GB) is what is checked", async () => {
+    const r = await doctor(
+      { XEROTIER_AGENT_LMCACHE_ENABLED: "1", XEROTIER_AGENT_LMCACHE_DIR: tempDir() },
+      { selectors: ["lmcache-disk"] },
+    );
+    const c = r["lmcache-disk"];
+    // The test machine's free space decides which of the two it is; both say the rule or the reason.
+    if (c.status === "skipped")
+      assert.match(c.evidence, /no disk tier: .* free for .*the automatic size needs 2 GB/);
+    else {
+      assert.equal(c.status, "ok");
+      assert.match(c.evidence, /GB limit \(automatic: half the free space, at most 100 GB\)/);
+    }
   });
 });

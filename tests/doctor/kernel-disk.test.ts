@@ -30,7 +30,8 @@ describe("socket-buffers: net.core.wmem_max/rmem_max against 4 MiB", () => {
     const c = r["socket-buffers"];
     assert.equal(c.status, "warn");
     assert.match(c.evidence, /net\.core\.wmem_max=212992, net\.core\.rmem_max=212992/);
-    assert.match(c.evidence, /cannot raise them itself \(no CAP_SYS_ADMIN/);
+    assert.match(c.evidence, /`xim run` cannot raise them itself \(no CAP_NET_ADMIN or CAP_SYS_ADMIN/);
+    assert.match(c.fix ?? "", /run its container privileged/);
     assert.match(c.fix ?? "", /^On the host/);
     assert.match(
       c.fix ?? "",
@@ -42,7 +43,7 @@ describe("socket-buffers: net.core.wmem_max/rmem_max against 4 MiB", () => {
     );
   });
 
-  test("with CAP_SYS_ADMIN (bit 21 of CapEff) and a writable /proc/sys the agent could raise them itself", async () => {
+  test("with CAP_SYS_ADMIN (bit 21 of CapEff) and a writable /proc/sys, xim run raises them itself", async () => {
     const r = await doctor(
       {},
       {
@@ -53,16 +54,25 @@ describe("socket-buffers: net.core.wmem_max/rmem_max against 4 MiB", () => {
     );
     assert.equal(r["socket-buffers"].status, "warn");
     assert.match(r["socket-buffers"].evidence, /wmem_max=212992/);
-    assert.match(r["socket-buffers"].evidence, /holds CAP_SYS_ADMIN and \/proc\/sys is writable/);
+    assert.match(
+      r["socket-buffers"].evidence,
+      /holds CAP_SYS_ADMIN and CAP_NET_ADMIN and \/proc\/sys is writable, so `xim run` raises them itself at start/,
+    );
   });
 
-  test("CAP_SYS_ADMIN is bit 21 exactly: a set with every other bit does not count", async () => {
-    const all = (0x1ffffffffffn & ~(1n << 21n)).toString(16).padStart(16, "0");
-    const r = await doctor(
-      {},
-      { selectors: ["socket-buffers"], procRoot: procRoot(212992, 212992, all), inContainer: false },
-    );
-    assert.match(r["socket-buffers"].evidence, /no CAP_SYS_ADMIN/);
+  test("CAP_NET_ADMIN is bit 12 and CAP_SYS_ADMIN bit 21 exactly: either counts, every other bit does not", async () => {
+    const hex = (n: bigint) => n.toString(16).padStart(16, "0");
+    const evidence = async (capEff: string) =>
+      (
+        await doctor(
+          {},
+          { selectors: ["socket-buffers"], procRoot: procRoot(212992, 212992, capEff), inContainer: false },
+        )
+      )["socket-buffers"].evidence;
+    const others = 0x1ffffffffffn & ~(1n << 21n) & ~(1n << 12n);
+    assert.match(await evidence(hex(others)), /no CAP_NET_ADMIN or CAP_SYS_ADMIN/);
+    assert.match(await evidence(hex(1n << 12n)), /holds CAP_NET_ADMIN and \/proc\/sys is writable/);
+    assert.match(await evidence(hex(1n << 21n)), /holds CAP_SYS_ADMIN and \/proc\/sys is writable/);
   });
 
   test("limits of 4 MiB or more are ok", async () => {

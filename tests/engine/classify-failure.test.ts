@@ -73,6 +73,12 @@ describe("classifying engine failures from vLLM's real messages", () => {
       [fixture("suffix-arctic-inference-missing.log")],
       "speculative-package-missing",
     ],
+    ["LMCache not importable by vLLM (composed)", [fixture("lmcache-module-missing.log")], "lmcache-failed"],
+    [
+      "LMCache's Redis refusing connections (composed)",
+      [fixture("lmcache-redis-refused.log")],
+      "lmcache-failed",
+    ],
     [
       "no KV cache block after a torch OOM warning elsewhere: the weights are the cause",
       [fixture("no-cache-blocks.log"), fixture("torch-oom-v1-worker.log")],
@@ -109,6 +115,7 @@ describe("classifying engine failures from vLLM's real messages", () => {
       "engine-ready-timeout": "engine-ready-timeout",
       "speculative-unsupported-model": "speculative-unsupported-model",
       "speculative-package-missing": "speculative-package-missing",
+      "lmcache-failed": "lmcache-failed",
     };
     for (const [kind, keys] of Object.entries(START_FAILURES)) {
       const text = keys.map((k) => VLLM_MESSAGES[k]);

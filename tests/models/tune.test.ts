@@ -213,13 +213,14 @@ describe("tuning with vLLM's tuner (a test double here: no GPU in CI)", () => {
 });
 
 describe("what xim run does for MoE models", () => {
-  test("enabled, MoE, no config for this GPU: VLLM_TUNED_CONFIG_FOLDER is set and tuning runs in the background", async () => {
+  test("enabled, MoE, no config for this GPU: VLLM_TUNED_CONFIG_FOLDER is set and tuning runs in the background on a GPU the engine does not use", async () => {
     const s = setup();
     const r = await prepareMoeForRun({
       modelDir: join(MODELS, "mixtral-8x7b-instruct"),
       config: { ...s.config, moeConfigEnabled: true },
       env: s.env,
-      gpus: [H100],
+      gpus: [H100, gpu("NVIDIA H100 80GB HBM3", 1)],
+      tensorParallelSize: 1,
     });
     assert.deepEqual(r.env, { VLLM_TUNED_CONFIG_FOLDER: s.config.moeConfigPath });
     assert.ok(r.background, "tuning was started");
@@ -240,7 +241,8 @@ describe("what xim run does for MoE models", () => {
       modelDir: join(MODELS, "mixtral-8x7b-instruct"),
       config: { ...s.config, moeConfigEnabled: true },
       env: s.env,
-      gpus: [H100],
+      gpus: [H100, gpu("NVIDIA H100 80GB HBM3", 1)],
+      tensorParallelSize: 1,
     });
     assert.equal(await r.background, undefined);
   });
@@ -262,6 +264,112 @@ describe("what xim run does for MoE models", () => {
     });
     assert.deepEqual(dense, { env: {} });
     assert.ok(!existsSync(s.config.moeConfigPath ?? ""), "no folder created");
+  });
+});
+
+describe("the tuner and the engine never share a GPU (GPUs from the nvidia-smi test double)", () => {
+  async function fixtureGpus(scenario: string): Promise<Gpu[]> {
+    const { detectHardware } = await import("../../src/planner/detect.ts");
+    return (await detectHardware({ env: { PATH: BIN, XIM_FIXTURE_GPU: scenario }, skipGpu: false })).gpus;
+  }
+  const cases: Array<{
+    name: string;
+    scenario: string;
+    tp: number;
+    model: string;
+    file: string;
+    tunesOn: number[] | null;
+  }> = [
+    {
+      name: "8x H100, the engine on 4: the tuner runs on the other 4",
+      scenario: "h100x8-nvlink",
+      tp: 4,
+      model: "mixtral-8x7b-instruct",
+      file: "E=8,N=3584,device_name=NVIDIA_H100_80GB_HBM3.json",
+      tunesOn: [4, 5, 6, 7],
+    },
+    {
+      name: "8x H100, the engine on all 8: no tuning, and the reason",
+      scenario: "h100x8-nvlink",
+      tp: 8,
+      model: "mixtral-8x7b-instruct",
+      file: "E=8,N=1792,device_name=NVIDIA_H100_80GB_HBM3.json",
+      tunesOn: null,
+    },
+    {
+      name: "one L40S serving: no tuning, and the reason",
+      scenario: "l40s-x1",
+      tp: 1,
+      model: "qwen3-30b-a3b",
+      file: "E=128,N=768,device_name=NVIDIA_L40S.json",
+      tunesOn: null,
+    },
+  ];
+  for (const c of cases) {
+    test(c.name, async () => {
+      const s = setup("fake-moe-tuner", c.file);
+      const gpusFile = join(s.dir, "tuner-gpus.txt");
+      const gpus = await fixtureGpus(c.scenario);
+      const r = await prepareMoeForRun({
+        modelDir: join(MODELS, c.model),
+        config: { ...s.config, moeConfigEnabled: true },
+        env: { ...s.env, FAKE_MOE_TUNER_GPUS: gpusFile },
+        gpus,
+        tensorParallelSize: c.tp,
+      });
+      assert.deepEqual(r.env, { VLLM_TUNED_CONFIG_FOLDER: s.config.moeConfigPath });
+      if (c.tunesOn === null) {
+        assert.equal(r.background, undefined, "no tuning beside the engine");
+        assert.match(r.skipped ?? "", /compete for GPU memory.*xim tune-moe --model/);
+        assert.ok(!existsSync(gpusFile), "the tuner never ran");
+        return;
+      }
+      assert.equal(r.skipped, undefined);
+      assert.equal((await r.background)?.status, "tuned");
+      const expected = gpus.filter((g) => c.tunesOn?.includes(g.index)).map((g) => g.uuid ?? String(g.index));
+      assert.equal(readFileSync(gpusFile, "utf8").trim(), expected.join(","));
+    });
+  }
+
+  test("AUTO_CONFIG=0: nothing set, nothing started", async () => {
+    const s = setup();
+    const r = await prepareMoeForRun({
+      modelDir: join(MODELS, "mixtral-8x7b-instruct"),
+      config: { ...s.config, moeConfigEnabled: true, autoConfig: false },
+      env: s.env,
+      gpus: await fixtureGpus("h100x8-nvlink"),
+      tensorParallelSize: 1,
+    });
+    assert.deepEqual(r, { env: {} });
+    assert.deepEqual(s.args(), [], "the tuner never ran");
+  });
+
+  test("xim tune-moe on a GPU another process holds refuses, naming it, and runs nothing", async () => {
+    const s = setup("fake-moe-tuner", "E=8,N=14336,device_name=NVIDIA_H100_80GB_HBM3.json");
+    const rec = recordingIo(
+      {
+        ...s.env,
+        HOME: join(root, "home"),
+        PATH: BIN,
+        XIM_FIXTURE_GPU: "h100-busy",
+        XEROTIER_AGENT_LOG_LEVEL: "error",
+      },
+      root,
+    );
+    const code = await runCli(
+      [
+        "tune-moe",
+        "--model",
+        join(MODELS, "mixtral-8x7b-instruct"),
+        "--moe-config-path",
+        s.config.moeConfigPath ?? "",
+      ],
+      rec.io,
+      { version: () => "0", verboseVersion: async () => "", commands },
+    );
+    assert.equal(code, 1, rec.stdout());
+    assert.match(rec.stderr(), /GPU 0 \(73912 of 81559 MiB in use\).*compete for its memory/);
+    assert.deepEqual(s.args(), [], "the tuner never ran");
   });
 });
 

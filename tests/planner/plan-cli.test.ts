@@ -25,7 +25,7 @@ describe("xim plan", () => {
     assert.match(r.stdout, /^Hardware: 2x NVIDIA A40 \(no NVLink between the GPUs; PCIe paths NODE\)\n/);
     assert.ok(
       r.stdout.includes(
-        `  vllm serve ${join(MODELS, "llama-3-70b-instruct")} --tensor-parallel-size 2 --quantization bitsandbytes --max-model-len 8192 --gpu-memory-utilization 0.9 --disable-custom-all-reduce\n`,
+        `  vllm serve ${join(MODELS, "llama-3-70b-instruct")} --host 127.0.0.1 --port PORT --served-model-name llama-3-70b-instruct --tensor-parallel-size 2 --quantization bitsandbytes --max-model-len 8192 --gpu-memory-utilization 0.9 --disable-custom-all-reduce\n`,
       ),
       r.stdout,
     );

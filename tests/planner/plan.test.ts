@@ -170,11 +170,11 @@ const cases: Case[] = [
     decisions: ["auto-configuration=off"],
   },
   {
-    name: "AUTO_CONFIG=0 with nothing explicit: no flags at all",
+    name: "AUTO_CONFIG=0 with nothing explicit: only xim's default --gpu-memory-utilization, which the engine is always given",
     hw: A40x2,
     model: "llama-3-8b-instruct",
     settings: { XEROTIER_AGENT_AUTO_CONFIG: "0" },
-    args: [],
+    args: ["--gpu-memory-utilization", "0.9"],
     env: {},
   },
   {

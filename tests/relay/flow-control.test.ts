@@ -50,12 +50,45 @@ describe("the node's credit ledger", () => {
     assert.equal(b.available(), 2096);
   });
 
-  test("replenish: window x threshold, lowered so every stream at the concurrency limit fits under the pause threshold", () => {
-    assert.equal(new CreditLedger(flow, { maxConcurrent: 2 }).open(4096).replenishBytes, 2048);
-    // 6000 B of pause threshold over 4 streams: credit comes back after 1500 B each.
-    assert.equal(new CreditLedger(flow, { maxConcurrent: 4 }).open(4096).replenishBytes, 1500);
+  test("replenish: threshold x the window, capped at the stream's share of the pause threshold", () => {
+    assert.equal(new CreditLedger(flow, { maxConcurrent: 1 }).open(4096).replenishBytes, 2048);
+    // 6000 B of pause threshold over 4 streams: each can count on 1500 B; half of it is 750.
+    assert.equal(new CreditLedger(flow, { maxConcurrent: 4 }).open(4096).replenishBytes, 750);
     assert.equal(new CreditLedger(flow, { maxConcurrent: 100_000 }).open(4096).replenishBytes, 1);
     assert.equal(new CreditLedger(flow, { maxConcurrent: 4 }).open(0).replenishBytes, 0);
+  });
+
+  test("at the default GPU concurrency (256 and 1024 streams), 0.1, 0.5 and 0.9 give different replenish points", () => {
+    const defaults = {
+      flowControlEnabled: true,
+      flowControlWindowBytes: 65536,
+      flowControlPauseThresholdBytes: 262144,
+      flowControlTimeoutSeconds: 30,
+    };
+    const cases: Array<[number, number, number]> = [
+      // [max concurrent, threshold, replenish bytes]: the share is 1024 B (256 streams) or 256 B (1024 streams).
+      [256, 0.1, 103],
+      [256, 0.5, 512],
+      [256, 0.9, 922],
+      [1024, 0.1, 26],
+      [1024, 0.5, 128],
+      [1024, 0.9, 231],
+      // Low concurrency: the share (262144 B) is above the window, so the threshold applies to the window.
+      [1, 0.1, 6554],
+      [1, 0.5, 32768],
+      [1, 0.9, 58983],
+    ];
+    for (const [maxConcurrent, threshold, expected] of cases) {
+      const ledger = new CreditLedger(
+        { ...defaults, flowControlReplenishThreshold: threshold },
+        { maxConcurrent },
+      );
+      assert.equal(
+        ledger.open(65536).replenishBytes,
+        expected,
+        `${maxConcurrent} streams, threshold ${threshold}`,
+      );
+    }
   });
 
   test("a lifted global pause wakes one paused stream at a time, each waking the next while they fit", async () => {

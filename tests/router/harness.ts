@@ -22,6 +22,8 @@ export function baseEnv(home: string, extra: Env = {}): Env {
     XDG_CACHE_HOME: join(home, ".cache"),
     XEROTIER_AGENT_LOG_LEVEL: "info",
     NO_COLOR: "1",
+    // Never the real /proc/sys: `xim run` raises socket buffer limits it finds low (here: none readable).
+    XIM_PROC_ROOT: join(home, "proc"),
     ...extra,
   };
 }

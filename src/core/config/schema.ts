@@ -238,7 +238,7 @@ export const settings = {
     {
       env: `${P}AUTO_CONFIG`,
       group: "Auto-configuration",
-      doc: "Master toggle of auto-configuration. 0/false: use only explicit settings.",
+      doc: "Master toggle of auto-configuration. 0/false: use only explicit settings (no MoE tuning or automatic tuned-config folder either); `xim plan` shows every flag and variable still passed.",
     },
     true,
   ),
@@ -301,7 +301,7 @@ export const settings = {
     {
       env: `${P}SPECULATIVE_NGRAM_FALLBACK`,
       group: "Speculative decoding",
-      doc: "Fall back to n-gram speculation when the primary method is unavailable.",
+      doc: "Fall back to n-gram speculation when the primary method is unavailable: MTP without MTP layers, eagle/medusa without a draft model or with a draft model path that does not exist (the plan says why), or a method vLLM refuses at start (the engine restarts once with n-gram, logged and reported to the router).",
     },
     false,
   ),
@@ -334,7 +334,7 @@ export const settings = {
     {
       env: `${P}MOE_CONFIG_ENABLED`,
       group: "MoE kernel tuning",
-      doc: "Generate and apply tuned fused-MoE kernel configs for Mixture-of-Experts models.",
+      doc: "Generate and apply tuned fused-MoE kernel configs for Mixture-of-Experts models. `xim run` tunes in the background only on GPUs of the same model its engine does not use; when it uses them all, it logs why and leaves tuning to `xim tune-moe` while the node is stopped.",
     },
     true,
   ),
@@ -375,7 +375,7 @@ export const settings = {
     {
       env: `${P}FLOW_CONTROL_REPLENISH_THRESHOLD`,
       group: "Flow control",
-      doc: "Fraction of the window consumed that triggers a credit replenishment from the router (earlier when the pause threshold shared by the node's concurrency limit is smaller: docs/protocol.md).",
+      doc: "Fraction of a stream's credit consumed that triggers a credit replenishment from the router. The credit is the window, capped at the stream's share of the pause threshold (pause threshold / max concurrent requests): replenish after ceil(min(window, share) x this) bytes (docs/protocol.md).",
     },
     0.5,
   ),
@@ -481,10 +481,10 @@ export const settings = {
     {
       env: `${P}LMCACHE_DISK_SIZE_GB`,
       group: "LMCache",
-      doc: "Local disk cache size of LMCache; unset keeps the disk tier off.",
-      defaultText: "-",
+      doc: "Local disk cache size of LMCache in GB. Unset: half the free space of XEROTIER_AGENT_LMCACHE_DIR's file system, at most 100 GB (none with under 2 GB free); 0 turns the disk tier off.",
+      defaultText: "auto",
     },
-    { min: 1, max: 1_000_000 },
+    { min: 0, max: 1_000_000 },
   ),
   lmcacheDir: optionalString({
     env: `${P}LMCACHE_DIR`,
@@ -589,14 +589,16 @@ export const ConfigSchema = v.pipe(
   ),
   v.forward(
     v.partialCheck(
-      [["speculativeMethod"], ["speculativeDraftModelPath"]],
+      [["speculativeMethod"], ["speculativeDraftModelPath"], ["speculativeNgramFallback"]],
+      // With the n-gram fallback on, the plan falls back and says why instead.
       (c) =>
         !(
           c.speculativeMethod &&
           DRAFT_MODEL_METHODS.includes(c.speculativeMethod) &&
-          !c.speculativeDraftModelPath
+          !c.speculativeDraftModelPath &&
+          !c.speculativeNgramFallback
         ),
-      "needs a draft model: set XEROTIER_AGENT_SPECULATIVE_DRAFT_MODEL_PATH, or choose ngram or an MTP method",
+      "needs a draft model: set XEROTIER_AGENT_SPECULATIVE_DRAFT_MODEL_PATH, choose ngram or an MTP method, or set XEROTIER_AGENT_SPECULATIVE_NGRAM_FALLBACK=1",
     ),
     ["speculativeMethod"],
   ),

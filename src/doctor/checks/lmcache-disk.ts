@@ -1,11 +1,13 @@
 /**
  * @module lmcache-disk: LMCache's disk tier against its limit
- * (XEROTIER_AGENT_LMCACHE_DISK_SIZE_GB): what the folder holds now, and
+ * (XEROTIER_AGENT_LMCACHE_DISK_SIZE_GB, or the automatic size the plan
+ * gives it when unset): what the folder holds now, and
  * whether its file system has room for the rest of the limit. A disk tier
  * larger than the free space fails mid-run with "No space left on device"
  * inside vLLM, far from the setting that caused it.
  */
 import { statfs } from "node:fs/promises";
+import { autoDiskTierGb } from "../../planner/lmcache.ts";
 import { type Check, ok, skipped, warn } from "../check.ts";
 import { folderUsage, nearestExisting } from "../fs-probe.ts";
 import { lmcacheDir, lmcacheEnabled } from "../lmcache-paths.ts";
@@ -17,15 +19,20 @@ export const lmcacheDisk: Check = {
   title: "LMCache disk tier fits its disk",
   async run(ctx, signal) {
     if (!lmcacheEnabled(ctx)) return skipped("LMCache is off (XEROTIER_AGENT_LMCACHE_ENABLED=false)");
-    const limitGb = ctx.config.lmcacheDiskSizeGb;
-    if (limitGb === undefined) return skipped("no disk tier (XEROTIER_AGENT_LMCACHE_DISK_SIZE_GB unset)");
+    const setting = ctx.config.lmcacheDiskSizeGb;
+    if (setting === 0) return skipped("no disk tier (XEROTIER_AGENT_LMCACHE_DISK_SIZE_GB=0)");
     const dir = lmcacheDir(ctx);
     const found = await nearestExisting(dir);
     const fs = await statfs(found.path);
     const free = fs.bavail * fs.bsize;
     const used = found.path === dir ? await folderUsage(dir, signal) : 0;
+    // Unset: the size the plan gives it (the space LMCache already uses counts as available to it).
+    const limitGb = setting ?? autoDiskTierGb(free + used);
+    if (limitGb === 0)
+      return skipped(`no disk tier: ${gb(free)} free for ${dir} (the automatic size needs 2 GB)`);
     const limit = limitGb * GB;
-    const evidence = `${dir} holds ${gb(used)} of its ${limitGb} GB limit; ${gb(free)} free on its file system`;
+    const how = setting === undefined ? " (automatic: half the free space, at most 100 GB)" : "";
+    const evidence = `${dir} holds ${gb(used)} of its ${limitGb} GB limit${how}; ${gb(free)} free on its file system`;
     if (used > limit) {
       return warn(
         `${evidence}: over the limit`,

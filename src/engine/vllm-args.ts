@@ -213,6 +213,9 @@ export function buildVllmCommand(
 /** The port word of a shown command: the real one is a free loopback port chosen at each start. */
 export const SHOWN_PORT = "PORT";
 
+/** What the shown command has for the engine key: a fresh one is made at every start. */
+export const SHOWN_ENGINE_KEY = "<a fresh key at each engine start>";
+
 /**
  * The command `xim plan` and `xim run --dry-run` print, built by
  * buildVllmCommand itself so the shown argv is the executed one and the
@@ -227,7 +230,8 @@ export function shownVllmCommand(
   const endpoint = settings.vllmSocketPath
     ? { socketPath: settings.vllmSocketPath }
     : { host: "127.0.0.1", port: 0 };
-  const built = buildVllmCommand(settings, { ...launch, endpoint }, {});
+  // The engine's key is made at each start: shown as set, never as a value.
+  const built = buildVllmCommand(settings, { ...launch, endpoint, apiKey: SHOWN_ENGINE_KEY }, {});
   const args = redactArgs(built.args);
   if (!settings.vllmSocketPath) args[args.indexOf("--port") + 1] = SHOWN_PORT;
   return { ...built, args };

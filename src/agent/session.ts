@@ -20,6 +20,7 @@ import { ExitCode, XimError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { safeText } from "../core/terminal-text.ts";
 import { XIM_VERSION } from "../core/version.ts";
+import { ReceiptBook } from "../models/receipts.ts";
 import type { ModelChannel } from "../models/router-protocol.ts";
 import { PullError } from "../models/source.ts";
 import type {
@@ -119,6 +120,8 @@ export class NodeSession {
   #run: Promise<void> | null = null;
   #lastAuthLog = Number.NEGATIVE_INFINITY;
   readonly #modelReplies = new Map<string, (reply: unknown) => void>();
+  /** Receipts of the model replies read, acknowledged with the next model request. */
+  readonly #modelReceipts = new ReceiptBook();
 
   constructor(o: NodeSessionOptions) {
     this.#o = o;
@@ -214,8 +217,10 @@ export class NodeSession {
           settle();
           resolve(reply);
         });
-        void this.send({ type: "model_request", request }).then((sent) => {
+        const receipts = this.#modelReceipts.take();
+        void this.send({ type: "model_request", request: { ...request, receipts } }).then((sent) => {
           if (!sent) {
+            this.#modelReceipts.giveBack(receipts);
             settle();
             reject(
               new PullError("XIM_PULL_UNAVAILABLE", "could not queue the model request to the router", {
@@ -441,6 +446,8 @@ export class NodeSession {
         if (m.nodeId === this.#o.state.nodeId) this.#revokedByRouter(m.message);
         return;
       case "model_reply":
+        // Read, whether or not its request is still waiting (it may have timed out).
+        if (m.reply.type !== "model_error") this.#modelReceipts.note(m.reply);
         this.#modelReplies.get(m.reply.requestId)?.(m.reply);
         return;
       case "drain_request":

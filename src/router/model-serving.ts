@@ -19,11 +19,13 @@
  *   node's pull keeps 4 chunk requests in flight (models/sources/router.ts)
  *   and its session acknowledges every reply it reads (agent/session.ts),
  *   so an honest node never meets the limit.
- * - When its lease ends (expiry, release) the replies still being read are
- *   dropped instead of sent, and its account (unacknowledged replies
- *   included) goes away with the last of them. A newer registration of a
- *   live node keeps the account: the old connection may still hold its
- *   replies.
+ * - The account belongs to a lease. When the lease ends (expiry, release)
+ *   the replies still being read are dropped instead of sent, and the
+ *   account (unacknowledged replies included) goes away with the last of
+ *   them; a new registration starts a fresh one, so a node restarted with
+ *   its receipts lost is not refused for replies its old process read.
+ *   (So a node that leaves and registers again may leave up to the limit
+ *   unread per registration; each costs it a registration round.)
  *
  * `stats` is the account tests and operators read.
  */
@@ -47,6 +49,7 @@ export const MAX_MODEL_REQUESTS_PER_NODE = 8;
 const BUSY_RETRY_MS = 1000;
 
 interface NodeAccount {
+  leaseId: string;
   outstanding: number;
   /** Replies sent and not yet acknowledged: receipt -> bytes. */
   unacknowledged: Map<string, number>;
@@ -64,7 +67,7 @@ export interface ModelServingStats {
   unacknowledgedBytes: number;
   /** Requests refused for the per-node limit since the account opened. */
   refused: number;
-  /** Receipts echoed that match no unacknowledged reply (made up, or echoed twice). */
+  /** Receipts echoed that match no unacknowledged reply (made up, echoed twice, or of an earlier lease). */
   unknownReceipts: number;
 }
 
@@ -118,8 +121,9 @@ export class ModelServer {
   #request(lease: Lease, m: NodeMessageOf<"model_request">): void {
     const requestId = m.request.requestId;
     let account = this.#accounts.get(lease.nodeId);
-    if (!account) {
+    if (account?.leaseId !== lease.leaseId) {
       account = {
+        leaseId: lease.leaseId,
         outstanding: 0,
         unacknowledged: new Map(),
         unacknowledgedBytes: 0,
@@ -225,6 +229,8 @@ export class ModelServer {
   }
 
   #leaseChanged(lease: Lease): void {
-    if (lease.state === "expired") this.#forgetIfGone(lease.nodeId);
+    // A new registration: the old lease's account goes (its replies still being read are dropped unsent).
+    if (this.#accounts.get(lease.nodeId)?.leaseId !== lease.leaseId) this.#accounts.delete(lease.nodeId);
+    else if (lease.state === "expired") this.#forgetIfGone(lease.nodeId);
   }
 }

@@ -140,6 +140,27 @@ test("a node that never acknowledges its model replies is served a few and refus
   }
 });
 
+test("a node that registers again (its old process and receipts gone) starts with a fresh account", {
+  timeout: 30_000,
+}, async () => {
+  const rogue = RogueNode.enroll(stack.service);
+  try {
+    assert.equal((await rogue.register()).type, "register_ack");
+    await assignModel(stack.service.store, library, rogue.nodeId, "weights");
+    for (let i = 0; i < MAX_MODEL_REQUESTS_PER_NODE; i++)
+      assert.equal((await ask(rogue, chunkRequest())).type, "model_chunk");
+    assert.equal((await ask(rogue, chunkRequest())).type, "model_error");
+    const oldLease = rogue.lease?.leaseId;
+    assert.equal((await rogue.register()).type, "register_ack");
+    assert.notEqual(rogue.lease?.leaseId, oldLease);
+    assert.equal(stack.service.models.stats(rogue.nodeId), undefined, "the old lease's account is gone");
+    assert.equal((await ask(rogue, chunkRequest())).type, "model_chunk");
+    assert.equal(stack.service.models.stats(rogue.nodeId)?.unacknowledged, 1);
+  } finally {
+    rogue.close();
+  }
+});
+
 test("a model request with more receipts than allowed is not served", { timeout: 30_000 }, async () => {
   const rogue = RogueNode.enroll(stack.service);
   try {

@@ -22,6 +22,7 @@ import { contain } from "../core/guard.ts";
 import type { Logger } from "../core/log.ts";
 import { safeText } from "../core/terminal-text.ts";
 import { XIM_VERSION } from "../core/version.ts";
+import { ReceiptBook } from "../models/receipts.ts";
 import type { ModelChannel } from "../models/router-protocol.ts";
 import { PullError } from "../models/source.ts";
 import type {
@@ -138,6 +139,8 @@ export class NodeSession {
   #run: Promise<void> | null = null;
   #lastAuthLog = Number.NEGATIVE_INFINITY;
   readonly #modelReplies = new Map<string, (reply: unknown) => void>();
+  /** Receipts of the model replies read, acknowledged with the next model request. */
+  readonly #modelReceipts = new ReceiptBook();
 
   constructor(o: NodeSessionOptions) {
     this.#o = o;
@@ -234,8 +237,10 @@ export class NodeSession {
           settle();
           resolve(reply);
         });
-        void this.send({ type: "model_request", request }).then((sent) => {
+        const receipts = this.#modelReceipts.take();
+        void this.send({ type: "model_request", request: { ...request, receipts } }).then((sent) => {
           if (!sent) {
+            this.#modelReceipts.giveBack(receipts);
             settle();
             reject(
               new PullError("XIM_PULL_UNAVAILABLE", "could not queue the model request to the router", {
@@ -497,6 +502,8 @@ export class NodeSession {
         if (m.nodeId === this.#o.state.nodeId) this.#revokedByRouter(m.message);
         return;
       case "model_reply":
+        // Read, whether or not its request is still waiting (it may have timed out).
+        if (m.reply.type !== "model_error") this.#modelReceipts.note(m.reply);
         this.#modelReplies.get(m.reply.requestId)?.(m.reply);
         return;
       case "drain_request":

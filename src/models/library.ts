@@ -14,7 +14,7 @@ import { ensurePrivateDir, writeFileAtomic } from "../core/atomic-file.ts";
 import { XimError } from "../core/errors.ts";
 import { modelKey } from "./cache.ts";
 import { type Manifest, ManifestSchema, manifestBytes } from "./manifest.ts";
-import { MODEL_CHUNK_BYTES, type ModelReply, ModelRequestSchema } from "./router-protocol.ts";
+import { MODEL_CHUNK_BYTES, type ModelReply, ModelRequestSchema, newReceipt } from "./router-protocol.ts";
 
 const PublishedSchema = v.object({
   name: v.string(),
@@ -145,7 +145,7 @@ export class ModelLibrary {
       };
     }
     if (req.type === "model_manifest_request")
-      return { type: "model_manifest", requestId: rid, manifest: model.manifest };
+      return { type: "model_manifest", requestId: rid, manifest: model.manifest, receipt: newReceipt() };
     const file = model.manifest.files.find((f) => f.path === req.path);
     if (!file) {
       return {
@@ -189,6 +189,7 @@ export class ModelLibrary {
         offset: req.offset,
         data: chunk,
         sha256: createHash("sha256").update(chunk).digest("hex"),
+        receipt: newReceipt(),
       };
     } catch (err) {
       return {

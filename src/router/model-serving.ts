@@ -8,13 +8,24 @@
  *   not to a project, so the assignment is the only grant; a request for
  *   anything else is refused with the same answer whether or not the model
  *   exists.
- * - At most MAX_MODEL_REQUESTS_PER_NODE of its requests are served at once
- *   (from arrival until the reply is handed to ZeroMQ); more are refused
- *   at once with a small error. A node's pull keeps 4 chunk requests in
- *   flight (models/sources/router.ts), so an honest node never meets it.
- * - When its lease ends (expiry, release, a newer registration) the
- *   replies still being read are dropped instead of sent, and its account
- *   goes away with the last of them.
+ * - At most MAX_MODEL_REQUESTS_PER_NODE of its requests are held at once,
+ *   from arrival until the node acknowledges the reply: every manifest and
+ *   chunk reply carries a random receipt (models/router-protocol.ts) that
+ *   the node echoes in its next requests. Handing a reply to ZeroMQ does
+ *   not free its place, since ZeroMQ queues toward a node that does not
+ *   read (its limit counts messages, not bytes); only the receipt does,
+ *   and a receipt cannot be echoed without reading its reply. Beyond the
+ *   limit a request is refused at once with a small retryable error. A
+ *   node's pull keeps 4 chunk requests in flight (models/sources/router.ts)
+ *   and its session acknowledges every reply it reads (agent/session.ts),
+ *   so an honest node never meets the limit.
+ * - The account belongs to a lease. When the lease ends (expiry, release)
+ *   the replies still being read are dropped instead of sent, and the
+ *   account (unacknowledged replies included) goes away with the last of
+ *   them; a new registration starts a fresh one, so a node restarted with
+ *   its receipts lost is not refused for replies its old process read.
+ *   (So a node that leaves and registers again may leave up to the limit
+ *   unread per registration; each costs it a registration round.)
  *
  * `stats` is the account tests and operators read.
  */
@@ -26,22 +37,45 @@ import type { NodeMessageOf } from "../protocol/messages.ts";
 import type { ControlPlane, Lease } from "./control-plane.ts";
 import type { RouterStore } from "./store.ts";
 
-/** Model requests of one node served at once (a chunk is up to 4 MiB: 32 MiB per node at most). */
+/**
+ * Model requests of one node being served or unacknowledged at once. A
+ * count, not bytes: a chunk is at most 4 MiB (MODEL_CHUNK_BYTES), so this
+ * holds at most 32 MiB per node, and it leaves an honest pull (4 in flight,
+ * its receipts a request behind) twice the room it needs.
+ */
 export const MAX_MODEL_REQUESTS_PER_NODE = 8;
 
 /** How long a refused node is told to wait before asking again. */
 const BUSY_RETRY_MS = 1000;
 
 interface NodeAccount {
+  leaseId: string;
   outstanding: number;
+  /** Replies sent and not yet acknowledged: receipt -> bytes. */
+  unacknowledged: Map<string, number>;
+  unacknowledgedBytes: number;
   refused: number;
+  unknownReceipts: number;
 }
 
 export interface ModelServingStats {
   /** Requests being served now (read, or waiting to be handed to ZeroMQ). */
   outstanding: number;
+  /** Replies handed to ZeroMQ whose receipts the node has not echoed. */
+  unacknowledged: number;
+  /** Their bytes (chunk data; a manifest counts its JSON size). */
+  unacknowledgedBytes: number;
   /** Requests refused for the per-node limit since the account opened. */
   refused: number;
+  /** Receipts echoed that match no unacknowledged reply (made up, echoed twice, or of an earlier lease). */
+  unknownReceipts: number;
+}
+
+/** What a reply holds in memory while it waits in ZeroMQ's queue. */
+function replyBytes(reply: ModelReply): number {
+  if (reply.type === "model_chunk") return reply.data.byteLength;
+  if (reply.type === "model_manifest") return Buffer.byteLength(JSON.stringify(reply.manifest));
+  return 0;
 }
 
 export class ModelServer {
@@ -68,7 +102,15 @@ export class ModelServer {
   /** A node's account, or undefined when it holds nothing. */
   stats(nodeId: string): ModelServingStats | undefined {
     const a = this.#accounts.get(nodeId);
-    return a ? { outstanding: a.outstanding, refused: a.refused } : undefined;
+    return a
+      ? {
+          outstanding: a.outstanding,
+          unacknowledged: a.unacknowledged.size,
+          unacknowledgedBytes: a.unacknowledgedBytes,
+          refused: a.refused,
+          unknownReceipts: a.unknownReceipts,
+        }
+      : undefined;
   }
 
   close(): void {
@@ -79,22 +121,35 @@ export class ModelServer {
   #request(lease: Lease, m: NodeMessageOf<"model_request">): void {
     const requestId = m.request.requestId;
     let account = this.#accounts.get(lease.nodeId);
-    if (!account) {
-      account = { outstanding: 0, refused: 0 };
+    if (account?.leaseId !== lease.leaseId) {
+      account = {
+        leaseId: lease.leaseId,
+        outstanding: 0,
+        unacknowledged: new Map(),
+        unacknowledgedBytes: 0,
+        refused: 0,
+        unknownReceipts: 0,
+      };
       this.#accounts.set(lease.nodeId, account);
     }
-    if (account.outstanding >= MAX_MODEL_REQUESTS_PER_NODE) {
+    this.#acknowledge(account, m.request.receipts ?? []);
+    if (account.outstanding + account.unacknowledged.size >= MAX_MODEL_REQUESTS_PER_NODE) {
       account.refused++;
       if (account.refused === 1 || account.refused % 1000 === 0)
         this.#log.warn(
-          { nodeId: lease.nodeId, refused: account.refused },
-          "a node asked for more model transfers at once than allowed; refused",
+          {
+            nodeId: lease.nodeId,
+            refused: account.refused,
+            outstanding: account.outstanding,
+            unacknowledged: account.unacknowledged.size,
+          },
+          "a node asked for more model transfers than allowed before acknowledging its replies; refused",
         );
       this.#reply(lease, {
         type: "model_error",
         requestId,
         code: "unavailable",
-        message: `too many model requests in flight from this node (at most ${MAX_MODEL_REQUESTS_PER_NODE} at once); wait for the replies before asking for more`,
+        message: `too many model replies to this node not yet acknowledged (at most ${MAX_MODEL_REQUESTS_PER_NODE} requests in flight or unacknowledged at once); the node must send the receipts of the replies it has read with its next model requests, then ask again`,
         retryAfterMs: BUSY_RETRY_MS,
       });
       return;
@@ -126,13 +181,35 @@ export class ModelServer {
       })
       .then(async (reply) => {
         // The node left, or registered again, while the chunk was read: drop it unsent.
-        if (this.#live(nodeId, leaseId)) await this.#cp.send(nodeId, { type: "model_reply", reply });
+        if (!this.#live(nodeId, leaseId)) return;
+        // Counted before it is sent: the node may echo its receipt at once.
+        const receipt = reply.type === "model_error" ? undefined : reply.receipt;
+        if (receipt !== undefined) {
+          const bytes = replyBytes(reply);
+          served.unacknowledged.set(receipt, bytes);
+          served.unacknowledgedBytes += bytes;
+        }
+        const sent = await this.#cp.send(nodeId, { type: "model_reply", reply });
+        if (!sent && receipt !== undefined) this.#acknowledge(served, [receipt]);
       })
       .finally(() => {
         served.outstanding--;
         this.#forgetIfGone(nodeId);
       });
     contain(this.#log, "answering a node's model request", work);
+  }
+
+  /** The node read these replies: they no longer hold a place. */
+  #acknowledge(account: NodeAccount, receipts: readonly string[]): void {
+    for (const receipt of receipts) {
+      const bytes = account.unacknowledged.get(receipt);
+      if (bytes === undefined) {
+        account.unknownReceipts++;
+        continue;
+      }
+      account.unacknowledged.delete(receipt);
+      account.unacknowledgedBytes -= bytes;
+    }
   }
 
   #reply(lease: Lease, reply: ModelReply): void {
@@ -152,6 +229,8 @@ export class ModelServer {
   }
 
   #leaseChanged(lease: Lease): void {
-    if (lease.state === "expired") this.#forgetIfGone(lease.nodeId);
+    // A new registration: the old lease's account goes (its replies still being read are dropped unsent).
+    if (this.#accounts.get(lease.nodeId)?.leaseId !== lease.leaseId) this.#accounts.delete(lease.nodeId);
+    else if (lease.state === "expired") this.#forgetIfGone(lease.nodeId);
   }
 }

@@ -87,6 +87,7 @@ export const nodeExamples: Outgoing<NodeMessage>[] = [
       path: "model.safetensors",
       offset: 0,
       length: 4,
+      receipts: ["cd".repeat(16)],
     },
   },
   {
@@ -146,6 +147,7 @@ export const routerExamples: Outgoing<RouterMessage>[] = [
       offset: 0,
       data: new Uint8Array([1, 2, 3, 4]),
       sha256: "9f".repeat(32),
+      receipt: "ab".repeat(16),
     },
   },
   { type: "model_assign", assignmentId: "as_0123456789abcdef", name: "tiny" },

@@ -196,6 +196,7 @@ export class RogueNode {
     }
     if (reply.type === "register_ack") {
       this.lease = reply;
+      clearInterval(this.#renewals); // registering again replaces the renewals of the old lease
       this.#renewals = setInterval(() => void this.renew(), 200);
     }
     return reply as RouterMessageOf<"register_ack" | "register_refused">;

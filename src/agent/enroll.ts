@@ -24,6 +24,7 @@ import {
   type EnrollRequest,
   type EnrollResponse,
   EnrollResponseSchema,
+  JoinKeyCheckResponseSchema,
 } from "../protocol/messages.ts";
 import { PROTOCOL_VERSION, versionMismatchMessage } from "../protocol/version.ts";
 import { curveKeyFingerprint, generateCurveKeyPair } from "../transport/curve.ts";
@@ -156,7 +157,14 @@ function pinnedTls(url: URL, pin: string, timeoutMs: number): Promise<tls.TLSSoc
   });
 }
 
-async function post(url: URL, body: string, o: { pin: string; timeoutMs: number }): Promise<HttpAnswer> {
+/** The router's answers are small JSON: more than this is not a router's answer. */
+const MAX_ANSWER_BYTES = 1024 * 1024;
+
+async function post(
+  url: URL,
+  body: string,
+  o: { pin: string; timeoutMs: number; path?: string },
+): Promise<HttpAnswer> {
   const secure = url.protocol === "https:";
   const socket = secure ? await pinnedTls(url, o.pin, o.timeoutMs) : undefined;
   return new Promise((resolve, reject) => {
@@ -165,7 +173,7 @@ async function post(url: URL, body: string, o: { pin: string; timeoutMs: number 
         method: "POST",
         host: url.hostname.replace(/^\[|\]$/g, ""),
         port: Number(url.port || (secure ? 443 : 80)),
-        path: "/v1/enroll",
+        path: o.path ?? "/v1/enroll",
         headers: {
           "content-type": "application/json",
           "content-length": Buffer.byteLength(body),
@@ -176,7 +184,22 @@ async function post(url: URL, body: string, o: { pin: string; timeoutMs: number 
       },
       (res) => {
         const parts: Buffer[] = [];
-        res.on("data", (c: Buffer) => parts.push(c));
+        let size = 0;
+        res.on("data", (c: Buffer) => {
+          size += c.length;
+          if (size > MAX_ANSWER_BYTES) {
+            req.destroy();
+            reject(
+              fail(
+                "XIM_ENROLL_FAILED",
+                ExitCode.failure,
+                `the router at ${url.origin} answered more than ${MAX_ANSWER_BYTES} bytes`,
+              ),
+            );
+            return;
+          }
+          parts.push(c);
+        });
         res.on("end", () =>
           resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString("utf8") }),
         );
@@ -375,4 +398,58 @@ export async function enroll(o: EnrollOptions): Promise<EnrollResult> {
     streamingEndpoint: response.streamingEndpoint,
     replaced,
   };
+}
+
+export type JoinKeyCheck =
+  | { ok: true; project: string; usesLeft: number; expiresAt: string | null; router: string }
+  | { ok: false; error: XimError };
+
+/**
+ * Ask the router whether `joinKey` would enroll a node now (`POST
+ * /v1/enroll/check`: nothing is spent). The router is pinned as for an
+ * enrollment; a router that cannot be reached throws, as `enroll` does.
+ */
+export async function checkJoinKey(o: {
+  joinKey: string;
+  routerUrl?: string;
+  allowInsecure: boolean;
+  timeoutMs?: number;
+}): Promise<JoinKeyCheck> {
+  const key = parseKeyOrThrow(o.joinKey);
+  const url = new URL(o.routerUrl ?? key.url);
+  if (url.protocol === "http:" && !o.allowInsecure) {
+    return {
+      ok: false,
+      error: fail(
+        "XIM_INSECURE_REFUSED",
+        ExitCode.insecure,
+        `the key's router ${url.origin} is plain HTTP`,
+        "Set XEROTIER_AGENT_ALLOW_INSECURE=1 for a development router.",
+      ),
+    };
+  }
+  const answer = await post(url, JSON.stringify({ joinKey: o.joinKey }), {
+    pin: key.tlsPin,
+    timeoutMs: o.timeoutMs ?? 5000,
+    path: "/v1/enroll/check",
+  });
+  if (answer.status !== 200) return { ok: false, error: refusal(answer, url) };
+  const parsed = (() => {
+    try {
+      return v.safeParse(JoinKeyCheckResponseSchema, JSON.parse(answer.body));
+    } catch {
+      return null;
+    }
+  })();
+  if (!parsed?.success) {
+    return {
+      ok: false,
+      error: fail(
+        "XIM_ENROLL_FAILED",
+        ExitCode.failure,
+        `the router at ${url.origin} gave no join-key check answer (an older router?)`,
+      ),
+    };
+  }
+  return { ...parsed.output, router: url.origin };
 }

@@ -456,6 +456,16 @@ export const ENROLL_ERROR_CODES = [
 ] as const;
 export type EnrollErrorCode = (typeof ENROLL_ERROR_CODES)[number];
 
+/** `POST /v1/enroll/check`: whether a join key would enroll a node now (nothing is spent). */
+export const JoinKeyCheckRequestSchema = v.object({ joinKey: v.pipe(v.string(), v.maxLength(4096)) });
+export const JoinKeyCheckResponseSchema = v.object({
+  ok: v.literal(true),
+  project: v.pipe(v.string(), v.maxLength(64)),
+  usesLeft: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  expiresAt: v.nullable(v.pipe(v.string(), v.maxLength(64))),
+});
+export type JoinKeyCheckResponse = v.InferOutput<typeof JoinKeyCheckResponseSchema>;
+
 export const EnrollErrorSchema = v.object({
   error: v.object({
     code: v.picklist(ENROLL_ERROR_CODES),

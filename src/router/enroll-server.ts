@@ -17,6 +17,8 @@ import {
   type EnrollErrorCode,
   EnrollRequestSchema,
   type EnrollResponse,
+  JoinKeyCheckRequestSchema,
+  type JoinKeyCheckResponse,
 } from "../protocol/messages.ts";
 import { PROTOCOL_VERSION, upgradeSide, versionMismatchMessage } from "../protocol/version.ts";
 import { z85Decode } from "../transport/curve.ts";
@@ -81,6 +83,43 @@ async function readBody(req: http.IncomingMessage): Promise<string> {
     parts.push(chunk as Buffer);
   }
   return Buffer.concat(parts).toString("utf8");
+}
+
+/**
+ * `POST /v1/enroll/check`: would this join key enroll a node now? The same
+ * checks as an enrollment, spending nothing and recording nothing; `xim
+ * doctor` asks it so an expired or used-up key is found before `xim run`.
+ * It tells nothing to a caller without the key (the key's secret is the
+ * lookup).
+ */
+function handleCheck(bodyText: string, o: EnrollServerOptions): JoinKeyCheckResponse {
+  let body: unknown;
+  try {
+    body = JSON.parse(bodyText);
+  } catch {
+    throw new Refusal("malformed_request", "the body is not JSON");
+  }
+  const parsed = v.safeParse(JoinKeyCheckRequestSchema, body);
+  if (!parsed.success) throw new Refusal("malformed_request", `joinKey: ${parsed.issues[0].message}`);
+  const key = parseJoinKey(parsed.output.joinKey);
+  if (!key.ok) throw new Refusal("malformed_key", `join key ${key.part}: ${key.message}`);
+  if (key.key.curvePin !== o.identity.curvePin)
+    throw new Refusal(
+      "malformed_key",
+      "join key CURVE pin is not this router's: the key was edited, or minted by another router",
+    );
+  const checked = o.store.checkJoinKey({
+    hash: joinKeySecretHash(key.key.secret),
+    project: key.key.project,
+    now: o.now?.() ?? Date.now(),
+  });
+  if (!checked.ok) throw new Refusal(checked.code, checked.message);
+  return {
+    ok: true,
+    project: checked.key.project,
+    usesLeft: checked.key.usesAllowed - checked.key.uses,
+    expiresAt: checked.key.expiresAt === null ? null : new Date(checked.key.expiresAt).toISOString(),
+  };
 }
 
 function handleEnroll(bodyText: string, o: EnrollServerOptions): EnrollResponse {
@@ -163,7 +202,7 @@ export async function startEnrollServer(o: EnrollServerOptions): Promise<EnrollS
     const path = (req.url ?? "/").split("?")[0];
     if (req.method === "GET" && path === "/v1/health")
       return send(res, 200, { ok: true, protocolVersion: PROTOCOL_VERSION });
-    if (path !== "/v1/enroll") {
+    if (path !== "/v1/enroll" && path !== "/v1/enroll/check") {
       req.resume();
       return send(res, 404, { error: { code: "not_found", message: `no ${path} here; POST /v1/enroll` } });
     }
@@ -172,7 +211,8 @@ export async function startEnrollServer(o: EnrollServerOptions): Promise<EnrollS
       return send(res, 405, { error: { code: "method_not_allowed", message: "use POST" } });
     }
     try {
-      send(res, 200, handleEnroll(await readBody(req), o));
+      const body = await readBody(req);
+      send(res, 200, path === "/v1/enroll/check" ? handleCheck(body, o) : handleEnroll(body, o));
     } catch (err) {
       if (!(err instanceof Refusal)) throw err;
       // The client may be gone already (an aborted upload): its socket is then null.

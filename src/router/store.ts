@@ -177,6 +177,10 @@ interface EnrollInput {
   now: number;
 }
 
+export type JoinKeyCheck =
+  | { ok: true; key: JoinKeyRow }
+  | { ok: false; code: "unknown_key" | "malformed_key" | "revoked_key" | "expired_key" | "used_key"; message: string };
+
 export class RouterStore {
   /** Prepared statements by SQL text: preparing costs more than running on hot paths. */
   readonly #statements = new Map<string, ReturnType<DatabaseSync["prepare"]>>();
@@ -286,7 +290,13 @@ export class RouterStore {
     }
   }
 
-  private enrollInTransaction(input: EnrollInput): EnrollOutcome {
+  /**
+   * Whether a join key would enroll a node now: known, its project the one
+   * written in its text, not revoked, expired or used up. Reads only; the
+   * enrollment runs the same check inside its transaction, and `POST
+   * /v1/enroll/check` (doctor) without spending anything.
+   */
+  checkJoinKey(input: Pick<EnrollInput, "hash" | "project" | "now">): JoinKeyCheck {
     const row = this.db.prepare("SELECT * FROM join_keys WHERE hash = ?").get(input.hash) as Row | undefined;
     if (!row)
       return {
@@ -328,6 +338,13 @@ export class RouterStore {
         code: "used_key",
         message: `join key ${key.id} is used up (${key.uses} of ${key.usesAllowed} enrollments)`,
       };
+    return { ok: true, key };
+  }
+
+  private enrollInTransaction(input: EnrollInput): EnrollOutcome {
+    const checked = this.checkJoinKey(input);
+    if (!checked.ok) return checked;
+    const key = checked.key;
     const taken = this.db
       .prepare("SELECT node_id, revoked_at FROM nodes WHERE public_key = ?")
       .get(input.publicKey) as Row | undefined;

@@ -7,7 +7,10 @@ import assert from "node:assert/strict";
 import { mkdirSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
+import { silentLogger } from "../../src/core/log.ts";
 import { encodeJoinKey } from "../../src/protocol/join-key.ts";
+import { createJoinKey } from "../../src/router/join-keys.ts";
+import { startRouterService } from "../../src/router/service.ts";
 import { cleanup, doctor, tempDir } from "./helpers.ts";
 
 after(cleanup);
@@ -36,10 +39,55 @@ describe("join-key", () => {
     assert.ok(!JSON.stringify(r).includes(truncated.slice(10)));
   });
 
-  test("a whole key is ok and names its project and router", async () => {
+  test("a whole key whose router cannot be asked warns, naming the project and the router", async () => {
     const r = await doctor({ XEROTIER_AGENT_JOIN_KEY: goodKey }, { selectors: ["join-key"] });
-    assert.equal(r["join-key"].status, "ok");
-    assert.match(r["join-key"].evidence, /project acme, enrolling at https:\/\/router\.example:8443/);
+    assert.equal(r["join-key"].status, "warn");
+    assert.match(
+      r["join-key"].evidence,
+      /project acme, enrolling at https:\/\/router\.example:8443; the router could not be asked/,
+    );
+  });
+
+  test("the router is asked whether the key still enrolls: expired fails, active is ok, nothing is spent", async () => {
+    const router = await startRouterService({
+      stateDir: tempDir("xim-router-"),
+      enrollListen: { host: "127.0.0.1", port: 0 },
+      controlBind: "tcp://127.0.0.1:0",
+      streamingBind: "tcp://127.0.0.1:0",
+      logger: silentLogger(),
+    });
+    try {
+      const active = createJoinKey(router.store, router.identity, {
+        project: "acme",
+        uses: 3,
+        ttlMs: null,
+        labels: {},
+      });
+      const ok = await doctor({ XEROTIER_AGENT_JOIN_KEY: active.key }, { selectors: ["join-key"] });
+      assert.equal(ok["join-key"].status, "ok", ok["join-key"].evidence);
+      assert.match(ok["join-key"].evidence, /the router accepts it \(3 uses left, never expires\)/);
+      assert.equal(
+        router.store.listJoinKeys().find((k) => k.id === active.row.id)?.uses,
+        0,
+        "the check spent nothing",
+      );
+
+      const expired = createJoinKey(router.store, router.identity, {
+        project: "acme",
+        uses: 1,
+        ttlMs: 60_000,
+        labels: {},
+      });
+      router.store.db
+        .prepare("UPDATE join_keys SET expires_at = ? WHERE id = ?")
+        .run(Date.now() - 1000, expired.row.id);
+      const r = await doctor({ XEROTIER_AGENT_JOIN_KEY: expired.key }, { selectors: ["join-key"] });
+      assert.equal(r["join-key"].status, "fail");
+      assert.match(r["join-key"].evidence, /the join key has expired/);
+      assert.match(r["join-key"].fix ?? "", /xim router join-key create/);
+    } finally {
+      await router.close();
+    }
   });
 });
 

@@ -390,11 +390,13 @@ describe("control plane with real processes", { timeout: 90_000 }, () => {
   test("SIGTERM: the node drains, releases its lease and exits 0", async () => {
     const done = await node?.stop(10_000);
     assert.equal(done?.code, 0, done?.stderr.slice(-2000) ?? "");
-    await waitFor(() => nodeRow(nodeId)?.state === "expired", {
+    // A node that gave its lease back is listed as stopped, not expired.
+    await waitFor(() => nodeRow(nodeId)?.state === "stopped", {
       timeoutMs: 5000,
       what: "the released lease",
     });
     assert.match(nodeRow(nodeId)?.stateReason ?? "", /released/);
+    assert.equal(nodeRow(nodeId)?.engine, "-", "a stopped node shows no engine state");
     const stopped = await router?.stop(10_000);
     assert.equal(stopped?.code, 0, stopped?.stderr.slice(-2000) ?? "");
   });

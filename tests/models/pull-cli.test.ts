@@ -6,6 +6,7 @@ import { after, before, test } from "node:test";
 import { commands } from "../../src/cli/commands.ts";
 import { recordingIo } from "../../src/cli/io.ts";
 import { runCli } from "../../src/cli/program.ts";
+import { RouterStore } from "../../src/router/store.ts";
 import { bytesOf, FileServer, sha256 } from "./helpers/file-server.ts";
 
 const home = mkdtempSync(join(tmpdir(), "xim-pull-cli-"));
@@ -80,6 +81,8 @@ test("xim router models add/list/remove publishes folders (the command spec rout
   writeFileSync(join(dir, "config.json"), "{}");
   writeFileSync(join(dir, "model.safetensors"), bytesOf(3000));
   const state = join(home, "router-state");
+  // `models` refuses a folder that holds no router: make one, as `xim router init` does.
+  (await RouterStore.open(state)).close();
   const cli = {
     version: () => "0",
     verboseVersion: async () => "",

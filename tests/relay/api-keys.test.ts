@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { after, before, test } from "node:test";
 import { commands } from "../../src/cli/commands.ts";
 import { recordingIo } from "../../src/cli/io.ts";
 import { runCli } from "../../src/cli/program.ts";
@@ -18,6 +18,10 @@ const dir = mkdtempSync(join(tmpdir(), "xim-apikeys-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const root = { version: () => "9.9.9", verboseVersion: async () => "verbose\n", commands };
 const state = join(dir, "router");
+// Every subcommand but init and serve refuses a folder without a router: make one.
+before(async () => {
+  assert.equal((await xim(["router", "init", "--state", state, "--json"])).code, 0);
+});
 
 async function xim(argv: string[]) {
   const rec = recordingIo({ HOME: dir }, dir);

@@ -9,10 +9,31 @@
  */
 import { XIM_VERSION } from "./src/core/version.ts";
 
+/** The help of every command, rendered by the build (scripts/help-cache.ts); absent when run from source. */
+declare const __XIM_HELP_CACHE__: string | undefined;
+
 const argv = process.argv.slice(2);
+
+/**
+ * `xim [command ...] --help` from the help the build rendered, for an
+ * 80-column pipe or terminal: the same bytes the CLI prints, without
+ * loading it. Anything else (another width, other flags) goes the long way.
+ */
+function cachedHelp(): string | undefined {
+  if (typeof __XIM_HELP_CACHE__ !== "string") return undefined;
+  if (process.stdout.isTTY && process.stdout.columns !== 80) return undefined;
+  return (JSON.parse(__XIM_HELP_CACHE__) as Record<string, string>)[argv.join(" ")];
+}
+
+const help =
+  argv.length > 0 && ["--help", "-h", "--help-all"].includes(argv[argv.length - 1])
+    ? cachedHelp()
+    : undefined;
 
 if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
   process.stdout.write(`xim ${XIM_VERSION}\n`);
+} else if (help !== undefined) {
+  process.stdout.write(help);
 } else {
   // No top-level await: the single executable's bundle is CommonJS.
   import("./src/cli/main.ts")

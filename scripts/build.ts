@@ -21,6 +21,7 @@ import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 import { compareVersions, readElfFile } from "./elf.ts";
+import { renderHelpCache } from "./help-cache.ts";
 
 export type Arch = "x64" | "arm64";
 
@@ -106,6 +107,7 @@ export async function bundle(
   entry: string = join(root, "main.ts"),
 ): Promise<void> {
   const version = packageVersion(root);
+  const helpCache = JSON.stringify(await renderHelpCache());
   const loader = join(root, "src", "transport", "addon-loader.ts");
   const seaAddon: esbuild.Plugin = {
     name: "xim-sea-addon",
@@ -127,6 +129,7 @@ export async function bundle(
     plugins: [seaAddon],
     define: {
       __XIM_VERSION__: JSON.stringify(version),
+      __XIM_HELP_CACHE__: JSON.stringify(helpCache),
       // CJS has no import.meta; inside the executable these name the executable itself.
       // (version.ts reaches import.meta.url only when running from source.)
       "import.meta.url": "__xim_import_meta_url",
@@ -135,6 +138,9 @@ export async function bundle(
     },
     banner: { js: 'var __xim_import_meta_url = require("node:url").pathToFileURL(__filename).href;' },
     legalComments: "none",
+    // Less to parse at every start; names are kept, so stack traces stay readable.
+    minifyWhitespace: true,
+    minifySyntax: true,
     logLevel: "warning",
     metafile: true,
   });

@@ -179,7 +179,11 @@ interface EnrollInput {
 
 export type JoinKeyCheck =
   | { ok: true; key: JoinKeyRow }
-  | { ok: false; code: "unknown_key" | "malformed_key" | "revoked_key" | "expired_key" | "used_key"; message: string };
+  | {
+      ok: false;
+      code: "unknown_key" | "malformed_key" | "revoked_key" | "expired_key" | "used_key";
+      message: string;
+    };
 
 export class RouterStore {
   /** Prepared statements by SQL text: preparing costs more than running on hot paths. */

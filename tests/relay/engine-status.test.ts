@@ -51,12 +51,13 @@ describe("engine state at the router", { timeout: 60_000 }, () => {
       },
     );
     const node = await stack.addNode({ project: "oom", engine });
-    await waitFor(() => stack.service.controlPlane.lease(node.nodeId)?.status.engine === "failed", {
-      timeoutMs: 30_000,
-      what: "the failed engine at the router",
-    });
-    const row = stack.service.store.getNode(node.nodeId);
-    assert.match(row?.stateReason ?? "", /out-of-memory: out of memory/);
+    // A renewal may carry "failed" a moment before the status message with the cause: wait for both.
+    await waitFor(
+      () =>
+        stack.service.controlPlane.lease(node.nodeId)?.status.engine === "failed" &&
+        /out-of-memory: out of memory/.test(stack.service.store.getNode(node.nodeId)?.stateReason ?? ""),
+      { timeoutMs: 30_000, what: "the failed engine and its cause at the router" },
+    );
     assert.equal(stack.service.controlPlane.lease(node.nodeId)?.state, "registered", "live lease, not ready");
     const key = stack.apiKey("oom", "t");
     const r = await post(stack.url, "/v1/chat/completions", chatBody({ model: "demo" }), {

@@ -130,7 +130,12 @@ describe("fuzz: the router's OpenAI front", { timeout: fuzzTimeoutMs(4, 300_000)
     process.on("unhandledRejection", onRejection);
     stack = await Stack.start();
     // A context long enough for the just-under-the-limit prompt (~1.7 M words): the engine refuses longer ones as vLLM does.
-    await stack.addNode({ sim: { outputTokens: 8, maxModelLen: 4_000_000 } });
+    // A long lease: the 8 MiB prompt below keeps router, node and engine (one process here) busy
+    // for seconds on a loaded machine, and this file tests the HTTP front, not lease expiry.
+    await stack.addNode({
+      sim: { outputTokens: 8, maxModelLen: 4_000_000 },
+      env: { XEROTIER_AGENT_LEASE_RENEWAL_INTERVAL_MS: "1000", XEROTIER_AGENT_LEASE_DURATION_MS: "30000" },
+    });
     key = stack.apiKey("default", "fuzz");
     port = Number(new URL(stack.url).port);
   });

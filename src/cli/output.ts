@@ -35,7 +35,7 @@ const OWN_STYLE = /^\u001b\[(?:(?:0|1|2|22|3[1-7]|39)(?:;(?:0|1|2|22|3[1-7]|39))
 /**
  * Text as it may reach a terminal: newlines and tabs stay, the styles of
  * OWN_STYLE stay when `styles` is on, every other control character
- * becomes its `\uXXXX` escape (lossless; inside JSON text it is the same
+ * becomes its `\u` escape with four hex digits (lossless; inside JSON text it is the same
  * JSON).
  */
 export function terminalSafe(text: string, styles = false): string {

@@ -2,7 +2,7 @@
  * The xim executable: argv -> command table -> exit code. Everything else
  * lives under src/; this file only wires the process to the CLI.
  *
- * `xim --version` is answered before the CLI is loaded: evaluating the whole
+ * `xim --version` and `--help` are answered before the CLI is loaded: evaluating the whole
  * bundle (zeromq's addon, TLS, metrics) costs most of a start-up, and scripts
  * and health checks call `--version` often. The dynamic import keeps the rest
  * of the bundle unevaluated until it is needed (esbuild wraps it lazily).
@@ -33,6 +33,8 @@ const help =
 if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
   process.stdout.write(`xim ${XIM_VERSION}\n`);
 } else if (help !== undefined) {
+  // `xim run --help | head` closes the pipe early: that is no error worth a stack.
+  process.stdout.on("error", () => {});
   process.stdout.write(help);
 } else {
   // No top-level await: the single executable's bundle is CommonJS.

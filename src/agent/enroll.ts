@@ -18,7 +18,13 @@ import type { Logger } from "../core/log.ts";
 import type { Secret } from "../core/secret.ts";
 import { safeText } from "../core/terminal-text.ts";
 import { XIM_VERSION } from "../core/version.ts";
-import { type JoinKeyParts, parseJoinKey, sha256Hex } from "../protocol/join-key.ts";
+import {
+  type JoinKeyParts,
+  joinKeyId,
+  joinKeySecretHash,
+  parseJoinKey,
+  sha256Hex,
+} from "../protocol/join-key.ts";
 import {
   EnrollErrorSchema,
   type EnrollRequest,
@@ -28,7 +34,13 @@ import {
 } from "../protocol/messages.ts";
 import { PROTOCOL_VERSION, versionMismatchMessage } from "../protocol/version.ts";
 import { curveKeyFingerprint, generateCurveKeyPair } from "../transport/curve.ts";
-import { checkConfigFolder, enrollmentPath, isEnrolled, saveEnrollmentState } from "./enrollment-state.ts";
+import {
+  checkConfigFolder,
+  enrollmentPath,
+  isEnrolled,
+  pendingEnrollmentKeys,
+  saveEnrollmentState,
+} from "./enrollment-state.ts";
 
 export interface EnrollOptions {
   joinKey: Secret | string | undefined;
@@ -332,7 +344,12 @@ export async function enroll(o: EnrollOptions): Promise<EnrollResult> {
       `router address ${url.href} must be https:// (or http:// with --insecure)`,
     );
   }
-  const keys = generateCurveKeyPair();
+  // The same key on a retry, so a cut-off enrollment spends no second use (enrollment-state.ts).
+  const keys = await pendingEnrollmentKeys(
+    o.configDir,
+    joinKeyId(joinKeySecretHash(key.secret)),
+    generateCurveKeyPair,
+  );
   const request: EnrollRequest = {
     protocolVersion: PROTOCOL_VERSION,
     joinKey: text,

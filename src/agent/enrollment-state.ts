@@ -177,6 +177,36 @@ export async function saveRevocation(configDir: string, nodeId: string, message:
   await writeFileAtomic(join(configDir, REVOKED_FILE), `${JSON.stringify(record, null, 2)}\n`);
 }
 
+/**
+ * The key pair an enrollment in progress offers the router, kept until the
+ * state is saved: an enrollment cut off after the router answered (a
+ * network error, a killed CI job) is retried with the same key, and the
+ * router then returns the node it already made instead of spending another
+ * use of the join key.
+ */
+export const PENDING_KEY_FILE = "pending-enrollment.key";
+
+const PendingKeyFileSchema = v.object({
+  /** The join key's id (jk_...): a retry with another join key gets a fresh key pair. */
+  joinKeyId: v.pipe(v.string(), v.maxLength(64)),
+  keys: KeyFileSchema,
+});
+
+export async function pendingEnrollmentKeys(
+  configDir: string,
+  joinKeyId: string,
+  generate: () => CurveKeyPair,
+): Promise<CurveKeyPair> {
+  await ensurePrivateDir(configDir, { strict: true, what: CONFIG_FOLDER });
+  const path = join(configDir, PENDING_KEY_FILE);
+  const raw = await readStateJson(path, "the pending enrollment key");
+  const kept = raw === null ? null : v.safeParse(PendingKeyFileSchema, raw);
+  if (kept?.success && kept.output.joinKeyId === joinKeyId) return kept.output.keys;
+  const keys = generate();
+  await writeFileAtomic(path, `${JSON.stringify({ joinKeyId, keys }, null, 2)}\n`);
+  return keys;
+}
+
 export async function saveEnrollmentState(
   configDir: string,
   file: EnrollmentFile,
@@ -185,6 +215,8 @@ export async function saveEnrollmentState(
   await ensurePrivateDir(configDir, { strict: true, what: CONFIG_FOLDER });
   await writeFileAtomic(join(configDir, KEY_FILE), `${JSON.stringify(keys, null, 2)}\n`);
   await writeFileAtomic(enrollmentPath(configDir), `${JSON.stringify(file, null, 2)}\n`);
-  // A new identity: the revocation of the old one no longer applies.
+  // A new identity: the revocation of the old one no longer applies, and the
+  // key offered while enrolling is now the node's own.
   await rm(join(configDir, REVOKED_FILE), { force: true });
+  await rm(join(configDir, PENDING_KEY_FILE), { force: true });
 }

@@ -168,12 +168,17 @@ function handleEnroll(bodyText: string, o: EnrollServerOptions): EnrollResponse 
   if (!outcome.ok) throw new Refusal(outcome.code, outcome.message);
   const endpoints = o.endpoints();
   o.logger.info(
-    { nodeId, project: outcome.key.project, joinKeyId: outcome.key.id, hostname: req.hostname },
-    "node enrolled",
+    {
+      nodeId: outcome.node.nodeId,
+      project: outcome.key.project,
+      joinKeyId: outcome.key.id,
+      hostname: req.hostname,
+    },
+    outcome.retried ? "node enrolled again with the same key (a retry; no use spent)" : "node enrolled",
   );
   return {
     protocolVersion: PROTOCOL_VERSION,
-    nodeId,
+    nodeId: outcome.node.nodeId,
     project: outcome.key.project,
     routerPublicKey: o.identity.curve.publicKey,
     controlEndpoint: endpoints.control,

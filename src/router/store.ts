@@ -158,7 +158,13 @@ function toAssignment(r: Row): AssignmentRow {
 }
 
 export type EnrollOutcome =
-  | { ok: true; node: NodeRow; key: JoinKeyRow }
+  | {
+      ok: true;
+      node: NodeRow;
+      key: JoinKeyRow;
+      /** The same enrollment again: the node made then, no use spent. */
+      retried?: boolean;
+    }
   | {
       ok: false;
       code: "unknown_key" | "malformed_key" | "revoked_key" | "used_key" | "expired_key" | "node_key_in_use";
@@ -295,6 +301,29 @@ export class RouterStore {
   }
 
   /**
+   * The same enrollment again: this public key was enrolled with this very
+   * join key (its answer was lost: a network error, a killed job), the key is
+   * still in its lifetime and the node is not revoked. The node made then is
+   * returned and no use is spent, so a retried enrollment never burns a key.
+   */
+  private retriedEnrollment(input: EnrollInput): EnrollOutcome | undefined {
+    const keyRow = this.db.prepare("SELECT * FROM join_keys WHERE hash = ?").get(input.hash) as
+      | Row
+      | undefined;
+    if (!keyRow) return undefined;
+    const key = toJoinKey(keyRow);
+    const nodeRow = this.db.prepare("SELECT node_id FROM nodes WHERE public_key = ?").get(input.publicKey) as
+      | Row
+      | undefined;
+    const node = nodeRow ? this.getNode(String(nodeRow.node_id)) : undefined;
+    if (!node || node.joinKeyId !== key.id || node.revokedAt !== null) return undefined;
+    if (key.project !== input.project || key.revokedAt !== null) return undefined;
+    if (key.expiresAt !== null && (!isValidTime(key.expiresAt) || input.now >= key.expiresAt))
+      return undefined;
+    return { ok: true, node, key, retried: true };
+  }
+
+  /**
    * Whether a join key would enroll a node now: known, its project the one
    * written in its text, not revoked, expired or used up. Reads only; the
    * enrollment runs the same check inside its transaction, and `POST
@@ -346,6 +375,8 @@ export class RouterStore {
   }
 
   private enrollInTransaction(input: EnrollInput): EnrollOutcome {
+    const retried = this.retriedEnrollment(input);
+    if (retried) return retried;
     const checked = this.checkJoinKey(input);
     if (!checked.ok) return checked;
     const key = checked.key;

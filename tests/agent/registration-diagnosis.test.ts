@@ -9,56 +9,27 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { enroll } from "../../src/agent/enroll.ts";
-import {
-  type EnrollmentFile,
-  loadEnrollmentState,
-  saveEnrollmentState,
-} from "../../src/agent/enrollment-state.ts";
+import type { EnrollmentFile } from "../../src/agent/enrollment-state.ts";
 import { loudAttempt } from "../../src/agent/session.ts";
-import { silentLogger } from "../../src/core/log.ts";
-import { createJoinKey } from "../../src/router/join-keys.ts";
-import { type RouterService, startRouterService } from "../../src/router/service.ts";
 import { generateCurveKeyPair } from "../../src/transport/curve.ts";
 import { cleanup, tempDir } from "../doctor/helpers.ts";
+import { type EnrolledNode, startEnrolledNode } from "../helpers/enrolled-node.ts";
 
 const MAIN = resolve(import.meta.dirname, "../../main.ts");
-let router: RouterService;
-let enrolledDir: string;
+let enrolled: EnrolledNode;
 const children: ChildProcess[] = [];
 
 before(async () => {
-  router = await startRouterService({
-    stateDir: tempDir("xim-router-"),
-    enrollListen: { host: "127.0.0.1", port: 0 },
-    controlBind: "tcp://127.0.0.1:0",
-    streamingBind: "tcp://127.0.0.1:0",
-    logger: silentLogger(),
-  });
-  const key = createJoinKey(router.store, router.identity, {
-    project: "diag",
-    uses: 1,
-    ttlMs: null,
-    labels: {},
-  });
-  enrolledDir = join(tempDir(), "xerotier");
-  await enroll({ joinKey: key.key, allowInsecure: false, configDir: enrolledDir, logger: silentLogger() });
+  enrolled = await startEnrolledNode("diag", tempDir);
 });
 
 after(async () => {
   for (const c of children) c.kill("SIGKILL");
-  await router?.close();
+  await enrolled?.router.close();
   cleanup();
 });
 
-async function variant(change: Partial<EnrollmentFile>): Promise<string> {
-  const state = await loadEnrollmentState(enrolledDir);
-  assert.ok(state);
-  const { keys, configDir: _dir, ...file } = state;
-  const dir = join(tempDir(), "xerotier");
-  await saveEnrollmentState(dir, { ...file, ...change }, keys);
-  return dir;
-}
+const variant = (change: Partial<EnrollmentFile>) => enrolled.variant(change);
 
 /** Start `xim run` and resolve with its output once `pattern` appears (30 s bound: start-up on a loaded machine). */
 function runUntil(configDir: string, pattern: RegExp): Promise<string> {

@@ -9,38 +9,20 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { enroll } from "../../src/agent/enroll.ts";
-import {
-  type EnrollmentFile,
-  loadEnrollmentState,
-  saveEnrollmentState,
-} from "../../src/agent/enrollment-state.ts";
-import { silentLogger } from "../../src/core/log.ts";
-import { createJoinKey } from "../../src/router/join-keys.ts";
-import { type RouterService, startRouterService } from "../../src/router/service.ts";
-import { generateCurveKeyPair } from "../../src/transport/curve.ts";
+import type { EnrollmentFile } from "../../src/agent/enrollment-state.ts";
+import type { RouterService } from "../../src/router/service.ts";
+import { type EnrolledNode, startEnrolledNode } from "../helpers/enrolled-node.ts";
 import { cleanup, doctor, tempDir } from "./helpers.ts";
 
+let enrolled: EnrolledNode;
 let router: RouterService;
 let enrolledDir: string;
 let silent: Server | undefined;
+const variant = (change: Partial<EnrollmentFile>, newKeys = false) => enrolled.variant(change, newKeys);
 
 before(async () => {
-  router = await startRouterService({
-    stateDir: tempDir("xim-router-"),
-    enrollListen: { host: "127.0.0.1", port: 0 },
-    controlBind: "tcp://127.0.0.1:0",
-    streamingBind: "tcp://127.0.0.1:0",
-    logger: silentLogger(),
-  });
-  const key = createJoinKey(router.store, router.identity, {
-    project: "doctor",
-    uses: 1,
-    ttlMs: null,
-    labels: {},
-  });
-  enrolledDir = join(tempDir(), "xerotier");
-  await enroll({ joinKey: key.key, allowInsecure: false, configDir: enrolledDir, logger: silentLogger() });
+  enrolled = await startEnrolledNode("doctor", tempDir);
+  ({ router, enrolledDir } = enrolled);
 });
 
 after(async () => {
@@ -48,17 +30,6 @@ after(async () => {
   silent?.close();
   cleanup();
 });
-
-/** A copy of the enrolled state with some fields changed (and optionally another key pair). */
-async function variant(change: Partial<EnrollmentFile>, newKeys = false): Promise<string> {
-  const state = await loadEnrollmentState(enrolledDir);
-  assert.ok(state);
-  const { keys, configDir: _dir, ...file } = state;
-  const pair = newKeys ? generateCurveKeyPair() : keys;
-  const dir = join(tempDir(), "xerotier");
-  await saveEnrollmentState(dir, { ...file, ...change, nodePublicKey: pair.publicKey }, pair);
-  return dir;
-}
 
 describe("enrollment-state and router-reachable", () => {
   test("an enrolled node reaches its router: TCP, CURVE handshake and ping, with round-trip times", {

@@ -13,6 +13,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { loopbackServeArgs } from "../../scripts/lib/loopback-router.ts";
 import { encodeJoinKey, parseJoinKey } from "../../src/protocol/join-key.ts";
 import { baseEnv, XimProcess, xim } from "../router/harness.ts";
 
@@ -68,26 +69,7 @@ describe("join-key spend order: a refused enrollment changes nothing", { timeout
   before(async () => {
     const init = await xim(["router", "init", "--state", stateDir, "--json"], env);
     assert.equal(init.code, 0, init.stderr);
-    router = new XimProcess(
-      [
-        "router",
-        "serve",
-        "--state",
-        stateDir,
-        "--enroll-listen",
-        "127.0.0.1:0",
-        "--control-bind",
-        "tcp://127.0.0.1:0",
-        "--streaming-bind",
-        "tcp://127.0.0.1:0",
-        "--http-host",
-        "127.0.0.1",
-        "--http-port",
-        "0",
-        "--json",
-      ],
-      env,
-    );
+    router = new XimProcess(loopbackServeArgs(stateDir), env);
     await router.line((l) => l.startsWith("{"), 30_000);
   });
 

@@ -21,6 +21,7 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import * as v from "valibot";
+import { loopbackServeArgs } from "../../scripts/lib/loopback-router.ts";
 import { commands } from "../../src/cli/commands.ts";
 import { recordingIo } from "../../src/cli/io.ts";
 import { terminalSafe } from "../../src/cli/output.ts";
@@ -70,26 +71,7 @@ describe("terminal escapes from a node's host name", { timeout: 300_000 }, () =>
   before(async () => {
     const init = await xim(["router", "init", "--state", stateDir], env);
     assert.equal(init.code, 0, init.stderr);
-    router = new XimProcess(
-      [
-        "router",
-        "serve",
-        "--state",
-        stateDir,
-        "--enroll-listen",
-        "127.0.0.1:0",
-        "--control-bind",
-        "tcp://127.0.0.1:0",
-        "--streaming-bind",
-        "tcp://127.0.0.1:0",
-        "--http-host",
-        "127.0.0.1",
-        "--http-port",
-        "0",
-        "--json",
-      ],
-      env,
-    );
+    router = new XimProcess(loopbackServeArgs(stateDir), env);
     enrollUrl = JSON.parse(await router.line((l) => l.startsWith("{"), 30_000)).enrollUrl;
   });
 

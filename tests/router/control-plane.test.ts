@@ -16,7 +16,6 @@ import type { EnrollmentState } from "../../src/agent/enrollment-state.ts";
 import { NodeSession } from "../../src/agent/session.ts";
 import { silentLogger } from "../../src/core/log.ts";
 import { decodeRouterMessage, encodeMessage } from "../../src/protocol/codec.ts";
-import { joinKeyId, joinKeySecretHash } from "../../src/protocol/join-key.ts";
 import type { NodeMessage, RouterMessage } from "../../src/protocol/messages.ts";
 import { PROTOCOL_VERSION } from "../../src/protocol/version.ts";
 import { ControlPlane, type Lease } from "../../src/router/control-plane.ts";
@@ -29,6 +28,7 @@ import {
   registerProof,
 } from "../../src/transport/curve.ts";
 import { newRoutingId, openDealer } from "../../src/transport/sockets.ts";
+import { enrollDirect } from "../helpers/enroll-direct.ts";
 import { waitFor } from "./harness.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "xim-cp-"));
@@ -41,35 +41,6 @@ const sockets: zmq.Socket[] = [];
 interface TestNode {
   nodeId: string;
   keys: CurveKeyPair;
-}
-
-function enrollDirect(): TestNode {
-  const keys = generateCurveKeyPair();
-  const secret = randomBytes(16);
-  const hash = joinKeySecretHash(secret);
-  store.insertJoinKey({
-    id: joinKeyId(hash),
-    hash,
-    project: "p",
-    usesAllowed: 1,
-    uses: 0,
-    expiresAt: null,
-    labels: {},
-    createdAt: Date.now(),
-    revokedAt: null,
-  });
-  const nodeId = `node_${randomBytes(12).toString("hex")}`;
-  const r = store.enrollNode({
-    hash,
-    project: "p",
-    nodeId,
-    publicKey: keys.publicKey,
-    hostname: "t",
-    agentVersion: "test",
-    now: Date.now(),
-  });
-  assert.ok(r.ok);
-  return { nodeId, keys };
 }
 
 interface TestDealer {
@@ -184,12 +155,12 @@ describe("the router control plane", { timeout: 60_000 }, () => {
     assert.ok(cp.counters.zapRefused >= 1);
     stranger.close();
 
-    const node = enrollDirect();
+    const node = enrollDirect(store, "p");
     assert.ok(await pong(dealer(node.keys)), "an enrolled key is admitted");
   });
 
   test("malformed, unknown and oversized frames are counted and dropped, good frames beside them still count; the router keeps answering", async () => {
-    const node = enrollDirect();
+    const node = enrollDirect(store, "p");
     const socket = dealer(node.keys);
     const before = { ...cp.counters };
     await fc.assert(
@@ -220,7 +191,7 @@ describe("the router control plane", { timeout: 60_000 }, () => {
   });
 
   test("another protocol version is refused at registration, naming the side to upgrade", async () => {
-    const node = enrollDirect();
+    const node = enrollDirect(store, "p");
     const socket = dealer(node.keys);
     const packr = new Packr({ useRecords: false });
     await socket.s.send(packr.pack({ v: PROTOCOL_VERSION + 1, type: "register", nodeId: node.nodeId }));
@@ -237,8 +208,8 @@ describe("the router control plane", { timeout: 60_000 }, () => {
   });
 
   test("an enrolled node cannot register as another node", async () => {
-    const victim = enrollDirect();
-    const attacker = enrollDirect();
+    const victim = enrollDirect(store, "p");
+    const attacker = enrollDirect(store, "p");
     const socket = dealer(attacker.keys);
     // Signed with the attacker's own key, claiming the victim's id.
     const reply = await register({ nodeId: victim.nodeId, keys: attacker.keys }, socket);
@@ -247,7 +218,7 @@ describe("the router control plane", { timeout: 60_000 }, () => {
   });
 
   test("a newer registration fences the older connection", async () => {
-    const node = enrollDirect();
+    const node = enrollDirect(store, "p");
     const old = dealer(node.keys);
     const first = await register(node, old);
     assert.equal(first.type, "register_ack");
@@ -277,7 +248,7 @@ describe("the router control plane", { timeout: 60_000 }, () => {
   });
 
   test("a lease without renewals expires after its duration; a late renewal is refused as expired", async () => {
-    const node = enrollDirect();
+    const node = enrollDirect(store, "p");
     const socket = dealer(node.keys);
     const changes: string[] = [];
     const off = cp.onLeaseChange((lease, previous) => {
@@ -309,7 +280,7 @@ describe("the router control plane", { timeout: 60_000 }, () => {
   });
 
   test("inference hooks: dispatch on control, credit on streaming, stream messages reach onNodeMessage", async () => {
-    const node = enrollDirect();
+    const node = enrollDirect(store, "p");
     const control = dealer(node.keys, "control");
     const streaming = dealer(node.keys, "streaming");
     // The streaming connection must exist before the router can route to it.
@@ -362,7 +333,7 @@ describe("the router control plane", { timeout: 60_000 }, () => {
   });
 
   test("node session and router together: register, dispatch to the node, chunks back to the router", async () => {
-    const node = enrollDirect();
+    const node = enrollDirect(store, "p");
     const state = {
       nodeId: node.nodeId,
       keys: node.keys,

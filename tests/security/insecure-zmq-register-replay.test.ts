@@ -13,9 +13,9 @@ import { silentLogger } from "../../src/core/log.ts";
 import { decodeNodeMessages } from "../../src/protocol/codec.ts";
 import type { NodeMessageOf } from "../../src/protocol/messages.ts";
 import { openDealer } from "../../src/transport/sockets.ts";
+import { enrollDirect } from "../helpers/enroll-direct.ts";
 import { Stack } from "../relay/stack.ts";
 import { waitFor } from "../router/harness.ts";
-import { enrollIdentity } from "./rogue-node.ts";
 import { ZmtpSniffer } from "./zmtp-sniffer.ts";
 
 let stack: Stack;
@@ -43,7 +43,7 @@ function sniffedRegisters(): Array<{ frame: Buffer; message: NodeMessageOf<"regi
 test("a register captured on the wire and replayed with the node's routing id is refused; the node keeps its lease", {
   timeout: 60_000,
 }, async () => {
-  const { nodeId, keys } = enrollIdentity(stack.service);
+  const { nodeId, keys } = enrollDirect(stack.service.store);
   const cp = stack.service.controlPlane;
   const session = new NodeSession({
     state: {

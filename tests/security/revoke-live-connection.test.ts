@@ -25,13 +25,9 @@ import { ControlPlane, type Lease } from "../../src/router/control-plane.ts";
 import { initRouter, loadIdentity } from "../../src/router/identity.ts";
 import { revokeNode } from "../../src/router/nodes.ts";
 import { RouterStore } from "../../src/router/store.ts";
-import {
-  type CurveKeyPair,
-  curveSharedSecret,
-  generateCurveKeyPair,
-  registerProof,
-} from "../../src/transport/curve.ts";
+import { type CurveKeyPair, curveSharedSecret, registerProof } from "../../src/transport/curve.ts";
 import { newRoutingId, openDealer } from "../../src/transport/sockets.ts";
+import { enrollDirect } from "../helpers/enroll-direct.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "xim-revoke-live-"));
 const stateDir = join(dir, "router");
@@ -39,34 +35,6 @@ let store: RouterStore;
 let cp: ControlPlane;
 let routerKeys: CurveKeyPair;
 const sockets: zmq.Socket[] = [];
-
-/** A join key and a node enrolled with it, straight into the store. */
-function enrollDirect(keys = generateCurveKeyPair()) {
-  const hash = joinKeySecretHash(randomBytes(16));
-  store.insertJoinKey({
-    id: joinKeyId(hash),
-    hash,
-    project: "p",
-    usesAllowed: 5,
-    uses: 0,
-    expiresAt: null,
-    labels: {},
-    createdAt: Date.now(),
-    revokedAt: null,
-  });
-  const nodeId = `node_${randomBytes(12).toString("hex")}`;
-  const r = store.enrollNode({
-    hash,
-    project: "p",
-    nodeId,
-    publicKey: keys.publicKey,
-    hostname: "t",
-    agentVersion: "test",
-    now: Date.now(),
-  });
-  assert.ok(r.ok);
-  return { nodeId, keys, hash };
-}
 
 function control(keys: CurveKeyPair) {
   const rid = newRoutingId("control");
@@ -158,7 +126,7 @@ after(async () => {
 
 describe("a revoked node that keeps its live connection", { timeout: 60_000 }, () => {
   test("is told on that connection, renews nothing, receives no dispatch, and its stream messages are dropped", async () => {
-    const rogue = enrollDirect();
+    const rogue = enrollDirect(store, "p");
     const c = control(rogue.keys);
     const ack = await register(rogue, c);
     assert.equal(ack.type, "register_ack");
@@ -221,7 +189,7 @@ describe("a revoked node that keeps its live connection", { timeout: 60_000 }, (
   });
 
   test("a revoked key fails the CURVE handshake of a new connection", async () => {
-    const node = enrollDirect();
+    const node = enrollDirect(store, "p");
     revokeNode(store, node.nodeId);
     const before = cp.counters.zapRefused;
     const s = openDealer({
@@ -243,7 +211,7 @@ describe("a revoked node that keeps its live connection", { timeout: 60_000 }, (
   });
 
   test("a revoked node's key never enrolls again, even with a fresh join key", () => {
-    const node = enrollDirect();
+    const node = enrollDirect(store, "p");
     revokeNode(store, node.nodeId);
     const hash = joinKeySecretHash(randomBytes(16));
     store.insertJoinKey({
@@ -271,8 +239,8 @@ describe("a revoked node that keeps its live connection", { timeout: 60_000 }, (
   });
 
   test("an unknown or ambiguous node id is refused with the candidates, and nothing is revoked", () => {
-    enrollDirect();
-    enrollDirect();
+    enrollDirect(store, "p");
+    enrollDirect(store, "p");
     const before = store.revokedNodeIds().size;
     assert.throws(
       () => revokeNode(store, "node_"),

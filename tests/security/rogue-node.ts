@@ -9,48 +9,11 @@
 import { randomBytes } from "node:crypto";
 import type * as zmq from "zeromq";
 import { decodeRouterMessages, encodeBatch, encodeMessage } from "../../src/protocol/codec.ts";
-import { joinKeyId, joinKeySecretHash } from "../../src/protocol/join-key.ts";
 import type { NodeMessage, Outgoing, RouterMessage, RouterMessageOf } from "../../src/protocol/messages.ts";
 import type { RouterService } from "../../src/router/service.ts";
-import {
-  type CurveKeyPair,
-  curveSharedSecret,
-  generateCurveKeyPair,
-  registerProof,
-} from "../../src/transport/curve.ts";
+import { type CurveKeyPair, curveSharedSecret, registerProof } from "../../src/transport/curve.ts";
 import { newRoutingId, openDealer } from "../../src/transport/sockets.ts";
-
-/** Enroll a node key straight into the router's store (what a join key and `xim enroll` would do). */
-export function enrollIdentity(
-  service: RouterService,
-  project = "default",
-): { nodeId: string; keys: CurveKeyPair } {
-  const keys = generateCurveKeyPair();
-  const hash = joinKeySecretHash(randomBytes(16));
-  service.store.insertJoinKey({
-    id: joinKeyId(hash),
-    hash,
-    project,
-    usesAllowed: 1,
-    uses: 0,
-    expiresAt: null,
-    labels: {},
-    createdAt: Date.now(),
-    revokedAt: null,
-  });
-  const nodeId = `node_${randomBytes(12).toString("hex")}`;
-  const r = service.store.enrollNode({
-    hash,
-    project,
-    nodeId,
-    publicKey: keys.publicKey,
-    hostname: "rogue",
-    agentVersion: "rogue",
-    now: Date.now(),
-  });
-  if (!r.ok) throw new Error(`enrolling a test node failed: ${JSON.stringify(r)}`);
-  return { nodeId, keys };
-}
+import { enrollDirect } from "../helpers/enroll-direct.ts";
 
 type Waiter = { match: (m: RouterMessage) => boolean; resolve: (m: RouterMessage) => void };
 
@@ -71,7 +34,7 @@ export class RogueNode {
 
   private constructor(service: RouterService, project: string, curve: boolean) {
     this.#service = service;
-    const identity = enrollIdentity(service, project);
+    const identity = enrollDirect(service.store, project);
     this.keys = identity.keys;
     this.nodeId = identity.nodeId;
     const open = (role: "control" | "streaming", routingId: string, endpoint: string) =>

@@ -226,14 +226,17 @@ async function post(
   });
 }
 
+/** The router's JSON answer checked against its schema; null when it is not JSON at all. */
+function parseAnswer<S extends v.GenericSchema>(body: string, schema: S) {
+  try {
+    return v.safeParse(schema, JSON.parse(body));
+  } catch {
+    return null;
+  }
+}
+
 function refusal(answer: HttpAnswer, url: URL): XimError {
-  const parsed = (() => {
-    try {
-      return v.safeParse(EnrollErrorSchema, JSON.parse(answer.body));
-    } catch {
-      return null;
-    }
-  })();
+  const parsed = parseAnswer(answer.body, EnrollErrorSchema);
   if (!parsed?.success) {
     return fail(
       "XIM_ENROLL_FAILED",
@@ -451,13 +454,7 @@ export async function checkJoinKey(o: {
     path: "/v1/enroll/check",
   });
   if (answer.status !== 200) return { ok: false, error: refusal(answer, url) };
-  const parsed = (() => {
-    try {
-      return v.safeParse(JoinKeyCheckResponseSchema, JSON.parse(answer.body));
-    } catch {
-      return null;
-    }
-  })();
+  const parsed = parseAnswer(answer.body, JoinKeyCheckResponseSchema);
   if (!parsed?.success) {
     return {
       ok: false,

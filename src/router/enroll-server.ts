@@ -85,6 +85,25 @@ async function readBody(req: http.IncomingMessage): Promise<string> {
   return Buffer.concat(parts).toString("utf8");
 }
 
+/** A request body as its schema says, or a `malformed_request` refusal naming the field. */
+function parseBody<S extends v.GenericSchema>(bodyText: string, schema: S): v.InferOutput<S> {
+  let body: unknown;
+  try {
+    body = JSON.parse(bodyText);
+  } catch {
+    throw new Refusal("malformed_request", "the body is not JSON");
+  }
+  const parsed = v.safeParse(schema, body);
+  if (!parsed.success) {
+    const issue = parsed.issues[0];
+    throw new Refusal(
+      "malformed_request",
+      `${issue.path?.map((p) => String(p.key)).join(".") ?? "body"}: ${issue.message}`,
+    );
+  }
+  return parsed.output;
+}
+
 /**
  * `POST /v1/enroll/check`: would this join key enroll a node now? The same
  * checks as an enrollment, spending nothing and recording nothing; `xim
@@ -93,15 +112,7 @@ async function readBody(req: http.IncomingMessage): Promise<string> {
  * lookup).
  */
 function handleCheck(bodyText: string, o: EnrollServerOptions): JoinKeyCheckResponse {
-  let body: unknown;
-  try {
-    body = JSON.parse(bodyText);
-  } catch {
-    throw new Refusal("malformed_request", "the body is not JSON");
-  }
-  const parsed = v.safeParse(JoinKeyCheckRequestSchema, body);
-  if (!parsed.success) throw new Refusal("malformed_request", `joinKey: ${parsed.issues[0].message}`);
-  const key = parseJoinKey(parsed.output.joinKey);
+  const key = parseJoinKey(parseBody(bodyText, JoinKeyCheckRequestSchema).joinKey);
   if (!key.ok) throw new Refusal("malformed_key", `join key ${key.part}: ${key.message}`);
   if (key.key.curvePin !== o.identity.curvePin)
     throw new Refusal(
@@ -123,21 +134,7 @@ function handleCheck(bodyText: string, o: EnrollServerOptions): JoinKeyCheckResp
 }
 
 function handleEnroll(bodyText: string, o: EnrollServerOptions): EnrollResponse {
-  let body: unknown;
-  try {
-    body = JSON.parse(bodyText);
-  } catch {
-    throw new Refusal("malformed_request", "the body is not JSON");
-  }
-  const parsed = v.safeParse(EnrollRequestSchema, body);
-  if (!parsed.success) {
-    const issue = parsed.issues[0];
-    throw new Refusal(
-      "malformed_request",
-      `${issue.path?.map((p) => String(p.key)).join(".") ?? "body"}: ${issue.message}`,
-    );
-  }
-  const req = parsed.output;
+  const req = parseBody(bodyText, EnrollRequestSchema);
   if (req.protocolVersion !== PROTOCOL_VERSION) {
     throw new Refusal(
       "version_mismatch",

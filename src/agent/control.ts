@@ -9,6 +9,7 @@
 import * as v from "valibot";
 import type * as zmq from "zeromq";
 import type { Logger } from "../core/log.ts";
+import type { EnrollmentState } from "../enrollment/state.ts";
 import { type DecodeResult, decodeRouterMessages, encodeMessage } from "../protocol/codec.ts";
 import {
   type NodeMessage,
@@ -19,7 +20,6 @@ import {
 } from "../protocol/messages.ts";
 import { BatchSender } from "../transport/batch-sender.ts";
 import { newRoutingId, openDealer } from "../transport/sockets.ts";
-import type { EnrollmentState } from "./enrollment-state.ts";
 
 export interface ChannelCounters {
   malformed: number;

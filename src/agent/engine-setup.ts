@@ -17,10 +17,10 @@ import type { Logger } from "../core/log.ts";
 import { createEngine } from "../engine/create.ts";
 import { validateInitialModelPath } from "../engine/initial-model.ts";
 import type { Supervisor } from "../engine/supervisor.ts";
+import type { Hardware } from "../hardware/types.ts";
 import { moeConfigFolder } from "../models/moe.ts";
 import { prepareMoeForRun } from "../models/tune.ts";
 import { fallbackAfterFailure } from "../planner/fallback.ts";
-import type { Hardware } from "../planner/hardware.ts";
 import { explicitSettings, nextMitigation, type Plan, preparePlan, writePlanFiles } from "../planner/plan.ts";
 
 export const SIM_MODEL_NAME = "xim-sim";

@@ -23,10 +23,11 @@ import { ModelCache } from "../models/cache.ts";
 import { type HealthServer, startHealthServer } from "../observability/health-server.ts";
 import { createNodeMetrics, type NodeMetrics, setEngineState } from "../observability/node-metrics.ts";
 import { TotalsDelta } from "../observability/totals.ts";
+import { deriveMaxConcurrent } from "../planner/max-concurrent.ts";
 import type { Hardware } from "../protocol/messages.ts";
 import { createLaunchEngine, describeAssignedLaunch, type Launch } from "./engine-setup.ts";
 import { ModelAssignments } from "./model-assignment.ts";
-import { deriveMaxConcurrent, Relay } from "./relay.ts";
+import { Relay } from "./relay.ts";
 import { type NodeSession, runNode } from "./session.ts";
 
 export interface InferenceNodeOptions {

@@ -15,10 +15,10 @@ import { messageOf, XimError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { lineReporter, type PullEvent } from "../models/progress.ts";
 import { type PullConfig, pullModel } from "../models/pull.ts";
-import type { ModelChannel } from "../models/router-protocol.ts";
 import { RouterSource } from "../models/sources/router.ts";
 import type { NodeMetrics } from "../observability/node-metrics.ts";
 import type { NodeMessageOf, RouterMessageOf } from "../protocol/messages.ts";
+import type { ModelChannel } from "../protocol/model-transfer.ts";
 
 /** A `model_progress` message without its envelope (the session adds the lease). */
 export type ModelProgressReport = Omit<NodeMessageOf<"model_progress">, "v" | "type" | "leaseId" | "epoch">;

@@ -7,9 +7,10 @@
  * doctor` (router-reachable) and `xim run` (a registration without an
  * answer) both tell these apart with this one function.
  */
+
+import { pingRouter } from "../enrollment/ping.ts";
+import type { EnrollmentState } from "../enrollment/state.ts";
 import { parseTcpEndpoint, tcpConnect } from "../transport/tcp-connect.ts";
-import type { EnrollmentState } from "./enrollment-state.ts";
-import { pingRouter } from "./ping.ts";
 
 export type RouterProblem =
   | "bad_endpoint"

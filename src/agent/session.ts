@@ -22,8 +22,14 @@ import { contain } from "../core/guard.ts";
 import type { Logger } from "../core/log.ts";
 import { safeText } from "../core/terminal-text.ts";
 import { XIM_VERSION } from "../core/version.ts";
+import { enroll } from "../enrollment/enroll.ts";
+import {
+  type EnrollmentState,
+  loadEnrollmentState,
+  revokedError,
+  saveRevocation,
+} from "../enrollment/state.ts";
 import { ReceiptBook } from "../models/receipts.ts";
-import type { ModelChannel } from "../models/router-protocol.ts";
 import { PullError } from "../models/source.ts";
 import type {
   Hardware,
@@ -34,17 +40,11 @@ import type {
   RouterMessage,
   RouterMessageOf,
 } from "../protocol/messages.ts";
+import type { ModelChannel } from "../protocol/model-transfer.ts";
 import { curveSharedSecret, registerProof } from "../transport/curve.ts";
 import { warnSocketBuffersOnce } from "../transport/socket-buffers.ts";
 import { INSECURE_ZMQ_WARNING } from "../transport/sockets.ts";
 import { type ChannelCounters, NodeChannel, newChannelCounters } from "./control.ts";
-import { enroll } from "./enroll.ts";
-import {
-  type EnrollmentState,
-  loadEnrollmentState,
-  revokedError,
-  saveRevocation,
-} from "./enrollment-state.ts";
 import { leaseLostAfterMs, reconnectPolicy, registerTimeoutMs, renewalIntervalMs } from "./lease.ts";
 import { diagnoseRouter, type RouterDiagnosis } from "./router-diagnosis.ts";
 

@@ -2,8 +2,9 @@
  * @module `xim enroll`: trade a join key for a node identity and save it.
  * Never prompts; --json for scripts; exit codes in docs/protocol.md.
  */
-import { enroll } from "../agent/enroll.ts";
+
 import { ExitCode, isXimError } from "../core/errors.ts";
+import { enroll } from "../enrollment/enroll.ts";
 import type { CommandSpec } from "./command.ts";
 
 export const enrollCommand: CommandSpec = {

@@ -10,9 +10,9 @@ import { basename, resolve } from "node:path";
 import { type SettingKey, settings } from "../core/config/schema.ts";
 import { ExitCode, UsageError } from "../core/errors.ts";
 import { shownVllmCommand } from "../engine/vllm-args.ts";
-import { formatPlan, planToJson } from "../planner/format.ts";
 import { explicitSettings, preparePlan } from "../planner/plan.ts";
 import type { CommandSpec } from "./command.ts";
+import { formatPlan, planToJson } from "./plan-format.ts";
 
 export const planCommand: CommandSpec = {
   name: "plan",

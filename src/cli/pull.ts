@@ -6,10 +6,11 @@
  * models a router serves to `router://NAME` pulls.
  */
 
+import { formatBytes } from "../core/bytes-text.ts";
 import { ExitCode, UsageError, XimError } from "../core/errors.ts";
 import { redactUrlCredentials } from "../core/secret.ts";
 import { safeText } from "../core/terminal-text.ts";
-import { formatBytes, ModelCache } from "../models/cache.ts";
+import { ModelCache } from "../models/cache.ts";
 import { ModelLibrary } from "../models/library.ts";
 import { barReporter, jsonLinesReporter, lineReporter, type PullEventSink } from "../models/progress.ts";
 import { pullModel } from "../models/pull.ts";

@@ -10,14 +10,15 @@
  */
 import { describeAssignedLaunch, describeLaunch } from "../agent/engine-setup.ts";
 import { runInferenceNode } from "../agent/inference-node.ts";
-import { deriveMaxConcurrent } from "../agent/relay.ts";
 import { type SettingKey, settings } from "../core/config/schema.ts";
 import { ExitCode } from "../core/errors.ts";
 import { logUnhandledRejections } from "../core/guard.ts";
 import { shownVllmCommand } from "../engine/vllm-args.ts";
-import { explicitSettings, formatPlan, planToJson } from "../planner/plan.ts";
+import { deriveMaxConcurrent } from "../planner/max-concurrent.ts";
+import { explicitSettings } from "../planner/plan.ts";
 import { raiseSocketBuffersOnce } from "../transport/socket-buffers.ts";
 import type { CommandSpec } from "./command.ts";
+import { formatPlan, planToJson } from "./plan-format.ts";
 
 /** What --dry-run says of the engine's key: that there is one, never its value (it does not exist yet). */
 const ENGINE_KEY_NOTE =

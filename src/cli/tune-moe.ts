@@ -5,9 +5,9 @@
  * it in XEROTIER_AGENT_MOE_CONFIG_PATH.
  */
 import { ExitCode, UsageError, XimError } from "../core/errors.ts";
+import { detectHardware } from "../hardware/detect.ts";
 import { moeConfigFolder } from "../models/moe.ts";
 import { planTuning, type TuneOutcome, tuneMoe } from "../models/tune.ts";
-import { detectHardware } from "../planner/detect.ts";
 import type { CommandSpec } from "./command.ts";
 
 export const tuneMoeCommand: CommandSpec = {

@@ -6,12 +6,12 @@
  * A failing nvidia-smi is classified by its message (the NVML "Unknown Error"
  * of the container toolkit, a driver/library mismatch, no driver, no device).
  * The inventory and the CPU/memory facts come from the planner's detection
- * (src/planner/detect.ts), run once per doctor run too.
+ * (src/hardware/detect.ts), run once per doctor run too.
  */
 import { join } from "node:path";
-import { detectHardware, type Gpu, type Hardware } from "../planner/detect.ts";
-import { parseAmdSmiStatic } from "../planner/probes/amd.ts";
-import { NVIDIA_QUERY_ARGS, parseQueryCsv } from "../planner/probes/nvidia.ts";
+import { parseAmdSmiStatic } from "../hardware/amd.ts";
+import { detectHardware, type Gpu, type Hardware } from "../hardware/detect.ts";
+import { NVIDIA_QUERY_ARGS, parseQueryCsv } from "../hardware/nvidia.ts";
 import type { DoctorContext } from "./context.ts";
 import { runTool, type ToolResult } from "./run-tool.ts";
 

@@ -19,10 +19,11 @@ import { join } from "node:path";
 import * as v from "valibot";
 import { ensurePrivateDir, writeFileAtomic } from "../core/atomic-file.ts";
 import { FileLimits, readTextBounded } from "../core/bounded-read.ts";
+import { formatBytes } from "../core/bytes-text.ts";
 import type { Config } from "../core/config/schema.ts";
 import { XimError } from "../core/errors.ts";
+import { ManifestFileSchema } from "../protocol/manifest.ts";
 import { ownerAlive } from "./lock.ts";
-import { ManifestFileSchema } from "./manifest.ts";
 import { unsafeCacheEntry } from "./staging.ts";
 
 /** XEROTIER_AGENT_MODEL_CACHE_MAX_SIZE_GB counts decimal gigabytes. */
@@ -305,15 +306,4 @@ export async function folderBytes(path: string): Promise<number> {
     if (entry.isFile()) total += (await lstat(join(entry.parentPath, entry.name))).size;
   }
   return total;
-}
-
-export function formatBytes(bytes: number): string {
-  const units = ["B", "KB", "MB", "GB", "TB"];
-  let value = bytes;
-  let i = 0;
-  while (value >= 1000 && i < units.length - 1) {
-    value /= 1000;
-    i += 1;
-  }
-  return i === 0 ? `${bytes} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${units[i]}`;
 }

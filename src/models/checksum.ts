@@ -8,7 +8,7 @@
  */
 import { createHash, type Hash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import type { ManifestFile } from "./manifest.ts";
+import type { ManifestFile } from "../protocol/manifest.ts";
 
 export interface DigestCheck {
   ok: boolean;

@@ -10,8 +10,8 @@
 import { constants } from "node:fs";
 import { access, statfs } from "node:fs/promises";
 import { dirname } from "node:path";
+import { formatBytes } from "../core/bytes-text.ts";
 import { XimError } from "../core/errors.ts";
-import { formatBytes } from "./cache.ts";
 
 const CACHE_DIR_VARIABLE = "XEROTIER_AGENT_MODEL_CACHE_DIR";
 

@@ -12,9 +12,14 @@ import { join, relative, resolve, sep } from "node:path";
 import * as v from "valibot";
 import { ensurePrivateDir, writeFileAtomic } from "../core/atomic-file.ts";
 import { XimError } from "../core/errors.ts";
+import { type Manifest, ManifestSchema, manifestBytes } from "../protocol/manifest.ts";
+import {
+  MODEL_CHUNK_BYTES,
+  type ModelReply,
+  ModelRequestSchema,
+  newReceipt,
+} from "../protocol/model-transfer.ts";
 import { modelKey } from "./cache.ts";
-import { type Manifest, ManifestSchema, manifestBytes } from "./manifest.ts";
-import { MODEL_CHUNK_BYTES, type ModelReply, ModelRequestSchema, newReceipt } from "./router-protocol.ts";
 
 const PublishedSchema = v.object({
   name: v.string(),

@@ -5,9 +5,9 @@
  * scripts. `xim run` forwards the same events to the router.
  */
 import cliProgress from "cli-progress";
+import { formatBytes } from "../core/bytes-text.ts";
 import { redactUrlCredentials } from "../core/secret.ts";
 import { safeText } from "../core/terminal-text.ts";
-import { formatBytes } from "./cache.ts";
 
 export type PullEvent =
   | { type: "manifest"; name: string; source: string; files: number; totalBytes: number }

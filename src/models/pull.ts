@@ -19,14 +19,16 @@
 import { stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Sleep } from "../core/backoff.ts";
+import { formatBytes } from "../core/bytes-text.ts";
 import type { Config } from "../core/config/schema.ts";
 import { XimError } from "../core/errors.ts";
 import { safeText } from "../core/terminal-text.ts";
-import { type CacheRecord, formatBytes, ModelCache } from "./cache.ts";
+import { type ManifestFile, manifestBytes, sameFiles } from "../protocol/manifest.ts";
+import { type CacheRecord, ModelCache } from "./cache.ts";
 import { FileHasher } from "./checksum.ts";
 import { diskError } from "./disk-errors.ts";
 import { acquireLock } from "./lock.ts";
-import { type ManifestFile, manifestBytes, parseManifest, sameFiles } from "./manifest.ts";
+import { parseManifest } from "./parse-manifest.ts";
 import { type PullEvent, RateMeter } from "./progress.ts";
 import { retryPolicy, withRetry } from "./retry.ts";
 import { type ModelSource, PullError } from "./source.ts";

@@ -1,12 +1,12 @@
 /**
  * @module The node's side of model-reply receipts: the receipts of the
  * replies it has read, waiting to ride on its next model requests (see
- * router-protocol.ts). One book per connection to the router, not per
+ * protocol/model-transfer.ts). One book per connection to the router, not per
  * pull: a reply read after its request timed out, or the last replies of
  * a finished pull, must still be acknowledged, or the router keeps their
  * places and refuses this node's later pulls.
  */
-import { MAX_RECEIPTS_PER_REQUEST } from "./router-protocol.ts";
+import { MAX_RECEIPTS_PER_REQUEST } from "../protocol/model-transfer.ts";
 
 /**
  * Receipts kept at most. An honest router leaves a node a handful of

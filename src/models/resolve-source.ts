@@ -7,7 +7,7 @@
  */
 import { UsageError, XimError } from "../core/errors.ts";
 import { Secret } from "../core/secret.ts";
-import type { ModelChannel } from "./router-protocol.ts";
+import type { ModelChannel } from "../protocol/model-transfer.ts";
 import type { ModelSource } from "./source.ts";
 import { DEFAULT_HF_ENDPOINT, HfSource } from "./sources/hf.ts";
 import { shownUrl } from "./sources/http.ts";

@@ -7,7 +7,7 @@
  * loop never has to know which transport failed.
  */
 import { XimError } from "../core/errors.ts";
-import type { Manifest, ManifestFile } from "./manifest.ts";
+import type { Manifest, ManifestFile } from "../protocol/manifest.ts";
 
 export interface FetchedFile {
   /**

@@ -20,8 +20,8 @@ import * as v from "valibot";
 import { writeFileAtomic } from "../core/atomic-file.ts";
 import { FileLimits, readTextBounded } from "../core/bounded-read.ts";
 import { XimError } from "../core/errors.ts";
-import { type Manifest, ManifestSchema, sameFiles } from "./manifest.ts";
-import { STAGING_BOOKKEEPING_FILE } from "./model-paths.ts";
+import { type Manifest, ManifestSchema, sameFiles } from "../protocol/manifest.ts";
+import { STAGING_BOOKKEEPING_FILE } from "../protocol/model-paths.ts";
 
 async function lstatOrUndefined(path: string): Promise<Stats | undefined> {
   try {

@@ -18,7 +18,7 @@ import { FileLimits, readTextBounded, readTextHead } from "../core/bounded-read.
 import type { Config } from "../core/config/schema.ts";
 import { isXimError, XimError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
-import type { Gpu } from "../planner/detect.ts";
+import type { Gpu } from "../hardware/detect.ts";
 import { inspectModel, type ModelInfo } from "../planner/inspect-model.ts";
 import { largestTensorParallel } from "../planner/tensor-parallel.ts";
 import { acquireLock } from "./lock.ts";

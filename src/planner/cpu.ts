@@ -13,12 +13,13 @@
  * unknown, vLLM's own `auto` binding does the same with the reserved CPU.
  * XEROTIER_AGENT_VLLM_ENV entries override every variable here.
  */
+
+import { formatCpuList } from "../hardware/numa.ts";
+import type { Hardware, NumaNode } from "../hardware/types.ts";
 import { GiB, gib, type PlanBuilder } from "./builder.ts";
-import type { Hardware, NumaNode } from "./hardware.ts";
 import { loadedWeightBytes } from "./memory.ts";
 import type { ModelInfo } from "./model-info.ts";
 import type { PlanConfig } from "./plan-types.ts";
-import { formatCpuList } from "./probes/numa.ts";
 import { tensorParallelProblem } from "./tensor-parallel.ts";
 
 /** Cores per rank kept out of the OpenMP pool (the OS, the agent, vLLM's API server process). */

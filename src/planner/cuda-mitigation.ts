@@ -6,8 +6,9 @@
  * supervisor restarts with `nextMitigation(plan, cause)`: then
  * NCCL_P2P_DISABLE=1, then --enforce-eager.
  */
+
+import type { Hardware } from "../hardware/types.ts";
 import type { PlanBuilder } from "./builder.ts";
-import type { Hardware } from "./hardware.ts";
 import type { MitigationRung, Plan, PlanConfig } from "./plan-types.ts";
 
 /** GPUs whose multi-GPU CUDA graph/custom all-reduce problems are known (the PCIe family, research §8). */

@@ -14,10 +14,10 @@ import { stringify } from "yaml";
 import { ensurePrivateDir, writeFileAtomic } from "../core/atomic-file.ts";
 import { xdgCacheHome } from "../core/paths.ts";
 import { Secret } from "../core/secret.ts";
+import { type Env, runTool } from "../hardware/run-tool.ts";
+import type { Hardware } from "../hardware/types.ts";
 import { gib, type PlanBuilder } from "./builder.ts";
-import type { Hardware } from "./hardware.ts";
 import type { Plan, PlanConfig } from "./plan-types.ts";
-import { type Env, runTool } from "./probes/exec.ts";
 import { vllmPython } from "./probes/vllm-python.ts";
 
 export const LMCACHE_FILE = "lmcache_config.yaml";

@@ -4,8 +4,9 @@
  * and the per-GPU budget that decides whether a model fits and how many
  * tokens of KV cache remain.
  */
+
+import type { Gpu } from "../hardware/types.ts";
 import { GiB, MiB } from "./builder.ts";
-import type { Gpu } from "./hardware.ts";
 import type { ModelInfo } from "./model-info.ts";
 import type { MemoryEstimate } from "./plan-types.ts";
 

@@ -7,7 +7,7 @@
 import * as v from "valibot";
 import type { Config, SettingKey } from "../core/config/schema.ts";
 import { Secret } from "../core/secret.ts";
-import type { Hardware } from "./hardware.ts";
+import type { Hardware } from "../hardware/types.ts";
 import type { ModelInfo } from "./model-info.ts";
 import type { InstalledQuantization } from "./probes/vllm-quantization.ts";
 

@@ -8,11 +8,11 @@
 import { stat } from "node:fs/promises";
 import type { LoadedConfig } from "../core/config/load.ts";
 import type { SettingKey } from "../core/config/schema.ts";
+import { type DetectOptions, detectHardware } from "../hardware/detect.ts";
+import type { Hardware } from "../hardware/types.ts";
 import { GiB, gib, PlanBuilder } from "./builder.ts";
 import { CPU_DEFAULT_CONCURRENCY, checkBindList, planCpu, planCpuTensorParallel } from "./cpu.ts";
 import { planCudaMitigation } from "./cuda-mitigation.ts";
-import { type DetectOptions, detectHardware } from "./detect.ts";
-import type { Hardware } from "./hardware.ts";
 import { inspectModel } from "./inspect-model.ts";
 import { lmcacheDiskDir, lmcacheDiskFree, planLmcache, probeLmcache } from "./lmcache.ts";
 import { planMaxModelLen } from "./max-model-len.ts";
@@ -32,7 +32,6 @@ import { planTensorParallel } from "./tensor-parallel.ts";
 
 // One import for the engine: plan, print, write the plan's files, escalate after a failure.
 export { nextMitigation } from "./cuda-mitigation.ts";
-export { formatPlan, planToJson } from "./format.ts";
 export { probeLmcache, writePlanFiles } from "./lmcache.ts";
 export type {
   Decision,

@@ -12,8 +12,8 @@
  */
 import { QUANTIZATION_METHODS } from "../core/config/schema.ts";
 import { ExitCode, XimError } from "../core/errors.ts";
+import type { Gpu, Hardware } from "../hardware/types.ts";
 import type { PlanBuilder } from "./builder.ts";
-import type { Gpu, Hardware } from "./hardware.ts";
 import type { ModelInfo } from "./model-info.ts";
 import type { InstalledQuantization } from "./probes/vllm-quantization.ts";
 

@@ -4,8 +4,9 @@
  * size that does not), unless XEROTIER_AGENT_AUTO_CONFIGURE_GPU=0, which
  * uses XEROTIER_AGENT_TENSOR_PARALLEL_SIZE as given.
  */
+
+import type { Hardware } from "../hardware/types.ts";
 import type { PlanBuilder } from "./builder.ts";
-import type { Hardware } from "./hardware.ts";
 import type { ModelInfo } from "./model-info.ts";
 import type { PlanConfig } from "./plan-types.ts";
 

@@ -6,7 +6,7 @@
  */
 import * as v from "valibot";
 import { isTerminalSafe } from "../core/terminal-text.ts";
-import { ModelReplySchema, ModelRequestSchema } from "../models/router-protocol.ts";
+import { ModelReplySchema, ModelRequestSchema } from "./model-transfer.ts";
 import { PROTOCOL_VERSION } from "./version.ts";
 
 const version = v.literal(PROTOCOL_VERSION);
@@ -107,7 +107,7 @@ export const PingSchema = v.object({
   sentAtMs: count,
 });
 
-/** A model transfer request (src/models/router-protocol.ts): manifest or one chunk of a published model. */
+/** A model transfer request (src/protocol/model-transfer.ts): manifest or one chunk of a published model. */
 export const ModelRequestMessageSchema = v.object({
   v: version,
   type: v.literal("model_request"),

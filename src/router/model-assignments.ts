@@ -14,10 +14,10 @@
  * it already reports the model as ready.
  */
 import { randomBytes } from "node:crypto";
+import { formatBytes } from "../core/bytes-text.ts";
 import { ExitCode, XimError } from "../core/errors.ts";
 import { guarded } from "../core/guard.ts";
 import type { Logger } from "../core/log.ts";
-import { formatBytes } from "../models/cache.ts";
 import type { ModelLibrary } from "../models/library.ts";
 import type { NodeMessageOf } from "../protocol/messages.ts";
 import type { ControlPlane, Lease } from "./control-plane.ts";

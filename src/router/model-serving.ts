@@ -10,7 +10,7 @@
  *   exists.
  * - At most MAX_MODEL_REQUESTS_PER_NODE of its requests are held at once,
  *   from arrival until the node acknowledges the reply: every manifest and
- *   chunk reply carries a random receipt (models/router-protocol.ts) that
+ *   chunk reply carries a random receipt (protocol/model-transfer.ts) that
  *   the node echoes in its next requests. Handing a reply to ZeroMQ does
  *   not free its place, since ZeroMQ queues toward a node that does not
  *   read (its limit counts messages, not bytes); only the receipt does,
@@ -32,8 +32,8 @@
 import { contain } from "../core/guard.ts";
 import type { Logger } from "../core/log.ts";
 import type { ModelLibrary } from "../models/library.ts";
-import type { ModelReply } from "../models/router-protocol.ts";
 import type { NodeMessageOf } from "../protocol/messages.ts";
+import type { ModelReply } from "../protocol/model-transfer.ts";
 import type { ControlPlane, Lease } from "./control-plane.ts";
 import type { RouterStore } from "./store.ts";
 

@@ -12,7 +12,7 @@ import { after, describe, test } from "node:test";
 import { ModelAssignments, type ModelProgressReport } from "../../src/agent/model-assignment.ts";
 import { silentLogger } from "../../src/core/log.ts";
 import { ModelLibrary } from "../../src/models/library.ts";
-import type { ModelChannel } from "../../src/models/router-protocol.ts";
+import type { ModelChannel } from "../../src/protocol/model-transfer.ts";
 
 const root = mkdtempSync(join(tmpdir(), "xim-assign-progress-"));
 after(() => rmSync(root, { recursive: true, force: true }));

@@ -20,12 +20,12 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { enroll } from "../../src/agent/enroll.ts";
 import { runInferenceNode } from "../../src/agent/inference-node.ts";
 import type { ModelAssignments } from "../../src/agent/model-assignment.ts";
 import { loadConfig } from "../../src/core/config/load.ts";
 import { silentLogger } from "../../src/core/log.ts";
 import { SimulatedEngine } from "../../src/engine/simulated-engine.ts";
+import { enroll } from "../../src/enrollment/enroll.ts";
 import { ModelLibrary } from "../../src/models/library.ts";
 import { createNodeMetrics } from "../../src/observability/node-metrics.ts";
 import type { NodeMessageOf } from "../../src/protocol/messages.ts";

@@ -9,7 +9,6 @@ import { after, describe, test } from "node:test";
 import fc from "fast-check";
 import { Packr } from "msgpackr";
 import * as zmq from "zeromq";
-import type { EnrollmentState } from "../../src/agent/enrollment-state.ts";
 import {
   leaseLostAfterMs,
   reconnectPolicy,
@@ -20,6 +19,7 @@ import { NodeSession } from "../../src/agent/session.ts";
 import { backoffCeiling, backoffDelay } from "../../src/core/backoff.ts";
 import { XimError } from "../../src/core/errors.ts";
 import { silentLogger } from "../../src/core/log.ts";
+import type { EnrollmentState } from "../../src/enrollment/state.ts";
 import { decodeNodeMessage, encodeMessage } from "../../src/protocol/codec.ts";
 import type { NodeMessage, RouterMessage } from "../../src/protocol/messages.ts";
 import { PROTOCOL_VERSION } from "../../src/protocol/version.ts";

@@ -9,7 +9,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import type { EnrollmentFile } from "../../src/agent/enrollment-state.ts";
+import type { EnrollmentFile } from "../../src/enrollment/state.ts";
 import type { RouterService } from "../../src/router/service.ts";
 import { type EnrolledNode, startEnrolledNode } from "../helpers/enrolled-node.ts";
 import { cleanup, doctor, tempDir } from "./helpers.ts";

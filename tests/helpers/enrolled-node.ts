@@ -6,13 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { enroll } from "../../src/agent/enroll.ts";
-import {
-  type EnrollmentFile,
-  loadEnrollmentState,
-  saveEnrollmentState,
-} from "../../src/agent/enrollment-state.ts";
 import { silentLogger } from "../../src/core/log.ts";
+import { enroll } from "../../src/enrollment/enroll.ts";
+import { type EnrollmentFile, loadEnrollmentState, saveEnrollmentState } from "../../src/enrollment/state.ts";
 import { createJoinKey } from "../../src/router/join-keys.ts";
 import { type RouterService, startRouterService } from "../../src/router/service.ts";
 import { generateCurveKeyPair } from "../../src/transport/curve.ts";

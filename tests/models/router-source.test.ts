@@ -5,9 +5,9 @@ import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { ModelLibrary } from "../../src/models/library.ts";
 import { type PullConfig, pullModel } from "../../src/models/pull.ts";
-import type { ModelChunkRequestSchema } from "../../src/models/router-protocol.ts";
 import type { PullError } from "../../src/models/source.ts";
 import { RouterSource } from "../../src/models/sources/router.ts";
+import type { ModelChunkRequestSchema } from "../../src/protocol/model-transfer.ts";
 import { bytesOf } from "./helpers/file-server.ts";
 import { modelChannel, modelRouter, type Tamper } from "./helpers/zmq-channel.ts";
 

@@ -15,8 +15,8 @@ import { commands } from "../../src/cli/commands.ts";
 import { recordingIo } from "../../src/cli/io.ts";
 import { runCli } from "../../src/cli/program.ts";
 import type { XimError } from "../../src/core/errors.ts";
+import type { Gpu } from "../../src/hardware/detect.ts";
 import { prepareMoeForRun, type TuneConfig, tuneMoe } from "../../src/models/tune.ts";
-import type { Gpu } from "../../src/planner/detect.ts";
 
 const FIXTURES = join(import.meta.dirname, "..", "fixtures");
 const MODELS = join(FIXTURES, "models");
@@ -269,7 +269,7 @@ describe("what xim run does for MoE models", () => {
 
 describe("the tuner and the engine never share a GPU (GPUs from the nvidia-smi test double)", () => {
   async function fixtureGpus(scenario: string): Promise<Gpu[]> {
-    const { detectHardware } = await import("../../src/planner/detect.ts");
+    const { detectHardware } = await import("../../src/hardware/detect.ts");
     return (await detectHardware({ env: { PATH: BIN, XIM_FIXTURE_GPU: scenario }, skipGpu: false })).gpus;
   }
   const cases: Array<{

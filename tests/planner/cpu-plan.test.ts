@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { detectHardware } from "../../src/planner/detect.ts";
+import { detectHardware } from "../../src/hardware/detect.ts";
 import { inspectModel } from "../../src/planner/inspect-model.ts";
 import { planEngine } from "../../src/planner/plan.ts";
 import { CPU_FIXTURES, MODELS, type SysNode, sandbox } from "./fixtures.ts";

@@ -3,7 +3,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { formatPlan, planToJson, shellQuote } from "../../src/planner/format.ts";
+import { formatPlan, planToJson, shellQuote } from "../../src/cli/plan-format.ts";
 import { KV_TRANSFER_CONFIG, probeLmcache, SALT_WARNING, writePlanFiles } from "../../src/planner/lmcache.ts";
 import { sandbox } from "./fixtures.ts";
 import { planFor } from "./plan-helpers.ts";

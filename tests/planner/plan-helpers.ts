@@ -5,8 +5,8 @@
  */
 import { join } from "node:path";
 import { loadConfig } from "../../src/core/config/load.ts";
-import { detectHardware } from "../../src/planner/detect.ts";
-import type { Hardware } from "../../src/planner/hardware.ts";
+import { detectHardware } from "../../src/hardware/detect.ts";
+import type { Hardware } from "../../src/hardware/types.ts";
 import { inspectModel } from "../../src/planner/inspect-model.ts";
 import { explicitSettings, type Plan, type PlanInput, planEngine } from "../../src/planner/plan.ts";
 import { MODELS, type Sandbox, type SysNode } from "./fixtures.ts";

@@ -13,7 +13,7 @@ import { commands } from "../../src/cli/commands.ts";
 import { recordingIo } from "../../src/cli/io.ts";
 import { runCli } from "../../src/cli/program.ts";
 import { XimError } from "../../src/core/errors.ts";
-import type { Hardware } from "../../src/planner/hardware.ts";
+import type { Hardware } from "../../src/hardware/types.ts";
 import { inspectModel } from "../../src/planner/inspect-model.ts";
 import { planEngine } from "../../src/planner/plan.ts";
 import {

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { deriveMaxConcurrent } from "../../src/agent/relay.ts";
+import { deriveMaxConcurrent } from "../../src/planner/max-concurrent.ts";
 import { waitFor } from "../router/harness.ts";
 import { chatBody, Stack } from "./stack.ts";
 

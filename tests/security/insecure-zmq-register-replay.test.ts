@@ -7,9 +7,9 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import type { EnrollmentState } from "../../src/agent/enrollment-state.ts";
 import { NodeSession } from "../../src/agent/session.ts";
 import { silentLogger } from "../../src/core/log.ts";
+import type { EnrollmentState } from "../../src/enrollment/state.ts";
 import { decodeNodeMessages } from "../../src/protocol/codec.ts";
 import type { NodeMessageOf } from "../../src/protocol/messages.ts";
 import { openDealer } from "../../src/transport/sockets.ts";

@@ -16,11 +16,11 @@ import { recordingIo } from "../../src/cli/io.ts";
 import { runCli } from "../../src/cli/program.ts";
 import { gitBlobSha1 } from "../../src/models/checksum.ts";
 import { ModelLibrary } from "../../src/models/library.ts";
-import type { ManifestFile } from "../../src/models/manifest.ts";
 import { type PullConfig, pullModel } from "../../src/models/pull.ts";
 import { resolveSource } from "../../src/models/resolve-source.ts";
 import type { PullError } from "../../src/models/source.ts";
 import { RouterSource } from "../../src/models/sources/router.ts";
+import type { ManifestFile } from "../../src/protocol/manifest.ts";
 import { FileServer, sha256 } from "../models/helpers/file-server.ts";
 import { modelChannel, modelRouter } from "../models/helpers/zmq-channel.ts";
 

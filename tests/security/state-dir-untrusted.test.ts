@@ -25,10 +25,10 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { enroll } from "../../src/agent/enroll.ts";
-import { ENROLLMENT_FILE, KEY_FILE, loadEnrollmentState } from "../../src/agent/enrollment-state.ts";
 import { ExitCode } from "../../src/core/errors.ts";
 import { silentLogger } from "../../src/core/log.ts";
+import { enroll } from "../../src/enrollment/enroll.ts";
+import { ENROLLMENT_FILE, KEY_FILE, loadEnrollmentState } from "../../src/enrollment/state.ts";
 import { createJoinKey } from "../../src/router/join-keys.ts";
 import { type RouterService, startRouterService } from "../../src/router/service.ts";
 import { doctor } from "../doctor/helpers.ts";

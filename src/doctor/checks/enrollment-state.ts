@@ -3,8 +3,9 @@
  * present, readable and whole (node id, router endpoints, the key pair that
  * matches it), read through the agent's own loader.
  */
-import { enrollmentPath, loadEnrollmentState } from "../../agent/enrollment-state.ts";
+
 import { messageOf } from "../../core/errors.ts";
+import { enrollmentPath, loadEnrollmentState } from "../../enrollment/state.ts";
 import { type Check, fail, ok, warn } from "../check.ts";
 
 export const enrollmentState: Check = {

@@ -6,9 +6,10 @@
  * would enroll it now (`POST /v1/enroll/check`, which spends nothing): an
  * expired, used-up, revoked or unknown key fails here, not at `xim run`.
  */
-import { checkJoinKey } from "../../agent/enroll.ts";
-import { isEnrolled } from "../../agent/enrollment-state.ts";
+
 import { isXimError, messageOf } from "../../core/errors.ts";
+import { checkJoinKey } from "../../enrollment/enroll.ts";
+import { isEnrolled } from "../../enrollment/state.ts";
 import { parseJoinKey } from "../../protocol/join-key.ts";
 import { type Check, fail, ok, skipped, warn } from "../check.ts";
 

@@ -2,11 +2,12 @@
  * @module router-reachable: the router's control endpoint answers. A TCP
  * connect first (refused, timed out, unresolvable: the network's problem),
  * then a real CURVE handshake with the node's enrolled key and a ping/pong
- * round trip (src/agent/ping.ts): a refused key or a changed router key is
+ * round trip (src/enrollment/ping.ts): a refused key or a changed router key is
  * the enrollment's problem. Reports both round-trip times.
  */
-import { loadEnrollmentState } from "../../agent/enrollment-state.ts";
+
 import { diagnoseRouter } from "../../agent/router-diagnosis.ts";
+import { loadEnrollmentState } from "../../enrollment/state.ts";
 import { type Check, fail, ok, skipped } from "../check.ts";
 
 export const ROUTER_TIMEOUT_MS = 3000;

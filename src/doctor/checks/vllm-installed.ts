@@ -3,7 +3,7 @@
  * on PATH by default) exists and `--version` answers. A cold Python import
  * can take seconds, so a slow answer is a warning, not a failure.
  */
-import { which } from "../../planner/probes/exec.ts";
+import { which } from "../../hardware/run-tool.ts";
 import { type Check, fail, ok, skipped, warn } from "../check.ts";
 import { firstLine, runTool } from "../run-tool.ts";
 

@@ -13,8 +13,9 @@ import * as v from "valibot";
 import { UsageError } from "../../core/errors.ts";
 import type { Secret } from "../../core/secret.ts";
 import { safeText } from "../../core/terminal-text.ts";
-import { type Manifest, type ManifestFile, parseManifest } from "../manifest.ts";
-import { MODEL_FILES_MAX } from "../model-paths.ts";
+import type { Manifest, ManifestFile } from "../../protocol/manifest.ts";
+import { MODEL_FILES_MAX } from "../../protocol/model-paths.ts";
+import { parseManifest } from "../parse-manifest.ts";
 import { type FetchedFile, type ModelSource, PullError } from "../source.ts";
 import { fetchFrom, getJson, getJsonPage, shownUrl } from "./http.ts";
 

@@ -5,7 +5,8 @@
  * path under the manifest's folder, so a static web server holding the
  * model folder and a manifest.json beside it is a complete source.
  */
-import { type Manifest, type ManifestFile, parseManifest } from "../manifest.ts";
+import type { Manifest, ManifestFile } from "../../protocol/manifest.ts";
+import { parseManifest } from "../parse-manifest.ts";
 import type { FetchedFile, ModelSource } from "../source.ts";
 import { fetchFrom, getJson, shownUrl } from "./http.ts";
 

@@ -8,8 +8,9 @@
 import { createHash, randomBytes } from "node:crypto";
 import * as v from "valibot";
 import { safeText } from "../../core/terminal-text.ts";
-import { type Manifest, type ManifestFile, parseManifest } from "../manifest.ts";
-import { MODEL_CHUNK_BYTES, type ModelChannel, ModelReplySchema } from "../router-protocol.ts";
+import type { Manifest, ManifestFile } from "../../protocol/manifest.ts";
+import { MODEL_CHUNK_BYTES, type ModelChannel, ModelReplySchema } from "../../protocol/model-transfer.ts";
+import { parseManifest } from "../parse-manifest.ts";
 import { type FetchedFile, type ModelSource, PullError } from "../source.ts";
 
 export interface RouterSourceOptions {

@@ -4,7 +4,7 @@
  * environment the engine will import from (LMCache, quantization methods).
  */
 import { readTextHead } from "../../core/bounded-read.ts";
-import { type Env, which } from "./exec.ts";
+import { type Env, which } from "../../hardware/run-tool.ts";
 
 /** The Python interpreter behind a `vllm` launcher: its #! line, else python3. */
 export async function vllmPython(vllmPath: string, env: Env): Promise<string> {

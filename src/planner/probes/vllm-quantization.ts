@@ -8,7 +8,7 @@
  * the planner falls back to xim's built-in list and says so.
  */
 import { safeText } from "../../core/terminal-text.ts";
-import { type Env, runTool } from "./exec.ts";
+import { type Env, runTool } from "../../hardware/run-tool.ts";
 import { vllmPython } from "./vllm-python.ts";
 
 /** The line the script prints its answer on (vLLM's import may log to stdout). */

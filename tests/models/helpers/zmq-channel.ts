@@ -7,8 +7,8 @@
 import { Packr, Unpackr } from "msgpackr";
 import * as zmq from "zeromq";
 import type { ModelLibrary } from "../../../src/models/library.ts";
-import type { ModelChannel, ModelReply, ModelRequest } from "../../../src/models/router-protocol.ts";
 import { PullError } from "../../../src/models/source.ts";
+import type { ModelChannel, ModelReply, ModelRequest } from "../../../src/protocol/model-transfer.ts";
 
 const packr = new Packr({ useRecords: false, moreTypes: false, encodeUndefinedAsNil: false });
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: "number" });

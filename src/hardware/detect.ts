@@ -4,14 +4,15 @@
  * record. Nothing here throws for a missing or broken tool: that is a
  * finding. PATH, the /proc root and /dev/shm are injectable for tests.
  */
-import type { Hardware } from "./hardware.ts";
-import { probeAmd } from "./probes/amd.ts";
-import { probeCpu } from "./probes/cpu.ts";
-import type { Env } from "./probes/exec.ts";
-import { probeNvidia } from "./probes/nvidia.ts";
 
-export type { Cpu, Finding, Gpu, Hardware, Memory, MigSlice, NumaNode, Topology } from "./hardware.ts";
-export { HardwareSchema } from "./hardware.ts";
+import { probeAmd } from "./amd.ts";
+import { probeCpu } from "./cpu.ts";
+import { probeNvidia } from "./nvidia.ts";
+import type { Env } from "./run-tool.ts";
+import type { Hardware } from "./types.ts";
+
+export type { Cpu, Finding, Gpu, Hardware, Memory, MigSlice, NumaNode, Topology } from "./types.ts";
+export { HardwareSchema } from "./types.ts";
 
 export interface DetectOptions {
   /** Environment of the probes: PATH, CUDA_VISIBLE_DEVICES, HIP_VISIBLE_DEVICES ... (default process.env). */

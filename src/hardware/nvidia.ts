@@ -5,8 +5,9 @@
  * UUIDs). Every failure becomes a finding; the known failure texts of
  * nvidia-smi are recognised and explained.
  */
-import type { Finding, Gpu, MigSlice, Topology } from "../hardware.ts";
-import { type Env, runTool, type ToolResult } from "./exec.ts";
+
+import { type Env, runTool, type ToolResult } from "./run-tool.ts";
+import type { Finding, Gpu, MigSlice, Topology } from "./types.ts";
 
 export const NVIDIA_QUERY_ARGS = [
   "--query-gpu=index,name,memory.total,memory.free,compute_cap,driver_version",

@@ -8,10 +8,10 @@
  */
 import { statfs } from "node:fs/promises";
 import { join } from "node:path";
-import { readKernelFile } from "../../core/bounded-read.ts";
-import type { Cpu, Finding, Memory, NumaNode } from "../hardware.ts";
-import { type Env, runTool } from "./exec.ts";
+import { readKernelFile } from "../core/bounded-read.ts";
 import { parseCpuList, sysfsNodes, withSysfsDetail } from "./numa.ts";
+import { type Env, runTool } from "./run-tool.ts";
+import type { Cpu, Finding, Memory, NumaNode } from "./types.ts";
 
 export interface CpuProbe {
   cpu: Cpu | null;

@@ -9,8 +9,8 @@
  */
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { readTextBounded } from "../../core/bounded-read.ts";
-import type { NumaNode } from "../hardware.ts";
+import { readTextBounded } from "../core/bounded-read.ts";
+import type { NumaNode } from "./types.ts";
 
 /** sysfs files are a page at most; anything bigger is not what we expect. */
 const SYSFS_LIMIT = { maxBytes: 64 * 1024 };

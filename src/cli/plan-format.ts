@@ -4,9 +4,10 @@
  * warnings (`xim plan`, `xim run --dry-run`); and the JSON shape for
  * scripts, secrets masked.
  */
-import { formatTable } from "../cli/output.ts";
+
 import { SHOWN_PORT } from "../engine/vllm-args.ts";
-import type { Plan } from "./plan-types.ts";
+import type { Plan } from "../planner/plan-types.ts";
+import { formatTable } from "./output.ts";
 
 /** Quote one word for a POSIX shell when it needs it (JSON configs do). */
 export function shellQuote(word: string): string {

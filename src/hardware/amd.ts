@@ -4,8 +4,9 @@
  * amd-smi is absent. Honours HIP_VISIBLE_DEVICES (and ROCR_VISIBLE_DEVICES).
  * Failures become findings.
  */
-import type { Finding, Gpu, Topology } from "../hardware.ts";
-import { type Env, runTool, type ToolResult } from "./exec.ts";
+
+import { type Env, runTool, type ToolResult } from "./run-tool.ts";
+import type { Finding, Gpu, Topology } from "./types.ts";
 
 export interface AmdProbe {
   present: boolean;

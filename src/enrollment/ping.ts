@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { decodeRouterMessage, encodeMessage } from "../protocol/codec.ts";
 import { openDealer } from "../transport/sockets.ts";
-import type { EnrollmentState } from "./enrollment-state.ts";
+import type { EnrollmentState } from "./state.ts";
 
 export interface PingResult {
   ok: boolean;

@@ -40,7 +40,7 @@ import {
   isEnrolled,
   pendingEnrollmentKeys,
   saveEnrollmentState,
-} from "./enrollment-state.ts";
+} from "./state.ts";
 
 export interface EnrollOptions {
   joinKey: Secret | string | undefined;

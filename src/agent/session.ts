@@ -31,6 +31,7 @@ import {
 } from "../enrollment/state.ts";
 import { ReceiptBook } from "../models/receipts.ts";
 import { PullError } from "../models/source.ts";
+import type { NodeCondition } from "../protocol/conditions.ts";
 import type {
   Hardware,
   NodeMessage,
@@ -67,6 +68,8 @@ export interface NodeSessionOptions {
   logger: Logger;
   /** What the node reports at registration and each renewal; defaults to "no engine". */
   status?: () => NodeStatus;
+  /** The node's conditions now (src/protocol/conditions.ts), sent with register, renewals and node_status; default none. */
+  conditions?: () => NodeCondition[];
   hardware?: Hardware;
   /** The node's credit window per stream, told at registration (0: flow control off); default 65536. */
   windowBytes?: number;
@@ -285,10 +288,12 @@ export class NodeSession {
     this.#channel = null;
   }
 
-  #status(): NodeStatus {
-    if (this.#o.status) return this.#o.status();
+  /** The status fields of register, renewals and node_status: the engine's, and the node's conditions. */
+  #status(): NodeStatus & { conditions: NodeCondition[] } {
+    const conditions = this.#o.conditions?.() ?? [];
+    if (this.#o.status) return { ...this.#o.status(), conditions };
     const slots = this.#o.settings.maxConcurrent ?? 0;
-    return { engine: "none", models: [], maxConcurrent: slots, freeSlots: slots };
+    return { engine: "none", models: [], maxConcurrent: slots, freeSlots: slots, conditions };
   }
 
   #interruptibleSleep(ms: number): Promise<void> {

@@ -6,6 +6,7 @@
  */
 import * as v from "valibot";
 import { isTerminalSafe } from "../core/terminal-text.ts";
+import { NODE_STATES, NodeConditionsSchema } from "./conditions.ts";
 import { ModelReplySchema, ModelRequestSchema } from "./model-transfer.ts";
 import { PROTOCOL_VERSION } from "./version.ts";
 
@@ -31,6 +32,10 @@ export const NodeStatusFields = {
   models: v.pipe(v.array(text(256)), v.maxLength(256)),
   maxConcurrent: count,
   freeSlots: count,
+  /** The node's lifecycle state (absent from a node that does not say; read as its engine state). */
+  state: v.optional(v.picklist(NODE_STATES)),
+  /** What the node's own checks found wrong (empty: nothing); see ./conditions.ts. */
+  conditions: v.optional(NodeConditionsSchema, []),
 };
 
 export const HardwareSchema = v.object({
@@ -410,7 +415,11 @@ export const STREAM_PLANE_NODE_TYPES: ReadonlySet<NodeMessageType> = new Set([
 export const STREAM_PLANE_ROUTER_TYPES: ReadonlySet<RouterMessageType> = new Set(["credit", "model_reply"]);
 
 /** A message as the sender builds it: everything but `v`, which the codec adds. */
-export type Outgoing<M> = M extends unknown ? Omit<M, "v"> : never;
+/** Fields a receiver defaults when they are absent, so a sender may leave them out. */
+type Defaulted = "conditions";
+export type Outgoing<M> = M extends unknown
+  ? Omit<M, "v" | Defaulted> & Partial<Pick<M, Extract<keyof M, Defaulted>>>
+  : never;
 
 // ---- enrollment (HTTPS JSON) -----------------------------------------------------------------
 

@@ -18,7 +18,22 @@ import {
 import { PROTOCOL_VERSION, upgradeSide, versionMismatchMessage } from "../../src/protocol/version.ts";
 
 const lease = { leaseId: "a".repeat(32), epoch: 3 };
-const status = { engine: "ready" as const, models: ["qwen"], maxConcurrent: 4, freeSlots: 2 };
+const status = {
+  engine: "ready" as const,
+  models: ["qwen"],
+  maxConcurrent: 4,
+  freeSlots: 2,
+  state: "ready" as const,
+  conditions: [
+    {
+      condition: "gpu_throttled",
+      severity: "degraded" as const,
+      since: 1_765_000_000_000,
+      message: "GPU 0 is throttled: hardware slowdown (power brake)",
+      fix: "check the power supply and cooling of GPU 0",
+    },
+  ],
+};
 
 /** One valid example of every node -> router message type. */
 export const nodeExamples: Outgoing<NodeMessage>[] = [

@@ -92,7 +92,7 @@ export function createRouterMetrics() {
     }),
     requestsHeld: new Counter({
       name: "xim_router_requests_held_total",
-      help: "Requests held for a node that may come back because no node could take them, by reason: blocked (a blocking condition), offline (lease expired or given back).",
+      help: "Requests held for a node that may come back because no node could take them, by reason: blocked (a blocking condition), offline (lease expired or given back), not_ready (engine not ready, or draining).",
       labelNames: ["reason"] as const,
       registers: r,
     }),

@@ -1,11 +1,10 @@
 /**
  * @module Why a node the router knows cannot take a request now, in words a
- * client and an operator can act on. Two reasons make the router hold a
- * request for the node instead of refusing it at once (queue.ts): the node
- * reports a `blocking` condition (src/protocol/conditions.ts), or it is
- * offline (its lease expired or was given back, or it has not reconnected
- * since the router started). The Xerotier documentation: requests to a node
- * that goes offline "queue until your node reconnects".
+ * client and an operator can act on: the 503 of a request held for it past
+ * the queue's limits (queue.ts) says it. The node reports a `blocking`
+ * condition (src/protocol/conditions.ts), is offline (its lease expired or
+ * was given back, or it has not reconnected since the router started), is
+ * draining, or its engine is not ready.
  */
 import { isoTime } from "../core/time-text.ts";
 import { blockingConditions, type NodeCondition } from "../protocol/conditions.ts";
@@ -21,9 +20,10 @@ export function isOffline(lease: Lease): boolean {
   return lease.state === "expired" || lease.controlRoutingId === null;
 }
 
-/** Worth holding a request for: the node is offline or blocked, and it may come back. */
-export function mayReturn(lease: Lease): boolean {
-  return isOffline(lease) || blockedBy(lease).length > 0;
+/** The requests-held metric's reason for nodes a request waits for: a condition first, then a lost connection. */
+export function holdReason(away: readonly Lease[]): "blocked" | "offline" | "not_ready" {
+  if (away.some((l) => !isOffline(l) && blockedBy(l).length > 0)) return "blocked";
+  return away.some(isOffline) ? "offline" : "not_ready";
 }
 
 /** `gpu_lost (GPU 0 stopped answering; fix: ...)`, for each condition, joined. */
@@ -41,7 +41,8 @@ export function whyUnavailable(lease: Lease): string {
   }
   const blocking = blockedBy(lease);
   if (blocking.length > 0) return `node ${lease.nodeId} is blocked by ${describeConditions(blocking)}`;
-  return `node ${lease.nodeId} is ${lease.state}`;
+  if (lease.state === "draining") return `node ${lease.nodeId} is draining`;
+  return `node ${lease.nodeId} has its engine ${lease.status.engine}`;
 }
 
 /** Every reason of the nodes a held request waits for, joined for one error message. */

@@ -10,19 +10,19 @@
  * (retry-after.ts). A node that expires, drains or reports a blocking
  * condition gets no new requests, and its parked requests are placed again.
  *
- * When no node may take a model's request but some of its nodes may come
- * back (offline: lease expired, given back, or not reconnected since the
- * router started; or blocked by a condition), the request is held for them
- * within the same limits (`queueMax` per such node, `queueTimeoutMs` from
- * its arrival): the Xerotier documentation's "they queue until your node
- * reconnects". Past them the 503 names why each node is away
- * (node-availability.ts). A model no node of the project ever served here
- * is a 404 at once, and one whose nodes are all live but not ready (engine
- * loading or failed, draining) a 503 at once: nothing says when they will be.
+ * When no node may take a model's request but the project has nodes that
+ * serve it (offline: lease expired, given back, or not reconnected since
+ * the router started; blocked by a condition; draining; engine not ready),
+ * the request is held for them within the same limits (`queueMax` per
+ * such node, `queueTimeoutMs` from its arrival): the Xerotier
+ * documentation's "they queue until your node reconnects". Past them the
+ * 503 names why each node is away (node-availability.ts). Only a model no
+ * node of the project ever served here is refused at once (404): there is
+ * nothing to wait for.
  */
 import type { RouterMetrics } from "../observability/router-metrics.ts";
 import type { Lease } from "./control-plane.ts";
-import { blockedBy, isOffline, mayReturn, whyAllUnavailable } from "./node-availability.ts";
+import { blockedBy, holdReason, isOffline, whyAllUnavailable } from "./node-availability.ts";
 import { DrainRate, RETRY_AFTER_BOUNDS } from "./retry-after.ts";
 
 export interface QueueSettings {
@@ -249,30 +249,16 @@ export class Scheduler {
     const candidates = all.filter((l) => compatible(l, w.project, w.model));
     if (candidates.length === 0) {
       // Any lease counts, expired ones too: the model exists in this project, its nodes are away.
-      const serving = all.filter((l) => serves(l, w.project, w.model));
-      const away = serving.filter(mayReturn);
-      if (away.length > 0) {
-        this.#awaitReturn(w, away);
-        return;
-      }
-      const known = serving.length > 0;
-      w.settle(
-        known
-          ? {
-              ok: false,
-              status: 503,
-              code: "no_ready_node",
-              message: `no node of this project is ready to serve model '${w.model}' now; retry shortly`,
-              outcome: "no_node",
-            }
-          : {
-              ok: false,
-              status: 404,
-              code: "model_not_found",
-              message: `the model '${w.model}' does not exist or no node of this project serves it`,
-              outcome: "client_error",
-            },
-      );
+      const away = all.filter((l) => serves(l, w.project, w.model));
+      if (away.length > 0) this.#awaitReturn(w, away);
+      else
+        w.settle({
+          ok: false,
+          status: 404,
+          code: "model_not_found",
+          message: `the model '${w.model}' does not exist or no node of this project serves it`,
+          outcome: "client_error",
+        });
       return;
     }
     let best: Lease | undefined;
@@ -334,7 +320,7 @@ export class Scheduler {
 
   /**
    * Hold a request no node may take now for `away`, the nodes serving its
-   * model that may come back (offline or blocked): at most `queueMax` per
+   * model that are not available (offline, blocked, not ready): at most `queueMax` per
    * such node, until its queue timeout. pump() places it again at every
    * lease or blocking change, so it is served as soon as one is back.
    */
@@ -351,14 +337,14 @@ export class Scheduler {
       });
       return;
     }
-    if (!w.held) this.#metrics?.requestsHeld.inc({ reason: away.some(isOffline) ? "offline" : "blocked" });
+    if (!w.held) this.#metrics?.requestsHeld.inc({ reason: holdReason(away) });
     w.held = true;
     w.nodeId = "";
     w.parked = true;
     w.timer = setTimeout(() => {
       this.#forget(w);
       // The reasons of now, not of when it began to wait: a node may have gone from blocked to offline.
-      const still = this.#leases.leases().filter((l) => serves(l, w.project, w.model) && mayReturn(l));
+      const still = this.#leases.leases().filter((l) => serves(l, w.project, w.model));
       this.#timedOut(w, `no node could serve '${w.model}'`, whyAllUnavailable(still.length ? still : away));
     }, this.#left(w));
     this.#awaitingReturn.push(w);

@@ -73,6 +73,11 @@ function serves(l: Lease, project: string, model: string): boolean {
   return l.project === project && l.status.models.includes(model);
 }
 
+/** The key of a held request's project and model (unique: a project name, validated, has no newline). */
+function heldKey(w: Waiter): string {
+  return `${w.project}\n${w.model}`;
+}
+
 /** May take a request now: connected, engine ready, not draining, nothing blocking. */
 function available(l: Lease): boolean {
   return l.state === "ready" && !isOffline(l) && blockedBy(l).length === 0;
@@ -92,6 +97,8 @@ export class Scheduler {
   readonly #drain = new DrainRate();
   /** Requests held for nodes that are offline or blocked (node-availability.ts), until one is back. */
   #awaitingReturn: Waiter[] = [];
+  /** How many of those wait for each project's model (key: heldKey), for the per-node limit. */
+  readonly #heldPerModel = new Map<string, number>();
 
   constructor(leases: LeaseSource, settings: QueueSettings, metrics?: RouterMetrics) {
     this.#leases = leases;
@@ -184,6 +191,7 @@ export class Scheduler {
     if (this.#awaitingReturn.length > 0) {
       const waiting = this.#awaitingReturn;
       this.#awaitingReturn = [];
+      this.#heldPerModel.clear();
       for (const w of waiting) {
         clearTimeout(w.timer);
         this.#place(w);
@@ -225,6 +233,7 @@ export class Scheduler {
       }
     this.#queues.clear();
     this.#awaitingReturn = [];
+    this.#heldPerModel.clear();
     this.#metrics?.queueDepth.set(0);
   }
 
@@ -233,6 +242,7 @@ export class Scheduler {
     const waiting = this.#awaitingReturn.indexOf(w);
     if (waiting >= 0) {
       this.#awaitingReturn.splice(waiting, 1);
+      this.#countHeld(w, -1);
       this.#metrics?.queueDepth.set(this.queued());
       return;
     }
@@ -325,14 +335,13 @@ export class Scheduler {
    * lease or blocking change, so it is served as soon as one is back.
    */
   #awaitReturn(w: Waiter, away: Lease[]): void {
-    const why = whyAllUnavailable(away);
-    const holding = this.#awaitingReturn.filter((o) => o.project === w.project && o.model === w.model).length;
+    const holding = this.#heldPerModel.get(heldKey(w)) ?? 0;
     if (holding >= this.#o.queueMax * away.length || this.#awaitingReturn.length >= MAX_AWAITING_RETURN) {
       w.settle({
         ok: false,
         status: 503,
         code: "queue_full",
-        message: `no node may serve '${w.model}' now and ${holding} requests already wait for one: ${why}`,
+        message: `no node may serve '${w.model}' now and ${holding} requests already wait for one: ${whyAllUnavailable(away)}`,
         outcome: "queue_full",
       });
       return;
@@ -348,6 +357,13 @@ export class Scheduler {
       this.#timedOut(w, `no node could serve '${w.model}'`, whyAllUnavailable(still.length ? still : away));
     }, this.#left(w));
     this.#awaitingReturn.push(w);
+    this.#countHeld(w, 1);
     this.#metrics?.queueDepth.set(this.queued());
+  }
+
+  #countHeld(w: Waiter, delta: number): void {
+    const n = (this.#heldPerModel.get(heldKey(w)) ?? 0) + delta;
+    if (n > 0) this.#heldPerModel.set(heldKey(w), n);
+    else this.#heldPerModel.delete(heldKey(w));
   }
 }

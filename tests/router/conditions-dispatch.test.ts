@@ -10,7 +10,9 @@
  * when the test says, not when a timer fires.
  */
 import assert from "node:assert/strict";
+import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
+import { createLogger } from "../../src/core/log.ts";
 import type { NodeCondition } from "../../src/protocol/conditions.ts";
 import type { RouterMessageOf } from "../../src/protocol/messages.ts";
 import { chatBody, post, Stack } from "../relay/stack.ts";
@@ -258,5 +260,47 @@ describe("a blocked or offline node, past the queue's wait", { timeout: 60_000 }
     const r = await post(stack.url, "/v1/chat/completions", chatBody({ model: "never-served" }), auth);
     assert.equal(r.status, 404);
     assert.equal(errorOf(r).code, "model_not_found");
+  });
+});
+
+describe("the router's log of a node's blocking conditions", { timeout: 60_000 }, () => {
+  let stack: Stack;
+  let node: RogueNode;
+  const lines: Array<{ msg: string; nodeId?: string; condition?: string; message?: string }> = [];
+  before(async () => {
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        for (const line of chunk.toString().split("\n")) if (line.trim()) lines.push(JSON.parse(line));
+        done();
+      },
+    });
+    stack = await Stack.start({ logger: createLogger({ destination: sink, pretty: false }) });
+  });
+  after(async () => {
+    node?.close();
+    await stack?.close();
+  });
+
+  test("each change of the blocking set is logged once, not at every renewal", async () => {
+    node = await enrolled(stack, "logged");
+    await report(stack, node, [GPU_LOST]);
+    const isBlocked = (l: { msg: string }) => l.msg.startsWith("node blocked by a condition");
+    await waitFor(() => lines.some(isBlocked), { timeoutMs: 10_000, what: "the block logged" });
+    // Renewals repeating the same condition (the node renews every 200 ms) log nothing more.
+    const renewed = stack.service.controlPlane.counters.renewed;
+    await waitFor(() => stack.service.controlPlane.counters.renewed >= renewed + 3, {
+      timeoutMs: 15_000,
+      what: "three more renewals",
+    });
+    await report(stack, node, []);
+    const blocked = lines.filter(isBlocked);
+    assert.equal(blocked.length, 1, JSON.stringify(blocked));
+    assert.equal(blocked[0].nodeId, node.nodeId);
+    assert.equal(blocked[0].condition, "gpu_lost");
+    assert.equal(blocked[0].message, GPU_LOST.message);
+    await waitFor(() => lines.some((l) => l.msg.startsWith("node's blocking conditions cleared")), {
+      timeoutMs: 10_000,
+      what: "the clearing logged",
+    });
   });
 });

@@ -24,6 +24,7 @@ import { startRouterService } from "../router/service.ts";
 import { RouterStore } from "../router/store.ts";
 import { INSECURE_ZMQ_WARNING } from "../transport/sockets.ts";
 import type { CommandSpec, OptionSpec } from "./command.ts";
+import { conditionDetails, conditionsCell } from "./node-conditions-format.ts";
 import { formatTable } from "./output.ts";
 import { routerModelsCommand } from "./pull.ts";
 import { routerStateDir, stateOption, withRouterStore } from "./router-state.ts";
@@ -540,7 +541,8 @@ const nodesRevoke: CommandSpec = {
 
 const nodes: CommandSpec = {
   name: "nodes",
-  summary: "List enrolled nodes: lease state, last renewal, models, capacity, assigned model and its pull",
+  summary:
+    "List enrolled nodes: state, conditions, last renewal, models, capacity, assigned model and its pull",
   settings: ["logLevel"],
   options: [stateOption, jsonOption],
   examples: [
@@ -551,8 +553,9 @@ const nodes: CommandSpec = {
   ],
   subcommands: [nodesRevoke],
   async run(ctx) {
+    const now = Date.now();
     const list = await withRouterStore(ctx, (store) => ({
-      nodes: listNodes(store),
+      nodes: listNodes(store, now),
       counters: store.counters(),
     }));
     if (ctx.options.json) {
@@ -572,6 +575,7 @@ const nodes: CommandSpec = {
           "MODELS",
           "CAPACITY",
           "ASSIGNED",
+          "CONDITIONS",
         ],
         list.nodes.map((n) => [
           n.nodeId,
@@ -584,9 +588,11 @@ const nodes: CommandSpec = {
           n.models.join(",") || "-",
           `${n.freeSlots}/${n.maxConcurrent} free`,
           describeAssignment(n.assignment),
+          conditionsCell(n, now),
         ]),
       ),
     );
+    ctx.io.stdout(conditionDetails(list.nodes));
     const dropped = Object.entries(list.counters).filter(
       ([k, v]) => v > 0 && !["registered", "zapAdmitted"].includes(k),
     );

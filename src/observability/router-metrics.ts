@@ -7,8 +7,17 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 16];
 
+/** One condition a node reports: the labels of `xim_router_node_conditions`. */
+export interface ConditionLabels {
+  node: string;
+  condition: string;
+  severity: string;
+}
+
 export function createRouterMetrics() {
   const registry = new Registry();
+  // Read at each scrape: the control plane's live view, so a cleared condition leaves no stale series.
+  let conditionSource: () => Iterable<ConditionLabels> = () => [];
   collectDefaultMetrics({ register: registry, prefix: "xim_router_" });
   const r = [registry];
   return {
@@ -71,6 +80,22 @@ export function createRouterMetrics() {
       labelNames: ["state"] as const,
       registers: r,
     }),
+    nodeConditions: new Gauge({
+      name: "xim_router_node_conditions",
+      help: "Conditions live nodes report now (1 each), by node, condition and severity (info, degraded, blocking); a blocking one stops dispatch to the node.",
+      labelNames: ["node", "condition", "severity"] as const,
+      registers: r,
+      collect() {
+        this.reset();
+        for (const labels of conditionSource()) this.set({ ...labels }, 1);
+      },
+    }),
+    requestsHeld: new Counter({
+      name: "xim_router_requests_held_total",
+      help: "Requests held for a node that may come back because no node could take them, by reason: blocked (a blocking condition), offline (lease expired or given back), not_ready (engine not ready, or draining).",
+      labelNames: ["reason"] as const,
+      registers: r,
+    }),
     handshakesRefused: new Counter({
       name: "xim_router_curve_handshakes_refused_total",
       help: "CURVE handshakes refused by the ZAP allow-list (unknown node keys).",
@@ -82,6 +107,10 @@ export function createRouterMetrics() {
       labelNames: ["reason"] as const,
       registers: r,
     }),
+    /** Where `xim_router_node_conditions` reads the conditions from (the router service sets it). */
+    readConditionsFrom(source: () => Iterable<ConditionLabels>): void {
+      conditionSource = source;
+    },
   };
 }
 

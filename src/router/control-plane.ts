@@ -23,6 +23,11 @@ import type { Logger } from "../core/log.ts";
 import { XIM_VERSION } from "../core/version.ts";
 import { type DecodeResult, decodeNodeMessages, encodeMessage } from "../protocol/codec.ts";
 import {
+  blockingConditions,
+  type NodeCondition,
+  type NodeState as ReportedState,
+} from "../protocol/conditions.ts";
+import {
   type Hardware,
   type NodeMessage,
   type NodeMessageOf,
@@ -36,6 +41,7 @@ import { BatchSender } from "../transport/batch-sender.ts";
 import { type CurveKeyPair, curveSharedSecret, verifyRegisterProof } from "../transport/curve.ts";
 import { openRouterSocket, type SocketRole } from "../transport/sockets.ts";
 import { registerZapDomain } from "../transport/zap.ts";
+import { isOffline } from "./node-availability.ts";
 import { RegisterChallenges } from "./register-challenges.ts";
 import { type NodeState, RELEASED_BY_NODE, type RouterStore } from "./store.ts";
 import { registerWindowProblem } from "./stream-limits.ts";
@@ -60,6 +66,14 @@ export interface Lease {
   lastEpoch?: number;
   /** Set when the lease ended because the operator revoked the node (state is then "expired"). */
   revoked?: boolean;
+  /** The lifecycle state the node reported last (null: it does not say; see src/protocol/conditions.ts). */
+  reportedState: ReportedState | null;
+  /** The conditions the node reported last; a `blocking` one stops dispatch to it (queue.ts). */
+  conditions: NodeCondition[];
+  /** When the lease stopped being live (expired or released); absent while live, or for a previous run's lease. */
+  offlineSince?: number;
+  /** Why it stopped: "its lease expired" or "it gave its lease back". */
+  offlineReason?: string;
 }
 
 /** How often the running router looks for nodes revoked by `xim router nodes revoke` (another process). */
@@ -87,6 +101,8 @@ export interface ControlPlaneOptions {
 
 export type NodeMessageListener = (lease: Lease, message: NodeMessage) => void;
 export type LeaseListener = (lease: Lease, previous: NodeState | null) => void;
+/** A node's set of blocking conditions changed (`before`: the names it had). */
+export type BlockingListener = (lease: Lease, before: ReadonlySet<string>) => void;
 
 const COUNTERS = [
   "zapRefused",
@@ -111,15 +127,50 @@ function stateFor(status: NodeStatus, draining: boolean): NodeState {
   return status.engine === "ready" || status.engine === "none" ? "ready" : "registered";
 }
 
-/** Take the status a node reported (at renewal or on change) and the state it implies. */
-function applyStatus(lease: Lease, m: NodeStatus): void {
-  lease.status = {
-    engine: m.engine,
-    models: m.models,
-    maxConcurrent: m.maxConcurrent,
-    freeSlots: m.freeSlots,
-  };
+/** The engine and capacity part of what a node reports (the lease's `status`). */
+function statusOf(m: NodeStatus): NodeStatus {
+  return { engine: m.engine, models: m.models, maxConcurrent: m.maxConcurrent, freeSlots: m.freeSlots };
+}
+
+/** What a node sends about itself that the lease keeps: status, lifecycle state, conditions. */
+type StatusReport = NodeStatus & { state?: ReportedState; conditions: NodeCondition[] };
+
+function blockingNames(conditions: readonly NodeCondition[]): Set<string> {
+  return new Set(blockingConditions(conditions).map((c) => c.condition));
+}
+
+function sameNames(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  return a.size === b.size && [...a].every((n) => b.has(n));
+}
+
+/** Whether the reported state or conditions (any field, not only the blocking set) differ. */
+function reportChanged(
+  before: { state: ReportedState | null; conditions: NodeCondition[] },
+  lease: Lease,
+): boolean {
+  return (
+    before.state !== lease.reportedState ||
+    JSON.stringify(before.conditions) !== JSON.stringify(lease.conditions)
+  );
+}
+
+/** The store columns of what a node reported, for startLease / updateLease. */
+function reportColumns(lease: Lease) {
+  return { ...lease.status, reportedState: lease.reportedState, conditions: lease.conditions };
+}
+
+/**
+ * Take the status a node reported (at renewal or on change) and the state
+ * it implies; returns the blocking condition names it had before, or null
+ * when that set did not change.
+ */
+function applyStatus(lease: Lease, m: StatusReport): Set<string> | null {
+  const before = blockingNames(lease.conditions);
+  lease.status = statusOf(m);
   lease.state = stateFor(lease.status, lease.state === "draining");
+  lease.reportedState = m.state ?? null;
+  lease.conditions = m.conditions;
+  return sameNames(before, blockingNames(lease.conditions)) ? null : before;
 }
 
 interface Retired {
@@ -144,6 +195,7 @@ export class ControlPlane {
   readonly #retired = new Map<string, Retired>(); // leaseId -> why it is no longer valid
   readonly #messageListeners = new Set<NodeMessageListener>();
   readonly #leaseListeners = new Set<LeaseListener>();
+  readonly #blockingListeners = new Set<BlockingListener>();
   readonly #senders = new Map<zmq.Router, BatchSender>();
   readonly #challenges: RegisterChallenges;
   #control!: zmq.Router;
@@ -246,6 +298,9 @@ export class ControlPlane {
         },
         hardware: null,
         agentVersion: n.agentVersion,
+        // Conditions are live state: a node that has not reconnected reports none yet.
+        reportedState: null,
+        conditions: [],
       });
     }
   }
@@ -261,9 +316,11 @@ export class ControlPlane {
     return this.#leases.get(nodeId);
   }
 
-  /** Nodes that may receive requests now: a live lease, engine ready, not draining. */
+  /** Nodes that may receive requests now: a live lease, engine ready, not draining, nothing blocking. */
   readyLeases(): Lease[] {
-    return this.leases().filter((l) => l.state === "ready" && l.controlRoutingId !== null);
+    return this.leases().filter(
+      (l) => l.state === "ready" && l.controlRoutingId !== null && blockingNames(l.conditions).size === 0,
+    );
   }
 
   /**
@@ -318,6 +375,12 @@ export class ControlPlane {
   onLeaseChange(listener: LeaseListener): () => void {
     this.#leaseListeners.add(listener);
     return () => this.#leaseListeners.delete(listener);
+  }
+
+  /** A live node's set of blocking conditions changed (a renewal, a node_status or a registration). */
+  onBlockingChange(listener: BlockingListener): () => void {
+    this.#blockingListeners.add(listener);
+    return () => this.#blockingListeners.delete(listener);
   }
 
   async close(): Promise<void> {
@@ -536,15 +599,18 @@ export class ControlPlane {
       });
     }
     const leaseMs = Math.min(MAX_LEASE_MS, Math.max(MIN_LEASE_MS, m.requestedLeaseMs));
-    const status: NodeStatus = {
-      engine: m.engine,
-      models: m.models,
-      maxConcurrent: m.maxConcurrent,
-      freeSlots: m.freeSlots,
-    };
+    const status = statusOf(m);
     const state = stateFor(status, false);
     const leaseId = randomBytes(16).toString("hex");
-    const epoch = this.#o.store.startLease(m.nodeId, leaseId, leaseMs, now, { state, ...status }, m.hardware);
+    const report = { reportedState: m.state ?? null, conditions: m.conditions };
+    const epoch = this.#o.store.startLease(
+      m.nodeId,
+      leaseId,
+      leaseMs,
+      now,
+      { state, ...status, ...report },
+      m.hardware,
+    );
     const lease: Lease = {
       nodeId: m.nodeId,
       project: node.project,
@@ -559,6 +625,7 @@ export class ControlPlane {
       hardware: m.hardware,
       agentVersion: m.agentVersion,
       lastEpoch: m.lastEpoch,
+      ...report,
     };
     this.#leases.set(m.nodeId, lease);
     this.#byRoutingId.set(m.controlRoutingId, lease);
@@ -575,6 +642,8 @@ export class ControlPlane {
       routerVersion: XIM_VERSION,
     });
     this.#emitLease(lease, previous?.state ?? null);
+    const before = previous && !isOffline(previous) ? blockingNames(previous.conditions) : new Set<string>();
+    this.#blockingChanged(lease, before);
   }
 
   #unbind(lease: Lease): void {
@@ -623,11 +692,11 @@ export class ControlPlane {
     lease.lastRenewal = this.#now();
     this.counters.renewed++;
     const previous = lease.state;
-    applyStatus(lease, m);
+    const blockedBefore = applyStatus(lease, m);
     this.#o.store.updateLease(lease.nodeId, {
       lastRenewal: lease.lastRenewal,
       state: lease.state,
-      ...lease.status,
+      ...reportColumns(lease),
     });
     void this.#sendTo(socket, routingId, {
       type: "lease_ack",
@@ -637,6 +706,7 @@ export class ControlPlane {
       expiresInMs: lease.leaseMs,
     });
     if (previous !== lease.state) this.#emitLease(lease, previous);
+    if (blockedBefore) this.#blockingChanged(lease, blockedBefore);
   }
 
   #fromBound(m: NodeMessage, routingId: string, role: SocketRole): void {
@@ -650,19 +720,22 @@ export class ControlPlane {
       return;
     }
     const previous = lease.state;
+    let blockedBefore: Set<string> | null = null;
     switch (m.type) {
-      case "node_status":
-        applyStatus(lease, m);
+      case "node_status": {
+        const reportedBefore = { state: lease.reportedState, conditions: lease.conditions };
+        blockedBefore = applyStatus(lease, m);
         // Free slots change with every request: keep them in memory (renewals persist them);
         // write through only what `xim router nodes` must show at once.
-        if (lease.state !== previous || m.detail) {
+        if (lease.state !== previous || m.detail || reportChanged(reportedBefore, lease)) {
           this.#o.store.updateLease(lease.nodeId, {
             state: lease.state,
-            ...lease.status,
+            ...reportColumns(lease),
             stateReason: m.detail ? `${m.detail.reason}: ${m.detail.message}` : null,
           });
         }
         break;
+      }
       case "drain":
         lease.state = "draining";
         this.#o.store.updateLease(lease.nodeId, { state: "draining", stateReason: m.reason });
@@ -670,6 +743,8 @@ export class ControlPlane {
         break;
       case "lease_release":
         lease.state = "expired";
+        lease.offlineSince = this.#now();
+        lease.offlineReason = "it gave its lease back";
         this.#unbind(lease);
         this.#retired.set(lease.leaseId, { nodeId: lease.nodeId, epoch: lease.epoch, code: "expired" });
         this.#o.store.updateLease(lease.nodeId, { state: "expired", stateReason: RELEASED_BY_NODE });
@@ -684,6 +759,7 @@ export class ControlPlane {
       }
     }
     if (previous !== lease.state) this.#emitLease(lease, previous);
+    if (blockedBefore) this.#blockingChanged(lease, blockedBefore);
   }
 
   #expire(): void {
@@ -692,6 +768,8 @@ export class ControlPlane {
       if (lease.state === "expired" || now - lease.lastRenewal <= lease.leaseMs) continue;
       const previous = lease.state;
       lease.state = "expired";
+      lease.offlineSince = now;
+      lease.offlineReason = "its lease expired";
       this.#unbind(lease);
       this.#retired.set(lease.leaseId, { nodeId: lease.nodeId, epoch: lease.epoch, code: "expired" });
       this.counters.expired++;
@@ -750,6 +828,37 @@ export class ControlPlane {
       "node revoked by the operator: lease ended, its streams fail, its key is refused from now on",
     );
     this.#emitLease(lease, previous);
+  }
+
+  /**
+   * Log the change of a node's blocking set (once per change: each condition
+   * that now blocks it, and the clearing) and tell the listeners, which stop
+   * or resume dispatch (queue.ts) and end the node's streams (dispatch.ts).
+   */
+  #blockingChanged(lease: Lease, before: ReadonlySet<string>): void {
+    const now = blockingConditions(lease.conditions);
+    if (sameNames(before, new Set(now.map((c) => c.condition)))) return;
+    for (const c of now)
+      if (!before.has(c.condition))
+        this.#log.warn(
+          { nodeId: lease.nodeId, condition: c.condition, message: c.message, fix: c.fix },
+          "node blocked by a condition: no new requests go to it",
+        );
+    const cleared = [...before].filter((name) => !now.some((c) => c.condition === name));
+    if (cleared.length > 0)
+      this.#log.info(
+        { nodeId: lease.nodeId, cleared, stillBlocking: now.map((c) => c.condition) },
+        now.length === 0
+          ? "node's blocking conditions cleared: dispatch resumes"
+          : "node's blocking conditions changed",
+      );
+    for (const listener of this.#blockingListeners) {
+      try {
+        listener(lease, before);
+      } catch (err) {
+        this.#log.error({ err }, "blocking condition listener failed");
+      }
+    }
   }
 
   #emitLease(lease: Lease, previous: NodeState | null): void {

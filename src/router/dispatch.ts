@@ -20,6 +20,7 @@ import type { RouterMetrics } from "../observability/router-metrics.ts";
 import type { DISPATCH_PATHS, NodeMessage, NodeMessageOf } from "../protocol/messages.ts";
 import type { ControlPlane, Lease } from "./control-plane.ts";
 import { RouterCredit } from "./credits.ts";
+import { blockedBy, describeConditions } from "./node-availability.ts";
 import {
   errorOutcomeOf,
   MAX_ENGINE_ERROR_BYTES,
@@ -223,6 +224,10 @@ export class RouterRelay {
           this.#restarted(lease);
           this.#cancelOrphans(lease);
         }
+        this.#scheduler.pump();
+      }),
+      this.#cp.onBlockingChange((lease) => {
+        this.#nodeBlocked(lease);
         this.#scheduler.pump();
       }),
     );
@@ -436,6 +441,26 @@ export class RouterRelay {
           "node_revoked",
           "the node serving this request was revoked by the router's operator; retry the request",
         );
+  }
+
+  /**
+   * The node reports a blocking condition: its streams end now with an error
+   * naming it (the node is told to cancel them), rather than hang on a node
+   * that cannot finish them. Nothing happens when the set only cleared.
+   */
+  #nodeBlocked(lease: Lease): void {
+    const blocking = blockedBy(lease);
+    if (blocking.length === 0) return;
+    const why = `the node serving this request reported ${describeConditions(blocking)}; retry the request`;
+    for (const s of [...this.#streams.values()])
+      if (s.nodeId === lease.nodeId && holds(lease, s)) {
+        void this.#cp.send(s.nodeId, {
+          type: "cancel",
+          requestId: s.req.requestId,
+          reason: `node blocked by ${blocking.map((c) => c.condition).join(", ")}`.slice(0, 256),
+        });
+        this.#fail(s, 503, "node_blocked", why);
+      }
   }
 
   #cancelOrphans(lease: Lease): void {

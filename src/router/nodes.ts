@@ -2,12 +2,14 @@
  * @module `xim router nodes` as data: every enrolled node with the state of
  * its lease. A lease whose renewals stopped counts as expired even when
  * the router that would have marked it is not running. Each node carries
- * its model assignment and the latest pull progress it reported.
+ * its model assignment and the latest pull progress it reported, its
+ * lifecycle state and the conditions its live lease reports.
  * `revokeNode` is `xim router nodes revoke`: it only writes the state
  * database; the running router (another process) picks the revocation up
  * within a second (control-plane.ts) and ends the node's lease and streams.
  */
 import { isoTime } from "../core/time-text.ts";
+import type { NodeCondition, NodeState as ReportedState } from "../protocol/conditions.ts";
 import { findNode } from "./model-assignments.ts";
 import {
   type AssignmentRow,
@@ -17,12 +19,24 @@ import {
   type RouterStore,
 } from "./store.ts";
 
+/** The router's view of a node's lease: `stopped`, the node gave it back (a clean stop); `expired`, its renewals stopped. */
+export type LeaseState = NodeState | "enrolled" | "revoked" | "stopped";
+
 export interface NodeListing {
   nodeId: string;
   project: string;
   hostname: string;
-  /** `stopped`: the node gave its lease back (a clean stop); `expired`: its renewals stopped. */
-  state: NodeState | "enrolled" | "revoked" | "stopped";
+  /**
+   * The node's state: while its lease is live, what it reports (registering,
+   * loading, ready, draining; `registered` from a node that does not say);
+   * else the router's own: `offline` (renewals stopped), `stopped` (gave its
+   * lease back), `revoked`, or `enrolled` (never registered).
+   */
+  state: ReportedState | "registered" | "offline" | "enrolled" | "revoked" | "stopped";
+  /** The router's view of the lease (see LeaseState). */
+  leaseState: LeaseState;
+  /** What the node's live lease reports wrong (empty when none, or when the node is gone). */
+  conditions: NodeCondition[];
   stateReason: string | null;
   epoch: number;
   lastRenewal: string | null;
@@ -42,7 +56,7 @@ export interface NodeListing {
   assignment: AssignmentRow | null;
 }
 
-export function effectiveState(n: NodeRow, now: number): NodeListing["state"] {
+export function effectiveState(n: NodeRow, now: number): LeaseState {
   if (n.revokedAt !== null) return "revoked";
   if (n.state === null) return "enrolled";
   if (n.state === "expired" && n.stateReason === RELEASED_BY_NODE) return "stopped";
@@ -56,9 +70,22 @@ export function effectiveState(n: NodeRow, now: number): NodeListing["state"] {
   return n.state;
 }
 
-function live(n: NodeRow, now: number): boolean {
-  const state = effectiveState(n, now);
+function isLive(state: LeaseState): boolean {
   return state === "registered" || state === "ready" || state === "draining";
+}
+
+function live(n: NodeRow, now: number): boolean {
+  return isLive(effectiveState(n, now));
+}
+
+/** The state `xim router nodes` shows (NodeListing.state): the node's own while it is live. */
+export function shownState(n: NodeRow, now: number): NodeListing["state"] {
+  const lease = effectiveState(n, now);
+  if (lease === "expired") return "offline";
+  if (!isLive(lease)) return lease;
+  // The router knows of a drain even from a node that reports no state.
+  if (lease === "draining") return "draining";
+  return n.reportedState ?? lease;
 }
 
 export function listNodes(store: RouterStore, now = Date.now()): NodeListing[] {
@@ -67,7 +94,10 @@ export function listNodes(store: RouterStore, now = Date.now()): NodeListing[] {
     nodeId: n.nodeId,
     project: n.project,
     hostname: n.hostname,
-    state: effectiveState(n, now),
+    state: shownState(n, now),
+    leaseState: effectiveState(n, now),
+    // Like the engine: a node without a lease reports nothing, its last conditions would read as live.
+    conditions: live(n, now) ? n.conditions : [],
     stateReason: n.stateReason,
     epoch: n.epoch,
     lastRenewal: n.lastRenewal === null ? null : isoTime(n.lastRenewal),

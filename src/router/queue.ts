@@ -7,11 +7,22 @@
  * compatible node exists and it is full, the request is parked (at most
  * `queueMax` per node, `queueTimeoutMs` each) and dispatched when a slot
  * frees; else the answer is 503, with the advice of when to retry
- * (retry-after.ts). A node that expires or drains gets no new requests,
- * and its parked requests are placed again (another node, or 503).
+ * (retry-after.ts). A node that expires, drains or reports a blocking
+ * condition gets no new requests, and its parked requests are placed again.
+ *
+ * When no node may take a model's request but the project has nodes that
+ * serve it (offline: lease expired, given back, or not reconnected since
+ * the router started; blocked by a condition; draining; engine not ready),
+ * the request is held for them within the same limits (`queueMax` per
+ * such node, `queueTimeoutMs` from its arrival): the Xerotier
+ * documentation's "they queue until your node reconnects". Past them the
+ * 503 names why each node is away (node-availability.ts). Only a model no
+ * node of the project ever served here is refused at once (404): there is
+ * nothing to wait for.
  */
 import type { RouterMetrics } from "../observability/router-metrics.ts";
 import type { Lease } from "./control-plane.ts";
+import { blockedBy, holdReason, isOffline, whyAllUnavailable } from "./node-availability.ts";
 import { DrainRate, RETRY_AFTER_BOUNDS } from "./retry-after.ts";
 
 export interface QueueSettings {
@@ -23,10 +34,8 @@ export interface QueueSettings {
 
 export const DEFAULT_QUEUE: QueueSettings = { queueMax: 10, queueTimeoutMs: 30_000 };
 
-/** Requests that may wait for the previous run's nodes at once; more get their answer at once. */
+/** Requests that may wait for away nodes at once, all models together; more get their answer at once. */
 const MAX_AWAITING_RETURN = 1000;
-/** Time past the longest renewal interval for a returning node's registration to arrive. */
-const RETURN_MARGIN_MS = 1000;
 
 export type Placement =
   | { ok: true; lease: Lease; queued: boolean; queuedMs: number }
@@ -53,18 +62,29 @@ interface Waiter {
   nodeId: string;
   /** Parked at some point (on a node, or waiting for returning nodes). */
   parked: boolean;
+  /** Held for away nodes at some point (counted once in the requests-held metric). */
+  held?: boolean;
   since: number;
   timer: NodeJS.Timeout;
   settle: (p: Placement) => void;
 }
 
+function serves(l: Lease, project: string, model: string): boolean {
+  return l.project === project && l.status.models.includes(model);
+}
+
+/** The key of a held request's project and model (unique: a project name, validated, has no newline). */
+function heldKey(w: Waiter): string {
+  return `${w.project}\n${w.model}`;
+}
+
+/** May take a request now: connected, engine ready, not draining, nothing blocking. */
+function available(l: Lease): boolean {
+  return l.state === "ready" && !isOffline(l) && blockedBy(l).length === 0;
+}
+
 function compatible(l: Lease, project: string, model: string): boolean {
-  return (
-    l.state === "ready" &&
-    l.controlRoutingId !== null &&
-    l.project === project &&
-    l.status.models.includes(model)
-  );
+  return available(l) && serves(l, project, model);
 }
 
 export class Scheduler {
@@ -75,20 +95,15 @@ export class Scheduler {
   readonly #queues = new Map<string, Waiter[]>();
   /** Slots freed per node lately: the Retry-After of a 503 for capacity. */
   readonly #drain = new DrainRate();
-  /** Requests waiting for the nodes of the previous router run to register again. */
+  /** Requests held for nodes that are offline or blocked (node-availability.ts), until one is back. */
   #awaitingReturn: Waiter[] = [];
-  /** Until when those nodes may still come back (0: none are expected). */
-  readonly #returnUntil: number;
+  /** How many of those wait for each project's model (key: heldKey), for the per-node limit. */
+  readonly #heldPerModel = new Map<string, number>();
 
   constructor(leases: LeaseSource, settings: QueueSettings, metrics?: RouterMetrics) {
     this.#leases = leases;
     this.#o = settings;
     this.#metrics = metrics;
-    // The leases known before any node connected are the previous run's: their nodes renew at
-    // most every half lease (control-plane.ts caps the interval), and re-register on refusal.
-    let longest = 0;
-    for (const l of leases.leases()) if (l.controlRoutingId === null) longest = Math.max(longest, l.leaseMs);
-    this.#returnUntil = longest > 0 ? Date.now() + longest / 2 + RETURN_MARGIN_MS : 0;
   }
 
   inflight(nodeId: string): number {
@@ -176,6 +191,7 @@ export class Scheduler {
     if (this.#awaitingReturn.length > 0) {
       const waiting = this.#awaitingReturn;
       this.#awaitingReturn = [];
+      this.#heldPerModel.clear();
       for (const w of waiting) {
         clearTimeout(w.timer);
         this.#place(w);
@@ -183,7 +199,7 @@ export class Scheduler {
     }
     for (const [nodeId, queue] of [...this.#queues]) {
       const lease = this.#leases.lease(nodeId);
-      if (lease?.state !== "ready" || lease.controlRoutingId === null) {
+      if (!lease || !available(lease)) {
         this.#queues.delete(nodeId);
         for (const w of queue) {
           clearTimeout(w.timer);
@@ -217,6 +233,7 @@ export class Scheduler {
       }
     this.#queues.clear();
     this.#awaitingReturn = [];
+    this.#heldPerModel.clear();
     this.#metrics?.queueDepth.set(0);
   }
 
@@ -225,6 +242,7 @@ export class Scheduler {
     const waiting = this.#awaitingReturn.indexOf(w);
     if (waiting >= 0) {
       this.#awaitingReturn.splice(waiting, 1);
+      this.#countHeld(w, -1);
       this.#metrics?.queueDepth.set(this.queued());
       return;
     }
@@ -241,25 +259,16 @@ export class Scheduler {
     const candidates = all.filter((l) => compatible(l, w.project, w.model));
     if (candidates.length === 0) {
       // Any lease counts, expired ones too: the model exists in this project, its nodes are away.
-      const known = all.some((l) => l.project === w.project && l.status.models.includes(w.model));
-      if (known && this.#awaitReturn(w)) return;
-      w.settle(
-        known
-          ? {
-              ok: false,
-              status: 503,
-              code: "no_ready_node",
-              message: `no node of this project is ready to serve model '${w.model}' now; retry shortly`,
-              outcome: "no_node",
-            }
-          : {
-              ok: false,
-              status: 404,
-              code: "model_not_found",
-              message: `the model '${w.model}' does not exist or no node of this project serves it`,
-              outcome: "client_error",
-            },
-      );
+      const away = all.filter((l) => serves(l, w.project, w.model));
+      if (away.length > 0) this.#awaitReturn(w, away);
+      else
+        w.settle({
+          ok: false,
+          status: 404,
+          code: "model_not_found",
+          message: `the model '${w.model}' does not exist or no node of this project serves it`,
+          outcome: "client_error",
+        });
       return;
     }
     let best: Lease | undefined;
@@ -308,39 +317,53 @@ export class Scheduler {
     return Math.max(0, w.since + this.#o.queueTimeoutMs - Date.now());
   }
 
-  #timedOut(w: Waiter, what: string): void {
+  #timedOut(w: Waiter, what: string, why?: string): void {
     this.#metrics?.queueTimeouts.inc();
     w.settle({
       ok: false,
       status: 503,
       code: "queue_timeout",
-      message: `${what} within ${this.#o.queueTimeoutMs} ms`,
+      message: `${what} within ${this.#o.queueTimeoutMs} ms${why ? `: ${why}` : ""}`,
       outcome: "queue_timeout",
     });
   }
 
   /**
-   * Park a request for a model no connected node serves while the previous
-   * run's nodes may still come back; false when that time is over (or too
-   * many wait). pump() places it again at every lease change.
+   * Hold a request no node may take now for `away`, the nodes serving its
+   * model that are not available (offline, blocked, not ready): at most `queueMax` per
+   * such node, until its queue timeout. pump() places it again at every
+   * lease or blocking change, so it is served as soon as one is back.
    */
-  #awaitReturn(w: Waiter): boolean {
-    const now = Date.now();
-    if (now >= this.#returnUntil || this.#awaitingReturn.length >= MAX_AWAITING_RETURN) return false;
+  #awaitReturn(w: Waiter, away: Lease[]): void {
+    const holding = this.#heldPerModel.get(heldKey(w)) ?? 0;
+    if (holding >= this.#o.queueMax * away.length || this.#awaitingReturn.length >= MAX_AWAITING_RETURN) {
+      w.settle({
+        ok: false,
+        status: 503,
+        code: "queue_full",
+        message: `no node may serve '${w.model}' now and ${holding} requests already wait for one: ${whyAllUnavailable(away)}`,
+        outcome: "queue_full",
+      });
+      return;
+    }
+    if (!w.held) this.#metrics?.requestsHeld.inc({ reason: holdReason(away) });
+    w.held = true;
     w.nodeId = "";
     w.parked = true;
-    const timeout = this.#left(w);
-    const returnLeft = this.#returnUntil - now;
-    w.timer = setTimeout(
-      () => {
-        this.#forget(w);
-        if (timeout <= returnLeft) this.#timedOut(w, `no node serving '${w.model}' came back`);
-        else this.#place(w);
-      },
-      Math.min(timeout, returnLeft),
-    );
+    w.timer = setTimeout(() => {
+      this.#forget(w);
+      // The reasons of now, not of when it began to wait: a node may have gone from blocked to offline.
+      const still = this.#leases.leases().filter((l) => serves(l, w.project, w.model));
+      this.#timedOut(w, `no node could serve '${w.model}'`, whyAllUnavailable(still.length ? still : away));
+    }, this.#left(w));
     this.#awaitingReturn.push(w);
+    this.#countHeld(w, 1);
     this.#metrics?.queueDepth.set(this.queued());
-    return true;
+  }
+
+  #countHeld(w: Waiter, delta: number): void {
+    const n = (this.#heldPerModel.get(heldKey(w)) ?? 0) + delta;
+    if (n > 0) this.#heldPerModel.set(heldKey(w), n);
+    else this.#heldPerModel.delete(heldKey(w));
   }
 }

@@ -1,6 +1,6 @@
 /**
  * @module How long a client refused for capacity (503 queue_full,
- * queue_timeout, no_capacity, no_ready_node ...) should wait before it
+ * queue_timeout, no_capacity, node_blocked ...) should wait before it
  * retries: the `Retry-After` and `retry-after-ms` headers of those answers.
  * The OpenAI SDKs retry 503 (and 429) on their own, after 0.5-8 s of
  * backoff unless the answer says how long: openai-node reads

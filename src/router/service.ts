@@ -21,6 +21,7 @@ import { checkInsecureBinds } from "./insecure-zmq.ts";
 import { ENROLL_URL_META } from "./join-keys.ts";
 import { ModelAssigner } from "./model-assignments.ts";
 import { ModelServer } from "./model-serving.ts";
+import { isOffline } from "./node-availability.ts";
 import { type OpenAiServer, startOpenAiServer } from "./openai-http.ts";
 import { DEFAULT_QUEUE, type QueueSettings, Scheduler } from "./queue.ts";
 import { RouterStore } from "./store.ts";
@@ -182,6 +183,12 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
       for (const l of cp.leases()) by[l.state] = (by[l.state] ?? 0) + 1;
       for (const [state, n] of Object.entries(by)) metrics.nodes.set({ state }, n);
     };
+    metrics.readConditionsFrom(function* () {
+      for (const l of cp.leases())
+        if (!isOffline(l))
+          for (const c of l.conditions)
+            yield { node: l.nodeId, condition: c.condition, severity: c.severity };
+    });
     // Expiries are counted from the control plane's own counter below (a node's release is not one).
     cp.onLeaseChange(() => countNodes());
     countNodes();

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { ensurePrivateDir, PRIVATE_FILE_MODE } from "../core/atomic-file.ts";
 import { isoTime, isValidTime } from "../core/time-text.ts";
+import type { NodeCondition, NodeState as ReportedState } from "../protocol/conditions.ts";
 
 export const DB_FILE = "router.db";
 
@@ -53,6 +54,21 @@ export interface NodeRow {
   engine: string;
   /** The hardware summary of the last registration (hostname, cpus, memory, gpus). */
   hardware: Record<string, unknown> | null;
+  /** The lifecycle state the node reported last (null: it did not say). */
+  reportedState: ReportedState | null;
+  /** The conditions the node reported last (validated by the wire schema when they arrived). */
+  conditions: NodeCondition[];
+}
+
+/** What a node reports about itself, as startLease and updateLease take it. */
+export interface LeaseReport {
+  state: NodeState;
+  models: string[];
+  maxConcurrent: number;
+  freeSlots: number;
+  engine: string;
+  reportedState: ReportedState | null;
+  conditions: NodeCondition[];
 }
 
 const SCHEMA = `
@@ -125,6 +141,8 @@ function toNode(r: Row): NodeRow {
     freeSlots: Number(r.free_slots),
     engine: String(r.engine),
     hardware: json(r.hardware, null),
+    reportedState: (r.reported_state as ReportedState | null) ?? null,
+    conditions: json(r.conditions, []),
   };
 }
 
@@ -224,6 +242,9 @@ export class RouterStore {
       // Columns added after the first release of the schema.
       const columns = (db.prepare("PRAGMA table_info(nodes)").all() as Row[]).map((c) => String(c.name));
       if (!columns.includes("hardware")) db.exec("ALTER TABLE nodes ADD COLUMN hardware TEXT");
+      if (!columns.includes("reported_state")) db.exec("ALTER TABLE nodes ADD COLUMN reported_state TEXT");
+      if (!columns.includes("conditions"))
+        db.exec("ALTER TABLE nodes ADD COLUMN conditions TEXT NOT NULL DEFAULT '[]'");
     }
     return new RouterStore(dir, db);
   }
@@ -450,12 +471,12 @@ export class RouterStore {
     leaseId: string,
     leaseMs: number,
     now: number,
-    status: { state: NodeState; models: string[]; maxConcurrent: number; freeSlots: number; engine: string },
+    status: Omit<LeaseReport, "reportedState" | "conditions"> & Partial<LeaseReport>,
     hardware: object | null = null,
   ): number {
     const row = this.db
       .prepare(
-        "UPDATE nodes SET epoch = epoch + 1, lease_id = ?, lease_ms = ?, last_renewal = ?, state = ?, state_reason = NULL, models = ?, max_concurrent = ?, free_slots = ?, engine = ?, hardware = ? WHERE node_id = ? RETURNING epoch",
+        "UPDATE nodes SET epoch = epoch + 1, lease_id = ?, lease_ms = ?, last_renewal = ?, state = ?, state_reason = NULL, models = ?, max_concurrent = ?, free_slots = ?, engine = ?, hardware = ?, reported_state = ?, conditions = ? WHERE node_id = ? RETURNING epoch",
       )
       .get(
         leaseId,
@@ -467,6 +488,8 @@ export class RouterStore {
         status.freeSlots,
         status.engine,
         hardware === null ? null : JSON.stringify(hardware),
+        status.reportedState ?? null,
+        JSON.stringify(status.conditions ?? []),
         nodeId,
       ) as Row | undefined;
     if (!row) throw new Error(`unknown node ${nodeId}`);
@@ -475,15 +498,7 @@ export class RouterStore {
 
   updateLease(
     nodeId: string,
-    fields: {
-      lastRenewal?: number;
-      state?: NodeState;
-      stateReason?: string | null;
-      models?: string[];
-      maxConcurrent?: number;
-      freeSlots?: number;
-      engine?: string;
-    },
+    fields: Partial<LeaseReport> & { lastRenewal?: number; stateReason?: string | null },
   ): void {
     const sets: string[] = [];
     const values: (string | number | null)[] = [];
@@ -498,6 +513,8 @@ export class RouterStore {
     if (fields.maxConcurrent !== undefined) put("max_concurrent", fields.maxConcurrent);
     if (fields.freeSlots !== undefined) put("free_slots", fields.freeSlots);
     if (fields.engine !== undefined) put("engine", fields.engine);
+    if (fields.reportedState !== undefined) put("reported_state", fields.reportedState);
+    if (fields.conditions !== undefined) put("conditions", JSON.stringify(fields.conditions));
     if (sets.length === 0) return;
     this.#statement(`UPDATE nodes SET ${sets.join(", ")} WHERE node_id = ?`).run(...values, nodeId);
   }

@@ -298,11 +298,11 @@ describe("control plane with real processes", { timeout: 90_000 }, () => {
 
     node.signal("SIGSTOP");
     // The lease is 1000 ms; 10 s leaves room for a slow machine.
-    await waitFor(() => nodeRow(nodeId)?.state === "expired", {
+    await waitFor(() => nodeRow(nodeId)?.state === "offline", {
       timeoutMs: 10_000,
       what: "the router to mark the stopped node expired",
     });
-    assert.equal((await cliNodes()).find((n) => n.nodeId === nodeId)?.state, "expired");
+    assert.equal((await cliNodes()).find((n) => n.nodeId === nodeId)?.state, "offline");
 
     node.signal("SIGCONT");
     const back = await waitFor(

@@ -1,8 +1,9 @@
 /**
  * The engine's state reaches the router as it changes: a node whose
  * engine keeps failing (the vllm test double running out of memory)
- * reports `failed` with the classified cause and gets no requests; the
- * node itself stays up and holds its lease.
+ * reports `failed` with the classified cause and gets no requests (one
+ * sent meanwhile waits the queue's timeout for it, then gets a 503 naming
+ * the engine's state); the node itself stays up and holds its lease.
  */
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
@@ -16,7 +17,8 @@ import { chatBody, post, Stack } from "./stack.ts";
 describe("engine state at the router", { timeout: 60_000 }, () => {
   let stack: Stack;
   before(async () => {
-    stack = await Stack.start();
+    // A short queue timeout: the request sent to the failed node is meant to run out of it.
+    stack = await Stack.start({ queue: { queueMax: 10, queueTimeoutMs: 300 } });
   });
   after(async () => {
     await stack?.close();
@@ -64,6 +66,8 @@ describe("engine state at the router", { timeout: 60_000 }, () => {
       authorization: `Bearer ${key}`,
     });
     assert.equal(r.status, 503);
-    assert.equal(JSON.parse(r.body.toString()).error.code, "no_ready_node");
+    const error = JSON.parse(r.body.toString()).error;
+    assert.equal(error.code, "queue_timeout");
+    assert.match(error.message, new RegExp(`node ${node.nodeId} has its engine failed`));
   });
 });

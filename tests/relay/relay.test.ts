@@ -22,7 +22,9 @@ describe("relay through router and node", { timeout: 60_000 }, () => {
   let keyA2: string;
 
   before(async () => {
-    stack = await Stack.start();
+    // A short queue timeout: a request for a node whose engine died waits this long for it (the
+    // router holds requests for a project's unavailable nodes), then gets its 503.
+    stack = await Stack.start({ queue: { queueMax: 10, queueTimeoutMs: 2000 } });
     alpha = await stack.addNode({ project: "alpha", sim: { outputTokens: 24 } });
     beta = await stack.addNode({ project: "beta", sim: { outputTokens: 24 } });
     keyA = stack.apiKey("alpha", "tenant-one");

@@ -9,6 +9,7 @@
 import { randomBytes } from "node:crypto";
 import type * as zmq from "zeromq";
 import { decodeRouterMessages, encodeBatch, encodeMessage } from "../../src/protocol/codec.ts";
+import type { NodeCondition, NodeState } from "../../src/protocol/conditions.ts";
 import type { NodeMessage, Outgoing, RouterMessage, RouterMessageOf } from "../../src/protocol/messages.ts";
 import type { RouterService } from "../../src/router/service.ts";
 import { type CurveKeyPair, curveSharedSecret, registerProof } from "../../src/transport/curve.ts";
@@ -27,6 +28,10 @@ export class RogueNode {
   /** Every message received, in order. */
   readonly received: RouterMessage[] = [];
   lease: RouterMessageOf<"register_ack"> | undefined;
+  /** What the node reports in its register and every renewal (a test changes it, then calls renew()). */
+  conditions: NodeCondition[] = [];
+  /** The lifecycle state it reports (undefined: it does not say, as an older node). */
+  state: NodeState | undefined;
   readonly #waiters = new Set<Waiter>();
   #renewals: NodeJS.Timeout | undefined;
   #seq = 0;
@@ -114,7 +119,10 @@ export class RogueNode {
   }
 
   /** The register message as the real node builds it, for the given challenge. */
-  registerMessage(challenge: string | null, o: { windowBytes?: number; models?: string[] } = {}) {
+  registerMessage(
+    challenge: string | null,
+    o: { windowBytes?: number; models?: string[]; leaseMs?: number } = {},
+  ) {
     const nonce = randomBytes(16).toString("hex");
     const ids = {
       nodeId: this.nodeId,
@@ -135,15 +143,17 @@ export class RogueNode {
       models: o.models ?? ["sim-model"],
       maxConcurrent: 16,
       freeSlots: 16,
-      requestedLeaseMs: 30_000,
+      requestedLeaseMs: o.leaseMs ?? 30_000,
       renewalIntervalMs: 200,
       windowBytes: o.windowBytes ?? 65536,
+      conditions: this.conditions,
+      ...(this.state ? { state: this.state } : {}),
     };
   }
 
   /** Register (answering the router's challenge) and keep the lease renewed; resolves with the router's answer. */
   async register(
-    o: { windowBytes?: number; models?: string[] } = {},
+    o: { windowBytes?: number; models?: string[]; leaseMs?: number } = {},
   ): Promise<RouterMessageOf<"register_ack" | "register_refused">> {
     const answer = () => this.next(["register_ack", "register_refused", "register_challenge"]);
     let reply: RouterMessage;
@@ -176,7 +186,14 @@ export class RogueNode {
       models: ["sim-model"],
       maxConcurrent: 16,
       freeSlots: 16,
+      conditions: this.conditions,
+      ...(this.state ? { state: this.state } : {}),
     }).catch(() => undefined);
+  }
+
+  /** Stop renewing without a word, as a node that hangs or loses its network: the lease expires. */
+  stopRenewing(): void {
+    clearInterval(this.#renewals);
   }
 
   /** Give the lease back (the router forgets the node's streams and transfers). */

@@ -17,6 +17,7 @@ import { nearest } from "../core/suggest.ts";
 import type { AnyCommandSpec, CommandContext, OptionSpec } from "./command.ts";
 import type { Io } from "./io.ts";
 import { terminalSafeIo } from "./output.ts";
+import { settingDescription, settingFlagSyntax } from "./setting-help.ts";
 
 const EXIT_CODES_HELP = `
 Exit codes:
@@ -35,12 +36,7 @@ interface HelpMode {
 function settingOption(key: SettingKey): Option {
   const info = settingByKey.get(key);
   if (!info) throw new Error(`unknown setting ${key}`);
-  const isBool = info.defaultValue === "true" || info.defaultValue === "false";
-  const flags = isBool ? `--${info.flag} [bool]` : `--${info.flag} <value>`;
-  const shownDefault = info.secret
-    ? (info.defaultText ?? "unset")
-    : (info.defaultText ?? info.defaultValue ?? "unset");
-  const option = new Option(flags, `${info.doc} (env: ${info.env}; default: ${shownDefault})`);
+  const option = new Option(settingFlagSyntax(info), settingDescription(info));
   if (info.repeatable)
     option.argParser((value: string, prev: unknown) => [...((prev as string[]) ?? []), value]);
   return option;

@@ -1,145 +1,89 @@
 /**
  * @module `xim router serve`: run the router (HTTPS enrollment, the CURVE
  * ZeroMQ control plane, the OpenAI-compatible API and its metrics) until
- * SIGTERM or SIGINT, printing the bound addresses (one JSON line with --json).
+ * SIGTERM or SIGINT, printing the bound addresses (one JSON line with
+ * --json). Its flags are the router's settings (src/router/settings.ts):
+ * each also has an XIM_ROUTER_* variable; a flag wins over the variable.
  */
-import { InvalidArgumentError } from "commander";
-import { ExitCode, UsageError } from "../../core/errors.ts";
+import { ExitCode } from "../../core/errors.ts";
 import { logUnhandledRejections } from "../../core/guard.ts";
-import { startRouterService } from "../../router/service.ts";
+import type { Logger } from "../../core/log.ts";
+import { type RouterServiceOptions, startRouterService } from "../../router/service.ts";
+import {
+  loadRouterSettings,
+  type RouterSettingKey,
+  type RouterSettings,
+  routerSettingInfos,
+  routerSettingProblem,
+} from "../../router/settings.ts";
 import { INSECURE_ZMQ_WARNING } from "../../transport/sockets.ts";
-import { defineCommand } from "../command.ts";
-import { jsonOption, switchOption, textOption, valueOption } from "../options.ts";
+import { defineCommand, type OptionSpec } from "../command.ts";
+import { jsonOption } from "../options.ts";
+import { settingDescription, settingFlagSyntax } from "../setting-help.ts";
 import { routerStateDir, stateOption } from "./state.ts";
 
-function positiveInt(name: string) {
-  return (value: string) => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < 1)
-      throw new InvalidArgumentError(`${name} must be a whole number of at least 1, got '${value}'`);
-    return n;
-  };
+/** A router setting's flag: its raw text, checked by the setting's schema as it is parsed (a bad one exits 2). */
+type SettingFlag = OptionSpec<string | boolean | undefined>;
+
+/** One flag per router setting; their values go to loadRouterSettings, which adds the environment and defaults. */
+function routerSettingFlags(): Record<RouterSettingKey, SettingFlag> {
+  const entries = routerSettingInfos.map((info): [RouterSettingKey, SettingFlag] => [
+    info.key,
+    {
+      flags: settingFlagSyntax(info),
+      description: settingDescription(info),
+      parse: (value) => {
+        const problem = routerSettingProblem(info.key, value);
+        if (problem) throw new Error(problem);
+        return value;
+      },
+    },
+  ]);
+  return Object.fromEntries(entries) as Record<RouterSettingKey, SettingFlag>;
 }
 
-function hostPort(value: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(value);
-  if (!m) throw new Error(`'${value}' is not HOST:PORT`);
-  const port = Number(m[3]);
-  if (port > 65535) throw new Error(`port ${port} is out of range`);
-  return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
+/** What startRouterService takes from the settings (state folder, logger and HTTP limits come from elsewhere). */
+function serviceSettings(s: RouterSettings) {
+  return {
+    enrollListen: s.enrollListen,
+    controlBind: s.controlBind,
+    streamingBind: s.streamingBind,
+    advertiseHost: s.advertiseHost,
+    plainHttp: s.insecureHttp,
+    plainZmq: s.insecureZmq,
+    plainZmqAllowRemote: s.insecureZmqAllowRemote,
+    tls: { cert: s.tlsCert, key: s.tlsKey },
+    http: { host: s.httpHost, port: s.httpPort },
+    metricsListen: s.metricsPort === undefined ? undefined : { host: s.metricsHost, port: s.metricsPort },
+    queue: { queueMax: s.queueMax, queueTimeoutMs: s.queueTimeoutMs },
+    flow: {
+      windowBytes: s.flowWindowBytes,
+      replenishThreshold: s.flowReplenishThreshold,
+      creditIdleMs: 100,
+      maxEventBytes: s.flowMaxEventBytes,
+    },
+    requestDeadlineMs: s.requestDeadlineMs,
+  } satisfies Partial<RouterServiceOptions>;
 }
 
-function nonNegativeInt(name: string) {
-  return (value: string) => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < 0)
-      throw new InvalidArgumentError(`${name} must be a whole number of at least 0, got '${value}'`);
-    return n;
-  };
-}
-
-function fractionArg(name: string) {
-  return (value: string) => {
-    const n = Number(value);
-    if (!Number.isFinite(n) || n < 0 || n > 1)
-      throw new InvalidArgumentError(`${name} must be a number from 0 to 1, got '${value}'`);
-    return n;
-  };
+function untilStopSignal(logger: Logger): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      logger.info({ signal }, "stopping the router");
+      process.off("SIGTERM", stop);
+      process.off("SIGINT", stop);
+      resolve();
+    };
+    process.on("SIGTERM", stop);
+    process.on("SIGINT", stop);
+  });
 }
 
 export const serveCommand = defineCommand({
   name: "serve",
   summary: "Run the router: HTTPS enrollment, the CURVE ZeroMQ control plane and the OpenAI-compatible API",
   settings: ["logLevel", "httpHeadersTimeoutMs", "httpBodyIdleTimeoutMs", "httpMaxConnectionsPerClient"],
-  options: {
-    state: stateOption,
-    enrollListen: textOption(
-      "--enroll-listen <host:port>",
-      "address of the HTTPS enrollment endpoint",
-      "0.0.0.0:8443",
-    ),
-    controlBind: textOption(
-      "--control-bind <endpoint>",
-      "ZeroMQ control socket (port 0 = any)",
-      "tcp://0.0.0.0:5555",
-    ),
-    streamingBind: textOption(
-      "--streaming-bind <endpoint>",
-      "ZeroMQ streaming socket (port 0 = any)",
-      "tcp://0.0.0.0:5556",
-    ),
-    advertiseHost: textOption(
-      "--advertise-host <host>",
-      "host name nodes use to reach this router (default: the bind host, or this machine's name)",
-    ),
-    tlsCert: textOption(
-      "--tls-cert <file>",
-      "TLS certificate (PEM); default: the state folder's self-signed one",
-    ),
-    tlsKey: textOption("--tls-key <file>", "TLS private key (PEM)"),
-    insecureHttp: switchOption(
-      "--insecure-http",
-      "serve enrollment over plain HTTP (development only: keys travel in clear)",
-    ),
-    insecureZmq: switchOption(
-      "--insecure-zmq",
-      "run ZeroMQ without CURVE encryption (development and benchmarks only: requests and tokens travel in clear; nodes must set XEROTIER_AGENT_ALLOW_INSECURE=1); binds to loopback only",
-    ),
-    insecureZmqAllowRemote: switchOption(
-      "--insecure-zmq-allow-remote",
-      "with --insecure-zmq, allow ZeroMQ binds beyond loopback (no encryption, no protection against an active attacker: trusted networks only)",
-    ),
-    httpHost: textOption("--http-host <host>", "address of the OpenAI-compatible API", "0.0.0.0"),
-    httpPort: valueOption(
-      "--http-port <port>",
-      "port of the OpenAI-compatible API (0 = any free port)",
-      nonNegativeInt("--http-port"),
-      8080,
-    ),
-    metricsPort: valueOption(
-      "--metrics-port <port>",
-      "serve Prometheus /metrics on this port (0 = any free port); off unless given",
-      nonNegativeInt("--metrics-port"),
-    ),
-    metricsHost: textOption("--metrics-host <host>", "address of the metrics server", "127.0.0.1"),
-    queueMax: valueOption(
-      "--queue-max <n>",
-      "requests parked per node when the only compatible node is full",
-      nonNegativeInt("--queue-max"),
-      10,
-    ),
-    queueTimeoutMs: valueOption(
-      "--queue-timeout-ms <ms>",
-      "how long a parked request waits for a slot before its 503",
-      positiveInt("--queue-timeout-ms"),
-      30000,
-    ),
-    flowWindowBytes: valueOption(
-      "--flow-window-bytes <n>",
-      "credit window asked for each stream (the node's own window caps it); 0 turns flow control off",
-      nonNegativeInt("--flow-window-bytes"),
-      65536,
-    ),
-    flowReplenishThreshold: valueOption(
-      "--flow-replenish-threshold <f>",
-      "fraction of the window taken by the client that triggers credit (when the node does not say)",
-      fractionArg("--flow-replenish-threshold"),
-      0.5,
-    ),
-    flowMaxEventBytes: valueOption(
-      "--flow-max-event-bytes <n>",
-      "longest unfinished SSE event held per stream; a node exceeding it loses the stream (raise it for completions with echo and logprobs over long prompts)",
-      positiveInt("--flow-max-event-bytes"),
-      1048576,
-    ),
-    requestDeadlineMs: valueOption(
-      "--request-deadline-ms <ms>",
-      "the node cancels a request running longer than this (0 = no deadline)",
-      nonNegativeInt("--request-deadline-ms"),
-      0,
-    ),
-    json: jsonOption,
-  },
+  options: { state: stateOption, ...routerSettingFlags(), json: jsonOption },
   examples: [
     "xim router serve",
     "xim router serve --http-port 8000 --metrics-port 9095",
@@ -149,46 +93,19 @@ export const serveCommand = defineCommand({
   async run(ctx) {
     const logger = ctx.logger();
     logUnhandledRejections(logger);
-    let listen: { host: string; port: number };
-    try {
-      listen = hostPort(ctx.options.enrollListen);
-    } catch (err) {
-      throw new UsageError(`--enroll-listen: ${(err as Error).message}`);
-    }
+    const { settings, warnings } = loadRouterSettings({ flags: ctx.options, env: ctx.io.env });
+    for (const w of warnings) logger.warn(w);
     // serve, like init, makes a router in a folder that holds none (a first start in a container).
     const { dir: stateDir } = routerStateDir(ctx);
     const service = await startRouterService({
+      ...serviceSettings(settings),
       stateDir,
-      enrollListen: listen,
-      controlBind: ctx.options.controlBind,
-      streamingBind: ctx.options.streamingBind,
-      advertiseHost: ctx.options.advertiseHost,
-      plainHttp: ctx.options.insecureHttp === true,
-      plainZmq: ctx.options.insecureZmq === true,
-      plainZmqAllowRemote: ctx.options.insecureZmqAllowRemote === true,
-      tls: { cert: ctx.options.tlsCert, key: ctx.options.tlsKey },
       logger,
-      http: { host: ctx.options.httpHost, port: ctx.options.httpPort },
-      metricsListen:
-        ctx.options.metricsPort === undefined
-          ? undefined
-          : { host: ctx.options.metricsHost, port: ctx.options.metricsPort },
-      queue: {
-        queueMax: ctx.options.queueMax,
-        queueTimeoutMs: ctx.options.queueTimeoutMs,
-      },
-      flow: {
-        windowBytes: ctx.options.flowWindowBytes,
-        replenishThreshold: ctx.options.flowReplenishThreshold,
-        creditIdleMs: 100,
-        maxEventBytes: ctx.options.flowMaxEventBytes,
-      },
-      requestDeadlineMs: ctx.options.requestDeadlineMs,
       httpLimits: ctx.config().config,
     });
-    if (ctx.options.insecureHttp)
+    if (settings.insecureHttp)
       logger.warn("enrollment is served over plain HTTP: join keys travel in clear; development only");
-    if (ctx.options.insecureZmq) logger.warn(INSECURE_ZMQ_WARNING);
+    if (settings.insecureZmq) logger.warn(INSECURE_ZMQ_WARNING);
     const info = {
       ...service.endpoints,
       stateDir,
@@ -200,16 +117,7 @@ export const serveCommand = defineCommand({
       ctx.io.stdout(
         `router serving\n  enrollment: ${info.enrollUrl}\n  control:    ${info.control}\n  streaming:  ${info.streaming}\n  OpenAI API: ${info.httpUrl ?? "-"}\n${info.metricsUrl ? `  metrics:    ${info.metricsUrl}/metrics\n` : ""}  state:      ${info.stateDir}\n`,
       );
-    await new Promise<void>((resolve) => {
-      const stop = (signal: NodeJS.Signals) => {
-        logger.info({ signal }, "stopping the router");
-        process.off("SIGTERM", stop);
-        process.off("SIGINT", stop);
-        resolve();
-      };
-      process.on("SIGTERM", stop);
-      process.on("SIGINT", stop);
-    });
+    await untilStopSignal(logger);
     await service.close();
     return ExitCode.ok;
   },

@@ -10,11 +10,10 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { ExitCode, XimError } from "../../core/errors.ts";
 import { defaultRouterStateDir } from "../../core/paths.ts";
+import { ROUTER_STATE_ENV } from "../../router/settings.ts";
 import { DB_FILE, RouterStore } from "../../router/store.ts";
 import type { CommandContext } from "../command.ts";
 import { textOption } from "../options.ts";
-
-export const ROUTER_STATE_ENV = "XIM_ROUTER_STATE_DIR";
 
 export const stateOption = textOption(
   "--state <dir>",

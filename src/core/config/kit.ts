@@ -206,12 +206,15 @@ export function listenAddress(meta: AnySettingMeta, def: string) {
     v.optional(
       v.pipe(
         text(),
-        v.regex(/^(?:\[[^\]]+\]|[^:]*):\d{1,5}$/, expected),
-        v.transform((s) => {
-          const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(s) as RegExpExecArray;
-          return { host: m[1] ?? (m[2] || "0.0.0.0"), port: Number(m[3]) };
+        v.rawTransform(({ dataset, addIssue, NEVER }) => {
+          const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(dataset.value);
+          const port = Number(m?.[3]);
+          if (!m || port > 65535) {
+            addIssue({ message: expected });
+            return NEVER;
+          }
+          return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
         }),
-        v.check((a) => a.port <= 65535, expected),
       ),
       def,
     ),

@@ -138,36 +138,47 @@ function buildCommand(
     const run = spec.run;
     cmd.action((...actionArgs: unknown[]) => {
       const command = actionArgs[actionArgs.length - 1] as Command;
-      const all = { ...optionsTakenByParents(command), ...definedOptions(command) };
-      const options = Object.fromEntries(
-        [...ownOptions].map(([name, attribute]) => [name, all[attribute]] as const),
-      );
-      const args = command.args.slice(0, spec.arguments?.length ?? 0);
-      let loaded: LoadedConfig | undefined;
-      let logger: Logger | undefined;
-      const ctx: CommandContext<Record<string, unknown>> = {
-        io,
-        options,
-        args,
-        config: () => {
-          if (!loaded) {
-            loaded = loadConfig({ ...settingFlags(spec, all), env: io.env, cwd: io.cwd });
-          }
-          return loaded;
-        },
-        logger: () => {
-          if (!logger) {
-            const { config, warnings } = ctx.config();
-            logger = createLogger({ level: config.logLevel });
-            for (const w of warnings) logger.warn(w);
-          }
-          return logger;
-        },
-      };
-      runner.pending = run(ctx);
+      runner.pending = run(commandContext(spec, command, ownOptions, io));
     });
   }
   return cmd;
+}
+
+/**
+ * What a command's `run` receives: its own options under their declared
+ * names (`ownOptions`: name -> commander's attribute), its positional
+ * arguments, and the configuration and logger, loaded on first use.
+ */
+function commandContext(
+  spec: AnyCommandSpec,
+  command: Command,
+  ownOptions: Map<string, string>,
+  io: Io,
+): CommandContext<Record<string, unknown>> {
+  const all = { ...optionsTakenByParents(command), ...definedOptions(command) };
+  const options = Object.fromEntries(
+    [...ownOptions].map(([name, attribute]) => [name, all[attribute]] as const),
+  );
+  let loaded: LoadedConfig | undefined;
+  let logger: Logger | undefined;
+  const ctx: CommandContext<Record<string, unknown>> = {
+    io,
+    options,
+    args: command.args.slice(0, spec.arguments?.length ?? 0),
+    config: () => {
+      if (!loaded) loaded = loadConfig({ ...settingFlags(spec, all), env: io.env, cwd: io.cwd });
+      return loaded;
+    },
+    logger: () => {
+      if (!logger) {
+        const { config, warnings } = ctx.config();
+        logger = createLogger({ level: config.logLevel });
+        for (const w of warnings) logger.warn(w);
+      }
+      return logger;
+    },
+  };
+  return ctx;
 }
 
 /**

@@ -11,6 +11,7 @@ import { after, describe, test } from "node:test";
 import { commands } from "../../../src/cli/commands.ts";
 import { recordingIo } from "../../../src/cli/io.ts";
 import { runCli } from "../../../src/cli/program.ts";
+import { routerSettingInfos } from "../../../src/router/settings.ts";
 import { baseEnv, type Env, XimProcess, xim } from "../../router/harness.ts";
 
 const home = mkdtempSync(join(tmpdir(), "xim-serve-settings-"));
@@ -24,6 +25,13 @@ const LOOPBACK_ENV: Env = {
   XIM_ROUTER_HTTP_HOST: "127.0.0.1",
   XIM_ROUTER_HTTP_PORT: "0",
 };
+
+/** `xim ARGV` through the real parser in this process, for what ends before the router starts. */
+async function inProcess(argv: string[]) {
+  const rec = recordingIo({ HOME: home }, home);
+  const code = await runCli(argv, rec.io, { version: () => "0", verboseVersion: async () => "", commands });
+  return { code, stdout: rec.stdout(), stderr: rec.stderr() };
+}
 
 /** Start `xim router serve --json`, return the addresses it printed, and stop it. */
 async function servedAddresses(name: string, env: Env, args: string[] = []) {
@@ -41,6 +49,20 @@ async function servedAddresses(name: string, env: Env, args: string[] = []) {
 }
 
 describe("xim router serve settings", { timeout: 180_000 }, () => {
+  test("--help shows each setting's flag with its XIM_ROUTER_* variable and its default", async () => {
+    const r = await inProcess(["router", "serve", "--help"]);
+    assert.equal(r.code, 0, r.stderr);
+    // Descriptions wrap at 80 columns, so "env: NAME" may span a line break.
+    const text = r.stdout.replace(/\s+/g, " ");
+    for (const s of routerSettingInfos) {
+      assert.ok(text.includes(`--${s.flag} `), `--${s.flag} missing`);
+      assert.ok(
+        text.includes(`(env: ${s.env}; default: ${s.defaultText ?? s.defaultValue ?? "unset"})`),
+        s.env,
+      );
+    }
+  });
+
   test("XIM_ROUTER_* variables set serve's settings", async () => {
     const served = await servedAddresses("env", {
       XIM_ROUTER_ADVERTISE_HOST: "from-env.invalid",
@@ -65,6 +87,7 @@ describe("xim router serve settings", { timeout: 180_000 }, () => {
     const r = await xim(
       ["router", "serve", "--state", join(home, "bad-env")],
       baseEnv(home, { ...LOOPBACK_ENV, XIM_ROUTER_QUEUE_TIMEOUT_MS: "soon" }),
+      60_000, // generous: a loaded 2-core machine starts Node slowly; the process exits at once
     );
     assert.equal(r.code, 78, r.stderr);
     assert.match(
@@ -80,18 +103,13 @@ describe("xim router serve settings", { timeout: 180_000 }, () => {
       ["--enroll-listen", "router.internal", /expected HOST:PORT/],
       ["--insecure-http", "maybe", /expected a boolean/],
     ] as const) {
-      const rec = recordingIo({ HOME: home }, home);
-      const code = await runCli(["router", "serve", flag, value], rec.io, {
-        version: () => "0",
-        verboseVersion: async () => "",
-        commands,
-      });
+      const { code, stderr } = await inProcess(["router", "serve", flag, value]);
       assert.equal(code, 2, flag);
       assert.match(
-        rec.stderr(),
+        stderr,
         new RegExp(`option '${flag} [<\\[][^'>\\]]+[>\\]]' argument '${value}' is invalid`),
       );
-      assert.match(rec.stderr(), accepted);
+      assert.match(stderr, accepted);
     }
   });
 });

@@ -3,26 +3,38 @@
  * the configuration settings it takes as flags, its own options, examples)
  * plus a `run` function that receives parsed options and a lazily loaded
  * configuration, and returns an exit code. program.ts turns these into
- * commander commands; main.ts lists them.
+ * commander commands; main.ts lists them. A command's options are declared
+ * once, as named OptionSpecs (src/cli/options.ts builds them): the type of
+ * `ctx.options` in its `run` is inferred from that declaration.
  */
 import type { LoadedConfig } from "../core/config/load.ts";
 import type { SettingKey } from "../core/config/schema.ts";
 import type { Logger } from "../core/log.ts";
 import type { Io } from "./io.ts";
 
-export interface OptionSpec {
+/** One option of a command; `T` is the type `run` receives for it. */
+export interface OptionSpec<T = unknown> {
   /** commander flag syntax, e.g. "--json" or "--state <dir>". */
   flags: string;
   description: string;
-  default?: string | boolean | number;
-  /** Parse the raw text (commander argParser); throw an Error to report a usage error. */
-  parse?: (value: string, previous: unknown) => unknown;
+  default?: T;
+  /** Parse the raw text (commander argParser); throw an Error to report a usage error (exit 2). */
+  parse?: (value: string, previous: T | undefined) => T;
 }
 
-export interface CommandContext {
+/** A command's options by the name `run` reads them under. */
+// biome-ignore lint/suspicious/noExplicitAny: any option type; each command's own is inferred by defineCommand.
+export type OptionSpecs = Record<string, OptionSpec<any>>;
+
+/** The parsed values of a command's options, typed from their declaration. */
+export type OptionValues<S extends OptionSpecs> = {
+  [K in keyof S]: S[K] extends OptionSpec<infer T> ? T : never;
+};
+
+export interface CommandContext<O = Record<never, never>> {
   io: Io;
-  /** The command's own options (not settings), by commander's camelCase name. */
-  options: Record<string, unknown>;
+  /** The command's own options (not settings), under the names its `options` declares. */
+  options: O;
   /** Positional arguments. */
   args: string[];
   /** The configuration (flags > env > .env > defaults); throws ConfigError (exit 78) when invalid. */
@@ -31,7 +43,7 @@ export interface CommandContext {
   logger: () => Logger;
 }
 
-export interface CommandSpec {
+export interface CommandSpec<O extends OptionSpecs = Record<never, never>> {
   name: string;
   summary: string;
   /** Extra paragraphs for --help. */
@@ -46,9 +58,20 @@ export interface CommandSpec {
    * Xerotier documentation groups them. Unset: --help lists every setting.
    */
   commonSettings?: readonly SettingKey[];
-  options?: OptionSpec[];
+  options?: O;
   examples: string[];
   hidden?: boolean;
-  subcommands?: CommandSpec[];
-  run?: (ctx: CommandContext) => Promise<number>;
+  subcommands?: readonly AnyCommandSpec[];
+  run?(ctx: CommandContext<OptionValues<O>>): Promise<number>;
+}
+
+/** A command of any options: what tables of commands hold. */
+// biome-ignore lint/suspicious/noExplicitAny: a table holds commands whose option types differ.
+export type AnyCommandSpec = CommandSpec<any>;
+
+/** Declare a command; its `run` receives options typed from its `options`. */
+export function defineCommand<const O extends OptionSpecs = Record<never, never>>(
+  spec: CommandSpec<O>,
+): CommandSpec<O> {
+  return spec;
 }

@@ -6,7 +6,8 @@ import { describeSource, type LoadedConfig, settingInfos } from "../core/config/
 import { type SettingKey, settings } from "../core/config/schema.ts";
 import { ExitCode } from "../core/errors.ts";
 import { Secret } from "../core/secret.ts";
-import type { CommandSpec } from "./command.ts";
+import { defineCommand } from "./command.ts";
+import { jsonOption } from "./options.ts";
 import { formatTable } from "./output.ts";
 
 export const MASK = "***";
@@ -53,12 +54,12 @@ function text(value: unknown): string {
   return String(value);
 }
 
-export const configCommand: CommandSpec = {
+export const configCommand = defineCommand({
   name: "config",
   summary: "Print the effective configuration: every setting, its value and its source",
   settings: Object.keys(settings) as SettingKey[],
   commonSettings: ["envFile", "configDir"],
-  options: [{ flags: "--json", description: "print JSON for scripts" }],
+  options: { json: jsonOption },
   examples: [
     "xim config",
     "xim config --json | jq '.settings[] | select(.source != \"default\")'",
@@ -84,4 +85,4 @@ export const configCommand: CommandSpec = {
     for (const w of loaded.warnings) ctx.io.stderr(`warning: ${w}\n`);
     return ExitCode.ok;
   },
-};
+});

@@ -11,8 +11,9 @@ import { ALL_CHECKS } from "../doctor/all-checks.ts";
 import { type CheckResult, type CheckStatus, GROUP_TITLES } from "../doctor/check.ts";
 import { configForDoctor, DOCTOR_SCHEMA_VERSION, runDoctor } from "../doctor/doctor.ts";
 import { byGroup, DEFAULT_RUN_TIMEOUT_MS, type DoctorReport } from "../doctor/run-checks.ts";
-import type { CommandSpec } from "./command.ts";
+import { defineCommand } from "./command.ts";
 import type { Io } from "./io.ts";
+import { switchOption, valueOption } from "./options.ts";
 
 const SYMBOL: Record<CheckStatus, string> = { ok: "✓", warn: "!", fail: "✗", skipped: "-" };
 const COLOUR: Record<CheckStatus, string> = { ok: "32", warn: "33", fail: "31", skipped: "2" };
@@ -94,8 +95,8 @@ function parseSeconds(value: string): number {
   return n;
 }
 
-function collect(value: string, previous: unknown): string[] {
-  return [...((previous as string[] | undefined) ?? []), ...value.split(",").filter(Boolean)];
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), ...value.split(",").filter(Boolean)];
 }
 
 /** Test hooks: point the checks at a fake /proc, /sys, /dev or /data/xerotier, or say whether this is a container. */
@@ -110,7 +111,7 @@ function rootsFromEnv(env: Io["env"]) {
   };
 }
 
-export const doctorCommand: CommandSpec = {
+export const doctorCommand = defineCommand({
   name: "doctor",
   summary: "Check this machine and explain what is wrong",
   description: `Runs every check in parallel (GPU driver and container toolkit, CPU, permissions,
@@ -120,20 +121,20 @@ setting that fixes it. Checks that need root or a GPU say "skipped" with the
 reason. Check ids and the --json schema: docs/doctor.md.`,
   settings: Object.keys(settings) as SettingKey[],
   commonSettings: ["configDir", "routerUrl", "initialModelPath", "modelCacheDir", "lmcacheRedisUrl"],
-  options: [
-    { flags: "--json", description: "print the report as JSON (schema in docs/doctor.md)" },
-    {
-      flags: "--check <id>",
-      description: "run only this check or group (repeatable, or comma-separated); see --list-checks",
-      parse: collect,
-    },
-    {
-      flags: "--timeout <seconds>",
-      description: `time limit of the whole run (default ${DEFAULT_RUN_TIMEOUT_MS / 1000}); each check also has its own`,
-      parse: parseSeconds,
-    },
-    { flags: "--list-checks", description: "list the check ids and exit" },
-  ],
+  options: {
+    json: switchOption("--json", "print the report as JSON (schema in docs/doctor.md)"),
+    check: valueOption(
+      "--check <id>",
+      "run only this check or group (repeatable, or comma-separated); see --list-checks",
+      collect,
+    ),
+    timeout: valueOption(
+      "--timeout <seconds>",
+      `time limit of the whole run (default ${DEFAULT_RUN_TIMEOUT_MS / 1000}); each check also has its own`,
+      parseSeconds,
+    ),
+    listChecks: switchOption("--list-checks", "list the check ids and exit"),
+  },
   examples: [
     "xim doctor",
     "xim doctor --json | jq '.checks[] | select(.status == \"fail\")'",
@@ -157,13 +158,12 @@ reason. Check ids and the --json schema: docs/doctor.md.`,
       loaded,
       configProblems: problems,
       env: io.env,
-      selectors: (ctx.options.check as string[] | undefined) ?? [],
-      timeoutMs:
-        ctx.options.timeout !== undefined ? (ctx.options.timeout as number) * 1000 : DEFAULT_RUN_TIMEOUT_MS,
+      selectors: ctx.options.check ?? [],
+      timeoutMs: ctx.options.timeout !== undefined ? ctx.options.timeout * 1000 : DEFAULT_RUN_TIMEOUT_MS,
       ...rootsFromEnv(io.env),
     });
     if (ctx.options.json) io.stdout(`${JSON.stringify(reportJson(report), null, 2)}\n`);
     else io.stdout(formatReport(report, useColour(io)));
     return report.summary.fail > 0 ? ExitCode.failure : ExitCode.ok;
   },
-};
+});

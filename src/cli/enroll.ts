@@ -5,9 +5,10 @@
 
 import { ExitCode, isXimError } from "../core/errors.ts";
 import { enroll } from "../enrollment/enroll.ts";
-import type { CommandSpec } from "./command.ts";
+import { defineCommand } from "./command.ts";
+import { switchOption } from "./options.ts";
 
-export const enrollCommand: CommandSpec = {
+export const enrollCommand = defineCommand({
   name: "enroll",
   summary: "Trade a one-time join key for a node identity",
   description: `Exit codes (for scripts):
@@ -17,13 +18,10 @@ export const enrollCommand: CommandSpec = {
   11 protocol version mismatch   12 plain HTTP refused (use --insecure in development)
   2 usage   78 configuration   1 anything else`,
   settings: ["joinKey", "routerUrl", "allowInsecure", "configDir", "logLevel"],
-  options: [
-    {
-      flags: "--force",
-      description: "enroll again even when this node is already enrolled (a new identity)",
-    },
-    { flags: "--json", description: "print the node id, router and state path as JSON" },
-  ],
+  options: {
+    force: switchOption("--force", "enroll again even when this node is already enrolled (a new identity)"),
+    json: switchOption("--json", "print the node id, router and state path as JSON"),
+  },
   examples: [
     "xim enroll --join-key xjk_myproject_AbC...",
     "XEROTIER_AGENT_JOIN_KEY=xjk_... xim enroll --json",
@@ -64,4 +62,4 @@ export const enrollCommand: CommandSpec = {
     }
     return ExitCode.ok;
   },
-};
+});

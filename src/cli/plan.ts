@@ -11,10 +11,11 @@ import { type SettingKey, settings } from "../core/config/schema.ts";
 import { ExitCode, UsageError } from "../core/errors.ts";
 import { shownVllmCommand } from "../engine/vllm-args.ts";
 import { explicitSettings, preparePlan } from "../planner/plan.ts";
-import type { CommandSpec } from "./command.ts";
+import { defineCommand } from "./command.ts";
+import { switchOption, textOption } from "./options.ts";
 import { formatPlan, planToJson } from "./plan-format.ts";
 
-export const planCommand: CommandSpec = {
+export const planCommand = defineCommand({
   name: "plan",
   summary:
     "Print the engine plan for a model on this machine: the exact vLLM argv, environment and the reason for each choice",
@@ -30,14 +31,13 @@ export const planCommand: CommandSpec = {
     "kvCacheBackend",
     "speculativeEnabled",
   ],
-  options: [
-    {
-      flags: "--model <path>",
-      description:
-        "the local model folder (config.json and weights); default XEROTIER_AGENT_INITIAL_MODEL_PATH",
-    },
-    { flags: "--json", description: "print JSON for scripts: { model, hardware, plan, command }" },
-  ],
+  options: {
+    model: textOption(
+      "--model <path>",
+      "the local model folder (config.json and weights); default XEROTIER_AGENT_INITIAL_MODEL_PATH",
+    ),
+    json: switchOption("--json", "print JSON for scripts: { model, hardware, plan, command }"),
+  },
   examples: [
     "xim plan --model /data/models/Llama-3.1-70B-Instruct",
     "xim plan --model ./mixtral --quantization fp8",
@@ -45,7 +45,7 @@ export const planCommand: CommandSpec = {
   ],
   async run(ctx) {
     const loaded = ctx.config();
-    const given = (ctx.options.model as string | undefined) ?? loaded.config.initialModelPath;
+    const given = ctx.options.model ?? loaded.config.initialModelPath;
     if (!given) {
       throw new UsageError(
         "xim plan needs a model folder",
@@ -79,4 +79,4 @@ export const planCommand: CommandSpec = {
     for (const w of [...loaded.warnings, ...command.warnings]) ctx.io.stderr(`warning: ${w}\n`);
     return ExitCode.ok;
   },
-};
+});

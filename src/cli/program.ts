@@ -14,9 +14,10 @@ import { ExitCode, isXimError, UsageError } from "../core/errors.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { redactUrlCredentials } from "../core/secret.ts";
 import { nearest } from "../core/suggest.ts";
-import type { CommandContext, CommandSpec } from "./command.ts";
+import type { AnyCommandSpec, CommandContext, OptionSpec } from "./command.ts";
 import type { Io } from "./io.ts";
 import { terminalSafeIo } from "./output.ts";
+import { settingDescription, settingFlagSyntax } from "./setting-help.ts";
 
 const EXIT_CODES_HELP = `
 Exit codes:
@@ -35,12 +36,7 @@ interface HelpMode {
 function settingOption(key: SettingKey): Option {
   const info = settingByKey.get(key);
   if (!info) throw new Error(`unknown setting ${key}`);
-  const isBool = info.defaultValue === "true" || info.defaultValue === "false";
-  const flags = isBool ? `--${info.flag} [bool]` : `--${info.flag} <value>`;
-  const shownDefault = info.secret
-    ? (info.defaultText ?? "unset")
-    : (info.defaultText ?? info.defaultValue ?? "unset");
-  const option = new Option(flags, `${info.doc} (env: ${info.env}; default: ${shownDefault})`);
+  const option = new Option(settingFlagSyntax(info), settingDescription(info));
   if (info.repeatable)
     option.argParser((value: string, prev: unknown) => [...((prev as string[]) ?? []), value]);
   return option;
@@ -61,7 +57,7 @@ function camelCase(flag: string): string {
 }
 
 /** The raw flag values of the settings a command declares, as text for the config loader. */
-function settingFlags(spec: CommandSpec, opts: Record<string, unknown>) {
+function settingFlags(spec: AnyCommandSpec, opts: Record<string, unknown>) {
   const flags: Partial<Record<SettingKey, RawValue>> = {};
   const fileFlags: Partial<Record<SettingKey, string>> = {};
   for (const key of spec.settings ?? []) {
@@ -76,33 +72,13 @@ function settingFlags(spec: CommandSpec, opts: Record<string, unknown>) {
   return { flags, fileFlags };
 }
 
-function settingFlagNames(spec: CommandSpec): Set<string> {
-  const names = new Set<string>();
-  for (const key of spec.settings ?? []) {
-    const info = settingByKey.get(key);
-    if (info) names.add(camelCase(info.flag));
-    if (info?.fileFlag) names.add(camelCase(info.fileFlag));
-  }
-  return names;
-}
-
-interface Runner {
-  pending?: Promise<number>;
-}
-
-function buildCommand(
-  spec: CommandSpec,
-  io: Io,
-  runner: Runner,
-  parentPath: string,
-  help: HelpMode,
-): Command {
-  const cmd = new Command(spec.name).description(spec.summary);
-  const path = `${parentPath} ${spec.name}`;
-  const width = io.columns ?? 80;
-  if (spec.description) cmd.addHelpText("after", `\n${wrapParagraph(spec.description, width)}`);
-  for (const a of spec.arguments ?? []) cmd.argument(a);
-  for (const o of spec.options ?? []) {
+/**
+ * The command's own options, added to commander; returns each one's name in
+ * `ctx.options` with commander's attribute name for it (`--no-wait` is `wait`).
+ */
+function addOwnOptions(cmd: Command, spec: AnyCommandSpec): Map<string, string> {
+  const names = new Map<string, string>();
+  for (const [name, o] of Object.entries<OptionSpec>(spec.options ?? {})) {
     const option = new Option(o.flags, o.description);
     if (o.default !== undefined) option.default(o.default);
     const parse = o.parse;
@@ -117,7 +93,28 @@ function buildCommand(
       });
     }
     cmd.addOption(option);
+    names.set(name, option.attributeName());
   }
+  return names;
+}
+
+interface Runner {
+  pending?: Promise<number>;
+}
+
+function buildCommand(
+  spec: AnyCommandSpec,
+  io: Io,
+  runner: Runner,
+  parentPath: string,
+  help: HelpMode,
+): Command {
+  const cmd = new Command(spec.name).description(spec.summary);
+  const path = `${parentPath} ${spec.name}`;
+  const width = io.columns ?? 80;
+  if (spec.description) cmd.addHelpText("after", `\n${wrapParagraph(spec.description, width)}`);
+  for (const a of spec.arguments ?? []) cmd.argument(a);
+  const ownOptions = addOwnOptions(cmd, spec);
   addSettingOptions(cmd, spec, help, path.trim(), io);
   if (spec.examples.length > 0) {
     cmd.addHelpText("after", `\nExamples:\n${spec.examples.map((e) => `  $ ${e}`).join("\n")}`);
@@ -139,38 +136,49 @@ function buildCommand(
     });
   } else if (spec.run) {
     const run = spec.run;
-    const settingNames = settingFlagNames(spec);
     cmd.action((...actionArgs: unknown[]) => {
       const command = actionArgs[actionArgs.length - 1] as Command;
-      const all = { ...optionsTakenByParents(command), ...definedOptions(command) };
-      const options: Record<string, unknown> = {};
-      for (const [k, value] of Object.entries(all)) if (!settingNames.has(k)) options[k] = value;
-      const args = command.args.slice(0, spec.arguments?.length ?? 0);
-      let loaded: LoadedConfig | undefined;
-      let logger: Logger | undefined;
-      const ctx: CommandContext = {
-        io,
-        options,
-        args,
-        config: () => {
-          if (!loaded) {
-            loaded = loadConfig({ ...settingFlags(spec, all), env: io.env, cwd: io.cwd });
-          }
-          return loaded;
-        },
-        logger: () => {
-          if (!logger) {
-            const { config, warnings } = ctx.config();
-            logger = createLogger({ level: config.logLevel });
-            for (const w of warnings) logger.warn(w);
-          }
-          return logger;
-        },
-      };
-      runner.pending = run(ctx);
+      runner.pending = run(commandContext(spec, command, ownOptions, io));
     });
   }
   return cmd;
+}
+
+/**
+ * What a command's `run` receives: its own options under their declared
+ * names (`ownOptions`: name -> commander's attribute), its positional
+ * arguments, and the configuration and logger, loaded on first use.
+ */
+function commandContext(
+  spec: AnyCommandSpec,
+  command: Command,
+  ownOptions: Map<string, string>,
+  io: Io,
+): CommandContext<Record<string, unknown>> {
+  const all = { ...optionsTakenByParents(command), ...definedOptions(command) };
+  const options = Object.fromEntries(
+    [...ownOptions].map(([name, attribute]) => [name, all[attribute]] as const),
+  );
+  let loaded: LoadedConfig | undefined;
+  let logger: Logger | undefined;
+  const ctx: CommandContext<Record<string, unknown>> = {
+    io,
+    options,
+    args: command.args.slice(0, spec.arguments?.length ?? 0),
+    config: () => {
+      if (!loaded) loaded = loadConfig({ ...settingFlags(spec, all), env: io.env, cwd: io.cwd });
+      return loaded;
+    },
+    logger: () => {
+      if (!logger) {
+        const { config, warnings } = ctx.config();
+        logger = createLogger({ level: config.logLevel });
+        for (const w of warnings) logger.warn(w);
+      }
+      return logger;
+    },
+  };
+  return ctx;
 }
 
 /**
@@ -178,7 +186,7 @@ function buildCommand(
  * ones (a 60-line flag list hides the two a user came for), --help-all shows
  * every one under the Xerotier documentation's group headings.
  */
-function addSettingOptions(cmd: Command, spec: CommandSpec, help: HelpMode, path: string, io: Io): void {
+function addSettingOptions(cmd: Command, spec: AnyCommandSpec, help: HelpMode, path: string, io: Io): void {
   const settings = spec.settings ?? [];
   const common = new Set(spec.commonSettings ?? settings);
   const ordered = help.all ? [...settings].sort((a, b) => groupIndex(a) - groupIndex(b)) : settings;
@@ -262,7 +270,7 @@ function unknownCommand(word: string, names: string[], path: string): UsageError
 export interface RootSpec {
   version: () => string;
   verboseVersion: (io: Io) => Promise<string>;
-  commands: CommandSpec[];
+  commands: readonly AnyCommandSpec[];
 }
 
 /** Parse argv, run the chosen command, and return the process exit code. */

@@ -17,14 +17,15 @@ import { shownVllmCommand } from "../engine/vllm-args.ts";
 import { deriveMaxConcurrent } from "../planner/max-concurrent.ts";
 import { explicitSettings } from "../planner/plan.ts";
 import { raiseSocketBuffersOnce } from "../transport/socket-buffers.ts";
-import type { CommandSpec } from "./command.ts";
+import { defineCommand } from "./command.ts";
+import { switchOption } from "./options.ts";
 import { formatPlan, planToJson } from "./plan-format.ts";
 
 /** What --dry-run says of the engine's key: that there is one, never its value (it does not exist yet). */
 const ENGINE_KEY_NOTE =
   "VLLM_API_KEY in the engine's environment, generated at each engine start (not shown); /v1 answers only the node";
 
-export const runCommand: CommandSpec = {
+export const runCommand = defineCommand({
   name: "run",
   summary: "Run the node: engine, lease and inference relay",
   description:
@@ -42,10 +43,10 @@ export const runCommand: CommandSpec = {
     "maxModelLen",
     "logLevel",
   ],
-  options: [
-    { flags: "--dry-run", description: "print the engine plan (command, environment, decisions) and exit" },
-    { flags: "--json", description: "with --dry-run: print JSON for scripts" },
-  ],
+  options: {
+    dryRun: switchOption("--dry-run", "print the engine plan (command, environment, decisions) and exit"),
+    json: switchOption("--json", "with --dry-run: print JSON for scripts"),
+  },
   examples: [
     "xim run",
     "XEROTIER_AGENT_JOIN_KEY=xjk_... xim run   # first start enrolls, later starts reconnect",
@@ -139,4 +140,4 @@ export const runCommand: CommandSpec = {
       process.off("SIGINT", onSignal);
     }
   },
-};
+});

@@ -8,9 +8,10 @@ import { ExitCode, UsageError, XimError } from "../core/errors.ts";
 import { detectHardware } from "../hardware/detect.ts";
 import { moeConfigFolder } from "../models/moe.ts";
 import { planTuning, type TuneOutcome, tuneMoe } from "../models/tune.ts";
-import type { CommandSpec } from "./command.ts";
+import { defineCommand } from "./command.ts";
+import { jsonOption, switchOption, textOption } from "./options.ts";
 
-export const tuneMoeCommand: CommandSpec = {
+export const tuneMoeCommand = defineCommand({
   name: "tune-moe",
   summary: "Find or produce tuned fused-MoE kernel configs",
   description: `For a Mixture-of-Experts model, vLLM looks for a kernel config named
@@ -32,20 +33,20 @@ not installed), XIM_MOE_TUNER (a whole tuner command line, replacing both).`,
     "vllmQuantization",
     "logLevel",
   ],
-  options: [
-    { flags: "--model <dir>", description: "the model folder (config.json)" },
-    { flags: "--print-name", description: "print the config file name vLLM looks for, and stop" },
-    { flags: "--force", description: "tune even when a config already exists" },
-    {
-      flags: "--gpu-name <name>",
-      description: "with --print-name: the GPU's name (as nvidia-smi prints it) instead of detecting it",
-    },
-    {
-      flags: "--enable-expert-parallel",
-      description: "the engine runs with expert parallelism (E per GPU, N whole)",
-    },
-    { flags: "--json", description: "print JSON for scripts" },
-  ],
+  options: {
+    model: textOption("--model <dir>", "the model folder (config.json)"),
+    printName: switchOption("--print-name", "print the config file name vLLM looks for, and stop"),
+    force: switchOption("--force", "tune even when a config already exists"),
+    gpuName: textOption(
+      "--gpu-name <name>",
+      "with --print-name: the GPU's name (as nvidia-smi prints it) instead of detecting it",
+    ),
+    enableExpertParallel: switchOption(
+      "--enable-expert-parallel",
+      "the engine runs with expert parallelism (E per GPU, N whole)",
+    ),
+    json: jsonOption,
+  },
   examples: [
     "xim tune-moe --model /data/models/Mixtral-8x7B-Instruct-v0.1 --print-name",
     "xim tune-moe --model /data/models/Qwen3-30B-A3B --print-name --gpu-name 'NVIDIA H100 80GB HBM3' --tensor-parallel-size 2",
@@ -54,7 +55,7 @@ not installed), XIM_MOE_TUNER (a whole tuner command line, replacing both).`,
   ],
   async run(ctx) {
     const modelDir = ctx.options.model;
-    if (typeof modelDir !== "string")
+    if (modelDir === undefined)
       throw new UsageError("xim tune-moe needs --model DIR", "give the model folder that holds config.json");
     const loaded = ctx.config();
     const { config } = loaded;
@@ -62,7 +63,7 @@ not installed), XIM_MOE_TUNER (a whole tuner command line, replacing both).`,
     const explicitTp =
       loaded.sources.tensorParallelSize.kind === "flag" ? config.tensorParallelSize : undefined;
     const json = ctx.options.json === true;
-    const gpuOverride = typeof ctx.options.gpuName === "string" ? ctx.options.gpuName : undefined;
+    const gpuOverride = ctx.options.gpuName;
     if (gpuOverride && !ctx.options.printName) {
       throw new UsageError(
         "--gpu-name only goes with --print-name",
@@ -124,4 +125,4 @@ not installed), XIM_MOE_TUNER (a whole tuner command line, replacing both).`,
     print(outcome);
     return ExitCode.ok;
   },
-};
+});

@@ -1,13 +1,28 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import { README, renderConfigTable, replaceTable } from "../../scripts/config-table.ts";
+import {
+  README,
+  ROUTER_END,
+  ROUTER_START,
+  renderConfigTable,
+  renderRouterConfigTable,
+  replaceTable,
+} from "../../scripts/config-table.ts";
 import { settingInfos } from "../../src/core/config/load.ts";
 import { ExitCode } from "../../src/core/errors.ts";
+import { routerSettingInfos } from "../../src/router/settings.ts";
 
 test("the README's configuration table matches the schema (run `npm run docs:config` after changing a setting)", () => {
   const readme = readFileSync(README, "utf8");
   assert.equal(replaceTable(readme, renderConfigTable()), readme);
+});
+
+test("the README's router settings table matches `xim router serve`'s schema, a row for each", () => {
+  const readme = readFileSync(README, "utf8");
+  const table = renderRouterConfigTable();
+  assert.equal(replaceTable(readme, table, ROUTER_START, ROUTER_END), readme);
+  for (const s of routerSettingInfos) assert.ok(table.includes(`| \`${s.env}\` | \`--${s.flag}\` |`), s.env);
 });
 
 test("the table has a row for every setting", () => {

@@ -74,7 +74,7 @@ test("a refused pull exits 1 with the reason; no source is a usage error", async
 });
 
 test("xim router models add/list/remove publishes folders (the command spec router.ts lists)", async () => {
-  const { routerModelsCommand } = await import("../../src/cli/pull.ts");
+  const { modelsCommand } = await import("../../src/cli/router/models.ts");
   const { mkdirSync, writeFileSync } = await import("node:fs");
   const dir = join(home, "to-publish");
   mkdirSync(dir, { recursive: true });
@@ -86,7 +86,7 @@ test("xim router models add/list/remove publishes folders (the command spec rout
   const cli = {
     version: () => "0",
     verboseVersion: async () => "",
-    commands: [{ name: "router", summary: "r", examples: [], subcommands: [routerModelsCommand] }],
+    commands: [{ name: "router", summary: "r", examples: [], subcommands: [modelsCommand] }],
   };
   const run = async (argv: string[]) => {
     const rec = recordingIo({ HOME: home }, home);

@@ -21,14 +21,18 @@ export function formatProblem(p: ConfigProblem): string {
 export class ConfigError extends XimError {
   readonly problems: ConfigProblem[];
 
-  constructor(problems: ConfigProblem[]) {
+  /** `hint`: the next step, when the settings are not the node's (`xim router serve`'s). */
+  constructor(
+    problems: ConfigProblem[],
+    hint = "Fix the values above; `xim config` prints every setting with its source, `xim --help` lists them.",
+  ) {
     const lines = problems.map((p) => `  ${formatProblem(p)}`).join("\n");
     super(
       "XIM_CONFIG",
       `invalid configuration (${problems.length} problem${problems.length === 1 ? "" : "s"}):\n${lines}`,
       {
         exitCode: ExitCode.config,
-        hint: "Fix the values above; `xim config` prints every setting with its source, `xim --help` lists them.",
+        hint,
       },
     );
     this.problems = problems;

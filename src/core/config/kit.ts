@@ -3,7 +3,8 @@
  * valibot schema that reads the raw text of a setting (from a flag, the
  * environment or a .env file) and outputs its typed value, with the
  * setting's name, variable, flag and documentation attached as metadata.
- * The settings table in schema.ts is made only of these.
+ * The node's settings table (schema.ts) and the router's
+ * (src/router/settings.ts) are made only of these.
  */
 import * as v from "valibot";
 import { Secret } from "../secret.ts";
@@ -41,7 +42,15 @@ export type SettingMeta = {
   computeDefault?: (env: Record<string, string | undefined>) => string;
   /** Repeatable flag whose values form a list (--vllm-arg=... --vllm-arg=...). */
   repeatable?: boolean;
+  /** The flag's value as --help shows it (`--http-port <port>`); "value" when omitted. */
+  argName?: string;
 };
+
+/** A setting of a table without groups: the router's (`xim router serve`). */
+export type UngroupedSettingMeta = Omit<SettingMeta, "group"> & { group?: undefined };
+
+/** The metadata of a setting of either table. */
+export type AnySettingMeta = SettingMeta | UngroupedSettingMeta;
 
 /** A raw value as the sources give it: text, or a list from a repeatable flag. */
 export type RawValue = string | string[];
@@ -56,11 +65,11 @@ function text(): v.GenericSchema<RawValue, string> {
   );
 }
 
-function withMeta<T extends v.GenericSchema>(schema: T, meta: SettingMeta) {
+function withMeta<T extends v.GenericSchema>(schema: T, meta: AnySettingMeta) {
   return v.pipe(schema, v.metadata(meta));
 }
 
-export function bool(meta: SettingMeta, def: boolean) {
+export function bool(meta: AnySettingMeta, def: boolean) {
   return withMeta(
     v.optional(
       v.pipe(
@@ -110,11 +119,16 @@ function numberSchema(r: NumberRange) {
   );
 }
 
-export function int(meta: SettingMeta, range: Omit<NumberRange, "integer">, def: number) {
+export function int(meta: AnySettingMeta, range: Omit<NumberRange, "integer">, def: number) {
   return withMeta(v.optional(numberSchema({ ...range, integer: true }), String(def)), meta);
 }
 
-export function fraction(meta: SettingMeta, def: number) {
+/** An integer that may be left unset (the feature it configures is then off: say so in `defaultText`). */
+export function optionalInt(meta: AnySettingMeta, range: Omit<NumberRange, "integer">) {
+  return withMeta(v.optional(numberSchema({ ...range, integer: true })), meta);
+}
+
+export function fraction(meta: AnySettingMeta, def: number) {
   return withMeta(v.optional(numberSchema({ min: 0, max: 1 }), String(def)), meta);
 }
 
@@ -177,12 +191,35 @@ export function autoChoice<const T extends readonly [string, ...string[]]>(meta:
   return withMeta(v.optional(autoValue(inner)), { defaultText: "auto", ...meta });
 }
 
-export function optionalString(meta: SettingMeta) {
+export function optionalString(meta: AnySettingMeta) {
   return withMeta(v.optional(text()), meta);
 }
 
-export function stringWithDefault(meta: SettingMeta, def: string) {
+export function stringWithDefault(meta: AnySettingMeta, def: string) {
   return withMeta(v.optional(v.pipe(text(), v.minLength(1, "expected a non-empty value")), def), meta);
+}
+
+/** HOST:PORT ([v6]:PORT; an empty host is 0.0.0.0), a listening address; port 0 lets the OS choose. */
+export function listenAddress(meta: AnySettingMeta, def: string) {
+  const expected = "expected HOST:PORT with a port from 0 to 65535 (e.g. 0.0.0.0:8443 or [::1]:8443)";
+  return withMeta(
+    v.optional(
+      v.pipe(
+        text(),
+        v.rawTransform(({ dataset, addIssue, NEVER }) => {
+          const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(dataset.value);
+          const port = Number(m?.[3]);
+          if (!m || port > 65535) {
+            addIssue({ message: expected });
+            return NEVER;
+          }
+          return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
+        }),
+      ),
+      def,
+    ),
+    meta,
+  );
 }
 
 /** A path whose default depends on the environment; the loader always supplies a value. */

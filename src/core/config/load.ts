@@ -18,7 +18,8 @@ import { nearest } from "../suggest.ts";
 import { ConfigError, type ConfigProblem } from "./errors.ts";
 import type { RawValue, SettingMeta } from "./kit.ts";
 import { type Config, ConfigSchema, type SettingKey, settings } from "./schema.ts";
-import { readSecretFile, secretFileEnv, secretFileFlag } from "./secret-file.ts";
+import { readSecretFile } from "./secret-file.ts";
+import { type DescribedSetting, describeSettings } from "./setting-info.ts";
 
 export type Env = Record<string, string | undefined>;
 
@@ -28,15 +29,7 @@ export type ValueSource =
   | { kind: "file"; path: string }
   | { kind: "default" };
 
-export interface SettingInfo extends SettingMeta {
-  key: SettingKey;
-  flag: string;
-  /** The default as text, or undefined for "unset". */
-  defaultValue: string | undefined;
-  /** Secrets only: the file form's flag (join-key-file) and variable (..._JOIN_KEY_FILE). */
-  fileFlag?: string;
-  fileEnv?: string;
-}
+export type SettingInfo = DescribedSetting<SettingKey, SettingMeta>;
 
 export interface LoadedConfig {
   config: Config;
@@ -53,27 +46,11 @@ export interface LoadOptions {
   cwd?: string;
 }
 
-function flagFromEnv(env: string): string {
-  return env
-    .replace(/^XEROTIER_AGENT_/, "")
-    .toLowerCase()
-    .replaceAll("_", "-");
-}
-
 /** Every setting's metadata, in table order. */
-export const settingInfos: readonly SettingInfo[] = (Object.keys(settings) as SettingKey[]).map((key) => {
-  const schema = settings[key];
-  const meta = v.getMetadata(schema) as unknown as SettingMeta;
-  const def = v.getDefault(schema as v.GenericSchema) as unknown;
-  const defaultValue = Array.isArray(def)
-    ? def.length
-      ? def.join(" ")
-      : undefined
-    : (def as string | undefined);
-  const flag = meta.flag ?? flagFromEnv(meta.env);
-  const fileForm = meta.secret ? { fileFlag: secretFileFlag(flag), fileEnv: secretFileEnv(meta.env) } : {};
-  return { ...meta, key, flag, defaultValue, ...fileForm };
-});
+export const settingInfos: readonly SettingInfo[] = describeSettings<SettingKey, SettingMeta>(
+  settings,
+  "XEROTIER_AGENT_",
+);
 
 export const settingByKey = new Map(settingInfos.map((s) => [s.key, s]));
 const settingByEnv = new Map(settingInfos.map((s) => [s.env, s]));
@@ -99,7 +76,8 @@ export function describeSource(source: ValueSource): string {
   }
 }
 
-function present(value: RawValue | undefined): value is RawValue {
+/** A value given at all: an empty one counts as unset (compose files pass `${VAR:-}`). */
+export function present(value: RawValue | undefined): value is RawValue {
   if (value === undefined) return false;
   return Array.isArray(value) ? value.length > 0 : value.trim() !== "";
 }
@@ -208,7 +186,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
 }
 
 /** A value that fails a pipe reports one problem, even when several checks disagree with it. */
-function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
+export function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
   const seen = new Set<string>();
   return problems.filter((p) => {
     const id = `${p.env}\u0000${p.message}`;

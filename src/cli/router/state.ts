@@ -8,21 +8,24 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { ExitCode, XimError } from "../core/errors.ts";
-import { defaultRouterStateDir } from "../core/paths.ts";
-import { DB_FILE, RouterStore } from "../router/store.ts";
-import type { CommandContext, OptionSpec } from "./command.ts";
+import { ExitCode, XimError } from "../../core/errors.ts";
+import { defaultRouterStateDir } from "../../core/paths.ts";
+import { ROUTER_STATE_ENV } from "../../router/settings.ts";
+import { DB_FILE, RouterStore } from "../../router/store.ts";
+import type { CommandContext } from "../command.ts";
+import { textOption } from "../options.ts";
 
-export const ROUTER_STATE_ENV = "XIM_ROUTER_STATE_DIR";
+export const stateOption = textOption(
+  "--state <dir>",
+  `router state folder (env: ${ROUTER_STATE_ENV}; default: $XDG_STATE_HOME/xim/router)`,
+);
 
-export const stateOption: OptionSpec = {
-  flags: "--state <dir>",
-  description: `router state folder (env: ${ROUTER_STATE_ENV}; default: $XDG_STATE_HOME/xim/router)`,
-};
+/** What the state folder is found from: a command's --state and its environment. */
+type StateContext = Pick<CommandContext<{ state?: string | undefined }>, "io" | "options">;
 
 /** The folder this command works on, and where that choice came from (for messages). */
-export function routerStateDir(ctx: CommandContext): { dir: string; from: string } {
-  const flag = ctx.options.state as string | undefined;
+export function routerStateDir(ctx: StateContext): { dir: string; from: string } {
+  const flag = ctx.options.state;
   if (flag) return { dir: flag, from: "--state" };
   const env = ctx.io.env[ROUTER_STATE_ENV];
   if (env) return { dir: env, from: ROUTER_STATE_ENV };
@@ -30,7 +33,7 @@ export function routerStateDir(ctx: CommandContext): { dir: string; from: string
 }
 
 /** The state folder of a router that `xim router init` made; refuses any other folder. */
-export function existingRouterStateDir(ctx: CommandContext): string {
+export function existingRouterStateDir(ctx: StateContext): string {
   const { dir, from } = routerStateDir(ctx);
   if (!existsSync(join(dir, DB_FILE))) {
     throw new XimError(
@@ -47,7 +50,7 @@ export function existingRouterStateDir(ctx: CommandContext): string {
 
 /** Run `fn` on the store of an existing router, closing it after. */
 export async function withRouterStore<T>(
-  ctx: CommandContext,
+  ctx: StateContext,
   fn: (store: RouterStore) => Promise<T> | T,
 ): Promise<T> {
   const store = await RouterStore.open(existingRouterStateDir(ctx));

@@ -12,6 +12,9 @@
  *   group is killed: a truncated answer is not parsed as a whole one) or a
  *   spawn error; stdout and stderr as far as read;
  * - "ok": exit 0 with stdout and stderr.
+ * A long-running tool (the MoE tuner) passes `onLine` for its progress and
+ * an infinite timeout; its output then keeps its tail instead of failing at
+ * the cap (tool-output.ts).
  * This is the one runner of the code base: hardware detection, the planner's
  * probes and `xim doctor` all use it.
  */
@@ -21,6 +24,7 @@ import { access, stat } from "node:fs/promises";
 import { delimiter, isAbsolute, join } from "node:path";
 import { formatBytes } from "../core/bytes-text.ts";
 import { formatSeconds } from "../core/time-text.ts";
+import { ToolOutput } from "./tool-output.ts";
 
 export type Env = Record<string, string | undefined>;
 
@@ -29,11 +33,20 @@ export const DEFAULT_TOOL_OUTPUT_BYTES = 4 * 1024 * 1024;
 
 export interface ToolOptions {
   env: Env;
+  /** Infinity for none (a tuner that runs for hours stops by `signal` instead). */
   timeoutMs: number;
   /** Abandons the run (the doctor's overall deadline): the group is killed and the result is "timeout". */
   signal?: AbortSignal;
   /** Cap on captured bytes per stream (DEFAULT_TOOL_OUTPUT_BYTES). */
   maxBytes?: number;
+  /** The tool's working folder (this process's by default). */
+  cwd?: string;
+  /**
+   * Each complete line as it arrives, for a long-running tool's progress.
+   * With it, a stream past the cap keeps its last `maxBytes` instead of
+   * failing the run: progress is not an answer to parse.
+   */
+  onLine?: (line: string, stream: "stdout" | "stderr") => void;
 }
 
 export type ToolResult =
@@ -101,6 +114,7 @@ function spawnTool(path: string, args: string[], options: ToolOptions): ChildPro
   try {
     return spawn(path, args, {
       env: options.env as NodeJS.ProcessEnv,
+      cwd: options.cwd,
       stdio: ["ignore", "pipe", "pipe"],
       detached: true,
     });
@@ -109,8 +123,9 @@ function spawnTool(path: string, args: string[], options: ToolOptions): ChildPro
   }
 }
 
+/** Also after the tool itself exited: a child it left behind may still hold its output open. */
 function killGroup(child: ChildProcess): void {
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  if (child.pid === undefined) return;
   try {
     process.kill(-child.pid, "SIGKILL");
   } catch {
@@ -136,8 +151,12 @@ function watchTool(
     return;
   }
   const maxBytes = options.maxBytes ?? DEFAULT_TOOL_OUTPUT_BYTES;
-  const stdout = new CappedText(maxBytes);
-  const stderr = new CappedText(maxBytes);
+  const output = (name: "stdout" | "stderr") => {
+    const onLine = options.onLine;
+    return new ToolOutput(maxBytes, onLine ? "tail" : "head", onLine && ((line) => onLine(line, name)));
+  };
+  const stdout = output("stdout");
+  const stderr = output("stderr");
   let settled = false;
   const settle = (how: Stopped) => {
     if (settled) return;
@@ -145,28 +164,43 @@ function watchTool(
     clearTimeout(timer);
     options.signal?.removeEventListener("abort", onAbort);
     if (how.kind !== "exit") killGroup(child);
-    resolve(resultOf(tool, options.timeoutMs, how, stdout.text(), stderr.text()));
+    const ended = how.kind === "exit" ? endLines(stdout, stderr) : undefined;
+    resolve(resultOf(tool, options.timeoutMs, ended ?? how, stdout.text(), stderr.text()));
   };
   const onAbort = () => settle({ kind: "timeout", reason: stoppedReason(tool) });
-  const timer = setTimeout(
-    () =>
-      settle({
-        kind: "timeout",
-        reason: `${tool} did not answer within ${formatSeconds(options.timeoutMs)}`,
-      }),
-    options.timeoutMs,
-  );
+  const timeout = () =>
+    settle({ kind: "timeout", reason: `${tool} did not answer within ${formatSeconds(options.timeoutMs)}` });
+  const timer = Number.isFinite(options.timeoutMs) ? setTimeout(timeout, options.timeoutMs) : undefined;
   options.signal?.addEventListener("abort", onAbort, { once: true });
-  const capped = (name: string) => () =>
-    settle({ kind: "failed", reason: `printed more than ${formatBytes(maxBytes)} on ${name}` });
-  child.stdout?.on("data", (b: Buffer) => stdout.add(b, capped("stdout")));
-  child.stderr?.on("data", (b: Buffer) => stderr.add(b, capped("stderr")));
+  const take = (stream: ToolOutput, name: string) => (chunk: Buffer) => {
+    let complete: boolean;
+    try {
+      complete = stream.add(chunk);
+    } catch (err) {
+      settle({ kind: "failed", reason: `the line handler threw on ${name}: ${(err as Error).message}` });
+      return;
+    }
+    if (!complete)
+      settle({ kind: "failed", reason: `printed more than ${formatBytes(maxBytes)} on ${name}` });
+  };
+  child.stdout?.on("data", take(stdout, "stdout"));
+  child.stderr?.on("data", take(stderr, "stderr"));
   child.on("error", (err: NodeJS.ErrnoException) => {
     // Removed or made non-executable between the PATH lookup and the start.
     const gone = err.code === "ENOENT" || err.code === "EACCES";
     settle({ kind: gone ? "missing" : "failed", reason: `${tool} could not start: ${err.message}` });
   });
   child.on("close", (code, signal) => settle({ kind: "exit", code, signal }));
+}
+
+/** Hands the last unterminated lines over; a failure when the caller's line handler threw. */
+function endLines(...streams: ToolOutput[]): Stopped | undefined {
+  try {
+    for (const stream of streams) stream.end();
+    return undefined;
+  } catch (err) {
+    return { kind: "failed", reason: `the line handler threw: ${(err as Error).message}` };
+  }
 }
 
 function resultOf(tool: string, timeoutMs: number, how: Stopped, stdout: string, stderr: string): ToolResult {
@@ -187,23 +221,4 @@ function failed(
   reason: string,
 ): ToolResult {
   return { kind: "failed", tool, exitCode, signal, stdout, stderr, reason };
-}
-
-/** A stream's text, keeping at most `maxBytes`; `onOver` fires once the stream passes the cap. */
-class CappedText {
-  readonly #chunks: Buffer[] = [];
-  #bytes = 0;
-  readonly #maxBytes: number;
-  constructor(maxBytes: number) {
-    this.#maxBytes = maxBytes;
-  }
-  add(chunk: Buffer, onOver: () => void): void {
-    const room = this.#maxBytes - this.#bytes;
-    if (room > 0) this.#chunks.push(chunk.length <= room ? chunk : chunk.subarray(0, room));
-    this.#bytes += chunk.length;
-    if (this.#bytes > this.#maxBytes) onOver();
-  }
-  text(): string {
-    return Buffer.concat(this.#chunks).toString("utf8");
-  }
 }

@@ -87,6 +87,42 @@ describe("runTool, the one runner of external tools", { timeout: 60_000 }, () =>
     await until(() => gone(child), `the launcher's child ${child} to be killed`);
   });
 
+  test("a child left behind holding the output open is killed with the group when the run is stopped", async () => {
+    const pidFile = join(bin, "orphan.pid");
+    // The tool exits at once; its child keeps stdout open, so the run cannot end by itself.
+    tool("leaves-a-child", `sleep 600 & echo $! > ${pidFile}`);
+    const stop = new AbortController();
+    const running = runTool("leaves-a-child", [], { env, timeoutMs: 120_000, signal: stop.signal });
+    await until(() => existsSync(pidFile) && readFileSync(pidFile, "utf8").endsWith("\n"), "the child's pid");
+    const child = Number(readFileSync(pidFile, "utf8"));
+    stop.abort();
+    assert.equal((await running).kind, "timeout");
+    await until(() => gone(child), `the left-behind child ${child} to be killed`);
+  });
+
+  test("a long-running tool's lines arrive as printed, its working folder is the one given, and past the cap its tail is kept", async () => {
+    const folder = mkdtempSync(join(bin, "cwd-"));
+    tool(
+      "progress",
+      'pwd; i=0; while [ $i -lt 2000 ]; do echo "step $i"; i=$((i+1)); done; printf "no newline" >&2; exit 4',
+    );
+    const lines: string[] = [];
+    const r = await runTool("progress", [], {
+      env,
+      timeoutMs: Number.POSITIVE_INFINITY,
+      cwd: folder,
+      maxBytes: 1024,
+      onLine: (line, stream) => lines.push(`${stream}: ${line}`),
+    });
+    assert.equal(r.kind, "failed");
+    assert.equal(r.exitCode, 4);
+    assert.equal(lines[0], `stdout: ${folder}`);
+    assert.equal(lines.filter((l) => l.startsWith("stdout: step")).length, 2000);
+    assert.equal(lines.at(-1), "stderr: no newline");
+    assert.ok(r.stdout.length <= 1024, `${r.stdout.length} bytes kept`);
+    assert.ok(r.stdout.endsWith("step 1999\n"), "the tail is kept");
+  });
+
   test("output past the cap is not read on: the group is killed and the run fails, saying why", async () => {
     tool("floods", "exec yes xim");
     const maxBytes = 64 * 1024;

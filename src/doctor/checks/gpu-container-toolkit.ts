@@ -36,7 +36,7 @@ export const gpuContainerToolkit: Check = {
     if (cli.kind === "failed" || cli.kind === "timeout") {
       const said = cli.kind === "failed" ? firstLine(`${cli.stderr}\n${cli.stdout}`) : "";
       return fail(
-        `nvidia-container-cli info ${cli.kind === "timeout" ? "hung" : `failed (${cli.reason})`}: ${said || cli.reason}`,
+        `nvidia-container-cli info ${cli.kind === "timeout" ? "hung" : "failed"} (${cli.reason})${said ? `: ${said}` : ""}`,
         "The toolkit cannot reach the driver: on the host check that `nvidia-smi` answers, then `sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker` and recreate the container; `nvidia-container-cli -k -d /dev/tty info` shows the details.",
       );
     }

@@ -21,7 +21,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { constants } from "node:fs";
 import { access, stat } from "node:fs/promises";
-import { delimiter, isAbsolute, join } from "node:path";
+import { delimiter, join } from "node:path";
 import { formatBytes } from "../core/bytes-text.ts";
 import { formatSeconds } from "../core/time-text.ts";
 import { ToolOutput } from "./tool-output.ts";
@@ -69,8 +69,7 @@ export type ToolResult =
 export async function which(tool: string, env: Env): Promise<string | null> {
   if (tool.includes("/")) return (await isExecutableFile(tool)) ? tool : null;
   for (const dir of (env.PATH ?? "").split(delimiter)) {
-    // An empty or relative PATH entry would resolve against our cwd, which is not what the user's shell does.
-    if (!dir || !isAbsolute(dir)) continue;
+    if (!dir) continue;
     const candidate = join(dir, tool);
     if (await isExecutableFile(candidate)) return candidate;
   }

@@ -3,8 +3,9 @@
  * every GPU check: `nvidia-smi` (the inventory query, `-q` for driver, CUDA,
  * persistence and MIG modes, fabric state and memory health, `-L` for MIG
  * devices) and `amd-smi static --json`.
- * A failing nvidia-smi is classified by its message (the NVML "Unknown Error"
- * of the container toolkit, a driver/library mismatch, no driver, no device).
+ * A failing nvidia-smi is classified by src/hardware/nvidia-failure.ts (the
+ * NVML "Unknown Error" of the container toolkit, a driver/library mismatch,
+ * no driver, no device, a lost GPU).
  * The inventory and the CPU/memory facts come from the planner's detection
  * (src/hardware/detect.ts), run once per doctor run too.
  */
@@ -12,12 +13,11 @@ import { join } from "node:path";
 import { parseAmdSmiStatic } from "../hardware/amd.ts";
 import { detectHardware, type Gpu, type Hardware } from "../hardware/detect.ts";
 import { NVIDIA_QUERY_ARGS, parseQueryCsv } from "../hardware/nvidia.ts";
+import { classifyNvidiaSmiFailure, type NvidiaSmiFailure } from "../hardware/nvidia-failure.ts";
+import { runTool, type ToolResult } from "../hardware/run-tool.ts";
 import type { DoctorContext } from "./context.ts";
-import { runTool, type ToolResult } from "./run-tool.ts";
 
 export const GPU_TOOL_TIMEOUT_MS = 4000;
-
-export type NvidiaErrorKind = "nvml-unknown-error" | "driver-mismatch" | "no-driver" | "no-devices" | "other";
 
 /** One GPU section of `nvidia-smi -q`. */
 export interface NvidiaGpuDetails {
@@ -39,7 +39,7 @@ export interface NvidiaGpuDetails {
 export type NvidiaProbe =
   | { state: "missing" }
   | { state: "timeout"; reason: string }
-  | { state: "error"; kind: NvidiaErrorKind; message: string; exitCode: number | null }
+  | { state: "error"; kind: NvidiaSmiFailure; message: string; exitCode: number | null }
   | {
       state: "ok";
       gpus: Gpu[];
@@ -50,14 +50,6 @@ export type NvidiaProbe =
       /** MIG device lines of `nvidia-smi -L`. */
       migDevices: string[];
     };
-
-export function classifyNvidiaError(text: string): NvidiaErrorKind {
-  if (/NVML: Unknown Error/i.test(text)) return "nvml-unknown-error";
-  if (/Driver\/library version mismatch/i.test(text)) return "driver-mismatch";
-  if (/couldn't communicate with the NVIDIA driver/i.test(text)) return "no-driver";
-  if (/No devices were found/i.test(text)) return "no-devices";
-  return "other";
-}
 
 /**
  * `nvidia-smi -q` is an indented "Key : Value" tree. Returns the top-level
@@ -120,9 +112,9 @@ function detailsFromQ(text: string) {
   return { details, driverVersion: parsed.top["Driver Version"], cudaVersion: parsed.top["CUDA Version"] };
 }
 
-function errorOf(result: ToolResult): NvidiaProbe {
-  if (result.outcome === "missing") return { state: "missing" };
-  if (result.outcome === "timeout") return { state: "timeout", reason: result.reason ?? "timed out" };
+function errorOf(result: Exclude<ToolResult, { kind: "ok" }>): NvidiaProbe {
+  if (result.kind === "missing") return { state: "missing" };
+  if (result.kind === "timeout") return { state: "timeout", reason: result.reason };
   const text = `${result.stdout}\n${result.stderr}`.trim();
   const message = text
     .split("\n")
@@ -132,9 +124,9 @@ function errorOf(result: ToolResult): NvidiaProbe {
     .trim();
   return {
     state: "error",
-    kind: classifyNvidiaError(text),
-    message: message || result.reason || `exit code ${result.code}`,
-    exitCode: result.code,
+    kind: classifyNvidiaSmiFailure(text, result.exitCode),
+    message: message || result.reason,
+    exitCode: result.exitCode,
   };
 }
 
@@ -142,7 +134,7 @@ export function probeNvidia(ctx: DoctorContext): Promise<NvidiaProbe> {
   return ctx.shared("nvidia-smi", async (signal) => {
     const opts = { env: ctx.env, timeoutMs: GPU_TOOL_TIMEOUT_MS, signal };
     const query = await runTool("nvidia-smi", NVIDIA_QUERY_ARGS, opts);
-    if (query.outcome !== "ok" || query.code !== 0) return errorOf(query);
+    if (query.kind !== "ok") return errorOf(query);
     const gpus = parseQueryCsv(query.stdout);
     if (gpus.length === 0) {
       return { state: "error", kind: "no-devices", message: "nvidia-smi listed no GPU", exitCode: 0 };
@@ -151,9 +143,9 @@ export function probeNvidia(ctx: DoctorContext): Promise<NvidiaProbe> {
       runTool("nvidia-smi", ["-q"], opts),
       runTool("nvidia-smi", ["-L"], opts),
     ]);
-    const fromQ = q.outcome === "ok" && q.code === 0 ? detailsFromQ(q.stdout) : undefined;
+    const fromQ = q.kind === "ok" ? detailsFromQ(q.stdout) : undefined;
     const migDevices =
-      list.outcome === "ok" && list.code === 0
+      list.kind === "ok"
         ? list.stdout
             .split("\n")
             .map((l) => l.trim())
@@ -183,10 +175,10 @@ export function probeAmd(ctx: DoctorContext): Promise<AmdProbe> {
       timeoutMs: GPU_TOOL_TIMEOUT_MS,
       signal,
     });
-    if (r.outcome === "missing") return { state: "missing" };
-    if (r.outcome === "timeout") return { state: "timeout", reason: r.reason ?? "timed out" };
-    if (r.outcome !== "ok" || r.code !== 0) {
-      const msg = `${r.stderr}\n${r.stdout}`.trim().split("\n")[0] || r.reason || `exit code ${r.code}`;
+    if (r.kind === "missing") return { state: "missing" };
+    if (r.kind === "timeout") return { state: "timeout", reason: r.reason };
+    if (r.kind === "failed") {
+      const msg = `${r.stderr}\n${r.stdout}`.trim().split("\n")[0] || r.reason;
       return { state: "error", message: msg };
     }
     try {

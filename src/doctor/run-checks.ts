@@ -7,9 +7,9 @@
  * deadline, with the command that runs it alone with more time).
  */
 import { messageOf } from "../core/errors.ts";
+import { formatSeconds } from "../core/time-text.ts";
 import { CHECK_GROUPS, type Check, type CheckOutcome, type CheckResult, type CheckStatus } from "./check.ts";
 import { createContext, type DoctorOptions } from "./context.ts";
-import { formatSeconds } from "./run-tool.ts";
 
 export const DEFAULT_CHECK_TIMEOUT_MS = 5000;
 export const DEFAULT_RUN_TIMEOUT_MS = 10000;

@@ -16,15 +16,10 @@ import * as v from "valibot";
 import { ExitCode, XimError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { Secret } from "../core/secret.ts";
+import { sha256Hex } from "../core/sha256.ts";
 import { safeText } from "../core/terminal-text.ts";
 import { XIM_VERSION } from "../core/version.ts";
-import {
-  type JoinKeyParts,
-  joinKeyId,
-  joinKeySecretHash,
-  parseJoinKey,
-  sha256Hex,
-} from "../protocol/join-key.ts";
+import { type JoinKeyParts, joinKeyId, joinKeySecretHash, parseJoinKey } from "../protocol/join-key.ts";
 import {
   EnrollErrorSchema,
   type EnrollRequest,

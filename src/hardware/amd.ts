@@ -5,7 +5,7 @@
  * Failures become findings.
  */
 
-import { type Env, runTool, type ToolResult } from "./run-tool.ts";
+import { type Env, firstLine, runTool, type ToolResult } from "./run-tool.ts";
 import type { Finding, Gpu, Topology } from "./types.ts";
 
 export interface AmdProbe {
@@ -24,7 +24,7 @@ function describe(result: ToolResult): string {
     case "timeout":
       return `did not answer within ${result.timeoutMs} ms`;
     case "failed":
-      return `failed (exit ${result.exitCode ?? result.signal}): ${result.output.split("\n")[0] ?? ""}`;
+      return `failed (${result.reason}): ${firstLine(`${result.stdout}\n${result.stderr}`)}`;
   }
 }
 
@@ -154,7 +154,7 @@ export async function probeAmd(env: Env, timeoutMs: number): Promise<AmdProbe> {
   const findings: Finding[] = [];
   let all: Gpu[] = [];
   let present = false;
-  const amdSmi = await runTool("amd-smi", ["static", "--json"], env, timeoutMs);
+  const amdSmi = await runTool("amd-smi", ["static", "--json"], { env, timeoutMs });
   if (amdSmi.kind === "ok") {
     present = true;
     try {
@@ -174,8 +174,7 @@ export async function probeAmd(env: Env, timeoutMs: number): Promise<AmdProbe> {
     const rocm = await runTool(
       "rocm-smi",
       ["--showproductname", "--showuse", "--showmeminfo", "vram", "--json"],
-      env,
-      timeoutMs,
+      { env, timeoutMs },
     );
     if (rocm.kind === "ok") {
       present = true;

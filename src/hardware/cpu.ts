@@ -211,7 +211,7 @@ async function withNuma(cpu: Cpu, fromLscpu: boolean, sysRoot: string, findings:
 export async function probeCpu(opts: CpuProbeOptions): Promise<CpuProbe> {
   const findings: Finding[] = [];
   let cpu: Cpu | null = null;
-  const lscpu = await runTool("lscpu", [], { ...opts.env, LC_ALL: "C" }, opts.timeoutMs);
+  const lscpu = await runTool("lscpu", [], { env: { ...opts.env, LC_ALL: "C" }, timeoutMs: opts.timeoutMs });
   if (lscpu.kind === "ok") {
     cpu = parseLscpu(lscpu.stdout);
   } else {

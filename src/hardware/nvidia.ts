@@ -6,7 +6,8 @@
  * nvidia-smi are recognised and explained.
  */
 
-import { type Env, runTool, type ToolResult } from "./run-tool.ts";
+import { classifyNvidiaSmiFailure } from "./nvidia-failure.ts";
+import { type Env, firstLine, runTool, type ToolResult } from "./run-tool.ts";
 import type { Finding, Gpu, MigSlice, Topology } from "./types.ts";
 
 export const NVIDIA_QUERY_ARGS = [
@@ -28,8 +29,8 @@ function finding(severity: Finding["severity"], message: string, hint?: string):
   return hint ? { source: SOURCE, severity, message, hint } : { source: SOURCE, severity, message };
 }
 
-/** What a failed nvidia-smi means, from its output text and exit code. */
-export function classifyNvidiaFailure(result: ToolResult): Finding {
+/** The plan's finding for an nvidia-smi run that did not answer, from its classified failure. */
+export function nvidiaFailureFinding(result: ToolResult): Finding {
   switch (result.kind) {
     case "ok":
       return finding("info", "nvidia-smi answered");
@@ -41,59 +42,48 @@ export function classifyNvidiaFailure(result: ToolResult): Finding {
         `nvidia-smi did not answer within ${result.timeoutMs} ms (a hung driver or a GPU in a bad state)`,
         "run `nvidia-smi` by hand; `xim doctor` checks the driver and the container runtime",
       );
-    case "failed": {
-      const out = result.output;
-      const code = result.exitCode === null ? `signal ${result.signal}` : `exit ${result.exitCode}`;
-      if (/Failed to initialize NVML: Unknown Error/i.test(out)) {
-        return finding(
-          "error",
-          "NVML: Unknown Error (the container lost its GPUs; see doctor)",
-          "restart the container (a `systemctl daemon-reload` on the host drops the GPU device rules of running containers); `xim doctor` explains",
-        );
-      }
-      if (/Driver\/library version mismatch/i.test(out)) {
-        return finding(
-          "error",
-          `NVML driver/library version mismatch (the NVIDIA driver was updated but the old kernel module is still loaded): ${firstLine(out)}`,
-          "reboot the host so the new driver module loads",
-        );
-      }
-      if (result.exitCode === 9 || /couldn't communicate with the NVIDIA driver/i.test(out)) {
-        return finding(
-          "error",
-          "no NVIDIA driver loaded (nvidia-smi cannot communicate with the NVIDIA driver)",
-          "install or load the NVIDIA driver; in a container, start it with the NVIDIA runtime (--gpus all); `xim doctor` checks",
-        );
-      }
-      if (/No devices were found/i.test(out) || result.exitCode === 6) {
-        return finding("info", "nvidia-smi found no NVIDIA GPUs");
-      }
-      if (result.exitCode === 12) {
-        return finding(
-          "error",
-          `NVML library not found (${firstLine(out) || code})`,
-          "reinstall the NVIDIA driver",
-        );
-      }
-      if (result.exitCode === 15) {
-        return finding(
-          "error",
-          `a GPU has fallen off the bus (${firstLine(out) || code})`,
-          "check the host's kernel log; a reset or reboot is needed",
-        );
-      }
-      return finding("error", `nvidia-smi failed (${code}): ${firstLine(out) || "no output"}`);
-    }
+    case "failed":
+      return failedFinding(`${result.stdout}\n${result.stderr}`.trim(), result.exitCode, result.reason);
   }
 }
 
-function firstLine(text: string): string {
-  return (
-    text
-      .split("\n")
-      .find((l) => l.trim().length > 0)
-      ?.trim() ?? ""
-  );
+function failedFinding(out: string, exitCode: number | null, reason: string): Finding {
+  switch (classifyNvidiaSmiFailure(out, exitCode)) {
+    case "nvml-unknown-error":
+      return finding(
+        "error",
+        "NVML: Unknown Error (the container lost its GPUs; see doctor)",
+        "restart the container (a `systemctl daemon-reload` on the host drops the GPU device rules of running containers); `xim doctor` explains",
+      );
+    case "driver-mismatch":
+      return finding(
+        "error",
+        `NVML driver/library version mismatch (the NVIDIA driver was updated but the old kernel module is still loaded): ${firstLine(out)}`,
+        "reboot the host so the new driver module loads",
+      );
+    case "no-driver":
+      return finding(
+        "error",
+        "no NVIDIA driver loaded (nvidia-smi cannot communicate with the NVIDIA driver)",
+        "install or load the NVIDIA driver; in a container, start it with the NVIDIA runtime (--gpus all); `xim doctor` checks",
+      );
+    case "no-devices":
+      return finding("info", "nvidia-smi found no NVIDIA GPUs");
+    case "nvml-library-missing":
+      return finding(
+        "error",
+        `NVML library not found (${firstLine(out) || reason})`,
+        "reinstall the NVIDIA driver",
+      );
+    case "gpu-lost":
+      return finding(
+        "error",
+        `a GPU has fallen off the bus (${firstLine(out) || reason})`,
+        "check the host's kernel log; a reset or reboot is needed",
+      );
+    case "other":
+      return finding("error", `nvidia-smi failed (${reason}): ${firstLine(out) || "no output"}`);
+  }
 }
 
 function num(text: string): number | null {
@@ -272,14 +262,14 @@ export function applyVisibleDevices(all: Gpu[], listed: ListedGpu[], value: stri
 }
 
 export async function probeNvidia(env: Env, timeoutMs: number): Promise<NvidiaProbe> {
-  const query = await runTool("nvidia-smi", NVIDIA_QUERY_ARGS, env, timeoutMs);
+  const query = await runTool("nvidia-smi", NVIDIA_QUERY_ARGS, { env, timeoutMs });
   const none: Topology = { kind: "single", links: [], detail: "no GPU" };
   if (query.kind !== "ok") {
     return {
       present: query.kind !== "missing",
       gpus: [],
       topology: none,
-      findings: [classifyNvidiaFailure(query)],
+      findings: [nvidiaFailureFinding(query)],
     };
   }
   const findings: Finding[] = [];
@@ -288,9 +278,9 @@ export async function probeNvidia(env: Env, timeoutMs: number): Promise<NvidiaPr
     findings.push(finding("info", "nvidia-smi found no NVIDIA GPUs"));
     return { present: true, gpus: [], topology: none, findings };
   }
-  const list = await runTool("nvidia-smi", ["-L"], env, timeoutMs);
+  const list = await runTool("nvidia-smi", ["-L"], { env, timeoutMs });
   const listed = list.kind === "ok" ? parseList(list.stdout) : [];
-  if (list.kind !== "ok") findings.push({ ...classifyNvidiaFailure(list), severity: "warning" });
+  if (list.kind !== "ok") findings.push({ ...nvidiaFailureFinding(list), severity: "warning" });
   for (const gpu of all) {
     const l = listed.find((x) => x.index === gpu.index);
     if (l) {
@@ -325,14 +315,14 @@ export async function probeNvidia(env: Env, timeoutMs: number): Promise<NvidiaPr
     null,
   );
   if (visible.gpus.length > 1) {
-    const topo = await runTool("nvidia-smi", ["topo", "-m"], env, timeoutMs);
+    const topo = await runTool("nvidia-smi", ["topo", "-m"], { env, timeoutMs });
     if (topo.kind === "ok") {
       topology = topologyOf(
         visible.gpus.map((g) => g.index),
         parseTopology(topo.stdout),
       );
     } else {
-      findings.push({ ...classifyNvidiaFailure(topo), severity: "warning" });
+      findings.push({ ...nvidiaFailureFinding(topo), severity: "warning" });
     }
   }
   return { present: true, gpus: visible.gpus, topology, findings };

@@ -73,10 +73,6 @@ export async function verifyFile(path: string, file: ManifestFile): Promise<Dige
   return hasher.check();
 }
 
-export function sha256Hex(data: string | Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
-}
-
 export function gitBlobSha1(data: Uint8Array): string {
   return createHash("sha1").update(`blob ${data.byteLength}\0`).update(data).digest("hex");
 }

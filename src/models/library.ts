@@ -12,6 +12,7 @@ import { join, relative, resolve, sep } from "node:path";
 import * as v from "valibot";
 import { ensurePrivateDir, writeFileAtomic } from "../core/atomic-file.ts";
 import { XimError } from "../core/errors.ts";
+import { sha256Hex } from "../core/sha256.ts";
 import { type Manifest, ManifestSchema, manifestBytes } from "../protocol/manifest.ts";
 import {
   MODEL_CHUNK_BYTES,
@@ -193,7 +194,7 @@ export class ModelLibrary {
         path: file.path,
         offset: req.offset,
         data: chunk,
-        sha256: createHash("sha256").update(chunk).digest("hex"),
+        sha256: sha256Hex(chunk),
         receipt: newReceipt(),
       };
     } catch (err) {

@@ -238,8 +238,7 @@ export async function probeLmcache(o: {
   const r = await runTool(
     python,
     ["-c", "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('lmcache') else 3)"],
-    o.env,
-    o.timeoutMs ?? 15_000,
+    { env: o.env, timeoutMs: o.timeoutMs ?? 15_000 },
   );
   if (r.kind === "ok") return true;
   if (r.kind === "failed" && r.exitCode === 3) return false;

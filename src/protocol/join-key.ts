@@ -6,8 +6,8 @@
  * or mistyped key is caught before anything is sent. Parsing returns which
  * part is wrong instead of throwing.
  */
-import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
+import { sha256Hex } from "../core/sha256.ts";
 
 export const JOIN_KEY_PREFIX = "xjk";
 export const JOIN_KEY_FORMAT = 1;
@@ -134,14 +134,10 @@ export function parseJoinKey(text: string): ParsedJoinKey {
 
 /** What the router stores for a key: the hash of its secret, never the secret. */
 export function joinKeySecretHash(secret: Uint8Array): string {
-  return createHash("sha256").update(secret).digest("hex");
+  return sha256Hex(secret);
 }
 
 /** The public id of a key, for `join-key list` and `revoke`. */
 export function joinKeyId(secretHash: string): string {
   return `jk_${secretHash.slice(0, 12)}`;
-}
-
-export function sha256Hex(data: Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
 }

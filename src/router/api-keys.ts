@@ -6,7 +6,8 @@
  * `api_keys` in router.db, created here on first use) and an id
  * (`ak_` + 12 hex of the hash) to list and revoke them by.
  */
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { randomBytes, timingSafeEqual } from "node:crypto";
+import { sha256Hex } from "../core/sha256.ts";
 import type { RouterStore } from "./store.ts";
 
 export const API_KEY_PREFIX = "xak_";
@@ -52,7 +53,7 @@ function selectByHash(store: RouterStore) {
 }
 
 function hashOf(key: string): string {
-  return createHash("sha256").update(key, "utf8").digest("hex");
+  return sha256Hex(key);
 }
 
 function toRow(r: Record<string, unknown>): ApiKeyRow {

@@ -11,7 +11,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { writeFileAtomic } from "../core/atomic-file.ts";
 import { XimError } from "../core/errors.ts";
-import { sha256Hex } from "../protocol/join-key.ts";
+import { sha256Hex } from "../core/sha256.ts";
 import { type CurveKeyPair, curveKeyFingerprint, generateCurveKeyPair } from "../transport/curve.ts";
 import type { RouterStore } from "./store.ts";
 

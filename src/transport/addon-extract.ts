@@ -10,7 +10,6 @@
  * entries). The file's name carries the bytes' sha256, and an existing file
  * is hashed again before it is loaded.
  */
-import { createHash } from "node:crypto";
 import {
   chmodSync,
   existsSync,
@@ -24,10 +23,7 @@ import {
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { xdgCacheHome } from "../core/paths.ts";
-
-export function sha256Hex(data: Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
-}
+import { sha256Hex } from "../core/sha256.ts";
 
 /** Throws unless `path` (a real path) and every folder above it are safe to load a library from. */
 export function assertTrustedPath(path: string, uid: number | undefined = process.getuid?.()): void {

@@ -6,15 +6,9 @@
  * of its key pair and the router's (docs/protocol.md "Keys and
  * authentication"); both sides can compute it, nobody else can.
  */
-import {
-  createHash,
-  createHmac,
-  createPrivateKey,
-  createPublicKey,
-  diffieHellman,
-  timingSafeEqual,
-} from "node:crypto";
+import { createHmac, createPrivateKey, createPublicKey, diffieHellman, timingSafeEqual } from "node:crypto";
 import * as zmq from "zeromq";
+import { sha256Hex } from "../core/sha256.ts";
 
 const ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
 const DECODE = new Map([...ALPHABET].map((c, i) => [c, i]));
@@ -75,7 +69,7 @@ function raw32(z85: string, what: string): Buffer {
 
 /** SHA-256 (hex) of the 32 raw bytes of a CURVE public key: the pin a join key carries. */
 export function curveKeyFingerprint(publicKeyZ85: string): string {
-  return createHash("sha256").update(raw32(publicKeyZ85, "public key")).digest("hex");
+  return sha256Hex(raw32(publicKeyZ85, "public key"));
 }
 
 /** X25519(own secret, peer public): the same 32 bytes on both sides. */

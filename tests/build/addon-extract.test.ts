@@ -13,13 +13,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { chooseAddon } from "../../scripts/build.ts";
+import { sha256Hex } from "../../src/core/sha256.ts";
 import {
   assertTrustedPath,
   candidateFolders,
   extractAndLoad,
   extractInto,
   privateFolder,
-  sha256Hex,
 } from "../../src/transport/addon-extract.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "xim-addon-"));

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { settingInfos } from "../../src/core/config/load.ts";
+import { lackingFile, skipOption } from "../helpers/prerequisite.ts";
 
 // The seed document is the reference: every XEROTIER_AGENT_* variable it names must be a setting.
 // shared/ sits beside the checkout for developers and CI alike.
@@ -11,7 +12,9 @@ const seedPath = join(shared, "seed", "xim-advanced-configuration.txt");
 const known = new Set(settingInfos.map((s) => s.env));
 
 test("every variable of the seed document is in the configuration schema", {
-  skip: !existsSync(seedPath) && "shared/ is not beside the checkout",
+  skip: skipOption(
+    lackingFile(seedPath, `${seedPath} is not there`, "CI checks the repository out with shared/ beside it"),
+  ),
 }, () => {
   const seed = readFileSync(seedPath, "utf8");
   const named = new Set(seed.match(/XEROTIER_AGENT_[A-Z0-9_]+[A-Z0-9]/g) ?? []);

@@ -10,6 +10,7 @@ import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSyn
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { describe, test } from "node:test";
+import { lackingFile, lackingRoot, skipOption } from "../helpers/prerequisite.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 
@@ -86,43 +87,38 @@ describe("documented shell commands", () => {
   // before `npm test`); the `npm run build` line is skipped when the binary
   // exists, so the test does not rebuild it. As root it really installs
   // /usr/local/bin/xim, and puts back whatever was there.
-  const binary = join(ROOT, "dist/xim");
-  const canInstall = process.getuid?.() === 0;
-  const why = !existsSync(binary)
-    ? "dist/xim is not built (npm run build; CI builds it first)"
-    : !canInstall
-      ? "installing into /usr/local/bin needs root"
-      : undefined;
-  if (why && process.env.CI === "true") {
-    test("the README's binary block runs as written", () => assert.fail(`cannot run in CI: ${why}`));
-  } else {
-    test("the README's binary block runs as written", { skip: why, timeout: 60_000 }, () => {
-      const block = blocks.find((b) => b.file === "README.md" && key(b) === BINARY_BLOCK);
-      assert.ok(block, "the README has a block starting with `npm run build`");
-      const script = block.text
-        .split("\n")
-        .filter((l) => !l.startsWith("npm run build") && !/^\s*#/.test(l))
-        .join("\n");
-      const target = "/usr/local/bin/xim";
-      const saved = existsSync(target) ? join(mkdtempSync(join(tmpdir(), "xim-saved-")), "xim") : undefined;
-      if (saved) copyFileSync(target, saved);
-      try {
-        const r = spawnSync("bash", ["-euo", "pipefail", "-c", script], {
-          cwd: ROOT,
-          encoding: "utf8",
-          timeout: 50_000,
-        });
-        assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
-        assert.match(r.stdout, /^xim \d+\.\d+\.\d+/m);
-        assert.match(r.stdout, /curve: available/);
-      } finally {
-        if (saved) {
-          copyFileSync(saved, target);
-          rmSync(join(saved, ".."), { recursive: true, force: true });
-        } else rmSync(target, { force: true });
-      }
-    });
-  }
+  const lack =
+    lackingFile(
+      join(ROOT, "dist/xim"),
+      "dist/xim is not built",
+      ".ci/run runs `npm run build` before `npm test`",
+    ) ?? lackingRoot("installing into /usr/local/bin");
+  test("the README's binary block runs as written", { skip: skipOption(lack), timeout: 60_000 }, () => {
+    const block = blocks.find((b) => b.file === "README.md" && key(b) === BINARY_BLOCK);
+    assert.ok(block, "the README has a block starting with `npm run build`");
+    const script = block.text
+      .split("\n")
+      .filter((l) => !l.startsWith("npm run build") && !/^\s*#/.test(l))
+      .join("\n");
+    const target = "/usr/local/bin/xim";
+    const saved = existsSync(target) ? join(mkdtempSync(join(tmpdir(), "xim-saved-")), "xim") : undefined;
+    if (saved) copyFileSync(target, saved);
+    try {
+      const r = spawnSync("bash", ["-euo", "pipefail", "-c", script], {
+        cwd: ROOT,
+        encoding: "utf8",
+        timeout: 50_000,
+      });
+      assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+      assert.match(r.stdout, /^xim \d+\.\d+\.\d+/m);
+      assert.match(r.stdout, /curve: available/);
+    } finally {
+      if (saved) {
+        copyFileSync(saved, target);
+        rmSync(join(saved, ".."), { recursive: true, force: true });
+      } else rmSync(target, { force: true });
+    }
+  });
 
   test("`npm run build` is the README's way to make dist/xim", () => {
     const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));

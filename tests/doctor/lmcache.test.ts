@@ -1,23 +1,17 @@
 import assert from "node:assert/strict";
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { chmodSync, mkdirSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { tcpConnect } from "../../src/transport/tcp-connect.ts";
+import { commandPath, lackingCommand, skipOption } from "../helpers/prerequisite.ts";
 import { cleanup, doctor, tempDir } from "./helpers.ts";
 
-function redisBinary(): string | undefined {
-  try {
-    return execFileSync("sh", ["-c", "command -v redis-server"], { encoding: "utf8" }).trim() || undefined;
-  } catch {
-    return undefined;
-  }
-}
-const REDIS = redisBinary();
-const NO_REDIS = REDIS
-  ? false
-  : "redis-server is not installed (Debian package redis-server; .ci/run installs it)";
+const REDIS = commandPath("redis-server");
+const NO_REDIS = skipOption(
+  lackingCommand("redis-server", ".ci/run installs the Debian package redis-server"),
+);
 
 async function freePort(): Promise<number> {
   const server = createServer();

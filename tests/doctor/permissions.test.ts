@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { chmodSync, chownSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
+import { lackingRoot, skipOption } from "../helpers/prerequisite.ts";
 import { cleanup, doctor, tempDir } from "./helpers.ts";
 
 after(cleanup);
@@ -72,7 +73,7 @@ describe("model-cache-dir and lmcache-dir: writable by the agent's user", () => 
   });
 
   test("group write access counts for a member of the group", {
-    skip: ME !== 0 ? "needs root to chown" : false,
+    skip: skipOption(lackingRoot("chown to another user")),
   }, async () => {
     const cache = join(tempDir(), "models");
     mkdirSync(cache);
@@ -111,7 +112,7 @@ describe("data-dir-owner: /data/xerotier belongs to the container's uid 5152", (
   }
 
   test("folders owned by root fail with the seed's chown fix", {
-    skip: ME !== 0 ? "needs root to chown" : false,
+    skip: skipOption(lackingRoot("chown to root")),
   }, async () => {
     const root = dataDir(0);
     const r = await doctor({}, { selectors: ["data-dir-owner"], dataDir: root });
@@ -121,7 +122,7 @@ describe("data-dir-owner: /data/xerotier belongs to the container's uid 5152", (
   });
 
   test("folders owned by 5152 are ok", {
-    skip: ME !== 0 ? "needs root to chown to 5152" : false,
+    skip: skipOption(lackingRoot("chown to 5152")),
   }, async () => {
     const r = await doctor({}, { selectors: ["data-dir-owner"], dataDir: dataDir(5152) });
     assert.equal(r["data-dir-owner"].status, "ok");

@@ -162,6 +162,17 @@ describe("fuzz: the router's OpenAI front", { timeout: fuzzTimeoutMs(4, 300_000)
     return Buffer.concat([head, ...chunks, Buffer.from("0\r\n\r\n")]);
   };
   const paths = ["/v1/chat/completions", "/v1/completions"];
+  /** After an input that got no answer: the front is not wedged and answers its health check. */
+  const stillAnswers = async (what: string): Promise<void> => {
+    const a = await raw(
+      port,
+      Buffer.from("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
+    );
+    assert.ok(
+      a !== "closed" && a.status === 200,
+      `${what}: /health afterwards got ${a === "closed" ? "a close" : a.status}`,
+    );
+  };
 
   test("malformed JSON bodies get 400 invalid_json (or another 4xx), never a 5xx", async () => {
     const body = fc.oneof(
@@ -310,8 +321,12 @@ describe("fuzz: the router's OpenAI front", { timeout: fuzzTimeoutMs(4, 300_000)
         if (i.requestId !== null) headers["x-request-id"] = i.requestId;
         if (i.contentType !== null) headers["content-type"] = i.contentType;
         const a = await raw(port, request(i.method, i.path, headers, Buffer.from(i.body)));
-        if (a === "closed") return; // HEAD and some parse failures: no body to judge, no crash
-        if (i.method === "HEAD") return;
+        // HEAD and some parse failures leave no body to judge: the front must still answer the next request.
+        if (a === "closed") return stillAnswers(`${i.method} ${i.path}`);
+        if (i.method === "HEAD") {
+          assert.ok(a.status < 500 || a.status === 503, `HEAD ${i.path}: got ${a.status}`);
+          return;
+        }
         checkAnswer(a, `${i.method} ${i.path} ${JSON.stringify(headers).slice(0, 200)}`);
       }),
       budget(),
@@ -323,7 +338,7 @@ describe("fuzz: the router's OpenAI front", { timeout: fuzzTimeoutMs(4, 300_000)
       fc.asyncProperty(fc.uint8Array({ minLength: 1, maxLength: 400 }), async (bytes) => {
         garbage++;
         const a = await raw(port, Buffer.from(bytes), 15_000, true);
-        if (a === "closed") return;
+        if (a === "closed") return stillAnswers("garbage bytes");
         assert.ok(a.status >= 400 && a.status < 500, `garbage got ${a.status}`);
         checkAnswer(a, "garbage bytes");
       }),

@@ -4,7 +4,8 @@
  * malformed, oversized and aborted requests (the issue-14 crash among
  * them: an over-limit enrollment upload cut short) go to the enrollment
  * port and the OpenAI API port for the fuzz budget (tests/fuzz/budget.ts).
- * After every input the router is alive; no malformed request is answered
+ * After every input the router is alive, and after one that got no answer
+ * the port answers its health check; no malformed request is answered
  * 5xx (the API's 503 "no node can serve this" is right and allowed); after
  * the run it answers its health checks and its memory stayed bounded.
  */
@@ -154,30 +155,49 @@ function sendAndAbort(url: string, bytes: Buffer): Promise<void> {
   });
 }
 
-/** One input against `url`; the assertion failures name it. */
+const HEALTH = { enroll: "/v1/health", api: "/health" } as const;
+
+/**
+ * One input against `url`; the assertion failures name it. An input that got
+ * no answer (cut by this client, as in the issue-14 crash, or closed by the
+ * router) must leave the port answering the next request.
+ */
 async function attempt(url: string, port: "enroll" | "api", i: Input): Promise<void> {
-  const { head, body } = encode(i);
   const what = `${i.ending} ${i.method} ${i.path} (${i.framing}, ${i.body.length} body bytes)`;
+  const answered = await send(url, port, i, what);
+  if (!answered)
+    assert.equal(await getStatus(url, HEALTH[port]), 200, `${what}: the port answers afterwards`);
+}
+
+/** Send one input; false when it got no answer. */
+async function send(url: string, port: "enroll" | "api", i: Input, what: string): Promise<boolean> {
+  const { head, body } = encode(i);
   if (i.ending === "garbage") {
     const a = await exchange(url, Buffer.concat([i.body, Buffer.from("\r\n\r\n")]), {
       end: true,
       timeoutMs: 30_000,
     });
-    if (a !== "closed") assert.ok(a.status >= 400 && a.status < 500, `${what}: garbage answered ${a.status}`);
-    return;
+    if (a === "closed") return false;
+    assert.ok(a.status >= 400 && a.status < 500, `${what}: garbage answered ${a.status}`);
+    return true;
   }
-  if (i.ending === "abort-after-headers")
-    return sendAndAbort(url, Buffer.concat([head, body.subarray(0, 10)]));
-  if (i.ending === "abort-after-body") return sendAndAbort(url, Buffer.concat([head, body]));
-  if (i.ending === "abort-mid-body")
-    return sendAndAbort(url, Buffer.concat([head, body.subarray(0, Math.max(1, body.length >> 1))]));
+  if (i.ending !== "complete") {
+    const cut = {
+      "abort-after-headers": 10,
+      "abort-mid-body": Math.max(1, body.length >> 1),
+      "abort-after-body": body.length,
+    }[i.ending];
+    await sendAndAbort(url, Buffer.concat([head, body.subarray(0, cut)]));
+    return false;
+  }
   // Half-close after the request: a short length then ends as an aborted body, never a hang.
   const a = await exchange(url, Buffer.concat([head, body]), { end: true, timeoutMs: 30_000 });
-  if (a === "closed") return;
+  if (a === "closed") return false;
   assert.ok(
     a.status < 500 || (port === "api" && a.status === 503),
     `${what}: answered ${a.status}: ${a.body.slice(0, 300)}`,
   );
+  return true;
 }
 
 for (const insecureHttp of [false, true]) {
@@ -231,8 +251,8 @@ for (const insecureHttp of [false, true]) {
 
     test("afterwards the router answers on both ports and its memory stayed bounded", async (t) => {
       assert.ok(router.alive(), `the router exited: ${router.proc.stderr.slice(-3000)}`);
-      assert.equal(await getStatus(router.enrollUrl, "/v1/health"), 200);
-      assert.equal(await getStatus(router.httpUrl, "/health"), 200);
+      assert.equal(await getStatus(router.enrollUrl, HEALTH.enroll), 200);
+      assert.equal(await getStatus(router.httpUrl, HEALTH.api), 200);
       const rss = router.rssBytes();
       t.diagnostic(
         `inputs: ${JSON.stringify(tried)}; RSS ${Math.round(rssBefore / 2 ** 20)} -> ${Math.round(rss / 2 ** 20)} MiB`,

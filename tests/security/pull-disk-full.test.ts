@@ -17,6 +17,7 @@ import { after, before, test } from "node:test";
 import { commands } from "../../src/cli/commands.ts";
 import { recordingIo } from "../../src/cli/io.ts";
 import { runCli } from "../../src/cli/program.ts";
+import { type Lack, skipWithout } from "../helpers/prerequisite.ts";
 import { bytesOf, sha256 } from "../models/helpers/file-server.ts";
 
 const root = mkdtempSync(join(tmpdir(), "xim-pull-disk-"));
@@ -33,6 +34,12 @@ function mountTmpfs(name: string, options: string): string | undefined {
     return undefined;
   }
 }
+
+/** disk-errors.test.ts injects ENOSPC and EROFS without a mount; these tests see the kernel's own. */
+const cannotMount: Lack = {
+  what: "cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)",
+  provide: ".ci/run runs as root in a container that may mount",
+};
 
 const mounted: string[] = [];
 after(() => {
@@ -108,8 +115,10 @@ test("a disk that fills up during a pull names the folder, free and needed space
   timeout: 60_000,
 }, async (t) => {
   const disk = mountTmpfs("small", "size=3m");
-  if (!disk)
-    return t.skip("cannot mount a tmpfs here (needs root); disk-errors.test.ts injects ENOSPC instead");
+  if (!disk) {
+    skipWithout(t, cannotMount);
+    return;
+  }
   mounted.push(disk);
   const cacheDir = join(disk, "cache");
   beforeWeights = () => fill(disk);
@@ -130,8 +139,10 @@ test("a read-only cache filesystem is named as such, not reported as a bug", {
   timeout: 60_000,
 }, async (t) => {
   const disk = mountTmpfs("readonly", "size=1m,ro");
-  if (!disk)
-    return t.skip("cannot mount a tmpfs here (needs root); disk-errors.test.ts injects EROFS instead");
+  if (!disk) {
+    skipWithout(t, cannotMount);
+    return;
+  }
   mounted.push(disk);
   const r = await xim(["pull", `${base}/m/manifest.json`], join(disk, "cache"));
   assert.equal(r.code, 1, r.stderr);

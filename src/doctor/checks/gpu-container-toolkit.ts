@@ -6,10 +6,10 @@
  * reach the driver (a non-zero exit means the toolkit cannot).
  */
 import { join } from "node:path";
+import { firstLine, runTool } from "../../hardware/run-tool.ts";
 import { type Check, fail, ok, skipped } from "../check.ts";
 import { statOrUndefined } from "../fs-probe.ts";
 import { isContainer, readText } from "../proc.ts";
-import { firstLine, runTool } from "../run-tool.ts";
 
 /** The header and devices of `nvidia-container-cli info`. */
 export function parseContainerCliInfo(text: string): { nvrm?: string; cuda?: string; models: string[] } {
@@ -27,15 +27,16 @@ export const gpuContainerToolkit: Check = {
     if (!(await isContainer(ctx)))
       return skipped("not in a container (the host's docker runtimes: see gpu-docker-runtime)");
     const cli = await runTool("nvidia-container-cli", ["info"], { env: ctx.env, timeoutMs: 4000, signal });
-    if (cli.outcome === "ok" && cli.code === 0) {
+    if (cli.kind === "ok") {
       const info = parseContainerCliInfo(cli.stdout);
       return ok(
         `nvidia-container-cli info: NVRM ${info.nvrm ?? "?"}, CUDA ${info.cuda ?? "?"}, ${info.models.length} device(s)${info.models.length ? ` (${[...new Set(info.models)].join(", ")})` : ""}`,
       );
     }
-    if (cli.outcome === "ok" || cli.outcome === "timeout") {
+    if (cli.kind === "failed" || cli.kind === "timeout") {
+      const said = cli.kind === "failed" ? firstLine(`${cli.stderr}\n${cli.stdout}`) : "";
       return fail(
-        `nvidia-container-cli info ${cli.outcome === "timeout" ? "hung" : `failed (exit ${cli.code})`}: ${firstLine(`${cli.stderr}\n${cli.stdout}`) || cli.reason}`,
+        `nvidia-container-cli info ${cli.kind === "timeout" ? "hung" : "failed"} (${cli.reason})${said ? `: ${said}` : ""}`,
         "The toolkit cannot reach the driver: on the host check that `nvidia-smi` answers, then `sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker` and recreate the container; `nvidia-container-cli -k -d /dev/tty info` shows the details.",
       );
     }

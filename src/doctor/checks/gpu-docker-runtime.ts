@@ -4,10 +4,10 @@
  * nvidia ..."), or `--gpus all` containers get no GPU. Docker needs the
  * socket's permission: without it the check is skipped, not failed.
  */
+import { firstLine, runTool } from "../../hardware/run-tool.ts";
 import { type Check, ok, skipped, warn } from "../check.ts";
 import { probeNvidia } from "../gpu-probe.ts";
 import { isContainer } from "../proc.ts";
-import { firstLine, runTool } from "../run-tool.ts";
 
 export function parseDockerRuntimes(text: string): { runtimes: string[]; defaultRuntime?: string } {
   const runtimes = /^\s*Runtimes:\s*(.+)$/m.exec(text)?.[1].trim().split(/\s+/) ?? [];
@@ -22,12 +22,12 @@ export const gpuDockerRuntime: Check = {
   async run(ctx, signal) {
     if (await isContainer(ctx)) return skipped("inside a container (see gpu-container-toolkit)");
     const r = await runTool("docker", ["info"], { env: ctx.env, timeoutMs: 4000, signal });
-    if (r.outcome === "missing")
+    if (r.kind === "missing")
       return skipped("docker is not installed (needed only to run xim in a container)");
-    if (r.outcome === "timeout") return skipped(`docker info did not answer (${r.reason})`);
+    if (r.kind === "timeout") return skipped(`docker info did not answer (${r.reason})`);
     const { runtimes, defaultRuntime } = parseDockerRuntimes(r.stdout);
     if (runtimes.length === 0) {
-      const why = firstLine(`${r.stderr}\n${r.stdout}`) || `exit ${r.code}`;
+      const why = firstLine(`${r.stderr}\n${r.stdout}`) || (r.kind === "failed" ? r.reason : "exit 0");
       if (/permission denied/i.test(why))
         return skipped(`needs access to the docker socket (root or the docker group): ${why}`);
       return skipped(`docker info gave no runtimes: ${why}`);

@@ -5,11 +5,12 @@
  */
 
 import { join } from "node:path";
+import type { NvidiaSmiFailure } from "../../hardware/nvidia-failure.ts";
 import { type Check, fail, ok, warn } from "../check.ts";
 import { statOrUndefined } from "../fs-probe.ts";
-import { describeGpus, type NvidiaErrorKind, probeAmd, probeNvidia } from "../gpu-probe.ts";
+import { describeGpus, probeAmd, probeNvidia } from "../gpu-probe.ts";
 
-const NVIDIA_FIX: Record<NvidiaErrorKind, string> = {
+const NVIDIA_FIX: Record<NvidiaSmiFailure, string> = {
   "nvml-unknown-error":
     "The container lost its GPUs (see gpu-nvml): restart the container now; on the host run `sudo nvidia-ctk system create-dev-char-symlinks --create-all` or use CDI so it does not recur.",
   "driver-mismatch":
@@ -18,6 +19,10 @@ const NVIDIA_FIX: Record<NvidiaErrorKind, string> = {
     "Install or load the NVIDIA driver on the host (`sudo modprobe nvidia`; check `dmesg | grep -i nvidia`); in a container, start it with `--gpus all` (NVIDIA Container Toolkit).",
   "no-devices":
     "The driver sees no GPU: on the host check `lspci | grep -i nvidia` and `dmesg | grep -i xid`; in a container pass the GPUs with `--gpus all` or NVIDIA_VISIBLE_DEVICES=all.",
+  "nvml-library-missing":
+    "nvidia-smi cannot load libnvidia-ml.so: reinstall the driver's user-space libraries (on a host the nvidia-utils/libnvidia-compute packages of the running driver); in a container start it with `--gpus all` so the runtime mounts them.",
+  "gpu-lost":
+    "A GPU fell off the bus: look for Xid 79 with `sudo dmesg | grep -i xid`; the GPU needs a reset (`nvidia-smi -r`) or the host a reboot.",
   other: "Run `nvidia-smi` by hand to see the full error; reinstall the driver if it persists.",
 };
 

@@ -3,9 +3,8 @@
  * on PATH by default) exists and `--version` answers. A cold Python import
  * can take seconds, so a slow answer is a warning, not a failure.
  */
-import { which } from "../../hardware/run-tool.ts";
+import { firstLine, runTool, which } from "../../hardware/run-tool.ts";
 import { type Check, fail, ok, skipped, warn } from "../check.ts";
-import { firstLine, runTool } from "../run-tool.ts";
 
 export const VLLM_VERSION_TIMEOUT_MS = 8000;
 
@@ -30,15 +29,16 @@ export const vllmInstalled: Check = {
       timeoutMs: VLLM_VERSION_TIMEOUT_MS,
       signal,
     });
-    if (r.outcome === "timeout") {
+    if (r.kind === "timeout") {
       return warn(
         `${path} --version did not answer within ${VLLM_VERSION_TIMEOUT_MS / 1000} s`,
         `Run \`${path} --version\` by hand to see whether it starts.`,
       );
     }
-    if (r.outcome !== "ok" || r.code !== 0) {
+    if (r.kind !== "ok") {
+      const said = r.kind === "failed" ? firstLine(`${r.stderr}\n${r.stdout}`) : "";
       return fail(
-        `${path} --version failed (exit ${r.code ?? "?"}): ${firstLine(`${r.stderr}\n${r.stdout}`) || r.reason}`,
+        `${path} --version failed (${r.reason})${said ? `: ${said}` : ""}`,
         `Run \`${path} --version\` to see the whole error; reinstall vLLM in its Python environment.`,
       );
     }

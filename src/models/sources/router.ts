@@ -5,8 +5,9 @@
  * flight at once so the round trip does not bound the throughput. Every
  * chunk's SHA-256 is checked as it arrives.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import * as v from "valibot";
+import { sha256Hex } from "../../core/sha256.ts";
 import { safeText } from "../../core/terminal-text.ts";
 import type { Manifest, ManifestFile } from "../../protocol/manifest.ts";
 import { MODEL_CHUNK_BYTES, type ModelChannel, ModelReplySchema } from "../../protocol/model-transfer.ts";
@@ -138,7 +139,7 @@ export class RouterSource implements ModelSource {
           },
         );
       }
-      if (createHash("sha256").update(reply.data).digest("hex") !== reply.sha256) {
+      if (sha256Hex(reply.data) !== reply.sha256) {
         throw new PullError("XIM_PULL_NETWORK", `${file.path}: the chunk at ${head.offset} arrived damaged`, {
           retryable: true,
         });

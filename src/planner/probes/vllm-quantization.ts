@@ -48,13 +48,18 @@ export async function probeQuantizationMethods(o: {
 }): Promise<InstalledQuantization> {
   const python = await vllmPython(o.vllmPath, o.env);
   const timeoutMs = o.timeoutMs ?? 60_000;
-  const r = await runTool(python, ["-c", SCRIPT], { ...o.env, VLLM_LOGGING_LEVEL: "ERROR" }, timeoutMs);
+  const r = await runTool(python, ["-c", SCRIPT], {
+    env: { ...o.env, VLLM_LOGGING_LEVEL: "ERROR" },
+    timeoutMs,
+  });
   if (r.kind === "missing") return { kind: "unknown", reason: `${python} not found` };
   if (r.kind === "timeout")
     return { kind: "unknown", reason: `${python} did not answer in ${timeoutMs / 1000} s` };
   if (r.kind === "failed") {
     // The last line of a Python traceback names the error; it is printed in the plan, so made terminal-safe.
-    const last = safeText(r.output.split("\n").filter(Boolean).at(-1)?.slice(0, 200) ?? `exit ${r.exitCode}`);
+    const last = safeText(
+      `${r.stdout}\n${r.stderr}`.split("\n").filter(Boolean).at(-1)?.slice(0, 200) ?? r.reason,
+    );
     return { kind: "unknown", reason: `${python} cannot import vLLM's quantization registry (${last})` };
   }
   const methods = parseMethods(r.stdout);

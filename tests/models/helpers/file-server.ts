@@ -5,9 +5,9 @@
  * Range, or hold a response until the test releases it. It counts the
  * requests and body bytes it served per path.
  */
-import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { sha256Hex } from "../../../src/core/sha256.ts";
 
 export interface Fault {
   /** Answer this many requests with `status` before serving. */
@@ -32,7 +32,7 @@ export interface Served {
 }
 
 export function sha256(data: Uint8Array | string): string {
-  return createHash("sha256").update(data).digest("hex");
+  return sha256Hex(data);
 }
 
 export class FileServer {

@@ -22,16 +22,10 @@ import { contain } from "../core/guard.ts";
 import type { Logger } from "../core/log.ts";
 import { safeText } from "../core/terminal-text.ts";
 import { XIM_VERSION } from "../core/version.ts";
-import { enroll } from "../enrollment/enroll.ts";
-import {
-  type EnrollmentState,
-  loadEnrollmentState,
-  revokedError,
-  saveRevocation,
-} from "../enrollment/state.ts";
+import { type EnrollmentState, revokedError } from "../enrollment/state.ts";
 import { ReceiptBook } from "../models/receipts.ts";
 import { PullError } from "../models/source.ts";
-import type { NodeCondition } from "../protocol/conditions.ts";
+import type { NodeCondition, NodeState } from "../protocol/conditions.ts";
 import type {
   Hardware,
   NodeMessage,
@@ -43,10 +37,11 @@ import type {
 } from "../protocol/messages.ts";
 import type { ModelChannel } from "../protocol/model-transfer.ts";
 import { curveSharedSecret, registerProof } from "../transport/curve.ts";
-import { warnSocketBuffersOnce } from "../transport/socket-buffers.ts";
-import { INSECURE_ZMQ_WARNING } from "../transport/sockets.ts";
+import { NODE_CLOSE_LINGER_MS } from "../transport/sockets.ts";
 import { type ChannelCounters, NodeChannel, newChannelCounters } from "./control.ts";
+import { drainNode, serveUntilStopped } from "./drain.ts";
 import { leaseLostAfterMs, reconnectPolicy, registerTimeoutMs, renewalIntervalMs } from "./lease.ts";
+import { ensureEnrolled } from "./node-enrollment.ts";
 import { diagnoseRouter, type RouterDiagnosis } from "./router-diagnosis.ts";
 
 export type SessionSettings = Pick<
@@ -70,6 +65,8 @@ export interface NodeSessionOptions {
   status?: () => NodeStatus;
   /** The node's conditions now (src/protocol/conditions.ts), sent with register, renewals and node_status; default none. */
   conditions?: () => NodeCondition[];
+  /** The node's lifecycle state now (src/agent/node-state.ts), sent with the status; default: not said. */
+  nodeState?: () => NodeState;
   hardware?: Hardware;
   /** The node's credit window per stream, told at registration (0: flow control off); default 65536. */
   windowBytes?: number;
@@ -77,6 +74,8 @@ export interface NodeSessionOptions {
   onMessage?: (message: RouterMessage) => void;
   onRegistered?: (lease: LeaseInfo) => void;
   onLost?: (reason: string) => void;
+  /** The lease was gained or let go (refused, lost, revoked, stopped): the node's state follows. */
+  onLeaseChange?: (lease: LeaseInfo | null) => void;
   sleep?: Sleep;
   random?: () => number;
   now?: () => number;
@@ -268,7 +267,13 @@ export class NodeSession {
     });
   }
 
-  /** Release the lease (when held) and close the sockets. */
+  /**
+   * Release the lease (when held) and close the sockets. The contract that
+   * replaces a pause: the release, and every stream message whose send
+   * resolved before this call, are in the sockets' queues; the close keeps
+   * them for NODE_CLOSE_LINGER_MS to leave, so a router that is there gets
+   * them and one that is gone delays the process's exit by at most that.
+   */
   async stop(): Promise<void> {
     if (this.#stopping) return this.#run ?? undefined;
     this.#stopping = true;
@@ -278,22 +283,28 @@ export class NodeSession {
         leaseId: this.#lease.leaseId,
         epoch: this.#lease.epoch,
       });
-      // Give the queued release a moment to leave before linger-0 close discards it.
-      await realSleep(50);
     }
     this.#pendingRegister?.({ kind: "retry", reason: "stopping" });
     this.#wake.abort();
     await this.#run?.catch(() => undefined);
-    await this.#channel?.close();
+    await this.#channel?.close(NODE_CLOSE_LINGER_MS);
     this.#channel = null;
   }
 
   /** The status fields of register, renewals and node_status: the engine's, and the node's conditions. */
   #status(): NodeStatus & { conditions: NodeCondition[] } {
     const conditions = this.#o.conditions?.() ?? [];
-    if (this.#o.status) return { ...this.#o.status(), conditions };
+    const state = this.#o.nodeState?.();
+    const said = { conditions, ...(state ? { state } : {}) };
+    if (this.#o.status) return { ...this.#o.status(), ...said };
     const slots = this.#o.settings.maxConcurrent ?? 0;
-    return { engine: "none", models: [], maxConcurrent: slots, freeSlots: slots, conditions };
+    return { engine: "none", models: [], maxConcurrent: slots, freeSlots: slots, ...said };
+  }
+
+  #setLease(lease: LeaseInfo | null): void {
+    if (lease === this.#lease) return;
+    this.#lease = lease;
+    this.#o.onLeaseChange?.(lease);
   }
 
   #interruptibleSleep(ms: number): Promise<void> {
@@ -355,7 +366,7 @@ export class NodeSession {
         await this.#interruptibleSleep(delay);
       }
     } finally {
-      this.#lease = null;
+      this.#setLease(null);
     }
   }
 
@@ -450,7 +461,7 @@ export class NodeSession {
       await this.#interruptibleSleep(lease.renewalIntervalMs);
       if (this.#stopping) return "stopped";
       if (this.#refused !== null || this.#revoked !== null) {
-        this.#lease = null;
+        this.#setLease(null);
         return "refused";
       }
       const silent = this.#now() - this.#lastAck;
@@ -459,7 +470,7 @@ export class NodeSession {
           { silentMs: silent, epoch: lease.epoch },
           "no lease renewal answered within the lease duration; reconnecting",
         );
-        this.#lease = null;
+        this.#setLease(null);
         return `no answer for ${silent} ms`;
       }
       const status = this.#status();
@@ -536,7 +547,7 @@ export class NodeSession {
         m.renewalIntervalMs,
       ),
     };
-    this.#lease = lease;
+    this.#setLease(lease);
     this.#lastEpoch = m.epoch;
     this.#log.info(
       {
@@ -558,7 +569,7 @@ export class NodeSession {
     this.revokedBecause = message;
     this.#revoked = revokedError(this.#o.state.nodeId, message);
     this.#log.error({ hint: this.#revoked.hint }, this.#revoked.message);
-    this.#lease = null;
+    this.#setLease(null);
     this.#pendingRegister?.({ kind: "fatal", error: this.#revoked });
     this.#wake.abort();
   }
@@ -629,47 +640,14 @@ export interface RunNodeOptions {
   onRegistered?: (lease: LeaseInfo, session: NodeSession) => void;
 }
 
-/** `xim run` for the control plane: enroll on first start if a join key is set, then hold the lease until the signal. */
+/**
+ * The control plane alone (no engine, no relay): enroll on first start if a
+ * join key is set, then hold the lease until the signal, drain and stop.
+ * The inference node (node.ts) is this plus the engine and the relay.
+ */
 export async function runNode(o: RunNodeOptions): Promise<{ nodeId: string; enrolled: boolean }> {
   const { config, logger } = o;
-  let state = await loadEnrollmentState(config.configDir);
-  let enrolled = false;
-  if (!state) {
-    if (!config.joinKey) {
-      throw new XimError(
-        "XIM_NOT_ENROLLED",
-        `this node is not enrolled (no enrollment state in ${config.configDir})`,
-        {
-          hint: "Run 'xim enroll --join-key xjk_...', or set XEROTIER_AGENT_JOIN_KEY so 'xim run' enrolls on first start.",
-        },
-      );
-    }
-    await enroll({
-      joinKey: config.joinKey,
-      routerUrl: config.routerUrl,
-      allowInsecure: config.allowInsecure,
-      configDir: config.configDir,
-      logger,
-    });
-    enrolled = true;
-    state = await loadEnrollmentState(config.configDir);
-    if (!state)
-      throw new XimError("XIM_STATE_INVALID", `enrollment succeeded but ${config.configDir} holds no state`);
-  }
-  if (state.curve === false) {
-    if (!config.allowInsecure) {
-      throw new XimError(
-        "XIM_INSECURE_ROUTER",
-        "the router runs ZeroMQ without CURVE encryption (xim router serve --insecure-zmq): requests and tokens would travel in clear",
-        {
-          exitCode: ExitCode.config,
-          hint: "Use a router without --insecure-zmq, or accept plain ZeroMQ for development with XEROTIER_AGENT_ALLOW_INSECURE=1.",
-        },
-      );
-    }
-    logger.warn(INSECURE_ZMQ_WARNING);
-  }
-  warnSocketBuffersOnce(logger);
+  const { state, enrolled } = await ensureEnrolled(config, logger);
   const session: NodeSession = new NodeSession({
     state,
     settings: config,
@@ -681,29 +659,14 @@ export async function runNode(o: RunNodeOptions): Promise<{ nodeId: string; enro
     onRegistered: (lease) => o.onRegistered?.(lease, session),
   });
   o.onSession?.(session);
-  let failure: unknown;
-  const running = session.start().catch((err: unknown) => {
-    failure = err;
+  const beforeStop = o.beforeStop;
+  await serveUntilStopped(session, o.signal, { configDir: config.configDir, nodeId: state.nodeId, logger });
+  await drainNode({
+    session,
+    nodeId: state.nodeId,
+    graceMs: config.drainGraceSeconds * 1000,
+    logger,
+    finishStreams: beforeStop && ((graceMs) => beforeStop(session, graceMs)),
   });
-  const stopped = new Promise<void>((resolve) => {
-    if (o.signal.aborted) return resolve();
-    o.signal.addEventListener("abort", () => resolve(), { once: true });
-  });
-  await Promise.race([running, stopped]);
-  if (failure !== undefined) {
-    await session.stop();
-    if (session.revokedBecause !== null) {
-      // Remembered, so a restart stops at once: the router refuses this key at the handshake.
-      await saveRevocation(config.configDir, state.nodeId, session.revokedBecause).catch((err: unknown) =>
-        logger.warn({ err }, "could not record the revocation in the config folder"),
-      );
-    }
-    throw failure;
-  }
-  logger.info({ nodeId: state.nodeId }, "stopping: draining and releasing the lease");
-  const graceMs = config.drainGraceSeconds * 1000;
-  await session.drain("stopping", graceMs);
-  await o.beforeStop?.(session, graceMs);
-  await session.stop();
   return { nodeId: state.nodeId, enrolled };
 }

@@ -2,14 +2,14 @@
  * @module `xim run`: enroll on first start when a join key is set, register,
  * then start the engine (vLLM with the planner's command, or the simulated
  * engine), hold the lease with the router and relay inference
- * (src/agent/inference-node.ts). SIGTERM drains (in-flight streams get
+ * (src/agent/node.ts). SIGTERM drains (in-flight streams get
  * XEROTIER_AGENT_DRAIN_GRACE_SECONDS), a second SIGTERM stops at once.
  * A model the router assigns (`xim router models assign`) is pulled with
  * the code of `xim pull` and then replaces the engine.
  * `--dry-run` prints what would be started and starts nothing.
  */
 import { describeAssignedLaunch, describeLaunch } from "../agent/engine-setup.ts";
-import { runInferenceNode } from "../agent/inference-node.ts";
+import { runInferenceNode } from "../agent/node.ts";
 import { type SettingKey, settings } from "../core/config/schema.ts";
 import { ExitCode } from "../core/errors.ts";
 import { logUnhandledRejections } from "../core/guard.ts";

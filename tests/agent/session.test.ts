@@ -61,7 +61,7 @@ async function until<T extends NodeMessage["type"]>(socket: zmq.Router, type: T)
   }
 }
 
-async function setup(leaseMs = 1000) {
+async function setup(leaseMs = 1000, renewalMs = 100) {
   const control = await fakeRouter();
   const streaming = await fakeRouter();
   const keys = generateCurveKeyPair();
@@ -76,7 +76,7 @@ async function setup(leaseMs = 1000) {
   const session = new NodeSession({
     state,
     settings: {
-      leaseRenewalIntervalMs: 100,
+      leaseRenewalIntervalMs: renewalMs,
       leaseDurationMs: leaseMs,
       streamingSocketEnabled: true,
       maxConcurrent: 2,
@@ -102,7 +102,9 @@ function ack(nodeId: string, epoch: number, leaseMs = 1000) {
 
 describe("the node session", { timeout: 60_000 }, () => {
   test("registers with a valid proof, survives garbage from the router, renews, and relays messages both ways", async () => {
-    const { control, streaming, state, session, received } = await setup();
+    // A register waits 20 s for its answer here (10 s renewals asked): decoding the garbage below took
+    // seconds on a loaded machine, and a node that gave up on its first register would never see the ack.
+    const { control, streaming, state, session, received } = await setup(30_000, 10_000);
     const running = session.start();
     const reg = await until(control, "register");
     assert.ok(
@@ -179,11 +181,15 @@ describe("the node session", { timeout: 60_000 }, () => {
     await waitFor(() => session.lease?.epoch === 2, { timeoutMs: 5000, what: "re-registration" });
   });
 
-  test("a lease refused as fenced or expired makes the node register again at once", async () => {
-    const { control, state, session } = await setup();
+  // A lease of 60 s and a bound of 20 s: a node that ignored the refusal would keep renewing and register
+  // again only once the whole lease went unanswered; one that handles it registers within milliseconds.
+  test("a lease refused as fenced or expired makes the node register again at once", {
+    timeout: 20_000,
+  }, async () => {
+    const { control, state, session } = await setup(60_000);
     void session.start();
     const reg = await until(control, "register");
-    await control.send([reg.rid, ack(state.nodeId, 3)]);
+    await control.send([reg.rid, ack(state.nodeId, 3, 60_000)]);
     const renew = await until(control, "lease_renew");
     await control.send([
       reg.rid,

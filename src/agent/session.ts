@@ -1,9 +1,10 @@
 /**
  * @module The node's session with the router: open the channels, register
- * (a proof of key possession over the router's single-use challenge),
- * renew the lease, and come back after a
- * router restart or network loss with jittered exponential backoff and a
- * new epoch. The session never touches the engine: losing the router only
+ * (a proof of key possession over the router's single-use challenge), and
+ * answer the router's messages; the lease loop (lease-loop.ts) renews the
+ * lease and comes back after a router restart or network loss with
+ * jittered exponential backoff and a new epoch. The session sends its
+ * status with the node's state and conditions. It never touches the engine: losing the router only
  * means reconnecting. `runNode` is what `xim run` calls; the inference path
  * plugs in through `status` (what to report) and `onMessage` (dispatch,
  * cancel, credit, drain_request, model_assign) and sends stream messages
@@ -15,13 +16,14 @@
 
 import { randomBytes } from "node:crypto";
 import { cpus, hostname, totalmem } from "node:os";
-import { backoffDelay, sleep as realSleep, type Sleep } from "../core/backoff.ts";
+import { sleep as realSleep, type Sleep } from "../core/backoff.ts";
 import type { Config } from "../core/config/schema.ts";
 import { ExitCode, XimError } from "../core/errors.ts";
 import { contain } from "../core/guard.ts";
 import type { Logger } from "../core/log.ts";
 import { safeText } from "../core/terminal-text.ts";
 import { XIM_VERSION } from "../core/version.ts";
+import { diagnoseRouter, type RouterDiagnosis } from "../enrollment/router-diagnosis.ts";
 import { type EnrollmentState, revokedError } from "../enrollment/state.ts";
 import { ReceiptBook } from "../models/receipts.ts";
 import { PullError } from "../models/source.ts";
@@ -40,22 +42,14 @@ import { curveSharedSecret, registerProof } from "../transport/curve.ts";
 import { NODE_CLOSE_LINGER_MS } from "../transport/sockets.ts";
 import { type ChannelCounters, NodeChannel, newChannelCounters } from "./control.ts";
 import { drainNode, serveUntilStopped } from "./drain.ts";
-import { leaseLostAfterMs, reconnectPolicy, registerTimeoutMs, renewalIntervalMs } from "./lease.ts";
+import { registerTimeoutMs, renewalIntervalMs } from "./lease.ts";
+import { type LeaseInfo, loudAttempt, type RegisterOutcome, runLeaseLoop } from "./lease-loop.ts";
 import { ensureEnrolled } from "./node-enrollment.ts";
-import { diagnoseRouter, type RouterDiagnosis } from "./router-diagnosis.ts";
 
 export type SessionSettings = Pick<
   Config,
   "leaseRenewalIntervalMs" | "leaseDurationMs" | "streamingSocketEnabled" | "maxConcurrent"
 >;
-
-export interface LeaseInfo {
-  nodeId: string;
-  leaseId: string;
-  epoch: number;
-  leaseDurationMs: number;
-  renewalIntervalMs: number;
-}
 
 export interface NodeSessionOptions {
   state: EnrollmentState;
@@ -86,16 +80,6 @@ export interface NodeSessionOptions {
 /** A registration still unanswered after this long gets a diagnosis in the log: seconds, not the 20 s timeout. */
 export const DIAGNOSE_AFTER_MS = 3000;
 
-/**
- * Failed registrations are logged at warn on the 1st, 2nd, 4th, 8th ...
- * attempt and at debug in between: a node that waits hours for its router
- * says so, without a line every few seconds.
- */
-export function loudAttempt(attempt: number): boolean {
-  const n = attempt + 1;
-  return (n & (n - 1)) === 0;
-}
-
 export function defaultHardware(): Hardware {
   return {
     // The router refuses control characters (they would reach operators' terminals).
@@ -107,13 +91,6 @@ export function defaultHardware(): Hardware {
     gpus: [],
   };
 }
-
-type RegisterOutcome =
-  | { kind: "ok" }
-  | { kind: "challenge"; challenge: string }
-  | { kind: "timeout" }
-  | { kind: "retry"; reason: string }
-  | { kind: "fatal"; error: XimError };
 
 export class NodeSession {
   readonly counters: ChannelCounters = newChannelCounters();
@@ -128,7 +105,6 @@ export class NodeSession {
   #lease: LeaseInfo | null = null;
   #lastEpoch = 0;
   #lastAck = 0;
-  #seq = 0;
   #refused: string | null = null;
   /** Set when the router said this node was revoked: the loop ends with it. */
   #revoked: XimError | null = null;
@@ -312,62 +288,68 @@ export class NodeSession {
     return this.#sleep(ms, this.#wake.signal);
   }
 
-  async #loop(): Promise<void> {
-    const policy = reconnectPolicy(this.#o.settings.leaseRenewalIntervalMs);
-    let attempt = 0;
-    try {
-      while (!this.#stopping) {
-        if (this.#revoked) throw this.#revoked;
-        this.#channel ??= new NodeChannel({
-          state: this.#o.state,
-          streaming: this.#o.settings.streamingSocketEnabled,
-          logger: this.#log,
-          counters: this.counters,
-          onMessage: (m) => this.#onMessage(m),
-          onAuthFailure: (detail) => {
-            // libzmq retries the handshake every few hundred ms: say it once per 30 s.
-            const now = this.#now();
-            if (now - this.#lastAuthLog < 30_000) return;
-            this.#lastAuthLog = now;
-            this.#log.error(
-              {
-                failures: this.counters.authFailures,
-                hint: "The router does not know this node's key, or its operator revoked this node: enroll again with a new join key ('xim enroll --join-key ... --force'), or check that the router's state was not reset.",
-              },
-              detail,
-            );
-          },
-        });
-        const registering = this.#register(this.#channel);
-        if (loudAttempt(attempt)) this.#diagnoseIfSlow(registering, attempt);
-        const outcome = await registering;
-        if (outcome.kind === "fatal") throw outcome.error;
-        if (outcome.kind === "ok") {
-          attempt = 0;
-          const why = await this.#hold();
-          if (this.#revoked) throw this.#revoked;
-          if (why === "stopped") break;
-          if (why === "refused") continue;
-          this.#o.onLost?.(why);
-        } else {
-          const fields = {
-            attempt,
-            endpoint: this.#o.state.controlEndpoint,
-            reason: outcome.kind === "retry" ? outcome.reason : "no answer",
-          };
-          if (loudAttempt(attempt)) this.#log.warn(fields, "registration failed; retrying with backoff");
-          else this.#log.debug(fields, "registration failed; retrying with backoff");
-        }
-        if (this.#stopping) break;
-        await this.#channel?.close();
-        this.#channel = null;
-        const delay = backoffDelay(policy, attempt++, this.#o.random);
-        this.#log.info({ delayMs: delay, attempt }, "reconnecting to the router");
-        await this.#interruptibleSleep(delay);
-      }
-    } finally {
-      this.#setLease(null);
-    }
+  #loop(): Promise<void> {
+    return runLeaseLoop(
+      {
+        log: this.#log,
+        endpoint: this.#o.state.controlEndpoint,
+        stopping: () => this.#stopping,
+        revoked: () => this.#revoked,
+        refused: () => this.#refused !== null,
+        register: (attempt) => {
+          const registering = this.#register(this.#connect());
+          if (loudAttempt(attempt)) this.#diagnoseIfSlow(registering, attempt);
+          return registering;
+        },
+        lease: () => this.#lease,
+        dropLease: () => this.#setLease(null),
+        lastAckAt: () => this.#lastAck,
+        renew: (lease, seq) =>
+          this.send({
+            type: "lease_renew",
+            leaseId: lease.leaseId,
+            epoch: lease.epoch,
+            seq,
+            ...this.#status(),
+          }),
+        disconnect: async () => {
+          await this.#channel?.close();
+          this.#channel = null;
+        },
+        sleep: (ms) => this.#interruptibleSleep(ms),
+        now: this.#now,
+        random: this.#o.random,
+        onLost: this.#o.onLost,
+      },
+      this.#o.settings.leaseRenewalIntervalMs,
+    );
+  }
+
+  /** The connection to the router: the current one, or a new one with new routing ids. */
+  #connect(): NodeChannel {
+    this.#channel ??= new NodeChannel({
+      state: this.#o.state,
+      streaming: this.#o.settings.streamingSocketEnabled,
+      logger: this.#log,
+      counters: this.counters,
+      onMessage: (m) => this.#onMessage(m),
+      onAuthFailure: (detail) => this.#authFailed(detail),
+    });
+    return this.#channel;
+  }
+
+  #authFailed(detail: string): void {
+    // libzmq retries the handshake every few hundred ms: say it once per 30 s.
+    const now = this.#now();
+    if (now - this.#lastAuthLog < 30_000) return;
+    this.#lastAuthLog = now;
+    this.#log.error(
+      {
+        failures: this.counters.authFailures,
+        hint: "The router does not know this node's key, or its operator revoked this node: enroll again with a new join key ('xim enroll --join-key ... --force'), or check that the router's state was not reset.",
+      },
+      detail,
+    );
   }
 
   /**
@@ -452,38 +434,6 @@ export class NodeSession {
     return outcome;
   }
 
-  async #hold(): Promise<"stopped" | "refused" | string> {
-    this.#lastAck = this.#now();
-    this.#seq = 0;
-    while (true) {
-      const lease = this.#lease;
-      if (!lease) return "refused";
-      await this.#interruptibleSleep(lease.renewalIntervalMs);
-      if (this.#stopping) return "stopped";
-      if (this.#refused !== null || this.#revoked !== null) {
-        this.#setLease(null);
-        return "refused";
-      }
-      const silent = this.#now() - this.#lastAck;
-      if (silent > leaseLostAfterMs(lease.leaseDurationMs)) {
-        this.#log.warn(
-          { silentMs: silent, epoch: lease.epoch },
-          "no lease renewal answered within the lease duration; reconnecting",
-        );
-        this.#setLease(null);
-        return `no answer for ${silent} ms`;
-      }
-      const status = this.#status();
-      await this.#channel?.send({
-        type: "lease_renew",
-        leaseId: lease.leaseId,
-        epoch: lease.epoch,
-        seq: this.#seq++,
-        ...status,
-      });
-    }
-  }
-
   #onMessage(m: RouterMessage): void {
     switch (m.type) {
       case "register_ack":
@@ -547,6 +497,7 @@ export class NodeSession {
         m.renewalIntervalMs,
       ),
     };
+    this.#lastAck = this.#now();
     this.#setLease(lease);
     this.#lastEpoch = m.epoch;
     this.#log.info(

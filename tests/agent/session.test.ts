@@ -15,7 +15,7 @@ import {
   registerTimeoutMs,
   renewalIntervalMs,
 } from "../../src/agent/lease.ts";
-import { NodeSession } from "../../src/agent/session.ts";
+import { NodeSession, type NodeSessionOptions } from "../../src/agent/session.ts";
 import { backoffCeiling, backoffDelay } from "../../src/core/backoff.ts";
 import { XimError } from "../../src/core/errors.ts";
 import { silentLogger } from "../../src/core/log.ts";
@@ -61,7 +61,7 @@ async function until<T extends NodeMessage["type"]>(socket: zmq.Router, type: T)
   }
 }
 
-async function setup(leaseMs = 1000, renewalMs = 100) {
+async function setup(leaseMs = 1000, renewalMs = 100, extra: Partial<NodeSessionOptions> = {}) {
   const control = await fakeRouter();
   const streaming = await fakeRouter();
   const keys = generateCurveKeyPair();
@@ -83,6 +83,7 @@ async function setup(leaseMs = 1000, renewalMs = 100) {
     },
     logger: silentLogger(),
     onMessage: (m) => received.push(m),
+    ...extra,
   });
   sessions.push(session);
   return { control, streaming, state, session, received };
@@ -204,6 +205,38 @@ describe("the node session", { timeout: 60_000 }, () => {
     ]);
     const again = await until(control, "register");
     assert.equal(again.m.lastEpoch, 3);
+  });
+
+  test("register, renewals and node_status carry the node's lifecycle state and its lease changes are told", async () => {
+    let state: "registering" | "loading" | "ready" = "registering";
+    const leases: (string | null)[] = [];
+    const {
+      control,
+      state: enrollment,
+      session,
+    } = await setup(1000, 100, {
+      nodeState: () => state,
+      onLeaseChange: (lease) => leases.push(lease ? lease.leaseId : null),
+    });
+    void session.start();
+    const reg = await until(control, "register");
+    assert.equal(reg.m.state, "registering");
+    await control.send([reg.rid, ack(enrollment.nodeId, 7)]);
+    await waitFor(() => session.lease?.epoch === 7, { timeoutMs: 5000, what: "registration" });
+    assert.deepEqual(leases, [session.lease?.leaseId]);
+    state = "loading";
+    // A renewal already on its way may still say "registering": the next ones say "loading".
+    let renew = await until(control, "lease_renew");
+    while (renew.m.state !== "loading") {
+      assert.equal(renew.m.state, "registering");
+      renew = await until(control, "lease_renew");
+    }
+    state = "ready";
+    assert.ok(await session.reportStatus());
+    const status = await until(control, "node_status");
+    assert.equal(status.m.state, "ready");
+    await session.stop();
+    assert.deepEqual(leases.at(-1), null, "the lease let go at the stop is told too");
   });
 
   test("a version mismatch from any router version stops the session with which side to upgrade", async () => {

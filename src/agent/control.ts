@@ -135,11 +135,19 @@ export class NodeChannel {
     });
   }
 
-  async close(): Promise<void> {
+  /**
+   * Close both sockets. `lingerMs` > 0 (the last close, after the lease
+   * release): the messages already handed to the sockets still leave for up
+   * to that long; 0 (a reconnect) drops them, as they belong to a dead connection.
+   */
+  async close(lingerMs = 0): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#control.close();
-    this.#streaming?.close();
+    for (const socket of [this.#control, this.#streaming]) {
+      if (!socket) continue;
+      socket.linger = lingerMs;
+      socket.close();
+    }
     await Promise.allSettled(this.#loops);
   }
 

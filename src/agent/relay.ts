@@ -39,9 +39,6 @@ import { finishReasonIn, usageIn } from "./stream-summary.ts";
 
 export type StreamErrorCode = (typeof STREAM_ERROR_CODES)[number];
 
-/** Pause after a drain's last stream message, before the lease release and socket close. */
-const DRAIN_FLUSH_MS = 200;
-
 /**
  * Free-slot changes reach the router at once, then at most one report per
  * this many ms (the latest count). The router counts its own dispatches to
@@ -110,6 +107,7 @@ export class Relay {
   readonly finished: StreamStats[] = [];
   readonly #o: RelayOptions;
   readonly #log: Logger;
+  readonly #now: () => number;
   readonly #active = new Map<string, Active>();
   #draining = false;
   #slotsTimer: NodeJS.Timeout | undefined;
@@ -118,6 +116,7 @@ export class Relay {
   constructor(o: RelayOptions) {
     this.#o = o;
     this.#log = o.logger.child({ component: "relay" });
+    this.#now = o.now ?? Date.now;
     this.ledger = new CreditLedger(o.flow, {
       metrics: o.metrics,
       now: o.now,
@@ -189,29 +188,46 @@ export class Relay {
   /**
    * Stop taking requests, let in-flight streams finish for up to `graceMs`,
    * then cancel what is left. `now` (a second SIGTERM) cancels at once.
+   * Resolves once every stream's last message was handed to the session's
+   * socket (each `done` awaits its send): the socket's linger, not a pause
+   * here, carries them out before the close (src/transport/sockets.ts).
    */
   async drain(graceMs: number, now?: AbortSignal): Promise<void> {
     this.#draining = true;
     this.#slotsChanged(true);
     if (this.#active.size === 0) return;
     this.#log.info({ inFlight: this.#active.size, graceMs }, "draining: waiting for in-flight streams");
+    await this.settle(graceMs, now);
+    if (this.#active.size > 0) {
+      this.#log.warn({ inFlight: this.#active.size }, "drain: cancelling the streams still running");
+      this.cancelAll(
+        now?.aborted
+          ? new StreamAbort(
+              "draining",
+              503,
+              "the node was told to stop at once (a second signal): stream cancelled",
+            )
+          : new StreamAbort("draining", 503, "the node is shutting down"),
+      );
+      await Promise.allSettled([...this.#active.values()].map((a) => a.done));
+    }
+  }
+
+  /** Resolves when the streams running now have ended, `graceMs` passed, or `now` is aborted. */
+  async settle(graceMs: number, now?: AbortSignal): Promise<void> {
+    if (this.#active.size === 0) return;
     const all = Promise.allSettled([...this.#active.values()].map((a) => a.done));
     let timer: NodeJS.Timeout | undefined;
+    let onAbort = () => {};
     const expired = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, graceMs);
+      onAbort = () => resolve();
       if (now?.aborted) resolve();
-      else now?.addEventListener("abort", () => resolve(), { once: true });
+      else now?.addEventListener("abort", onAbort, { once: true });
     });
     await Promise.race([all, expired]);
     clearTimeout(timer);
-    if (this.#active.size > 0) {
-      this.#log.warn({ inFlight: this.#active.size }, "drain: cancelling the streams still running");
-      this.cancelAll(new StreamAbort("draining", 503, "the node is shutting down"));
-      await Promise.allSettled([...this.#active.values()].map((a) => a.done));
-    }
-    // The last stream messages are queued on the streaming socket; the lease release that follows
-    // goes on control and the sockets close without linger: give them a moment to leave first.
-    await new Promise((resolve) => setTimeout(resolve, DRAIN_FLUSH_MS));
+    now?.removeEventListener("abort", onAbort);
   }
 
   /**
@@ -316,7 +332,7 @@ export class Relay {
 
   async #run(engine: Engine, a: Active): Promise<void> {
     const d = a.dispatch;
-    const started = Date.now();
+    const started = this.#now();
     const out = new StreamOut(this.#o, a, started);
     a.out = out;
     let timer: NodeJS.Timeout | undefined;
@@ -359,7 +375,7 @@ export class Relay {
             tenant: d.tenant,
             model: d.model,
             reason: reason.message,
-            ms: Date.now() - started,
+            ms: this.#now() - started,
             chunks,
           },
           "stream cancelled",
@@ -452,6 +468,7 @@ export class Relay {
 /** One stream's way out to the router: ordering, coalescing, credit, the terminal message. */
 class StreamOut {
   readonly #o: RelayOptions;
+  readonly #now: () => number;
   readonly #a: Active;
   readonly #started: number;
   #pending: Buffer[] = [];
@@ -474,6 +491,7 @@ class StreamOut {
 
   constructor(o: RelayOptions, a: Active, started: number) {
     this.#o = o;
+    this.#now = o.now ?? Date.now;
     this.#a = a;
     this.#started = started;
   }
@@ -545,7 +563,7 @@ class StreamOut {
         const data = this.#take(n);
         credit.sent(n);
         this.#noteHeld();
-        const now = Date.now();
+        const now = this.#now();
         const metrics = this.#o.metrics;
         if (metrics) {
           if (this.#chunks === 0) metrics.ttft.observe((now - this.#started) / 1000);

@@ -1,9 +1,10 @@
 /**
  * @module The node's session with the router: open the channels, register
- * (a proof of key possession over the router's single-use challenge),
- * renew the lease, and come back after a
- * router restart or network loss with jittered exponential backoff and a
- * new epoch. The session never touches the engine: losing the router only
+ * (a proof of key possession over the router's single-use challenge), and
+ * answer the router's messages; the lease loop (lease-loop.ts) renews the
+ * lease and comes back after a router restart or network loss with
+ * jittered exponential backoff and a new epoch. The session sends its
+ * status with the node's state and conditions. It never touches the engine: losing the router only
  * means reconnecting. `runNode` is what `xim run` calls; the inference path
  * plugs in through `status` (what to report) and `onMessage` (dispatch,
  * cancel, credit, drain_request, model_assign) and sends stream messages
@@ -15,23 +16,18 @@
 
 import { randomBytes } from "node:crypto";
 import { cpus, hostname, totalmem } from "node:os";
-import { backoffDelay, sleep as realSleep, type Sleep } from "../core/backoff.ts";
+import { sleep as realSleep, type Sleep } from "../core/backoff.ts";
 import type { Config } from "../core/config/schema.ts";
 import { ExitCode, XimError } from "../core/errors.ts";
 import { contain } from "../core/guard.ts";
 import type { Logger } from "../core/log.ts";
 import { safeText } from "../core/terminal-text.ts";
 import { XIM_VERSION } from "../core/version.ts";
-import { enroll } from "../enrollment/enroll.ts";
-import {
-  type EnrollmentState,
-  loadEnrollmentState,
-  revokedError,
-  saveRevocation,
-} from "../enrollment/state.ts";
+import { diagnoseRouter, type RouterDiagnosis } from "../enrollment/router-diagnosis.ts";
+import { type EnrollmentState, revokedError } from "../enrollment/state.ts";
 import { ReceiptBook } from "../models/receipts.ts";
 import { PullError } from "../models/source.ts";
-import type { NodeCondition } from "../protocol/conditions.ts";
+import type { NodeCondition, NodeState } from "../protocol/conditions.ts";
 import type {
   Hardware,
   NodeMessage,
@@ -43,24 +39,17 @@ import type {
 } from "../protocol/messages.ts";
 import type { ModelChannel } from "../protocol/model-transfer.ts";
 import { curveSharedSecret, registerProof } from "../transport/curve.ts";
-import { warnSocketBuffersOnce } from "../transport/socket-buffers.ts";
-import { INSECURE_ZMQ_WARNING } from "../transport/sockets.ts";
+import { NODE_CLOSE_LINGER_MS } from "../transport/sockets.ts";
 import { type ChannelCounters, NodeChannel, newChannelCounters } from "./control.ts";
-import { leaseLostAfterMs, reconnectPolicy, registerTimeoutMs, renewalIntervalMs } from "./lease.ts";
-import { diagnoseRouter, type RouterDiagnosis } from "./router-diagnosis.ts";
+import { drainNode, serveUntilStopped } from "./drain.ts";
+import { registerTimeoutMs, renewalIntervalMs } from "./lease.ts";
+import { type LeaseInfo, loudAttempt, type RegisterOutcome, runLeaseLoop } from "./lease-loop.ts";
+import { ensureEnrolled } from "./node-enrollment.ts";
 
 export type SessionSettings = Pick<
   Config,
   "leaseRenewalIntervalMs" | "leaseDurationMs" | "streamingSocketEnabled" | "maxConcurrent"
 >;
-
-export interface LeaseInfo {
-  nodeId: string;
-  leaseId: string;
-  epoch: number;
-  leaseDurationMs: number;
-  renewalIntervalMs: number;
-}
 
 export interface NodeSessionOptions {
   state: EnrollmentState;
@@ -70,6 +59,8 @@ export interface NodeSessionOptions {
   status?: () => NodeStatus;
   /** The node's conditions now (src/protocol/conditions.ts), sent with register, renewals and node_status; default none. */
   conditions?: () => NodeCondition[];
+  /** The node's lifecycle state now (src/agent/node-state.ts), sent with the status; default: not said. */
+  nodeState?: () => NodeState;
   hardware?: Hardware;
   /** The node's credit window per stream, told at registration (0: flow control off); default 65536. */
   windowBytes?: number;
@@ -77,6 +68,8 @@ export interface NodeSessionOptions {
   onMessage?: (message: RouterMessage) => void;
   onRegistered?: (lease: LeaseInfo) => void;
   onLost?: (reason: string) => void;
+  /** The lease was gained or let go (refused, lost, revoked, stopped): the node's state follows. */
+  onLeaseChange?: (lease: LeaseInfo | null) => void;
   sleep?: Sleep;
   random?: () => number;
   now?: () => number;
@@ -86,16 +79,6 @@ export interface NodeSessionOptions {
 
 /** A registration still unanswered after this long gets a diagnosis in the log: seconds, not the 20 s timeout. */
 export const DIAGNOSE_AFTER_MS = 3000;
-
-/**
- * Failed registrations are logged at warn on the 1st, 2nd, 4th, 8th ...
- * attempt and at debug in between: a node that waits hours for its router
- * says so, without a line every few seconds.
- */
-export function loudAttempt(attempt: number): boolean {
-  const n = attempt + 1;
-  return (n & (n - 1)) === 0;
-}
 
 export function defaultHardware(): Hardware {
   return {
@@ -108,13 +91,6 @@ export function defaultHardware(): Hardware {
     gpus: [],
   };
 }
-
-type RegisterOutcome =
-  | { kind: "ok" }
-  | { kind: "challenge"; challenge: string }
-  | { kind: "timeout" }
-  | { kind: "retry"; reason: string }
-  | { kind: "fatal"; error: XimError };
 
 export class NodeSession {
   readonly counters: ChannelCounters = newChannelCounters();
@@ -129,7 +105,6 @@ export class NodeSession {
   #lease: LeaseInfo | null = null;
   #lastEpoch = 0;
   #lastAck = 0;
-  #seq = 0;
   #refused: string | null = null;
   /** Set when the router said this node was revoked: the loop ends with it. */
   #revoked: XimError | null = null;
@@ -268,7 +243,13 @@ export class NodeSession {
     });
   }
 
-  /** Release the lease (when held) and close the sockets. */
+  /**
+   * Release the lease (when held) and close the sockets. The contract that
+   * replaces a pause: the release, and every stream message whose send
+   * resolved before this call, are in the sockets' queues; the close keeps
+   * them for NODE_CLOSE_LINGER_MS to leave, so a router that is there gets
+   * them and one that is gone delays the process's exit by at most that.
+   */
   async stop(): Promise<void> {
     if (this.#stopping) return this.#run ?? undefined;
     this.#stopping = true;
@@ -278,22 +259,28 @@ export class NodeSession {
         leaseId: this.#lease.leaseId,
         epoch: this.#lease.epoch,
       });
-      // Give the queued release a moment to leave before linger-0 close discards it.
-      await realSleep(50);
     }
     this.#pendingRegister?.({ kind: "retry", reason: "stopping" });
     this.#wake.abort();
     await this.#run?.catch(() => undefined);
-    await this.#channel?.close();
+    await this.#channel?.close(NODE_CLOSE_LINGER_MS);
     this.#channel = null;
   }
 
   /** The status fields of register, renewals and node_status: the engine's, and the node's conditions. */
   #status(): NodeStatus & { conditions: NodeCondition[] } {
     const conditions = this.#o.conditions?.() ?? [];
-    if (this.#o.status) return { ...this.#o.status(), conditions };
+    const state = this.#o.nodeState?.();
+    const said = { conditions, ...(state ? { state } : {}) };
+    if (this.#o.status) return { ...this.#o.status(), ...said };
     const slots = this.#o.settings.maxConcurrent ?? 0;
-    return { engine: "none", models: [], maxConcurrent: slots, freeSlots: slots, conditions };
+    return { engine: "none", models: [], maxConcurrent: slots, freeSlots: slots, ...said };
+  }
+
+  #setLease(lease: LeaseInfo | null): void {
+    if (lease === this.#lease) return;
+    this.#lease = lease;
+    this.#o.onLeaseChange?.(lease);
   }
 
   #interruptibleSleep(ms: number): Promise<void> {
@@ -301,62 +288,68 @@ export class NodeSession {
     return this.#sleep(ms, this.#wake.signal);
   }
 
-  async #loop(): Promise<void> {
-    const policy = reconnectPolicy(this.#o.settings.leaseRenewalIntervalMs);
-    let attempt = 0;
-    try {
-      while (!this.#stopping) {
-        if (this.#revoked) throw this.#revoked;
-        this.#channel ??= new NodeChannel({
-          state: this.#o.state,
-          streaming: this.#o.settings.streamingSocketEnabled,
-          logger: this.#log,
-          counters: this.counters,
-          onMessage: (m) => this.#onMessage(m),
-          onAuthFailure: (detail) => {
-            // libzmq retries the handshake every few hundred ms: say it once per 30 s.
-            const now = this.#now();
-            if (now - this.#lastAuthLog < 30_000) return;
-            this.#lastAuthLog = now;
-            this.#log.error(
-              {
-                failures: this.counters.authFailures,
-                hint: "The router does not know this node's key, or its operator revoked this node: enroll again with a new join key ('xim enroll --join-key ... --force'), or check that the router's state was not reset.",
-              },
-              detail,
-            );
-          },
-        });
-        const registering = this.#register(this.#channel);
-        if (loudAttempt(attempt)) this.#diagnoseIfSlow(registering, attempt);
-        const outcome = await registering;
-        if (outcome.kind === "fatal") throw outcome.error;
-        if (outcome.kind === "ok") {
-          attempt = 0;
-          const why = await this.#hold();
-          if (this.#revoked) throw this.#revoked;
-          if (why === "stopped") break;
-          if (why === "refused") continue;
-          this.#o.onLost?.(why);
-        } else {
-          const fields = {
-            attempt,
-            endpoint: this.#o.state.controlEndpoint,
-            reason: outcome.kind === "retry" ? outcome.reason : "no answer",
-          };
-          if (loudAttempt(attempt)) this.#log.warn(fields, "registration failed; retrying with backoff");
-          else this.#log.debug(fields, "registration failed; retrying with backoff");
-        }
-        if (this.#stopping) break;
-        await this.#channel?.close();
-        this.#channel = null;
-        const delay = backoffDelay(policy, attempt++, this.#o.random);
-        this.#log.info({ delayMs: delay, attempt }, "reconnecting to the router");
-        await this.#interruptibleSleep(delay);
-      }
-    } finally {
-      this.#lease = null;
-    }
+  #loop(): Promise<void> {
+    return runLeaseLoop(
+      {
+        log: this.#log,
+        endpoint: this.#o.state.controlEndpoint,
+        stopping: () => this.#stopping,
+        revoked: () => this.#revoked,
+        refused: () => this.#refused !== null,
+        register: (attempt) => {
+          const registering = this.#register(this.#connect());
+          if (loudAttempt(attempt)) this.#diagnoseIfSlow(registering, attempt);
+          return registering;
+        },
+        lease: () => this.#lease,
+        dropLease: () => this.#setLease(null),
+        lastAckAt: () => this.#lastAck,
+        renew: (lease, seq) =>
+          this.send({
+            type: "lease_renew",
+            leaseId: lease.leaseId,
+            epoch: lease.epoch,
+            seq,
+            ...this.#status(),
+          }),
+        disconnect: async () => {
+          await this.#channel?.close();
+          this.#channel = null;
+        },
+        sleep: (ms) => this.#interruptibleSleep(ms),
+        now: this.#now,
+        random: this.#o.random,
+        onLost: this.#o.onLost,
+      },
+      this.#o.settings.leaseRenewalIntervalMs,
+    );
+  }
+
+  /** The connection to the router: the current one, or a new one with new routing ids. */
+  #connect(): NodeChannel {
+    this.#channel ??= new NodeChannel({
+      state: this.#o.state,
+      streaming: this.#o.settings.streamingSocketEnabled,
+      logger: this.#log,
+      counters: this.counters,
+      onMessage: (m) => this.#onMessage(m),
+      onAuthFailure: (detail) => this.#authFailed(detail),
+    });
+    return this.#channel;
+  }
+
+  #authFailed(detail: string): void {
+    // libzmq retries the handshake every few hundred ms: say it once per 30 s.
+    const now = this.#now();
+    if (now - this.#lastAuthLog < 30_000) return;
+    this.#lastAuthLog = now;
+    this.#log.error(
+      {
+        failures: this.counters.authFailures,
+        hint: "The router does not know this node's key, or its operator revoked this node: enroll again with a new join key ('xim enroll --join-key ... --force'), or check that the router's state was not reset.",
+      },
+      detail,
+    );
   }
 
   /**
@@ -441,38 +434,6 @@ export class NodeSession {
     return outcome;
   }
 
-  async #hold(): Promise<"stopped" | "refused" | string> {
-    this.#lastAck = this.#now();
-    this.#seq = 0;
-    while (true) {
-      const lease = this.#lease;
-      if (!lease) return "refused";
-      await this.#interruptibleSleep(lease.renewalIntervalMs);
-      if (this.#stopping) return "stopped";
-      if (this.#refused !== null || this.#revoked !== null) {
-        this.#lease = null;
-        return "refused";
-      }
-      const silent = this.#now() - this.#lastAck;
-      if (silent > leaseLostAfterMs(lease.leaseDurationMs)) {
-        this.#log.warn(
-          { silentMs: silent, epoch: lease.epoch },
-          "no lease renewal answered within the lease duration; reconnecting",
-        );
-        this.#lease = null;
-        return `no answer for ${silent} ms`;
-      }
-      const status = this.#status();
-      await this.#channel?.send({
-        type: "lease_renew",
-        leaseId: lease.leaseId,
-        epoch: lease.epoch,
-        seq: this.#seq++,
-        ...status,
-      });
-    }
-  }
-
   #onMessage(m: RouterMessage): void {
     switch (m.type) {
       case "register_ack":
@@ -536,7 +497,8 @@ export class NodeSession {
         m.renewalIntervalMs,
       ),
     };
-    this.#lease = lease;
+    this.#lastAck = this.#now();
+    this.#setLease(lease);
     this.#lastEpoch = m.epoch;
     this.#log.info(
       {
@@ -558,7 +520,7 @@ export class NodeSession {
     this.revokedBecause = message;
     this.#revoked = revokedError(this.#o.state.nodeId, message);
     this.#log.error({ hint: this.#revoked.hint }, this.#revoked.message);
-    this.#lease = null;
+    this.#setLease(null);
     this.#pendingRegister?.({ kind: "fatal", error: this.#revoked });
     this.#wake.abort();
   }
@@ -629,47 +591,14 @@ export interface RunNodeOptions {
   onRegistered?: (lease: LeaseInfo, session: NodeSession) => void;
 }
 
-/** `xim run` for the control plane: enroll on first start if a join key is set, then hold the lease until the signal. */
+/**
+ * The control plane alone (no engine, no relay): enroll on first start if a
+ * join key is set, then hold the lease until the signal, drain and stop.
+ * The inference node (node.ts) is this plus the engine and the relay.
+ */
 export async function runNode(o: RunNodeOptions): Promise<{ nodeId: string; enrolled: boolean }> {
   const { config, logger } = o;
-  let state = await loadEnrollmentState(config.configDir);
-  let enrolled = false;
-  if (!state) {
-    if (!config.joinKey) {
-      throw new XimError(
-        "XIM_NOT_ENROLLED",
-        `this node is not enrolled (no enrollment state in ${config.configDir})`,
-        {
-          hint: "Run 'xim enroll --join-key xjk_...', or set XEROTIER_AGENT_JOIN_KEY so 'xim run' enrolls on first start.",
-        },
-      );
-    }
-    await enroll({
-      joinKey: config.joinKey,
-      routerUrl: config.routerUrl,
-      allowInsecure: config.allowInsecure,
-      configDir: config.configDir,
-      logger,
-    });
-    enrolled = true;
-    state = await loadEnrollmentState(config.configDir);
-    if (!state)
-      throw new XimError("XIM_STATE_INVALID", `enrollment succeeded but ${config.configDir} holds no state`);
-  }
-  if (state.curve === false) {
-    if (!config.allowInsecure) {
-      throw new XimError(
-        "XIM_INSECURE_ROUTER",
-        "the router runs ZeroMQ without CURVE encryption (xim router serve --insecure-zmq): requests and tokens would travel in clear",
-        {
-          exitCode: ExitCode.config,
-          hint: "Use a router without --insecure-zmq, or accept plain ZeroMQ for development with XEROTIER_AGENT_ALLOW_INSECURE=1.",
-        },
-      );
-    }
-    logger.warn(INSECURE_ZMQ_WARNING);
-  }
-  warnSocketBuffersOnce(logger);
+  const { state, enrolled } = await ensureEnrolled(config, logger);
   const session: NodeSession = new NodeSession({
     state,
     settings: config,
@@ -681,29 +610,14 @@ export async function runNode(o: RunNodeOptions): Promise<{ nodeId: string; enro
     onRegistered: (lease) => o.onRegistered?.(lease, session),
   });
   o.onSession?.(session);
-  let failure: unknown;
-  const running = session.start().catch((err: unknown) => {
-    failure = err;
+  const beforeStop = o.beforeStop;
+  await serveUntilStopped(session, o.signal, { configDir: config.configDir, nodeId: state.nodeId, logger });
+  await drainNode({
+    session,
+    nodeId: state.nodeId,
+    graceMs: config.drainGraceSeconds * 1000,
+    logger,
+    finishStreams: beforeStop && ((graceMs) => beforeStop(session, graceMs)),
   });
-  const stopped = new Promise<void>((resolve) => {
-    if (o.signal.aborted) return resolve();
-    o.signal.addEventListener("abort", () => resolve(), { once: true });
-  });
-  await Promise.race([running, stopped]);
-  if (failure !== undefined) {
-    await session.stop();
-    if (session.revokedBecause !== null) {
-      // Remembered, so a restart stops at once: the router refuses this key at the handshake.
-      await saveRevocation(config.configDir, state.nodeId, session.revokedBecause).catch((err: unknown) =>
-        logger.warn({ err }, "could not record the revocation in the config folder"),
-      );
-    }
-    throw failure;
-  }
-  logger.info({ nodeId: state.nodeId }, "stopping: draining and releasing the lease");
-  const graceMs = config.drainGraceSeconds * 1000;
-  await session.drain("stopping", graceMs);
-  await o.beforeStop?.(session, graceMs);
-  await session.stop();
   return { nodeId: state.nodeId, enrolled };
 }

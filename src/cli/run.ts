@@ -2,14 +2,16 @@
  * @module `xim run`: enroll on first start when a join key is set, register,
  * then start the engine (vLLM with the planner's command, or the simulated
  * engine), hold the lease with the router and relay inference
- * (src/agent/inference-node.ts). SIGTERM drains (in-flight streams get
- * XEROTIER_AGENT_DRAIN_GRACE_SECONDS), a second SIGTERM stops at once.
+ * (src/agent/node.ts). SIGTERM drains (in-flight streams get
+ * XEROTIER_AGENT_DRAIN_GRACE_SECONDS), a second cancels them and stops, a
+ * third exits at once (src/agent/stop-signals.ts).
  * A model the router assigns (`xim router models assign`) is pulled with
  * the code of `xim pull` and then replaces the engine.
  * `--dry-run` prints what would be started and starts nothing.
  */
 import { describeAssignedLaunch, describeLaunch } from "../agent/engine-setup.ts";
-import { runInferenceNode } from "../agent/inference-node.ts";
+import { runInferenceNode } from "../agent/node.ts";
+import { StopSignals } from "../agent/stop-signals.ts";
 import { type SettingKey, settings } from "../core/config/schema.ts";
 import { ExitCode } from "../core/errors.ts";
 import { logUnhandledRejections } from "../core/guard.ts";
@@ -29,7 +31,7 @@ export const runCommand = defineCommand({
   name: "run",
   summary: "Run the node: engine, lease and inference relay",
   description:
-    "Enrolls on first start when XEROTIER_AGENT_JOIN_KEY is set, registers with the router, then starts the engine (XEROTIER_AGENT_ENGINE=sim runs the simulated engine, no GPU needed) and serves the router's requests; a node that cannot enroll or reach its router never starts the engine. Without XEROTIER_AGENT_INITIAL_MODEL_PATH (vLLM) it registers without an engine and waits for the router to assign a model (xim router models assign): the node pulls it into the model cache while serving, reports the progress to the router, then starts (or replaces) the engine with it. SIGTERM drains: the router stops sending requests, in-flight streams finish within XEROTIER_AGENT_DRAIN_GRACE_SECONDS, then the engine stops and xim exits 0. A second SIGTERM stops at once.",
+    "Enrolls on first start when XEROTIER_AGENT_JOIN_KEY is set, registers with the router, then starts the engine (XEROTIER_AGENT_ENGINE=sim runs the simulated engine, no GPU needed) and serves the router's requests; a node that cannot enroll or reach its router never starts the engine. Without XEROTIER_AGENT_INITIAL_MODEL_PATH (vLLM) it registers without an engine and waits for the router to assign a model (xim router models assign): the node pulls it into the model cache while serving, reports the progress to the router, then starts (or replaces) the engine with it. SIGTERM drains: the router stops sending requests, in-flight streams finish within XEROTIER_AGENT_DRAIN_GRACE_SECONDS, then the engine stops and xim exits 0. A second SIGTERM cancels the streams still running and stops; a third exits at once with code 130.",
   settings: Object.keys(settings) as SettingKey[],
   commonSettings: [
     "joinKey",
@@ -109,35 +111,23 @@ export const runCommand = defineCommand({
     await raiseSocketBuffersOnce(logger, ctx.io.env.XIM_PROC_ROOT || "/proc");
     // Refuses at start-up when XEROTIER_AGENT_INITIAL_MODEL_PATH is missing or holds no model.
     const launch = await describeLaunch(loaded, ctx.io.env);
-    const abort = new AbortController();
-    const hardStop = new AbortController();
-    const onSignal = (signal: NodeJS.Signals) => {
-      if (!abort.signal.aborted) {
-        logger.info({ signal }, "signal received: draining (send it again to stop at once)");
-        abort.abort();
-      } else if (!hardStop.signal.aborted) {
-        logger.warn({ signal }, "second signal: cancelling in-flight streams and stopping now");
-        hardStop.abort();
-      }
-    };
-    process.on("SIGTERM", onSignal);
-    process.on("SIGINT", onSignal);
+    const signals = new StopSignals(logger, (code) => process.exit(code));
+    const stopListening = signals.listen();
     const stopBackstop = logUnhandledRejections(logger);
     try {
       await runInferenceNode({
         config,
         logger,
         launch,
-        signal: abort.signal,
-        hardStop: hardStop.signal,
+        signal: signals.drain,
+        hardStop: signals.now,
         env: ctx.io.env,
         launchFor: (model) => describeAssignedLaunch(config, explicitSettings(loaded), ctx.io.env, model),
       });
       return ExitCode.ok;
     } finally {
       stopBackstop();
-      process.off("SIGTERM", onSignal);
-      process.off("SIGINT", onSignal);
+      stopListening();
     }
   },
 });

@@ -29,6 +29,8 @@ export const ExitCode = {
   insecure: 12,
   /** The router's operator revoked this node (`xim router nodes revoke`): enroll again with a new join key. */
   revoked: 13,
+  /** `xim run`: a third SIGTERM/SIGINT exited at once, without draining (130, as shells report an interrupted command). */
+  forcedStop: 130,
   /** EX_CONFIG from sysexits.h: the configuration is invalid. */
   config: 78,
 } as const;

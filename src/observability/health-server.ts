@@ -15,6 +15,8 @@ export interface Readiness {
   ready: boolean;
   /** Why not ready, for a person reading the response. */
   reasons: string[];
+  /** The node's lifecycle state (src/agent/node-state.ts), when the node says it. */
+  state?: string;
 }
 
 export interface HealthServer {
@@ -49,7 +51,9 @@ export async function startHealthServer(opts: {
         const r = opts.readiness();
         res
           .writeHead(r.ready ? 200 : 503, { "content-type": "application/json" })
-          .end(`${JSON.stringify({ ready: r.ready, reasons: r.reasons })}\n`);
+          .end(
+            `${JSON.stringify({ ready: r.ready, reasons: r.reasons, ...(r.state ? { state: r.state } : {}) })}\n`,
+          );
       } else if (path === "/metrics") {
         const body = await opts.registry.metrics();
         res.writeHead(200, { "content-type": opts.registry.contentType }).end(body);

@@ -19,10 +19,13 @@ export interface CreditOptions {
   idleMs: number;
   /** Sends a `credit` of `bytes` to the node. */
   grant: (bytes: number) => void;
+  /** The clock the idle time is measured with (tests inject one); default Date.now. */
+  now?: () => number;
 }
 
 export class RouterCredit {
   readonly #o: CreditOptions;
+  readonly #now: () => number;
   #taken = 0;
   #writing = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -33,6 +36,7 @@ export class RouterCredit {
 
   constructor(o: CreditOptions) {
     this.#o = o;
+    this.#now = o.now ?? Date.now;
     this.#allowance = o.windowBytes;
   }
 
@@ -68,7 +72,7 @@ export class RouterCredit {
   #take(bytes: number): void {
     if (this.#closed || this.#o.windowBytes === 0) return;
     this.#taken += bytes;
-    this.#lastTakeAt = Date.now();
+    this.#lastTakeAt = this.#now();
     if (this.#taken >= this.#o.replenishBytes) this.#flush();
     else if (this.#writing === 0 && !this.#timer) this.#armIdle(this.#o.idleMs);
   }
@@ -80,7 +84,7 @@ export class RouterCredit {
   #armIdle(ms: number): void {
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      const idleFor = Date.now() - this.#lastTakeAt;
+      const idleFor = this.#now() - this.#lastTakeAt;
       if (idleFor >= this.#o.idleMs) this.#flush();
       else if (this.#taken > 0 && this.#writing === 0) this.#armIdle(this.#o.idleMs - idleFor);
     }, ms);

@@ -1,7 +1,8 @@
 /**
  * @module The ZeroMQ sockets of the control plane, configured in one place:
  * CURVE on both ends, 4 MiB buffers, a hard message-size bound, no linger
- * on close (a dead router must not hold a node's shutdown), and a send
+ * on close (a dead router must not hold a node's shutdown; a node's last
+ * close opts into NODE_CLOSE_LINGER_MS), and a send
  * timeout of 0 so a full queue drops a message instead of blocking the
  * caller (the lease and flow-control logic above decides what to resend).
  */
@@ -16,6 +17,15 @@ export type SocketRole = "control" | "streaming";
 /** What router and node log at start-up when ZeroMQ runs without CURVE (router/insecure-zmq.ts). */
 export const INSECURE_ZMQ_WARNING =
   "ZeroMQ runs WITHOUT CURVE (--insecure-zmq): no encryption and no protection against an active attacker on the path; requests, tokens and node identities travel in clear; development and benchmarks only";
+
+/**
+ * A node's last close (after its lease release) keeps this long: every
+ * message whose send resolved (it is in libzmq's queue) still leaves for
+ * the router within it, and a router that is gone holds the process's exit
+ * (libzmq's context termination) no longer than this. A close on reconnect
+ * keeps linger 0: what was queued for a dead connection is stale.
+ */
+export const NODE_CLOSE_LINGER_MS = 1000;
 
 export function newRoutingId(role: SocketRole): string {
   return `${role === "control" ? "c" : "s"}.${randomBytes(16).toString("hex")}`;

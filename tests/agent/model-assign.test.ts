@@ -20,8 +20,8 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { runInferenceNode } from "../../src/agent/inference-node.ts";
 import type { ModelAssignments } from "../../src/agent/model-assignment.ts";
+import { runInferenceNode } from "../../src/agent/node.ts";
 import { loadConfig } from "../../src/core/config/load.ts";
 import { silentLogger } from "../../src/core/log.ts";
 import { SimulatedEngine } from "../../src/engine/simulated-engine.ts";

@@ -9,7 +9,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { loudAttempt } from "../../src/agent/session.ts";
+import { loudAttempt } from "../../src/agent/lease-loop.ts";
 import type { EnrollmentFile } from "../../src/enrollment/state.ts";
 import { generateCurveKeyPair } from "../../src/transport/curve.ts";
 import { cleanup, tempDir } from "../doctor/helpers.ts";

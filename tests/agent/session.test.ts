@@ -15,7 +15,7 @@ import {
   registerTimeoutMs,
   renewalIntervalMs,
 } from "../../src/agent/lease.ts";
-import { NodeSession } from "../../src/agent/session.ts";
+import { NodeSession, type NodeSessionOptions } from "../../src/agent/session.ts";
 import { backoffCeiling, backoffDelay } from "../../src/core/backoff.ts";
 import { XimError } from "../../src/core/errors.ts";
 import { silentLogger } from "../../src/core/log.ts";
@@ -61,7 +61,7 @@ async function until<T extends NodeMessage["type"]>(socket: zmq.Router, type: T)
   }
 }
 
-async function setup(leaseMs = 1000) {
+async function setup(leaseMs = 1000, renewalMs = 100, extra: Partial<NodeSessionOptions> = {}) {
   const control = await fakeRouter();
   const streaming = await fakeRouter();
   const keys = generateCurveKeyPair();
@@ -76,13 +76,14 @@ async function setup(leaseMs = 1000) {
   const session = new NodeSession({
     state,
     settings: {
-      leaseRenewalIntervalMs: 100,
+      leaseRenewalIntervalMs: renewalMs,
       leaseDurationMs: leaseMs,
       streamingSocketEnabled: true,
       maxConcurrent: 2,
     },
     logger: silentLogger(),
     onMessage: (m) => received.push(m),
+    ...extra,
   });
   sessions.push(session);
   return { control, streaming, state, session, received };
@@ -102,7 +103,9 @@ function ack(nodeId: string, epoch: number, leaseMs = 1000) {
 
 describe("the node session", { timeout: 60_000 }, () => {
   test("registers with a valid proof, survives garbage from the router, renews, and relays messages both ways", async () => {
-    const { control, streaming, state, session, received } = await setup();
+    // A register waits 20 s for its answer here (10 s renewals asked): decoding the garbage below took
+    // seconds on a loaded machine, and a node that gave up on its first register would never see the ack.
+    const { control, streaming, state, session, received } = await setup(30_000, 10_000);
     const running = session.start();
     const reg = await until(control, "register");
     assert.ok(
@@ -179,11 +182,15 @@ describe("the node session", { timeout: 60_000 }, () => {
     await waitFor(() => session.lease?.epoch === 2, { timeoutMs: 5000, what: "re-registration" });
   });
 
-  test("a lease refused as fenced or expired makes the node register again at once", async () => {
-    const { control, state, session } = await setup();
+  // A lease of 60 s and a bound of 20 s: a node that ignored the refusal would keep renewing and register
+  // again only once the whole lease went unanswered; one that handles it registers within milliseconds.
+  test("a lease refused as fenced or expired makes the node register again at once", {
+    timeout: 20_000,
+  }, async () => {
+    const { control, state, session } = await setup(60_000);
     void session.start();
     const reg = await until(control, "register");
-    await control.send([reg.rid, ack(state.nodeId, 3)]);
+    await control.send([reg.rid, ack(state.nodeId, 3, 60_000)]);
     const renew = await until(control, "lease_renew");
     await control.send([
       reg.rid,
@@ -198,6 +205,38 @@ describe("the node session", { timeout: 60_000 }, () => {
     ]);
     const again = await until(control, "register");
     assert.equal(again.m.lastEpoch, 3);
+  });
+
+  test("register, renewals and node_status carry the node's lifecycle state and its lease changes are told", async () => {
+    let state: "registering" | "loading" | "ready" = "registering";
+    const leases: (string | null)[] = [];
+    const {
+      control,
+      state: enrollment,
+      session,
+    } = await setup(1000, 100, {
+      nodeState: () => state,
+      onLeaseChange: (lease) => leases.push(lease ? lease.leaseId : null),
+    });
+    void session.start();
+    const reg = await until(control, "register");
+    assert.equal(reg.m.state, "registering");
+    await control.send([reg.rid, ack(enrollment.nodeId, 7)]);
+    await waitFor(() => session.lease?.epoch === 7, { timeoutMs: 5000, what: "registration" });
+    assert.deepEqual(leases, [session.lease?.leaseId]);
+    state = "loading";
+    // A renewal already on its way may still say "registering": the next ones say "loading".
+    let renew = await until(control, "lease_renew");
+    while (renew.m.state !== "loading") {
+      assert.equal(renew.m.state, "registering");
+      renew = await until(control, "lease_renew");
+    }
+    state = "ready";
+    assert.ok(await session.reportStatus());
+    const status = await until(control, "node_status");
+    assert.equal(status.m.state, "ready");
+    await session.stop();
+    assert.deepEqual(leases.at(-1), null, "the lease let go at the stop is told too");
   });
 
   test("a version mismatch from any router version stops the session with which side to upgrade", async () => {

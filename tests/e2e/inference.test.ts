@@ -174,7 +174,12 @@ describe("inference with real router and node processes", { timeout: 90_000 }, (
     const started = Date.now();
     const text = await readStream(res, () => {
       current.signal("SIGTERM");
-      setTimeout(() => current.signal("SIGTERM"), 300);
+      // The second once the first was taken (two signals of one kind sent at once may merge into one).
+      void waitFor(() => current.stderr.includes("node state: ready -> draining"), {
+        timeoutMs: 30_000,
+        what: "the node draining",
+        stopIf: () => current.child.exitCode !== null,
+      }).then(() => current.signal("SIGTERM"));
     });
     const exit = await current.exited;
     assert.equal(exit.code, 0, exit.stderr.slice(-2000));

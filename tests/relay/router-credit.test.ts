@@ -67,3 +67,26 @@ test("flow control off (window 0) never grants", () => {
   assert.deepEqual(grants, []);
   credit.close();
 });
+
+test("the idle time is read from the injected clock: a standing clock returns nothing, a moved one returns the bytes", {
+  timeout: 10_000,
+}, async () => {
+  const grants: number[] = [];
+  let now = 0;
+  const credit = new RouterCredit({
+    windowBytes: 1000,
+    replenishBytes: 500,
+    idleMs: 20,
+    grant: (n) => grants.push(n),
+    now: () => now,
+  });
+  credit.wrote(100, true);
+  // Several idle timers' worth of real time. Nothing is bounded by it: however many timers fired
+  // meanwhile, a clock that did not move says the client was never idle.
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.deepEqual(grants, []);
+  now = 1000;
+  await waitFor(() => grants.length > 0, { timeoutMs: 5000, what: "the idle credit" });
+  assert.deepEqual(grants, [100]);
+  credit.close();
+});

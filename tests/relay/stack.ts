@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runInferenceNode } from "../../src/agent/inference-node.ts";
+import { runInferenceNode } from "../../src/agent/node.ts";
 import type { Relay } from "../../src/agent/relay.ts";
 import { loadConfig } from "../../src/core/config/load.ts";
 import { type Logger, silentLogger } from "../../src/core/log.ts";

@@ -6,7 +6,7 @@
  * the enrollment's problem. Reports both round-trip times.
  */
 
-import { diagnoseRouter } from "../../agent/router-diagnosis.ts";
+import { diagnoseRouter } from "../../enrollment/router-diagnosis.ts";
 import { loadEnrollmentState } from "../../enrollment/state.ts";
 import { type Check, fail, ok, skipped } from "../check.ts";
 

@@ -8,9 +8,9 @@
  * answer) both tell these apart with this one function.
  */
 
-import { pingRouter } from "../enrollment/ping.ts";
-import type { EnrollmentState } from "../enrollment/state.ts";
 import { parseTcpEndpoint, tcpConnect } from "../transport/tcp-connect.ts";
+import { pingRouter } from "./ping.ts";
+import type { EnrollmentState } from "./state.ts";
 
 export type RouterProblem =
   | "bad_endpoint"

@@ -130,6 +130,11 @@ export const engineSimCommand: CommandSpec = {
       parse: nonNegativeInt("--fail-mid-stream-after"),
     },
     {
+      flags: "--stamp-chunks",
+      description:
+        "not vLLM's: put the host's monotonic clock (xim_sent_mono_ms) in each streamed event, for the benchmark's chunk lag",
+    },
+    {
       flags: "--exit-on-stdin-close",
       description: "exit when stdin closes (the supervisor's pipe: dies with its parent)",
     },
@@ -171,6 +176,7 @@ export const engineSimCommand: CommandSpec = {
           apiKey: (o.apiKey as string | undefined) || ctx.io.env.VLLM_API_KEY || undefined,
           loading503: o.loading503 === true,
           failMidStreamAfter: o.failMidStreamAfter as number | undefined,
+          stampChunks: o.stampChunks === true,
         },
         ctx.io,
         shutdown.promise,

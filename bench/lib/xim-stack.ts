@@ -34,6 +34,8 @@ export async function startXimStack(opts: {
   engineArgs?: string[];
   /** The router and the node on the relay's CPUs, the node's engine on the load's (bench --pin). */
   pin?: Pinning;
+  /** More of the node's environment (bench/heap.ts turns its metrics server on). */
+  nodeEnv?: Record<string, string>;
 }): Promise<XimStack> {
   const dir = mkdtempSync(join(tmpdir(), "xim-bench-"));
   const env = sandboxEnv(dir, {
@@ -75,6 +77,7 @@ export async function startXimStack(opts: {
       ].join(" "),
       XEROTIER_AGENT_VLLM_SALT_SECRET: randomBytes(16).toString("hex"),
       XEROTIER_AGENT_DISABLE_METRICS_SERVER: "1",
+      ...opts.nodeEnv,
     },
     opts.pin?.relay,
   );

@@ -49,7 +49,7 @@ const STAMP = /"xim_sent_mono_ms":(\d+(?:\.\d+)?)[,}]/g;
  * The engine's stamps in a stream's bytes, read across reads: `text` is
  * what came since the last complete stamp; returns the text to keep.
  */
-function readStamps(text: string, arrivedAt: number, lags: number[]): string {
+export function readStamps(text: string, arrivedAt: number, lags: number[]): string {
   let end = 0;
   STAMP.lastIndex = 0;
   for (let m = STAMP.exec(text); m; m = STAMP.exec(text)) {

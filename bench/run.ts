@@ -311,7 +311,8 @@ async function runPath(
 
 /** Every scenario and path, pinned or not (this process, the client, moves to the load's CPUs when pinned). */
 async function pass(pin: Pinning | undefined): Promise<Row[]> {
-  pinProcess(process.pid, pin?.load ?? allCpus());
+  // Only a --pin run moves the client (and needs taskset): to the load's CPUs, then back to all.
+  if (PINNING) pinProcess(process.pid, pin?.load ?? allCpus());
   const rows: Row[] = [];
   for (const s of SCENARIOS) {
     if (s.levels.length === 0) continue;

@@ -9,9 +9,9 @@ function fmt(n: number | null | undefined, digits = 1): string {
   return n === null || n === undefined || Number.isNaN(n) ? "-" : n.toFixed(digits);
 }
 
-/** The columns; "lag" is the chunk lag (arrival at the client less the engine's writing), "node/nginx" the node's CPU per chunk over nginx's. */
+/** The columns; "lag" is the chunk lag (arrival at the client less the engine's writing), "CPU / nginx" the relay's CPU per chunk over nginx's in the same run and cell, all its processes and the node alone. */
 const HEADER =
-  "path          conc  ok/req      ttft p50  p99 (ms)  +p50 vs direct  tok/s     chunks/s  share direct  share nginx  lag p50  p99 (ms)  CPU s/M chunks  per process (s/M)        node/nginx  peak RSS MiB";
+  "path          conc  ok/req      ttft p50  p99 (ms)  +p50 vs direct  tok/s     chunks/s  share direct  share nginx  lag p50  p99 (ms)  CPU s/M chunks  per process (s/M)        CPU / nginx (all, node)  peak RSS MiB";
 
 function line(r: Row, direct: Row | undefined, nginx: Row | undefined): string {
   const rss = Object.entries(r.relayPeakRssMiB)
@@ -37,7 +37,10 @@ function line(r: Row, direct: Row | undefined, nginx: Row | undefined): string {
     fmt(r.chunkLagP99Ms, 2).padStart(9),
     fmt(r.cpuSecondsPerMillionChunks, 2).padStart(15),
     `  ${(perProcess || "-").padEnd(24)}`,
-    (node !== undefined && nginxCpu ? `${fmt(node / nginxCpu, 2)}x` : "-").padStart(10),
+    (nginxCpu && r.path !== "nginx" && r.cpuSecondsPerMillionChunks !== null
+      ? `${fmt(r.cpuSecondsPerMillionChunks / nginxCpu, 2)}x, ${node === undefined ? "-" : `${fmt(node / nginxCpu, 2)}x`}`
+      : "-"
+    ).padStart(23),
     `  ${rss || "-"}`,
   ].join(" ");
 }

@@ -86,7 +86,7 @@ export function createRouterMetrics() {
     // The time the router adds (router/server-timing.ts; the same figures as its Server-Timing header).
     added: new Histogram({
       name: "xim_router_added_seconds",
-      help: "The router's own time per request answered by a node: arrival to dispatch, less the queue wait, plus the node's stream_start to the response headers. Network hops, the node and the engine are not in it.",
+      help: "The router's own time per request answered by a node: arrival to dispatch, less the queue wait and the body's upload, plus the node's stream_start to the response headers. Network hops, the node and the engine are not in it.",
       buckets: ADDED_BUCKETS,
       registers: r,
     }),

@@ -306,7 +306,9 @@ async function readInference(
 ): Promise<{ raw: Buffer; model: string; stream: boolean } | undefined> {
   let raw: Buffer;
   try {
+    f.timing.uploadStarted();
     raw = await readBody(f.req);
+    f.timing.uploadEnded();
   } catch (err) {
     if (!(err instanceof BodyTooLarge)) {
       f.o.metrics?.requests.inc({ outcome: "client_error" });

@@ -5,7 +5,8 @@
  *
  *   queue   waiting for a node slot (router/queue.ts)
  *   router  the router's own work: from the request's arrival to the
- *           dispatch handed to ZeroMQ, less the queue wait, plus the
+ *           dispatch handed to ZeroMQ, less the queue wait and the body's
+ *           upload (the client's and the network's time), plus the
  *           handling of the node's stream_start up to the response headers
  *           (an answer the router gives itself: arrival to its headers)
  *   node    the node's own work before the engine's first answer and after
@@ -26,6 +27,8 @@ export class RequestTiming {
   readonly #receivedAt: number;
   #queueStartedAt: number | undefined;
   #queueMs: number | undefined;
+  #uploadStartedAt: number | undefined;
+  #uploadMs = 0;
   #routerMs = 0;
   #dispatchedAt: number | undefined;
   #nodeMs: number | undefined;
@@ -35,6 +38,15 @@ export class RequestTiming {
   constructor(now: () => number = () => performance.now()) {
     this.#now = now;
     this.#receivedAt = now();
+  }
+
+  /** The request body's reading began (its upload is not the router's time). */
+  uploadStarted(): void {
+    this.#uploadStartedAt = this.#now();
+  }
+
+  uploadEnded(): void {
+    if (this.#uploadStartedAt !== undefined) this.#uploadMs = this.#now() - this.#uploadStartedAt;
   }
 
   queueStarted(): void {
@@ -48,7 +60,7 @@ export class RequestTiming {
   /** The dispatch left for the node: the router's first share ends here. */
   dispatched(): void {
     this.#dispatchedAt = this.#now();
-    this.#routerMs = this.#dispatchedAt - this.#receivedAt - (this.#queueMs ?? 0);
+    this.#routerMs = this.#dispatchedAt - this.#receivedAt - this.#uploadMs - (this.#queueMs ?? 0);
   }
 
   /** The node's stream_start arrived, with the node's own time in microseconds (absent from older nodes). */
@@ -81,7 +93,8 @@ export class RequestTiming {
   routerMs(): number {
     if (this.#answered) return this.#routerMs;
     const now = this.#now();
-    if (this.#dispatchedAt === undefined) return now - this.#receivedAt - (this.#queueMs ?? 0);
+    if (this.#dispatchedAt === undefined)
+      return now - this.#receivedAt - this.#uploadMs - (this.#queueMs ?? 0);
     return this.#routerMs + (this.#startArrivedAt === undefined ? 0 : now - this.#startArrivedAt);
   }
 

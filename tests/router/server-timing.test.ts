@@ -127,7 +127,11 @@ test("the header adds up the parts it was told, on an injected clock", () => {
   const timing = new RequestTiming(() => now);
   assert.equal(timing.header(), "router;dur=0.000");
   const t = new RequestTiming(() => now);
-  now += 0.25; // the front's work
+  now += 0.2; // the front's work
+  t.uploadStarted();
+  now += 40; // a slow client's body: not the router's time
+  t.uploadEnded();
+  now += 0.05; // parsing it
   t.queueStarted();
   now += 3; // waited for a slot
   t.queueEnded();

@@ -4,7 +4,11 @@
  * request, SSE events (chunks) and content tokens, bytes, and errors. It
  * counts `data:` events in the raw bytes instead of parsing JSON, so the
  * client costs as little CPU as possible on a machine it shares with the
- * system under test.
+ * system under test. With an engine that stamps its events
+ * (`engine-sim --stamp-chunks`), it also measures each event's lag: its
+ * arrival here less its writing by the engine, both on the host's
+ * monotonic clock, so a relay that holds chunks back and sends them in
+ * clumps shows at once.
  */
 import http from "node:http";
 import { performance } from "node:perf_hooks";
@@ -17,6 +21,8 @@ export interface LoadOptions {
   headers?: Record<string, string>;
   /** Per-request deadline; a request past it counts as an error. */
   timeoutMs?: number;
+  /** The engine stamps its events (engine-sim --stamp-chunks): measure each one's lag. */
+  stamped?: boolean;
 }
 
 export interface LoadResult {
@@ -28,6 +34,30 @@ export interface LoadResult {
   ttftMs: number[];
   chunks: number;
   bytes: number;
+  /** Per stamped event: arrival at the client less its writing by the engine, ms (empty without stamps). */
+  chunkLagMs: number[];
+}
+
+/** The host's monotonic clock in ms: the engine's stamps use the same clock. */
+function monotonicMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
+const STAMP = /"xim_sent_mono_ms":(\d+(?:\.\d+)?)[,}]/g;
+
+/**
+ * The engine's stamps in a stream's bytes, read across reads: `text` is
+ * what came since the last complete stamp; returns the text to keep.
+ */
+export function readStamps(text: string, arrivedAt: number, lags: number[]): string {
+  let end = 0;
+  STAMP.lastIndex = 0;
+  for (let m = STAMP.exec(text); m; m = STAMP.exec(text)) {
+    lags.push(arrivedAt - Number(m[1]));
+    end = STAMP.lastIndex;
+  }
+  // A stamp cut by the read's end is completed by the next one; it is never longer than this.
+  return text.slice(Math.max(end, text.length - 64));
 }
 
 const DATA = Buffer.from("data: ");
@@ -43,6 +73,7 @@ function oneRequest(
   agent: http.Agent,
   opts: LoadOptions,
   payload: Buffer,
+  lags: number[],
 ): Promise<{ ttft: number; chunks: number; bytes: number; error?: string }> {
   const url = new URL(opts.url);
   return new Promise((resolve) => {
@@ -52,6 +83,7 @@ function oneRequest(
     let bytes = 0;
     let sawDone = false;
     let tail: Buffer = Buffer.alloc(0);
+    let stampTail = "";
     const req = http.request(
       {
         agent,
@@ -76,6 +108,7 @@ function oneRequest(
         }
         res.on("data", (d: Buffer) => {
           if (ttft < 0) ttft = performance.now() - started;
+          if (opts.stamped) stampTail = readStamps(stampTail + d.toString("latin1"), monotonicMs(), lags);
           bytes += d.length;
           // An event marker can straddle two TCP reads: look across the seam.
           const joined = tail.length ? Buffer.concat([tail, d]) : d;
@@ -109,13 +142,14 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
     ttftMs: [],
     chunks: 0,
     bytes: 0,
+    chunkLagMs: [],
   };
   let next = 0;
   const started = performance.now();
   async function worker() {
     while (next < opts.requests) {
       next++;
-      const r = await oneRequest(agent, opts, payload);
+      const r = await oneRequest(agent, opts, payload, result.chunkLagMs);
       result.chunks += r.chunks;
       result.bytes += r.bytes;
       if (r.error) {

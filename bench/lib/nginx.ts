@@ -8,6 +8,7 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
+import { cpuCount, pinnedCommand } from "./pin.ts";
 
 export interface Nginx {
   port: number;
@@ -15,8 +16,9 @@ export interface Nginx {
   stop: () => Promise<void>;
 }
 
-export function nginxConfig(dir: string, listenPort: number, upstreamPort: number): string {
-  return `worker_processes auto;
+/** `workers`: one per CPU nginx runs on (`auto` counts the machine's, not the pinned ones). */
+export function nginxConfig(dir: string, listenPort: number, upstreamPort: number, workers = "auto"): string {
+  return `worker_processes ${workers};
 daemon off;
 master_process on;
 pid ${dir}/nginx.pid;
@@ -50,13 +52,13 @@ export async function startNginx(
   dir: string,
   listenPort: number,
   upstreamPort: number,
+  cpus?: string,
 ): Promise<Nginx> {
   mkdirSync(dir, { recursive: true });
   const conf = join(dir, "nginx.conf");
-  writeFileSync(conf, nginxConfig(dir, listenPort, upstreamPort));
-  const child: ChildProcess = spawn(binary, ["-c", conf, "-p", dir, "-e", join(dir, "error.log")], {
-    stdio: "ignore",
-  });
+  writeFileSync(conf, nginxConfig(dir, listenPort, upstreamPort, cpus ? String(cpuCount(cpus)) : "auto"));
+  const [command, args] = pinnedCommand(binary, ["-c", conf, "-p", dir, "-e", join(dir, "error.log")], cpus);
+  const child: ChildProcess = spawn(command, args, { stdio: "ignore" });
   await waitForPort(listenPort, 10_000);
   return {
     port: listenPort,

@@ -5,6 +5,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
+import { pinnedCommand } from "./pin.ts";
 
 export const ROOT = join(import.meta.dirname, "..", "..");
 export const MAIN = join(ROOT, "main.ts");
@@ -18,8 +19,15 @@ export interface Proc {
   stop: (signal?: NodeJS.Signals) => Promise<number | null>;
 }
 
-export function startXim(name: string, args: string[], env: Record<string, string | undefined>): Proc {
-  const child = spawn(process.execPath, [MAIN, ...args], {
+/** Run `xim args` from source; on `cpus` (a taskset list) when given (bench --pin). */
+export function startXim(
+  name: string,
+  args: string[],
+  env: Record<string, string | undefined>,
+  cpus?: string,
+): Proc {
+  const [command, argv] = pinnedCommand(process.execPath, [MAIN, ...args], cpus);
+  const child = spawn(command, argv, {
     cwd: ROOT,
     env,
     stdio: ["ignore", "pipe", "pipe"],

@@ -17,6 +17,7 @@
  * (`dispatch_refused`), never merged. An engine's refusal (non-2xx) is
  * relayed as it is and counted by whose error it is (engine-refusal.ts).
  */
+import { performance } from "node:perf_hooks";
 import { messageOf } from "../core/errors.ts";
 import { guarded } from "../core/guard.ts";
 import type { Logger } from "../core/log.ts";
@@ -403,9 +404,12 @@ export class Relay {
     const signal = a.abort.signal;
     const blocks = engine.stream(request, signal);
     let first: IteratorResult<SseBlock>;
+    out.engineCalled();
     try {
       first = await blocks.next();
+      out.engineAnswered();
     } catch (err) {
+      out.engineAnswered();
       if (err instanceof EngineHttpError && !signal.aborted) {
         // The engine refused the request: the client gets the engine's own answer.
         out.start(err.status, "application/json");
@@ -446,13 +450,16 @@ export class Relay {
     let status: number;
     let contentType: string;
     let body: Buffer;
+    out.engineCalled();
     try {
       const reply = await engine.complete(request, a.abort.signal);
+      out.engineAnswered();
       status = reply.status;
       contentType = reply.contentType ?? "application/json";
       body = reply.body;
     } catch (err) {
       if (!(err instanceof EngineHttpError) || a.abort.signal.aborted) throw err;
+      out.engineAnswered();
       status = err.status;
       contentType = "application/json";
       body = err.body;
@@ -488,6 +495,9 @@ class StreamOut {
   #peakHeld = 0;
   #usage: { promptTokens: number; completionTokens: number } | undefined;
   #finishReason: string | undefined;
+  /** The node's own time before stream_start (stream_start's addedUs): ms so far, and when the running part began. */
+  #addedMs = 0;
+  #addedSince: number | undefined = performance.now();
 
   constructor(o: RelayOptions, a: Active, started: number) {
     this.#o = o;
@@ -520,8 +530,26 @@ class StreamOut {
     this.#usage = usageIn(bytes) ?? this.#usage;
   }
 
+  /** The request went to the engine: the node's own time stops until its answer. */
+  engineCalled(): void {
+    this.#stopAddedClock();
+  }
+
+  #stopAddedClock(): void {
+    if (this.#addedSince === undefined) return;
+    this.#addedMs += performance.now() - this.#addedSince;
+    this.#addedSince = undefined;
+  }
+
+  /** The engine's first answer (or refusal) is here: the node's own time runs again. */
+  engineAnswered(): void {
+    this.#addedSince ??= performance.now();
+  }
+
   /** Queue the stream's status and content type: the first message of the stream. */
   start(status: number, contentType: string): void {
+    this.#stopAddedClock();
+    this.#o.metrics?.added.observe(this.#addedMs / 1000);
     void this.#send({
       type: "stream_start",
       requestId: this.#a.dispatch.requestId,
@@ -529,6 +557,7 @@ class StreamOut {
       contentType,
       windowBytes: this.#a.credit.window,
       replenishBytes: this.#a.credit.replenishBytes,
+      addedUs: Math.round(this.#addedMs * 1000),
     });
   }
 

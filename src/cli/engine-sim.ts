@@ -107,6 +107,10 @@ export const engineSimCommand = defineCommand({
       "fail every request after this many tokens as vLLM does (a stream ends with its error event and [DONE]; otherwise 500)",
       nonNegativeInt("--fail-mid-stream-after"),
     ),
+    stampChunks: switchOption(
+      "--stamp-chunks",
+      "not vLLM's: put the host's monotonic clock (xim_sent_mono_ms) in each streamed event, for the benchmark's chunk lag",
+    ),
     exitOnStdinClose: switchOption(
       "--exit-on-stdin-close",
       "exit when stdin closes (the supervisor's pipe: dies with its parent)",
@@ -134,6 +138,7 @@ export const engineSimCommand = defineCommand({
           ...simOptions,
           apiKey: apiKey || ctx.io.env.VLLM_API_KEY || undefined,
           loading503: simOptions.loading503 === true,
+          stampChunks: simOptions.stampChunks === true,
         },
         ctx.io,
         shutdown.promise,

@@ -59,6 +59,7 @@ const SIM_FLAGS = new Set([
   "--exit-after-ms",
   "--unhealthy-after-ms",
   "--fail-mid-stream-after",
+  "--stamp-chunks", // takes no value: last in the arguments, or before another flag
 ]);
 
 /** Split user args into engine-sim options and the rest (vLLM arguments the simulator does not take). */

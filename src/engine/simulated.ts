@@ -76,6 +76,13 @@ export interface SimulatedEngineOptions {
   /** `created` of every response, epoch seconds; defaults to the server's creation time. */
   created?: number;
   /**
+   * Not vLLM's: each streamed event carries `xim_sent_mono_ms`, the
+   * host's monotonic clock (ms since boot, shared by every process) when
+   * it was written, so the benchmark can tell how late each chunk reaches
+   * its client through a relay (bench/README.md, chunk lag).
+   */
+  stampChunks?: boolean;
+  /**
    * As vLLM's --api-key / VLLM_API_KEY: /v1 paths answer 401
    * {"error":"Unauthorized"} without `Authorization: Bearer <key>`;
    * /health and /metrics stay open. Unset: no key is asked for.
@@ -200,13 +207,22 @@ class RequestError extends Error {
   }
 }
 
+/** The host's monotonic clock in ms (CLOCK_MONOTONIC: the same in every process of the host). */
+function monotonicMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
 export class SimulatedEngineServer {
   readonly options: Required<
-    Omit<SimulatedEngineOptions, "root" | "sleep" | "unhealthyAfterMs" | "apiKey" | "failMidStreamAfter">
+    Omit<
+      SimulatedEngineOptions,
+      "root" | "sleep" | "unhealthyAfterMs" | "apiKey" | "failMidStreamAfter" | "stampChunks"
+    >
   > & {
     root: string;
     unhealthyAfterMs: number | undefined;
     failMidStreamAfter: number | undefined;
+    stampChunks: boolean;
   };
   readonly #sleep: Sleep;
   /** SHA-256 of the API key, compared in constant time as vLLM does; undefined: no key. */
@@ -248,6 +264,7 @@ export class SimulatedEngineServer {
       unhealthyAfterMs: options.unhealthyAfterMs,
       loading503: options.loading503 ?? false,
       failMidStreamAfter: options.failMidStreamAfter,
+      stampChunks: options.stampChunks ?? false,
       created: options.created ?? Math.floor(Date.now() / 1000),
     };
     this.#sleep = options.sleep ?? realSleep;
@@ -645,7 +662,11 @@ export class SimulatedEngineServer {
             await Promise.race([once(res, "drain").catch(() => undefined), goneP]);
           }
         };
-        const write = (payload: unknown) => writeBytes(sseEvent(JSON.stringify(payload)));
+        const stamp = this.options.stampChunks;
+        const write = (payload: Record<string, unknown>) =>
+          writeBytes(
+            sseEvent(JSON.stringify(stamp ? { ...payload, xim_sent_mono_ms: monotonicMs() } : payload)),
+          );
         const object = chat ? "chat.completion.chunk" : "text_completion";
         if (chat) {
           await write({

@@ -6,6 +6,7 @@
  * each one and the alert to set on it.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { ADDED_BUCKETS } from "./buckets.ts";
 
 /** Latency buckets from 0.5 ms to ~16 s: relay overhead is sub-millisecond, engine TTFT is seconds. */
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 16];
@@ -108,6 +109,13 @@ export function createNodeMetrics() {
       name: "xim_node_frames_dropped_total",
       help: "Malformed, unknown or oversized frames received and dropped, by reason.",
       labelNames: ["reason"] as const,
+      registers: r,
+    }),
+    // The time the node adds (sent to the router in stream_start's addedUs for its Server-Timing).
+    added: new Histogram({
+      name: "xim_node_added_seconds",
+      help: "The node's own time per request before its stream_start: from the dispatch to the engine request, and from the engine's first answer to stream_start. The engine and the network are not in it.",
+      buckets: ADDED_BUCKETS,
       registers: r,
     }),
   };

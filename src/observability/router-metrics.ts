@@ -4,6 +4,7 @@
  * and lease tracker.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { ADDED_BUCKETS } from "./buckets.ts";
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 16];
 
@@ -111,6 +112,19 @@ export function createRouterMetrics() {
     readConditionsFrom(source: () => Iterable<ConditionLabels>): void {
       conditionSource = source;
     },
+    // The time the router adds (router/server-timing.ts; the same figures as its Server-Timing header).
+    added: new Histogram({
+      name: "xim_router_added_seconds",
+      help: "The router's own time per request answered by a node: arrival to dispatch, less the queue wait and the body's upload, plus the node's stream_start to the response headers. Network hops, the node and the engine are not in it.",
+      buckets: ADDED_BUCKETS,
+      registers: r,
+    }),
+    queueWait: new Histogram({
+      name: "xim_router_queue_wait_seconds",
+      help: "Time a request waited for a node slot (0 when one was free at once), by every request that asked for one.",
+      buckets: LATENCY_BUCKETS,
+      registers: r,
+    }),
   };
 }
 

@@ -153,6 +153,8 @@ export const StreamStartSchema = v.object({
   windowBytes: v.optional(count),
   /** The router replenishes once the client has taken this many bytes (window x REPLENISH_THRESHOLD). */
   replenishBytes: v.optional(count),
+  /** The node's own time before this start, microseconds (the router's Server-Timing `node`); absent from older nodes. */
+  addedUs: v.optional(count),
 });
 
 export const ChunkSchema = v.object({

@@ -29,6 +29,7 @@ import {
 } from "./openai-errors.ts";
 import type { Scheduler } from "./queue.ts";
 import { retryAfterHeaders } from "./retry-after.ts";
+import { type RequestTiming, timingHeaders } from "./server-timing.ts";
 import { SseEventTooLargeError, SseJoiner } from "./sse-joiner.ts";
 import { checkRouterFlow, DEFAULT_MAX_EVENT_BYTES, streamWindowProblem } from "./stream-limits.ts";
 
@@ -83,6 +84,8 @@ export interface InferenceRequest {
   /** The client went away (its socket closed before the answer ended). */
   signal: AbortSignal;
   receivedAt: number;
+  /** What the router and the node added, for Server-Timing and the added-time histograms (server-timing.ts). */
+  timing?: RequestTiming;
 }
 
 /** Node messages the relay delivered to no client, by reason (tests and the frames-dropped metric read them). */
@@ -262,13 +265,18 @@ export class RouterRelay {
 
   /** Serve one request to the end; resolves with its outcome. */
   async serve(req: InferenceRequest, res: ServerResponse): Promise<string> {
+    req.timing?.queueStarted();
     const placement = await this.#scheduler.acquire(req.project, req.model, req.signal);
+    req.timing?.queueEnded();
+    if (req.timing?.queueMs !== undefined) this.#metrics?.queueWait.observe(req.timing.queueMs / 1000);
     if (!placement.ok) {
       if (placement.status === 499) this.#logCancel(req, { queued: true, chunks: 0 });
       else
         sendJsonError(res, placement.status, placement.code, placement.message, {
-          headers:
-            placement.retryAfterMs === undefined ? undefined : retryAfterHeaders(placement.retryAfterMs),
+          headers: {
+            ...(placement.retryAfterMs === undefined ? {} : retryAfterHeaders(placement.retryAfterMs)),
+            ...timingHeaders(req.timing),
+          },
         });
       if (placement.status >= 500)
         this.#log.info(
@@ -326,6 +334,7 @@ export class RouterRelay {
           this.#metrics?.inFlight.set(this.#streams.size);
           this.#metrics?.requests.inc({ outcome });
           this.#scheduler.release(lease.nodeId);
+          if (req.timing?.answered) this.#metrics?.added.observe(req.timing.routerMs() / 1000);
           resolve(outcome);
         },
       };
@@ -336,6 +345,7 @@ export class RouterRelay {
       const onGone = () => this.#clientGone(s);
       if (req.signal.aborted) onGone();
       else req.signal.addEventListener("abort", onGone, { once: true });
+      req.timing?.dispatched();
       void this.#cp
         .send(lease.nodeId, {
           type: "dispatch",
@@ -574,13 +584,15 @@ export class RouterRelay {
     if (m.status >= 300) {
       // The engine refused: nothing is sent until its whole answer is here to translate (#end).
       s.refusal = { status: m.status, parts: [], bytes: 0 };
+      s.req.timing?.nodeStarted(m.addedUs);
       this.#openCredit(s, m);
       return;
     }
     s.sse = m.contentType.startsWith("text/event-stream");
     if (s.sse) s.joiner = new SseJoiner(this.#flow.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES);
     corkForTick(s);
-    const headers: Record<string, string> = { "content-type": m.contentType };
+    s.req.timing?.nodeStarted(m.addedUs);
+    const headers: Record<string, string> = { "content-type": m.contentType, ...timingHeaders(s.req.timing) };
     if (s.sse) headers["cache-control"] = "no-cache";
     s.res.writeHead(m.status, headers);
     if (s.sse) s.res.flushHeaders();
@@ -678,16 +690,15 @@ export class RouterRelay {
       const e = translateEngineError(s.refusal.status, Buffer.concat(s.refusal.parts));
       sendJsonError(s.res, e.status, e.code, e.message, {
         param: e.param,
-        headers:
-          e.status === 503
-            ? retryAfterHeaders(this.#scheduler.retryAfterMs(s.req.project, s.req.model))
-            : undefined,
+        headers: this.#errorHeaders(s, e.status),
       });
       s.finish(errorOutcomeOf(e.status));
       return;
     }
     if (!s.res.headersSent) {
-      sendJsonError(s.res, 502, "relay_error", "the node ended the stream before it started");
+      sendJsonError(s.res, 502, "relay_error", "the node ended the stream before it started", {
+        headers: this.#errorHeaders(s, 502),
+      });
       s.finish("node_error");
       return;
     }
@@ -696,18 +707,21 @@ export class RouterRelay {
     s.finish("ok");
   }
 
+  /** An error answer's headers: when to retry a 503, and what the router and the node added. */
+  #errorHeaders(s: RouterStream, status: number): Record<string, string> {
+    return {
+      ...(status === 503 ? retryAfterHeaders(this.#scheduler.retryAfterMs(s.req.project, s.req.model)) : {}),
+      ...timingHeaders(s.req.timing),
+    };
+  }
+
   #fail(s: RouterStream, status: number, code: string, message: string): void {
     if (s.cancelled) {
       s.finish("cancelled");
       return;
     }
     if (!s.res.headersSent)
-      sendJsonError(s.res, status, code, message, {
-        headers:
-          status === 503
-            ? retryAfterHeaders(this.#scheduler.retryAfterMs(s.req.project, s.req.model))
-            : undefined,
-      });
+      sendJsonError(s.res, status, code, message, { headers: this.#errorHeaders(s, status) });
     else if (s.sse && !s.res.writableEnded) {
       const body = openAiErrorBody(status, code, message);
       s.res.end(`data: ${body}\n\n`);

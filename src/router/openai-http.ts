@@ -6,7 +6,8 @@
  * serve it) and the tenant (the node's cache salt). Every response
  * carries X-Request-ID (the client's own when it sent a valid one, else
  * the router's internal id: request-id.ts), and every error is OpenAI's
- * JSON error shape.
+ * JSON error shape. Inference answers and refusals carry Server-Timing
+ * (server-timing.ts): the queue wait, the router's and the node's own time.
  */
 import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -19,6 +20,7 @@ import { lookupApiKey } from "./api-keys.ts";
 import type { ControlPlane } from "./control-plane.ts";
 import { openAiErrorBody, type RouterRelay, sendJsonError } from "./dispatch.ts";
 import { clientRequestIdOf, mintRequestId } from "./request-id.ts";
+import { RequestTiming, SERVER_TIMING_HEADER } from "./server-timing.ts";
 import type { RouterStore } from "./store.ts";
 
 /** Bodies above this are refused with 413 (a dispatch must fit one protocol message). */
@@ -169,109 +171,36 @@ export async function startOpenAiServer(o: OpenAiServerOptions): Promise<OpenAiS
   };
 }
 
+/** Where a request goes: the model list and cards, or an inference. */
+type Route = "models" | "completion";
+
+/** One request at the front: what every step below needs about it. */
+interface FrontRequest {
+  o: OpenAiServerOptions;
+  req: IncomingMessage;
+  res: ServerResponse;
+  path: string;
+  timing: RequestTiming;
+}
+
 async function handle(o: OpenAiServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const timing = new RequestTiming();
   const receivedAt = Date.now();
   // Streams are routed by the internal id alone; the client's id is only echoed and logged.
   const requestId = mintRequestId();
   const clientRequestId = clientRequestIdOf(req.headers["x-request-id"]);
   res.setHeader("x-request-id", clientRequestId ?? requestId);
   const path = (req.url ?? "/").split("?")[0];
-  const count = (outcome: string) => o.metrics?.requests.inc({ outcome });
-
   if (path === "/health" && req.method === "GET") {
     res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
     return;
   }
-  const route =
-    path === "/v1/models" || path.startsWith(MODEL_PATH)
-      ? "models"
-      : path === "/v1/chat/completions" || path === "/v1/completions"
-        ? "completion"
-        : undefined;
-  if (!route) {
-    req.resume();
-    count("client_error");
-    return sendJsonError(
-      res,
-      404,
-      "not_found",
-      `no route ${req.method} ${path}: this router serves /v1/chat/completions, /v1/completions, /v1/models and /v1/models/{id}`,
-    );
-  }
-  const wantMethod = route === "models" ? "GET" : "POST";
-  if (req.method !== wantMethod) {
-    req.resume();
-    res.setHeader("allow", wantMethod);
-    count("client_error");
-    return sendJsonError(res, 405, "method_not_allowed", `${path} takes ${wantMethod}, not ${req.method}`);
-  }
-  const auth = req.headers.authorization ?? "";
-  const m = /^Bearer\s+(\S+)$/i.exec(auth);
-  const identity = m ? lookupApiKey(o.store, m[1]) : undefined;
-  if (!identity) {
-    req.resume();
-    count("client_error");
-    return sendJsonError(
-      res,
-      401,
-      "invalid_api_key",
-      m ? "the API key is unknown or revoked" : "missing API key: send 'Authorization: Bearer xak_...'",
-    );
-  }
-
-  if (route === "models") {
-    const models = new Set<string>();
-    for (const l of o.controlPlane.readyLeases())
-      if (l.project === identity.project) for (const name of l.status.models) models.add(name);
-    if (path !== "/v1/models") {
-      if (!retrieveModel(res, path.slice(MODEL_PATH.length), models)) count("client_error");
-      return;
-    }
-    const body = JSON.stringify({ object: "list", data: [...models].sort().map(modelCard) });
-    res.writeHead(200, { "content-type": "application/json" }).end(body);
-    return;
-  }
-
-  let raw: Buffer;
-  try {
-    raw = await readBody(req);
-  } catch (err) {
-    count("client_error");
-    if (!(err instanceof BodyTooLarge)) throw err;
-    // The rest of a too-large body is not read: the connection closes after the answer.
-    res.shouldKeepAlive = false;
-    return sendJsonError(
-      res,
-      413,
-      "request_too_large",
-      `the request body is larger than ${MAX_BODY_BYTES} bytes`,
-    );
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw.toString("utf8"));
-  } catch (err) {
-    count("client_error");
-    return sendJsonError(
-      res,
-      400,
-      "invalid_json",
-      `the request body is not valid JSON: ${(err as Error).message}`,
-    );
-  }
-  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
-    count("client_error");
-    return sendJsonError(res, 400, "invalid_request", "the request body must be a JSON object");
-  }
-  const body = parsed as Record<string, unknown>;
-  if (typeof body.model !== "string" || body.model === "") {
-    count("client_error");
-    return sendJsonError(res, 400, "missing_model", "you must provide a model parameter");
-  }
-  if (body.stream !== undefined && typeof body.stream !== "boolean") {
-    count("client_error");
-    return sendJsonError(res, 400, "invalid_stream", "'stream' must be true or false");
-  }
+  const front: FrontRequest = { o, req, res, path, timing };
+  const admitted = admit(front);
+  if (!admitted) return;
+  if (admitted.route === "models") return listModels(front, admitted.identity.project);
+  const body = await readInference(front);
+  if (!body) return;
   const gone = new AbortController();
   res.once("close", () => {
     if (!res.writableFinished) gone.abort();
@@ -280,15 +209,137 @@ async function handle(o: OpenAiServerOptions, req: IncomingMessage, res: ServerR
     {
       requestId,
       clientRequestId,
-      project: identity.project,
-      tenant: identity.tenant,
+      project: admitted.identity.project,
+      tenant: admitted.identity.tenant,
       model: body.model,
       path: path as "/v1/chat/completions" | "/v1/completions",
-      stream: body.stream === true,
-      body: raw,
+      stream: body.stream,
+      body: body.raw,
       signal: gone.signal,
       receivedAt,
+      timing,
     },
     res,
   );
+}
+
+/**
+ * Answer a request the front refuses (the body is not read; the client's
+ * error, counted as such), with the router's time in Server-Timing.
+ */
+function refuse(
+  f: FrontRequest,
+  status: number,
+  code: string,
+  message: string,
+  o: { param?: string; drain?: boolean } = {},
+): void {
+  if (o.drain !== false) f.req.resume();
+  f.o.metrics?.requests.inc({ outcome: "client_error" });
+  sendJsonError(f.res, status, code, message, {
+    param: o.param,
+    headers: { [SERVER_TIMING_HEADER]: f.timing.header() },
+  });
+}
+
+/** The route, its method and the API key: the route and the key's identity, or undefined once refused. */
+function admit(
+  f: FrontRequest,
+): { route: Route; identity: NonNullable<ReturnType<typeof lookupApiKey>> } | undefined {
+  const { req, path } = f;
+  const route: Route | undefined =
+    path === "/v1/models" || path.startsWith(MODEL_PATH)
+      ? "models"
+      : path === "/v1/chat/completions" || path === "/v1/completions"
+        ? "completion"
+        : undefined;
+  if (!route) {
+    refuse(
+      f,
+      404,
+      "not_found",
+      `no route ${req.method} ${path}: this router serves /v1/chat/completions, /v1/completions, /v1/models and /v1/models/{id}`,
+    );
+    return undefined;
+  }
+  const wantMethod = route === "models" ? "GET" : "POST";
+  if (req.method !== wantMethod) {
+    f.res.setHeader("allow", wantMethod);
+    refuse(f, 405, "method_not_allowed", `${path} takes ${wantMethod}, not ${req.method}`);
+    return undefined;
+  }
+  const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? "");
+  const identity = m ? lookupApiKey(f.o.store, m[1]) : undefined;
+  if (!identity) {
+    refuse(
+      f,
+      401,
+      "invalid_api_key",
+      m ? "the API key is unknown or revoked" : "missing API key: send 'Authorization: Bearer xak_...'",
+    );
+    return undefined;
+  }
+  return { route, identity };
+}
+
+/** GET /v1/models and /v1/models/{id}: the models the project's ready nodes serve. */
+function listModels(f: FrontRequest, project: string): void {
+  const models = new Set<string>();
+  for (const l of f.o.controlPlane.readyLeases())
+    if (l.project === project) for (const name of l.status.models) models.add(name);
+  if (f.path !== "/v1/models") {
+    if (!retrieveModel(f.res, f.path.slice(MODEL_PATH.length), models))
+      f.o.metrics?.requests.inc({ outcome: "client_error" });
+    return;
+  }
+  const body = JSON.stringify({ object: "list", data: [...models].sort().map(modelCard) });
+  f.res.writeHead(200, { "content-type": "application/json" }).end(body);
+}
+
+/**
+ * An inference request's body: read (at most MAX_BODY_BYTES), parsed and
+ * checked for what the router itself needs (the model, the stream flag);
+ * the rest is the engine's to judge. Undefined once refused.
+ */
+async function readInference(
+  f: FrontRequest,
+): Promise<{ raw: Buffer; model: string; stream: boolean } | undefined> {
+  let raw: Buffer;
+  try {
+    f.timing.uploadStarted();
+    raw = await readBody(f.req);
+    f.timing.uploadEnded();
+  } catch (err) {
+    if (!(err instanceof BodyTooLarge)) {
+      f.o.metrics?.requests.inc({ outcome: "client_error" });
+      throw err;
+    }
+    // The rest of a too-large body is not read: the connection closes after the answer.
+    f.res.shouldKeepAlive = false;
+    refuse(f, 413, "request_too_large", `the request body is larger than ${MAX_BODY_BYTES} bytes`, {
+      drain: false,
+    });
+    return undefined;
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw.toString("utf8"));
+  } catch (err) {
+    refuse(f, 400, "invalid_json", `the request body is not valid JSON: ${(err as Error).message}`);
+    return undefined;
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+    refuse(f, 400, "invalid_request", "the request body must be a JSON object");
+    return undefined;
+  }
+  const body = parsed as Record<string, unknown>;
+  if (typeof body.model !== "string" || body.model === "") {
+    refuse(f, 400, "missing_model", "you must provide a model parameter");
+    return undefined;
+  }
+  if (body.stream !== undefined && typeof body.stream !== "boolean") {
+    refuse(f, 400, "invalid_stream", "'stream' must be true or false");
+    return undefined;
+  }
+  return { raw, model: body.model, stream: body.stream === true };
 }

@@ -74,6 +74,34 @@ describe("the simulated server", () => {
     }
   });
 
+  test("with stampChunks each streamed event carries the host's monotonic clock; without, none does", {
+    timeout: 10_000,
+  }, async () => {
+    const events = async (stampChunks: boolean) => {
+      const { baseUrl } = await serve({ model: "m", outputTokens: 3, stampChunks });
+      const res = await post(
+        baseUrl,
+        "/v1/chat/completions",
+        JSON.stringify({ model: "m", messages: [{ role: "user", content: "p" }], stream: true }),
+      );
+      assert.equal(res.status, 200);
+      return res.body
+        .split("\n\n")
+        .filter((e) => e.startsWith("data: {"))
+        .map((e) => JSON.parse(e.slice(6)) as Record<string, unknown>);
+    };
+    const before = Number(process.hrtime.bigint()) / 1e6;
+    const stamped = (await events(true)).map((e) => e.xim_sent_mono_ms as number);
+    const after = Number(process.hrtime.bigint()) / 1e6;
+    assert.equal(stamped.length, 4); // the role event and three tokens
+    // The same clock in this process: every stamp lies between the request and its answer, in order.
+    for (const [i, t] of stamped.entries()) {
+      assert.ok(t >= before && t <= after, `stamp ${t} within [${before}, ${after}]`);
+      if (i > 0) assert.ok(t >= stamped[i - 1]);
+    }
+    assert.ok((await events(false)).every((e) => !("xim_sent_mono_ms" in e)));
+  });
+
   test("malformed bodies get 400 with the OpenAI error shape; wrong methods 405", {
     timeout: 10_000,
   }, async () => {

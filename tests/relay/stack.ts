@@ -16,6 +16,7 @@ import { type Logger, silentLogger } from "../../src/core/log.ts";
 import type { Engine } from "../../src/engine/engine.ts";
 import type { SimulatedEngineOptions } from "../../src/engine/simulated.ts";
 import { SimulatedEngine } from "../../src/engine/simulated-engine.ts";
+import type { HealthServer } from "../../src/observability/health-server.ts";
 import type { NodeMetrics } from "../../src/observability/node-metrics.ts";
 import { createApiKey } from "../../src/router/api-keys.ts";
 import type { FlowSettingsRouter } from "../../src/router/dispatch.ts";
@@ -46,7 +47,14 @@ export class Stack {
   logger: Logger = silentLogger();
 
   static async start(
-    o: { queue?: QueueSettings; flow?: FlowSettingsRouter; plainZmq?: boolean; logger?: Logger } = {},
+    o: {
+      queue?: QueueSettings;
+      flow?: FlowSettingsRouter;
+      plainZmq?: boolean;
+      logger?: Logger;
+      /** Serve the router's /metrics (on an OS port: service.endpoints.metricsUrl). */
+      metrics?: boolean;
+    } = {},
   ): Promise<Stack> {
     const s = new Stack();
     if (o.logger) s.logger = o.logger;
@@ -59,6 +67,7 @@ export class Stack {
       queue: o.queue,
       flow: o.flow,
       plainZmq: o.plainZmq,
+      metricsListen: o.metrics ? { host: "127.0.0.1", port: 0 } : undefined,
       logger: s.logger,
     });
     return s;
@@ -83,6 +92,8 @@ export class Stack {
     engine?: Engine;
     /** The node's metrics, for tests that read them. */
     metrics?: NodeMetrics;
+    /** Called once the node's metrics server listens (with env XEROTIER_AGENT_DISABLE_METRICS_SERVER=0). */
+    onMetrics?: (server: HealthServer) => void;
   }): Promise<StackNode> {
     const project = o.project ?? "default";
     const { key } = createJoinKey(this.service.store, this.service.identity, {
@@ -118,6 +129,7 @@ export class Stack {
       hardStop: hard.signal,
       env: {},
       metrics: o.metrics,
+      onMetrics: o.onMetrics,
       onRelay: (r) => {
         relay = r;
       },

@@ -25,6 +25,7 @@ import { createNodeMetrics, type NodeMetrics, setEngineState } from "../observab
 import { TotalsDelta } from "../observability/totals.ts";
 import { deriveMaxConcurrent } from "../planner/max-concurrent.ts";
 import type { Hardware } from "../protocol/messages.ts";
+import { NodeConditions } from "./conditions/node-conditions.ts";
 import { createLaunchEngine, describeAssignedLaunch, type Launch } from "./engine-setup.ts";
 import { ModelAssignments } from "./model-assignment.ts";
 import { Relay } from "./relay.ts";
@@ -65,17 +66,28 @@ export async function runInferenceNode(
   const log = logger.child({ component: "node" });
   if (isDefaultSaltSecret(config)) log.warn(DEFAULT_SALT_SECRET_WARNING);
   const metrics = o.metrics ?? createNodeMetrics();
+  let session: NodeSession | undefined;
+  const conditions = new NodeConditions({
+    config,
+    env: o.env,
+    logger,
+    metrics,
+    onChange: () => void session?.reportStatus(),
+  });
   let engine = o.engine;
   let planned: number | null | undefined;
   /** What each engine's restarts changed (a fallback), for the status detail sent to the router. */
   const fallbacks = new WeakMap<Engine, (restarts: number) => string | undefined>();
   if (!engine && o.launch) {
-    const launched = await createLaunchEngine(o.launch, config, { logger, env: o.env });
+    const launched = await createLaunchEngine(o.launch, config, {
+      logger,
+      env: o.env,
+      gpuProbe: conditions.gpuProbe,
+    });
     engine = launched.engine;
     fallbacks.set(engine, launched.fallbackAt);
     planned = launched.currentPlan()?.maxConcurrent;
   }
-  let session: NodeSession | undefined;
   const relay = new Relay({
     engine: () => engine,
     send: (m) => (session ? session.send(m) : Promise.resolve(false)),
@@ -102,6 +114,7 @@ export async function runInferenceNode(
 
   const onState = guarded(log, "reporting the engine state", (s: EngineStatus) => {
     setEngineState(metrics, s.state);
+    conditions.engine.state(s);
     const f = s.state === "failed" ? s.lastFailure : undefined;
     void session?.reportStatus(
       f
@@ -116,6 +129,7 @@ export async function runInferenceNode(
   });
   const onRestart = guarded(log, "reporting an engine restart", (r: EngineRestart) => {
     metrics.engineRestarts.inc({ cause: r.failure.cause });
+    conditions.engine.restart(r);
     const fallback = engine ? fallbacks.get(engine)?.(r.restarts) : undefined;
     void session?.reportStatus({
       reason: r.failure.cause,
@@ -126,6 +140,8 @@ export async function runInferenceNode(
   });
   engine?.on("state", onState);
   engine?.on("restart", onRestart);
+  const onLiveness = (misses: number) => conditions.engine.liveness(misses);
+  engine?.on("liveness", onLiveness);
   if (engine) setEngineState(metrics, engine.state);
   // The initial engine starts on the first register_ack, once: not before the node is enrolled and
   // known to its router, and not again on a re-registration (the engine outlives the router's absence).
@@ -165,7 +181,11 @@ export async function runInferenceNode(
       return;
     }
     const launch = await launchFor(model);
-    const launched = await createLaunchEngine(launch, config, { logger, env: o.env });
+    const launched = await createLaunchEngine(launch, config, {
+      logger,
+      env: o.env,
+      gpuProbe: conditions.gpuProbe,
+    });
     const next = launched.engine;
     fallbacks.set(next, launched.fallbackAt);
     const old = engine;
@@ -186,6 +206,7 @@ export async function runInferenceNode(
     engine = next;
     next.on("state", onState);
     next.on("restart", onRestart);
+    next.on("liveness", onLiveness);
     setEngineState(metrics, next.state);
     void session?.reportStatus();
     if (old) {
@@ -199,6 +220,7 @@ export async function runInferenceNode(
       }
       old.off("state", onState);
       old.off("restart", onRestart);
+      old.off("liveness", onLiveness);
       await old.stop(10_000).catch((err: unknown) => log.warn({ err }, "stopping the old engine failed"));
     }
     await inUse?.release().catch(() => undefined);
@@ -227,7 +249,8 @@ export async function runInferenceNode(
           else if (engine === initial && !initialStarted) reasons.push("engine waits for the registration");
           else if (engine.state !== "ready") reasons.push(`engine ${engine.state}`);
           if (!session?.lease) reasons.push("no lease with the router");
-          return { ready: reasons.length === 0, reasons };
+          reasons.push(...conditions.notReadyReasons());
+          return { ready: reasons.length === 0, reasons, conditions: conditions.current() };
         },
       });
       log.info({ host: config.metricsHost, port: health.port }, "metrics server listening");
@@ -243,6 +266,8 @@ export async function runInferenceNode(
       );
     }
   }
+  // The start-up checks, before registering: their conditions go with the registration.
+  await conditions.start();
   const dropped = ["malformed", "oversized", "unknownType", "invalid", "versionMismatch"] as const;
   const totals = new TotalsDelta();
   const leaseGauge = setInterval(
@@ -267,6 +292,7 @@ export async function runInferenceNode(
       signal: o.signal,
       hardware: o.hardware,
       status,
+      conditions: () => conditions.current(),
       onMessage: (m) => {
         if (m.type === "model_assign") assignments?.handle(m);
         else if (m.type === "model_unassign") assignments?.withdraw(m.assignmentId);
@@ -295,6 +321,7 @@ export async function runInferenceNode(
     });
   } finally {
     clearInterval(leaseGauge);
+    await conditions.stop();
     await assignments?.close();
     relay.cancelAll();
     if (engine) {
@@ -304,6 +331,7 @@ export async function runInferenceNode(
       });
       engine.off("state", onState);
       engine.off("restart", onRestart);
+      engine.off("liveness", onLiveness);
     }
     await inUse?.release().catch(() => undefined);
     await health?.close();

@@ -73,6 +73,7 @@ export async function runInferenceNode(
     logger,
     metrics,
     onChange: () => void session?.reportStatus(),
+    engineUrl: () => (engine?.state === "ready" ? engine.baseUrl : undefined),
   });
   let engine = o.engine;
   let planned: number | null | undefined;

@@ -13,6 +13,7 @@ import type { Logger } from "../../core/log.ts";
 import { type NodeMetrics, setConditions } from "../../observability/node-metrics.ts";
 import { blockingConditions, type NodeCondition } from "../../protocol/conditions.ts";
 import { EngineConditions } from "./engine-conditions.ts";
+import { KvCacheWatch } from "./kv-cache.ts";
 import { ConditionMonitor, type WatchedCheck } from "./monitor.ts";
 
 export interface NodeConditionsOptions {
@@ -22,6 +23,8 @@ export interface NodeConditionsOptions {
   metrics?: NodeMetrics;
   /** Told each time the conditions change (the node sends a node_status at once). */
   onChange?: (conditions: NodeCondition[]) => void;
+  /** The ready engine's http:// address, for kv_cache_exhausted from its /metrics. */
+  engineUrl?: () => string | undefined;
   /** Default: the doctor's watched checks. */
   checks?: readonly WatchedCheck[];
   now?: () => number;
@@ -33,6 +36,7 @@ const GPU_CHECK = "gpu-driver";
 export class NodeConditions {
   readonly monitor: ConditionMonitor;
   readonly engine: EngineConditions;
+  readonly #kvCache: KvCacheWatch;
 
   constructor(o: NodeConditionsOptions) {
     this.monitor = new ConditionMonitor({
@@ -47,14 +51,21 @@ export class NodeConditions {
       },
     });
     this.engine = new EngineConditions(this.monitor, o.now);
+    this.#kvCache = new KvCacheWatch({
+      engineUrl: o.engineUrl ?? (() => undefined),
+      set: (finding) => this.monitor.set("engine:kv-cache", finding),
+      logger: o.logger,
+    });
   }
 
   /** Runs the start-up checks (each raised condition is logged with its fix), then watches. */
   start(): Promise<NodeCondition[]> {
+    this.#kvCache.start();
     return this.monitor.start();
   }
 
   stop(): Promise<void> {
+    this.#kvCache.stop();
     this.engine.close();
     return this.monitor.stop();
   }

@@ -5,10 +5,11 @@
  * again. Real parts: the router service (in this process, so the test can
  * read what the node sends), `xim run` as a child process with the
  * simulated engine, and the fixture nvidia-smi, switched by rewriting the
- * file XIM_FIXTURE_GPU_FILE names.
+ * file XIM_FIXTURE_GPU_FILE names. The engine, killed while the GPU is
+ * lost, waits for the GPU instead of crash-looping.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -46,9 +47,24 @@ async function get(port: number, path: string): Promise<{ status: number; body: 
   return { status: r.status, body: await r.text() };
 }
 
+/** The pid of the node's engine (`xim engine-sim`; the checks' nvidia-smi may be children too). */
+function engineChild(p: XimProcess): number {
+  const pid = p.child.pid as number;
+  const children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/);
+  const engines = children.filter((c) => {
+    try {
+      return readFileSync(`/proc/${c}/cmdline`, "utf8").includes("engine-sim");
+    } catch {
+      return false; // exited meanwhile
+    }
+  });
+  assert.equal(engines.length, 1, `one engine-sim among the node's children: ${children.join(" ")}`);
+  return Number(engines[0]);
+}
+
 const gpuLost = (cs: readonly NodeCondition[]) => cs.find((c) => c.condition === "gpu_lost");
 
-test("a GPU lost mid-run raises gpu_lost (router, /readyz, /metrics) and clears when it answers again", {
+test("a GPU lost mid-run raises gpu_lost (router, /readyz, /metrics); an engine dying meanwhile waits for the GPU; all clears when it answers again", {
   timeout: 240_000,
 }, async () => {
   const s = stack as Stack;
@@ -127,6 +143,19 @@ async function scenario(p: XimProcess, port: number, exited: () => boolean): Pro
   const metrics = await get(port, "/metrics");
   assert.match(metrics.body, /^xim_node_condition\{condition="gpu_lost",severity="blocking"\} 1$/m);
 
+  // The engine dies while the GPU is lost (as vLLM does when NVML fails): it is not restarted
+  // until the GPU answers again.
+  const log = () => p.stdout + p.stderr;
+  const starts = () => (log().match(/"msg":"starting the engine"/g) ?? []).length;
+  const startsBefore = starts();
+  process.kill(engineChild(p), "SIGKILL");
+  await waitFor(() => log().includes("the engine exited and the GPU does not answer"), {
+    timeoutMs: 60_000,
+    what: "the supervisor to wait for the GPU",
+    stopIf: exited,
+  });
+  assert.equal(starts(), startsBefore, "no restart while the GPU is lost");
+
   const seenBefore = statuses.length;
   writeFileSync(gpuMode, "l40s-x1\n");
   await waitFor(() => statuses.slice(seenBefore).some((cs) => !gpuLost(cs)), {
@@ -142,7 +171,8 @@ async function scenario(p: XimProcess, port: number, exited: () => boolean): Pro
     stopIf: exited,
   });
   assert.doesNotMatch((await get(port, "/metrics")).body, /xim_node_condition\{condition="gpu_lost"/);
-  const log = p.stdout + p.stderr;
-  assert.equal((log.match(/condition raised: gpu_lost/g) ?? []).length, 1, "the raise is logged once");
-  assert.equal((log.match(/condition cleared: gpu_lost/g) ?? []).length, 1, "the clear is logged once");
+  assert.match(log(), /the GPU answers again: restarting the engine/);
+  assert.equal(starts(), startsBefore + 1, "one restart, once the GPU answered");
+  assert.equal((log().match(/condition raised: gpu_lost/g) ?? []).length, 1, "the raise is logged once");
+  assert.equal((log().match(/condition cleared: gpu_lost/g) ?? []).length, 1, "the clear is logged once");
 }

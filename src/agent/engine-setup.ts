@@ -105,7 +105,7 @@ export interface LaunchEngine {
 export async function createLaunchEngine(
   launch: Launch,
   config: Config,
-  options: { logger: Logger; env: Env },
+  options: { logger: Logger; env: Env; gpuProbe?: () => Promise<string | undefined> },
 ): Promise<LaunchEngine> {
   const log = options.logger.child({ component: "engine" });
   let plan = launch.plan ? await writePlanFiles(launch.plan) : undefined;
@@ -140,6 +140,7 @@ export async function createLaunchEngine(
     logger: options.logger,
     plan: livePlan,
     env: options.env,
+    supervisor: { gpuProbe: options.gpuProbe },
   });
   const fallbacks = new Map<number, string>();
   engine.on("restart", ({ failure, restarts }) => {

@@ -17,6 +17,7 @@ import type { Engine, EngineRestart, EngineStatus } from "../engine/engine.ts";
 import { ModelCache } from "../models/cache.ts";
 import { type NodeMetrics, setEngineState } from "../observability/node-metrics.ts";
 import type { NodeMessageOf, NodeStatus } from "../protocol/messages.ts";
+import type { NodeConditions } from "./conditions/node-conditions.ts";
 import { createLaunchEngine, type Launch } from "./engine-setup.ts";
 
 /** What a node_status says of an engine failure or restart. */
@@ -49,6 +50,8 @@ export interface EngineSlotOptions {
   settleStreams: (graceMs: number, stopNow?: AbortSignal) => Promise<void>;
   /** The second signal: stop waiting for streams. */
   hardStop?: AbortSignal;
+  /** The node's conditions (conditions/node-conditions.ts): the engine's events feed its engine conditions. */
+  conditions?: Pick<NodeConditions, "engine" | "gpuProbe">;
 }
 
 const tail = (lines: string[]) => lines.slice(-200).map((l) => l.slice(0, 4096));
@@ -68,6 +71,7 @@ export class EngineSlot {
   #inUse: { release: () => Promise<void> } | undefined;
   readonly #onState: (s: EngineStatus) => void;
   readonly #onRestart: (r: EngineRestart) => void;
+  readonly #onLiveness: (misses: number) => void;
 
   constructor(o: EngineSlotOptions, initial: SlotEngine | undefined) {
     this.#o = o;
@@ -77,6 +81,9 @@ export class EngineSlot {
     );
     this.#onRestart = guarded(this.#log, "reporting an engine restart", (r: EngineRestart) =>
       this.#restarted(r),
+    );
+    this.#onLiveness = guarded(this.#log, "reporting the engine's liveness", (misses: number) =>
+      o.conditions?.engine.liveness(misses),
     );
     this.#cache = new ModelCache(o.config);
     this.#initial = initial?.engine;
@@ -136,6 +143,7 @@ export class EngineSlot {
     const launched = await createLaunchEngine(await this.#o.launchFor(model), this.#o.config, {
       logger: this.#o.logger,
       env: this.#o.env,
+      gpuProbe: this.#o.conditions?.gpuProbe,
     });
     const marker = await this.#cache.markInUse(model.name);
     this.#swapping = true;
@@ -196,16 +204,19 @@ export class EngineSlot {
     if (fallbackAt) this.#fallbacks.set(engine, fallbackAt);
     engine.on("state", this.#onState);
     engine.on("restart", this.#onRestart);
+    engine.on("liveness", this.#onLiveness);
     setEngineState(this.#o.metrics, engine.state);
   }
 
   #detach(engine: Engine): void {
     engine.off("state", this.#onState);
     engine.off("restart", this.#onRestart);
+    engine.off("liveness", this.#onLiveness);
   }
 
   #stateChanged(s: EngineStatus): void {
     setEngineState(this.#o.metrics, s.state);
+    this.#o.conditions?.engine.state(s);
     const f = s.state === "failed" ? s.lastFailure : undefined;
     this.#o.report(
       f
@@ -222,6 +233,7 @@ export class EngineSlot {
 
   #restarted(r: EngineRestart): void {
     this.#o.metrics.engineRestarts.inc({ cause: r.failure.cause });
+    this.#o.conditions?.engine.restart(r);
     const fallback = this.#engine ? this.#fallbacks.get(this.#engine)?.(r.restarts) : undefined;
     this.#o.report({
       reason: r.failure.cause,

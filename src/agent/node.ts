@@ -21,8 +21,8 @@ import { type HealthServer, startHealthServer } from "../observability/health-se
 import { createNodeMetrics, type NodeMetrics } from "../observability/node-metrics.ts";
 import { TotalsDelta } from "../observability/totals.ts";
 import { deriveMaxConcurrent } from "../planner/max-concurrent.ts";
-import type { NodeCondition } from "../protocol/conditions.ts";
 import type { Hardware } from "../protocol/messages.ts";
+import { NodeConditions } from "./conditions/node-conditions.ts";
 import { drainNode, serveUntilStopped } from "./drain.ts";
 import { createLaunchEngine, describeAssignedLaunch, type Launch } from "./engine-setup.ts";
 import { EngineSlot, type SlotEngine } from "./engine-slot.ts";
@@ -46,8 +46,8 @@ export interface InferenceNodeOptions {
   engine?: Engine;
   hardware?: Hardware;
   metrics?: NodeMetrics;
-  /** The node's conditions now, sent with its status (a condition monitor's; default none). */
-  conditions?: () => NodeCondition[];
+  /** The node's own checks (default: the doctor's watched checks and the engine's conditions, conditions/node-conditions.ts). */
+  conditions?: NodeConditions;
   /** Called once the relay exists (tests read its stream stats). */
   onRelay?: (relay: Relay) => void;
   /** Called once the metrics server listens. */
@@ -70,6 +70,7 @@ export class InferenceNode {
   readonly #o: InferenceNodeOptions;
   readonly #log: Logger;
   readonly #metrics: NodeMetrics;
+  readonly #conditions: NodeConditions;
   #session: NodeSession | undefined;
   #relay!: Relay;
   #slot!: EngineSlot;
@@ -83,6 +84,17 @@ export class InferenceNode {
     this.#log = o.logger.child({ component: "node" });
     this.#metrics = o.metrics ?? createNodeMetrics();
     this.state = new NodeStateMachine(o.logger);
+    this.#conditions =
+      o.conditions ??
+      new NodeConditions({
+        config: o.config,
+        env: o.env,
+        logger: o.logger,
+        metrics: this.#metrics,
+        // A raised or cleared condition reaches the router at once, not at the next renewal.
+        onChange: () => void this.#session?.reportStatus(),
+        engineUrl: () => (this.#slot?.ready ? this.#slot.engine?.baseUrl : undefined),
+      });
     // Every transition reaches the router at once (the node_status carries the state).
     this.state.onChange(() => void this.#session?.reportStatus());
   }
@@ -95,10 +107,10 @@ export class InferenceNode {
     await this.#startMetricsServer();
     try {
       const { state, enrolled } = await ensureEnrolled(config, logger);
+      // The start-up checks, before registering: their conditions go with the registration.
+      await this.#conditions.start();
       this.state.to("registering", "enrolled");
       const session = this.#openSession(state);
-      // A condition monitor starts here and stops in the finally below (it reports through `conditions`
-      // and calls this.#session.reportStatus() on a change).
       const remember = { configDir: config.configDir, nodeId: state.nodeId, logger };
       await serveUntilStopped(session, this.#o.signal, remember);
       this.state.to("draining", "stop signal");
@@ -121,7 +133,11 @@ export class InferenceNode {
     let initial: SlotEngine | undefined = this.#o.engine ? { engine: this.#o.engine } : undefined;
     let planned: number | null | undefined;
     if (!initial && launch) {
-      const launched = await createLaunchEngine(launch, config, { logger, env });
+      const launched = await createLaunchEngine(launch, config, {
+        logger,
+        env,
+        gpuProbe: this.#conditions.gpuProbe,
+      });
       initial = { engine: launched.engine, fallbackAt: launched.fallbackAt };
       planned = launched.currentPlan()?.maxConcurrent;
     }
@@ -146,6 +162,7 @@ export class InferenceNode {
         onChange: () => this.#followFacts("engine changed"),
         settleStreams: (graceMs, stopNow) => this.#relay.settle(graceMs, stopNow),
         hardStop: this.#o.hardStop,
+        conditions: this.#conditions,
       },
       initial,
     );
@@ -173,7 +190,7 @@ export class InferenceNode {
       settings: config,
       logger,
       status: () => this.#slot.status(this.#relay.status()),
-      conditions: this.#o.conditions,
+      conditions: () => this.#conditions.current(),
       nodeState: () => this.state.state,
       hardware: this.#o.hardware,
       windowBytes: config.flowControlEnabled ? config.flowControlWindowBytes : 0,
@@ -236,7 +253,9 @@ export class InferenceNode {
         readiness: () => {
           const reasons = this.#slot.notReadyReasons();
           if (!this.#session?.lease) reasons.push("no lease with the router");
-          return { ready: reasons.length === 0, reasons, state: this.state.state };
+          reasons.push(...this.#conditions.notReadyReasons());
+          const conditions = this.#conditions.current();
+          return { ready: reasons.length === 0, reasons, state: this.state.state, conditions };
         },
       });
       this.#log.info({ host: config.metricsHost, port: this.#health.port }, "metrics server listening");
@@ -256,6 +275,7 @@ export class InferenceNode {
   /** Whatever happened before: stop pulls, streams and the engine, close the metrics server. */
   async #stop(): Promise<void> {
     clearInterval(this.#leaseGauge);
+    await this.#conditions.stop();
     await this.#assignments?.close();
     this.#relay.cancelAll();
     await this.#slot.stop();

@@ -587,6 +587,8 @@ export interface RunNodeOptions {
    */
   beforeStop?: (session: NodeSession, graceMs: number) => Promise<void>;
   hardware?: Hardware;
+  /** The node's conditions now, sent with register, renewals and node_status. */
+  conditions?: () => NodeCondition[];
   /** Each registration (the first and every one after a reconnect). */
   onRegistered?: (lease: LeaseInfo, session: NodeSession) => void;
 }
@@ -604,6 +606,7 @@ export async function runNode(o: RunNodeOptions): Promise<{ nodeId: string; enro
     settings: config,
     logger,
     status: o.status,
+    conditions: o.conditions,
     hardware: o.hardware,
     windowBytes: config.flowControlEnabled ? config.flowControlWindowBytes : 0,
     onMessage: (m) => o.onMessage?.(m, session),

@@ -3,6 +3,7 @@
  * Never prompts; --json for scripts; exit codes in docs/protocol.md.
  */
 
+import { preflight, preflightText } from "../agent/conditions/preflight.ts";
 import { ExitCode, isXimError } from "../core/errors.ts";
 import { enroll } from "../enrollment/enroll.ts";
 import { defineCommand } from "./command.ts";
@@ -29,6 +30,9 @@ export const enrollCommand = defineCommand({
   ],
   async run(ctx) {
     const { config } = ctx.config();
+    // The start-up checks first: a node that enrolls with a lost GPU is told now, with the fix.
+    const findings = preflightText(await preflight({ config, env: ctx.io.env }));
+    if (findings) ctx.io.stderr(findings);
     let result: Awaited<ReturnType<typeof enroll>>;
     try {
       result = await enroll({

@@ -67,6 +67,8 @@ export interface EngineEvents {
   state: [EngineStatus];
   /** A supervised engine failed and will be started again after `delayMs`. */
   restart: [EngineRestart];
+  /** A ready engine's /health checks missed in a row; 0 again once it answers (engine_unresponsive). */
+  liveness: [misses: number];
 }
 
 export interface Engine extends EventEmitter<EngineEvents> {

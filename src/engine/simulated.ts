@@ -358,6 +358,14 @@ export class SimulatedEngineServer {
       "# HELP vllm:num_requests_waiting Requests waiting for a slot (--max-num-seqs).",
       "# TYPE vllm:num_requests_waiting gauge",
       `vllm:num_requests_waiting{${labels}} ${s.waiting}`,
+      // The simulator holds no KV cache: each running request counts as one slot of --max-num-seqs, and
+      // nothing is ever preempted (the node's kv_cache_exhausted reads these two names).
+      "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.",
+      "# TYPE vllm:kv_cache_usage_perc gauge",
+      `vllm:kv_cache_usage_perc{${labels}} ${Number.isFinite(this.options.maxNumSeqs) ? Math.min(1, s.running / this.options.maxNumSeqs) : 0}`,
+      "# HELP vllm:num_preemptions_total Cumulative number of preemptions from the engine.",
+      "# TYPE vllm:num_preemptions_total counter",
+      `vllm:num_preemptions_total{${labels}} 0`,
       "# HELP xim_sim_requests_total Completion requests received.",
       "# TYPE xim_sim_requests_total counter",
       `xim_sim_requests_total ${s.requests}`,

@@ -17,6 +17,11 @@
  *   ready. After `maxFailures` failures within `failureWindowMs` it stops
  *   restarting and stays `failed` with the cause, exit code and last lines
  *   (a missing executable fails at once: restarting cannot help).
+ * - When a run ends and `gpuProbe` says the GPU does not answer (NVML
+ *   "Unknown Error" after a container update, a GPU that fell off the bus),
+ *   a restart would only crash again: it waits, asking every `gpuPollMs`,
+ *   until the GPU answers, then restarts at once. Those exits do not count
+ *   towards `maxFailures` (the GPU failed, not the engine).
  * - stop(graceMs): SIGTERM to the group, SIGKILL after the grace. If the
  *   node process exits without stopping it, the group gets SIGKILL.
  * - Each run gets a fresh random API key, given to the engine in its
@@ -74,6 +79,10 @@ export interface SupervisorOptions {
   killGraceMs?: number;
   /** The address of the next run; default: a free loopback TCP port. */
   endpoint?: () => Promise<EngineEndpoint>;
+  /** Why the GPU does not answer now, or undefined when it does (or there is none). Default: never asked. */
+  gpuProbe?: () => Promise<string | undefined>;
+  /** How often a lost GPU is asked again. Default 5 s. */
+  gpuPollMs?: number;
   sleep?: Sleep;
   now?: () => number;
   random?: () => number;
@@ -112,7 +121,10 @@ function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
 export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
   readonly kind: EngineKind;
   readonly servedModelName: string;
-  readonly #o: Required<Omit<SupervisorOptions, "kind" | "servedModelName" | "command" | "logger">>;
+  readonly #o: Required<
+    Omit<SupervisorOptions, "kind" | "servedModelName" | "command" | "logger" | "gpuProbe">
+  >;
+  readonly #gpuProbe: SupervisorOptions["gpuProbe"];
   readonly #command: SupervisorOptions["command"];
   readonly #log: Logger;
   #state: EngineState = "stopped";
@@ -136,6 +148,7 @@ export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
     this.kind = options.kind;
     this.servedModelName = options.servedModelName;
     this.#command = options.command;
+    this.#gpuProbe = options.gpuProbe;
     this.#log = options.logger.child({ component: "engine", engine: options.kind });
     this.#o = {
       startupTimeoutMs: options.startupTimeoutMs,
@@ -147,6 +160,7 @@ export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
       livenessFailures: options.livenessFailures ?? 3,
       killGraceMs: options.killGraceMs ?? 10_000,
       endpoint: options.endpoint ?? (() => nextEndpoint(undefined)),
+      gpuPollMs: options.gpuPollMs ?? 5000,
       sleep: options.sleep ?? realSleep,
       now: options.now ?? Date.now,
       random: options.random ?? Math.random,
@@ -253,6 +267,10 @@ export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
       const { failure } = end;
       this.#lastFailure = failure;
       if (end.wasReady) attempt = 0;
+      if (!end.fatal && (await this.#waitForGpu(failure, stop))) {
+        attempt = 0;
+        continue;
+      }
       const now = this.#o.now();
       this.#failures = [...this.#failures.filter((t) => t > now - this.#o.failureWindowMs), now];
       const fields = {
@@ -279,6 +297,29 @@ export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
       this.emit("restart", { delayMs: delay, restarts: this.#restarts, failure });
       await this.#o.sleep(delay, stop);
     }
+  }
+
+  /**
+   * After a run ended: when the GPU does not answer, wait (state `failed`, with the failure) until it
+   * does. Returns whether it waited, so the caller restarts at once instead of counting a crash.
+   */
+  async #waitForGpu(failure: EngineFailure, stop: AbortSignal): Promise<boolean> {
+    const probe = this.#gpuProbe;
+    if (!probe) return false;
+    const ask = () => probe().catch((err: unknown) => void this.#log.warn({ err }, "asking the GPU failed"));
+    let lost = await ask();
+    if (lost === undefined) return false;
+    this.#log.warn(
+      { cause: failure.cause, exitCode: failure.exitCode, gpu: lost, pollMs: this.#o.gpuPollMs },
+      "the engine exited and the GPU does not answer: waiting for the GPU before restarting the engine",
+    );
+    this.#set("failed", true);
+    while (lost !== undefined && !stop.aborted) {
+      await this.#o.sleep(this.#o.gpuPollMs, stop);
+      if (!stop.aborted) lost = await ask();
+    }
+    if (!stop.aborted) this.#log.info("the GPU answers again: restarting the engine");
+    return true;
   }
 
   async #runOnce(launched: () => void): Promise<RunEnd> {
@@ -433,7 +474,9 @@ export class Supervisor extends EventEmitter<EngineEvents> implements Engine {
     while (!signal.aborted) {
       await this.#o.sleep(this.#o.livenessIntervalMs, signal);
       if (signal.aborted) return false;
+      const before = misses;
       misses = (await client.health()) === 200 ? 0 : misses + 1;
+      if (misses !== before) this.emit("liveness", misses);
       if (misses >= this.#o.livenessFailures) return !signal.aborted;
     }
     return false;

@@ -1,7 +1,8 @@
 /**
  * @module The node's observability endpoint: GET /metrics (Prometheus text),
  * /healthz (the process is alive: always 200 while it runs) and /readyz
- * (200 only when the engine is ready and the lease is held). They are kept
+ * (200 only when the engine is ready, the lease is held and no blocking
+ * condition holds; the body names each reason and lists the conditions). They are kept
  * apart so that losing the router makes the node unready, never "unhealthy":
  * a supervisor that restarts unhealthy containers must not kill a healthy
  * engine that took 20 minutes to load.
@@ -10,6 +11,7 @@ import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
 import { createGuardedServer, DEFAULT_HTTP_LIMITS, type HttpLimits } from "../core/http-server.ts";
 import { type Logger, silentLogger } from "../core/log.ts";
+import type { NodeCondition } from "../protocol/conditions.ts";
 
 export interface Readiness {
   ready: boolean;
@@ -17,6 +19,8 @@ export interface Readiness {
   reasons: string[];
   /** The node's lifecycle state (src/agent/node-state.ts), when the node says it. */
   state?: string;
+  /** The node's conditions now (a blocking one makes it not ready); shown in the body when given. */
+  conditions?: NodeCondition[];
 }
 
 export interface HealthServer {
@@ -52,7 +56,7 @@ export async function startHealthServer(opts: {
         res
           .writeHead(r.ready ? 200 : 503, { "content-type": "application/json" })
           .end(
-            `${JSON.stringify({ ready: r.ready, reasons: r.reasons, ...(r.state ? { state: r.state } : {}) })}\n`,
+            `${JSON.stringify({ ready: r.ready, reasons: r.reasons, ...(r.state ? { state: r.state } : {}), conditions: r.conditions })}\n`,
           );
       } else if (path === "/metrics") {
         const body = await opts.registry.metrics();

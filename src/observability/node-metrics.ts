@@ -6,6 +6,7 @@
  * each one and the alert to set on it.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { NodeCondition } from "../protocol/conditions.ts";
 import { ADDED_BUCKETS } from "./buckets.ts";
 
 /** Latency buckets from 0.5 ms to ~16 s: relay overhead is sub-millisecond, engine TTFT is seconds. */
@@ -105,6 +106,12 @@ export function createNodeMetrics() {
       help: "Bytes downloaded by model pulls.",
       registers: r,
     }),
+    conditions: new Gauge({
+      name: "xim_node_condition",
+      help: "1 for each condition the node has now, by name and severity (docs/operations.md, Node conditions); a cleared condition's series goes away.",
+      labelNames: ["condition", "severity"] as const,
+      registers: r,
+    }),
     framesDropped: new Counter({
       name: "xim_node_frames_dropped_total",
       help: "Malformed, unknown or oversized frames received and dropped, by reason.",
@@ -128,4 +135,16 @@ const ENGINE_STATES = ["loading", "ready", "failed", "stopped"] as const;
 /** Set the one-hot engine state gauge. */
 export function setEngineState(metrics: NodeMetrics, state: string): void {
   for (const s of ENGINE_STATES) metrics.engineState.set({ state: s }, s === state ? 1 : 0);
+}
+
+/**
+ * One series per condition held now. A cleared condition's series is
+ * removed rather than set to 0: `xim_node_condition` then lists exactly the
+ * problems of now (`count by (condition) (xim_node_condition)` counts the
+ * nodes that have each), a severity change leaves no stale series behind,
+ * and Prometheus's staleness handling ends the alert.
+ */
+export function setConditions(metrics: NodeMetrics, conditions: readonly NodeCondition[]): void {
+  metrics.conditions.reset();
+  for (const c of conditions) metrics.conditions.set({ condition: c.condition, severity: c.severity }, 1);
 }

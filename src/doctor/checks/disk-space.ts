@@ -5,7 +5,7 @@
  * they are known ("Out of disk space" in the Xerotier documentation's troubleshooting).
  */
 import { statfs } from "node:fs/promises";
-import { type Check, fail, ok, warn } from "../check.ts";
+import { type Check, fail, ok, raisesOn, warn } from "../check.ts";
 import { folderUsage, nearestExisting } from "../fs-probe.ts";
 import { GB, GiB, gb, modelSize } from "../model-size.ts";
 
@@ -13,6 +13,8 @@ export const diskSpace: Check = {
   id: "disk-space",
   group: "disk",
   title: "Free disk space for the model cache",
+  // statfs plus a walk of the cache folder (a few large files): cheap, every 15 s.
+  watch: raisesOn("model_cache_disk_low", "degraded", 15_000),
   async run(ctx, signal) {
     const dir = ctx.config.modelCacheDir;
     const found = await nearestExisting(dir);

@@ -6,7 +6,7 @@
 
 import { join } from "node:path";
 import type { NvidiaSmiFailure } from "../../hardware/nvidia-failure.ts";
-import { type Check, fail, ok, warn } from "../check.ts";
+import { type Check, fail, ok, raisesOn, warn } from "../check.ts";
 import { statOrUndefined } from "../fs-probe.ts";
 import { describeGpus, probeAmd, probeNvidia } from "../gpu-probe.ts";
 
@@ -30,6 +30,8 @@ export const gpuDriver: Check = {
   id: "gpu-driver",
   group: "gpu",
   title: "GPU driver answers",
+  // nvidia-smi answers in well under a second and touches no GPU memory: every 5 s shows a lost GPU within 15 s.
+  watch: raisesOn("gpu_lost", "blocking", 5000),
   async run(ctx) {
     const nv = await probeNvidia(ctx);
     if (nv.state === "ok") {

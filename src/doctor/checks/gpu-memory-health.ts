@@ -4,7 +4,7 @@
  * (the GPU has run out of spare rows: bad memory), and uncorrectable DRAM
  * ECC errors since the driver loaded (they kill the processes on the GPU).
  */
-import { type Check, type CheckOutcome, fail, ok, skipped, warn } from "../check.ts";
+import { type Check, type CheckOutcome, type CheckWatch, fail, ok, skipped, warn } from "../check.ts";
 import { type NvidiaGpuDetails, probeNvidia } from "../gpu-probe.ts";
 
 export function memoryHealthOutcome(details: readonly NvidiaGpuDetails[]): CheckOutcome {
@@ -38,10 +38,26 @@ export function memoryHealthOutcome(details: readonly NvidiaGpuDetails[]): Check
   );
 }
 
+/** A failed remap is bad memory (blocking: results cannot be trusted); a pending one or ECC errors degrade. */
+const memoryErrorsWatch: CheckWatch = {
+  // Counters change rarely, and `nvidia-smi -q` is the slowest query: once a minute.
+  everyMs: 60_000,
+  condition: (o) =>
+    o.status === "fail" || o.status === "warn"
+      ? {
+          condition: "gpu_memory_errors",
+          severity: o.status === "fail" ? "blocking" : "degraded",
+          message: o.evidence,
+          fix: o.fix ?? "Run 'xim doctor --check gpu-memory-health'.",
+        }
+      : undefined,
+};
+
 export const gpuMemoryHealth: Check = {
   id: "gpu-memory-health",
   group: "gpu",
   title: "GPU memory health (row remapping, ECC)",
+  watch: memoryErrorsWatch,
   async run(ctx) {
     const nv = await probeNvidia(ctx);
     if (nv.state !== "ok") return skipped("no NVIDIA driver answers (see gpu-driver)");

@@ -8,7 +8,7 @@
  */
 import { statfs } from "node:fs/promises";
 import { autoDiskTierGb } from "../../planner/lmcache.ts";
-import { type Check, ok, skipped, warn } from "../check.ts";
+import { type Check, ok, raisesOn, skipped, warn } from "../check.ts";
 import { folderUsage, nearestExisting } from "../fs-probe.ts";
 import { lmcacheDir, lmcacheEnabled } from "../lmcache-paths.ts";
 import { GB, gb } from "../model-size.ts";
@@ -17,6 +17,8 @@ export const lmcacheDisk: Check = {
   id: "lmcache-disk",
   group: "lmcache",
   title: "LMCache disk tier fits its disk",
+  // statfs of the disk tier: cheap; LMCache only slows down without it, so degraded.
+  watch: raisesOn("lmcache_degraded", "degraded", 30_000, ["warn", "fail"]),
   async run(ctx, signal) {
     if (!lmcacheEnabled(ctx)) return skipped("LMCache is off (XEROTIER_AGENT_LMCACHE_ENABLED=false)");
     const setting = ctx.config.lmcacheDiskSizeGb;

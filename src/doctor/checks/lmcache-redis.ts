@@ -4,7 +4,7 @@
  * reconnection. The URL is shown without its password.
  */
 import { messageOf } from "../../core/errors.ts";
-import { type Check, fail, ok, skipped } from "../check.ts";
+import { type Check, fail, ok, raisesOn, skipped } from "../check.ts";
 import { lmcacheEnabled } from "../lmcache-paths.ts";
 
 export const REDIS_TIMEOUT_MS = 2000;
@@ -23,6 +23,8 @@ export const lmcacheRedis: Check = {
   id: "lmcache-redis",
   group: "lmcache",
   title: "Redis/Valkey answers PING",
+  // One PING (2 s timeout) a minute: the remote tier is lost, local tiers still serve, so degraded.
+  watch: raisesOn("lmcache_degraded", "degraded", 60_000, ["fail"]),
   async run(ctx, signal) {
     if (!lmcacheEnabled(ctx)) return skipped("LMCache is off");
     const secret = ctx.config.lmcacheRedisUrl;

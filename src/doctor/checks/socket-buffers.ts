@@ -16,7 +16,7 @@ import {
   SOCKET_BUFFER_BYTES,
   socketBufferAdvice,
 } from "../../transport/socket-buffers.ts";
-import { type Check, ok, skipped, warn } from "../check.ts";
+import { type Check, ok, raisesOn, skipped, warn } from "../check.ts";
 import { CAP_NET_ADMIN, CAP_SYS_ADMIN, hasCap, isContainer, readCapEff } from "../proc.ts";
 
 async function canWrite(path: string): Promise<boolean> {
@@ -32,6 +32,8 @@ export const socketBuffers: Check = {
   id: "socket-buffers",
   group: "kernel",
   title: "Socket buffer limits (net.core.wmem_max/rmem_max >= 4 MiB)",
+  // Two /proc reads; the limits change only when someone runs sysctl, so once a minute is enough.
+  watch: raisesOn("socket_buffers_capped", "info", 60_000, ["warn"]),
   async run(ctx) {
     const limits = readSocketBufferLimits(ctx.procRoot);
     if (limits.wmemMax === null && limits.rmemMax === null) {

@@ -220,6 +220,47 @@ async function startMetricsServer(
   return `http://${bracket(host)}:${server.port}`;
 }
 
+/** Published models (`xim router models add`) served to nodes; assignments (`models assign`) sent to them. */
+function startModelDelivery(
+  o: RouterServiceOptions,
+  parts: { store: RouterStore; controlPlane: ControlPlane; cleanup: CleanupStack },
+): { models: ModelServer; assigner: ModelAssigner } {
+  const { store, controlPlane, cleanup } = parts;
+  const library = new ModelLibrary(o.stateDir);
+  const models = new ModelServer({ library, store, controlPlane, logger: o.logger });
+  cleanup.defer(() => models.close());
+  // Progress of each assignment's pull is recorded as nodes report it.
+  const assigner = new ModelAssigner({ store, controlPlane, logger: o.logger, pollMs: o.assignmentPollMs });
+  cleanup.defer(() => assigner.close());
+  return { models, assigner };
+}
+
+/** The HTTPS (or, for development, HTTP) enrollment endpoint; returns its URL as nodes reach it. */
+async function startEnrollment(
+  o: RouterServiceOptions,
+  parts: {
+    store: RouterStore;
+    identity: RouterIdentity;
+    host: string;
+    endpoints: { control: string; streaming: string };
+    cleanup: CleanupStack;
+  },
+): Promise<string> {
+  const enroll = await startEnrollServer({
+    store: parts.store,
+    identity: parts.identity,
+    listen: o.enrollListen,
+    plainHttp: o.plainHttp === true,
+    curve: o.plainZmq !== true,
+    endpoints: () => parts.endpoints,
+    lease: o.lease ?? { durationMs: 30_000, renewalIntervalMs: 10_000 },
+    logger: o.logger,
+    limits: o.httpLimits,
+  });
+  parts.cleanup.defer(() => enroll.close());
+  return `${o.plainHttp ? "http" : "https"}://${bracket(parts.host)}:${enroll.port}`;
+}
+
 /**
  * Start the router in the order its parts depend on one another. Each part
  * registers its cleanup as soon as it runs, so a failed start and `close()`
@@ -248,30 +289,12 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
       flowWindowBytes: (o.flow ?? DEFAULT_ROUTER_FLOW).windowBytes,
     });
     cleanup.defer(() => controlPlane.close());
-    // Published models (`xim router models add`) are served to the nodes they are assigned to.
-    const library = new ModelLibrary(o.stateDir);
-    const models = new ModelServer({ library, store, controlPlane, logger: o.logger });
-    cleanup.defer(() => models.close());
-    // Assigned models (`xim router models assign`): sent to their nodes, progress recorded.
-    const assigner = new ModelAssigner({ store, controlPlane, logger: o.logger, pollMs: o.assignmentPollMs });
-    cleanup.defer(() => assigner.close());
+    const { models, assigner } = startModelDelivery(o, { store, controlPlane, cleanup });
     const endpoints = {
       control: advertise(controlPlane.controlEndpoint, host),
       streaming: advertise(controlPlane.streamingEndpoint, host),
     };
-    const enroll = await startEnrollServer({
-      store,
-      identity,
-      listen: o.enrollListen,
-      plainHttp: o.plainHttp === true,
-      curve: o.plainZmq !== true,
-      endpoints: () => endpoints,
-      lease: o.lease ?? { durationMs: 30_000, renewalIntervalMs: 10_000 },
-      logger: o.logger,
-      limits: o.httpLimits,
-    });
-    cleanup.defer(() => enroll.close());
-    const enrollUrl = `${o.plainHttp ? "http" : "https"}://${bracket(host)}:${enroll.port}`;
+    const enrollUrl = await startEnrollment(o, { store, identity, host, endpoints, cleanup });
     const metrics = createRouterMetrics();
     cleanup.defer(syncRouterMetrics(controlPlane, metrics, o.logger));
     const { scheduler, relay, front } = await startInferencePath(o, {

@@ -39,6 +39,28 @@ function currentUid(): number | undefined {
   return process.getuid?.();
 }
 
+function symlinkProblem(q: string, kind: PrivateKind): PrivatePathProblem {
+  return {
+    problem: "is a symbolic link (whoever controls its target controls xim's identity)",
+    fix:
+      kind === "folder"
+        ? `rm ${q} && mkdir -m 700 ${q} (then enroll again), or point XEROTIER_AGENT_CONFIG_DIR at the real folder`
+        : `rm ${q}, then enroll again: xim enroll --join-key xjk_... --force`,
+  };
+}
+
+/** Group or other bits set: readable (or worse, writable) by other users. */
+function modeProblem(q: string, actual: number, want: string): PrivatePathProblem | null {
+  if ((actual & 0o077) === 0) return null;
+  const writable = (actual & 0o022) !== 0;
+  return {
+    problem: `has mode ${octal(actual)}: other users may ${writable ? "write to" : "read"} it (want 0${want})`,
+    fix: writable
+      ? `check that nobody else changed what it holds, then: chmod ${want} ${q}`
+      : `chmod ${want} ${q}`,
+  };
+}
+
 /** Why `info` (an lstat of `path`) may not hold private state; null when it may. */
 export function privatePathProblem(
   path: string,
@@ -48,15 +70,7 @@ export function privatePathProblem(
 ): PrivatePathProblem | null {
   const q = shellQuote(path);
   const mode = kind === "folder" ? "700" : "600";
-  if (info.isSymbolicLink()) {
-    return {
-      problem: "is a symbolic link (whoever controls its target controls xim's identity)",
-      fix:
-        kind === "folder"
-          ? `rm ${q} && mkdir -m 700 ${q} (then enroll again), or point XEROTIER_AGENT_CONFIG_DIR at the real folder`
-          : `rm ${q}, then enroll again: xim enroll --join-key xjk_... --force`,
-    };
-  }
+  if (info.isSymbolicLink()) return symlinkProblem(q, kind);
   if (kind === "folder" ? !info.isDirectory() : !info.isFile()) {
     return {
       problem: `is not a ${kind === "folder" ? "folder" : "regular file"}`,
@@ -69,16 +83,7 @@ export function privatePathProblem(
       fix: `check what it holds, then: sudo chown -R ${uid} ${q} && chmod ${mode} ${q}; or remove it and enroll again`,
     };
   }
-  if ((info.mode & 0o077) !== 0) {
-    const writable = (info.mode & 0o022) !== 0;
-    return {
-      problem: `has mode ${octal(info.mode)}: other users may ${writable ? "write to" : "read"} it (want 0${mode})`,
-      fix: writable
-        ? `check that nobody else changed what it holds, then: chmod ${mode} ${q}`
-        : `chmod ${mode} ${q}`,
-    };
-  }
-  return null;
+  return modeProblem(q, info.mode, mode);
 }
 
 /** The error for a problem: the path, what is wrong, and the fix as the hint. Exit 78 (configuration). */

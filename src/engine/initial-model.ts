@@ -32,6 +32,44 @@ function invalid(path: string, what: string, hint: string): XimError {
 }
 
 /** Check a local model folder (or a .gguf file); throws XIM_INITIAL_MODEL_INVALID naming what is missing. */
+/** The weight files of a folder, by format, in name order. */
+async function weightsByFormat(
+  path: string,
+): Promise<{ names: string[]; found: Map<LocalModel["format"], string[]> }> {
+  const names = (await readdir(path)).sort();
+  const found = new Map<LocalModel["format"], string[]>();
+  for (const name of names) {
+    for (const [re, format] of WEIGHT_PATTERNS) {
+      if (re.test(name)) found.set(format, [...(found.get(format) ?? []), name]);
+    }
+  }
+  return { names, found };
+}
+
+/** A model folder: config.json with safetensors or PyTorch weights, or a lone .gguf file. */
+async function folderModel(path: string): Promise<LocalModel> {
+  const { names, found } = await weightsByFormat(path);
+  const hasConfig = names.includes("config.json");
+  const gguf = found.get("gguf") ?? [];
+  const hfFormat = found.has("safetensors") ? "safetensors" : found.has("pytorch") ? "pytorch" : undefined;
+  if (!hasConfig && hfFormat === undefined && gguf.length === 1) {
+    return { path, configPath: undefined, weights: gguf, format: "gguf" };
+  }
+  const missing: string[] = [];
+  if (!hasConfig) missing.push("config.json");
+  if (hfFormat === undefined && gguf.length === 0)
+    missing.push("weights (*.safetensors, *.bin, *.pt or a .gguf file)");
+  if (missing.length > 0) {
+    throw invalid(
+      path,
+      `the folder has no ${missing.join(" and no ")}`,
+      "Download the complete model (e.g. `huggingface-cli download <repo> --local-dir <path>`) or fix the path.",
+    );
+  }
+  const format = hfFormat ?? "gguf";
+  return { path, configPath: join(path, "config.json"), weights: found.get(format) ?? [], format };
+}
+
 export async function validateInitialModelPath(path: string): Promise<LocalModel> {
   const info = await stat(path).catch(() => undefined);
   if (!info) {
@@ -52,30 +90,5 @@ export async function validateInitialModelPath(path: string): Promise<LocalModel
   if (!info.isDirectory()) {
     throw invalid(path, "is not a folder", "Point it at the folder that holds config.json.");
   }
-  const names = (await readdir(path)).sort();
-  const found = new Map<LocalModel["format"], string[]>();
-  for (const name of names) {
-    for (const [re, format] of WEIGHT_PATTERNS) {
-      if (re.test(name)) found.set(format, [...(found.get(format) ?? []), name]);
-    }
-  }
-  const hasConfig = names.includes("config.json");
-  const gguf = found.get("gguf") ?? [];
-  const hfFormat = found.has("safetensors") ? "safetensors" : found.has("pytorch") ? "pytorch" : undefined;
-  if (!hasConfig && hfFormat === undefined && gguf.length === 1) {
-    return { path, configPath: undefined, weights: gguf, format: "gguf" };
-  }
-  const missing: string[] = [];
-  if (!hasConfig) missing.push("config.json");
-  if (hfFormat === undefined && gguf.length === 0)
-    missing.push("weights (*.safetensors, *.bin, *.pt or a .gguf file)");
-  if (missing.length > 0) {
-    throw invalid(
-      path,
-      `the folder has no ${missing.join(" and no ")}`,
-      "Download the complete model (e.g. `huggingface-cli download <repo> --local-dir <path>`) or fix the path.",
-    );
-  }
-  const format = hfFormat ?? "gguf";
-  return { path, configPath: join(path, "config.json"), weights: found.get(format) ?? [], format };
+  return folderModel(path);
 }

@@ -49,6 +49,12 @@ import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { sleep as realSleep, type Sleep } from "../core/backoff.ts";
+import {
+  openAiError,
+  type ParsedCompletion,
+  parseCompletionRequest,
+  RequestError,
+} from "./simulated-request.ts";
 import { sseEvent } from "./sse.ts";
 
 export interface SimulatedEngineOptions {
@@ -132,18 +138,6 @@ const VOCABULARY = (
   "river stone light cloud north paper green orange signal bridge garden window letter silver"
 ).split(" ");
 
-/** vLLM's error types; "Bad Request" is what its request-validation handler writes (HTTPStatus phrase). */
-export type ErrorType =
-  | "Bad Request"
-  | "BadRequestError"
-  | "NotFoundError"
-  | "ServiceUnavailableError"
-  | "InternalServerError";
-
-export function openAiError(message: string, type: ErrorType, code: number, param: string | null = null) {
-  return { error: { message, type, param, code } };
-}
-
 /**
  * vLLM's error event when a request fails mid-stream (GenerationError):
  * `json.dumps` of its ErrorResponse, so Python's separators (", " and ": "),
@@ -152,59 +146,91 @@ export function openAiError(message: string, type: ErrorType, code: number, para
 export const MID_STREAM_ERROR_EVENT =
   'data: {"error": {"message": "Internal server error", "type": "InternalServerError", "param": null, "code": 500}}\n\n';
 
-/** Python truthiness of a JSON value, for vLLM's `data.get(...)` checks. */
-function pyTruthy(value: unknown): boolean {
-  if (value === undefined || value === null || value === false || value === 0 || value === "") return false;
-  if (Array.isArray(value)) return value.length > 0;
-  if (typeof value === "object") return Object.keys(value).length > 0;
-  return true;
-}
-
 function sha256(text: string | Buffer): Buffer {
   return createHash("sha256").update(text).digest();
 }
 
-/** Words counted as tokens: a deterministic stand-in for a tokenizer. */
-function countWords(text: string): number {
-  const n = text.split(/\s+/).filter(Boolean).length;
-  return n;
+/** The word generated at position i of a completion: a function of the prompt's hash. */
+function tokenAt(seed: Buffer, i: number): string {
+  const word = VOCABULARY[(seed.readUInt16BE((i * 2) % 30) ^ (i * 7919)) % VOCABULARY.length];
+  return i === 0 ? word : ` ${word}`;
 }
 
-function textOfContent(content: unknown): string {
-  if (typeof content === "string") return content;
-  if (Array.isArray(content)) {
-    return content
-      .map((p) =>
-        p && typeof p === "object" && typeof (p as { text?: unknown }).text === "string"
-          ? (p as { text: string }).text
-          : "",
-      )
-      .join(" ");
-  }
-  return "";
+/** One completion being generated: what was asked, what will happen, and how far it got. */
+interface Generation {
+  parsed: ParsedCompletion;
+  /** X-Request-Id, else a hash of the prompt: the response id's suffix and the record's id. */
+  requestId: string;
+  /** The fields every response object or chunk starts with. */
+  head: { id: string; object: string; created: number; model: string };
+  seed: Buffer;
+  /** Tokens the request asks for. */
+  n: number;
+  /** Tokens generated before the end (fewer than n when it fails mid-stream). */
+  count: number;
+  fails: boolean;
+  finishReason: "length" | "stop";
+  generated: number;
 }
 
-interface Parsed {
-  chat: boolean;
-  stream: boolean;
-  includeUsage: boolean;
-  promptText: string;
-  promptTokens: number;
-  maxTokens: number | undefined;
-  ignoreEos: boolean;
-  cacheSalt: string | null;
+function planGeneration(
+  parsed: ParsedCompletion,
+  requestIdHeader: string | string[] | undefined,
+  options: SimulatedEngineServer["options"],
+): Generation {
+  const seed = sha256(`${parsed.chat ? "chat" : "completion"}\n${parsed.promptText}`);
+  const requestId =
+    typeof requestIdHeader === "string" && requestIdHeader.length > 0
+      ? requestIdHeader
+      : seed.toString("hex").slice(0, 32);
+  const n =
+    parsed.ignoreEos && parsed.maxTokens !== undefined
+      ? parsed.maxTokens
+      : Math.min(options.outputTokens, parsed.maxTokens ?? Number.POSITIVE_INFINITY);
+  // With failMidStreamAfter, a request that would generate more tokens fails after that many.
+  const failAfter = options.failMidStreamAfter;
+  const fails = failAfter !== undefined && n > failAfter;
+  return {
+    parsed,
+    requestId,
+    head: {
+      id: `${parsed.chat ? "chatcmpl" : "cmpl"}-${requestId}`,
+      object: "",
+      created: options.created,
+      model: options.model,
+    },
+    seed,
+    n,
+    count: fails ? failAfter : n,
+    fails,
+    finishReason: n === parsed.maxTokens ? "length" : "stop",
+    generated: 0,
+  };
 }
 
-class RequestError extends Error {
-  readonly status: number;
-  readonly type: ErrorType;
-  readonly param: string | null;
-  constructor(status: number, type: ErrorType, message: string, param: string | null = null) {
-    super(message);
-    this.status = status;
-    this.type = type;
-    this.param = param;
-  }
+function usageOf(g: Generation) {
+  return {
+    prompt_tokens: g.parsed.promptTokens,
+    total_tokens: g.parsed.promptTokens + g.generated,
+    completion_tokens: g.generated,
+  };
+}
+
+/** The client's disconnect, as a signal (and a promise) that aborts the generation, as vLLM's does. */
+interface ClientGone {
+  signal: AbortSignal;
+  gone: Promise<void>;
+}
+
+function watchClient(res: ServerResponse): ClientGone {
+  const controller = new AbortController();
+  const gone = new Promise<void>((resolve) =>
+    controller.signal.addEventListener("abort", () => resolve(), { once: true }),
+  );
+  res.once("close", () => {
+    if (!res.writableFinished) controller.abort();
+  });
+  return { signal: controller.signal, gone };
 }
 
 /** The host's monotonic clock in ms (CLOCK_MONOTONIC: the same in every process of the host). */
@@ -407,21 +433,24 @@ export class SimulatedEngineServer {
     return timingSafeEqual(sha256(header.slice("Bearer ".length)), this.#keyDigest);
   }
 
+  /** The paths outside /v1 (no API key asked): true when `path` was one of them and is answered. */
+  #openPath(path: string, res: ServerResponse): boolean {
+    if (path === "/health") {
+      res.writeHead(this.#ready && !this.#dead ? 200 : 503, { "content-length": 0 });
+      res.end();
+    } else if (path === "/metrics") {
+      res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
+      res.end(this.metrics());
+    } else if (path === "/debug/state") {
+      this.#json(res, 200, this.stats());
+    } else return false;
+    return true;
+  }
+
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? "/").split("?")[0];
     const method = req.method ?? "GET";
-    if (path === "/health" && method === "GET") {
-      res.writeHead(this.#ready && !this.#dead ? 200 : 503, { "content-length": 0 });
-      res.end();
-      return;
-    }
-    if (path === "/metrics" && method === "GET") {
-      const text = this.metrics();
-      res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
-      res.end(text);
-      return;
-    }
-    if (path === "/debug/state" && method === "GET") return this.#json(res, 200, this.stats());
+    if (method === "GET" && this.#openPath(path, res)) return;
     // vLLM's AuthenticationMiddleware: before routing, on every path under /v1.
     if (path.startsWith("/v1") && !this.#authorized(req)) {
       return this.#json(res, 401, { error: "Unauthorized" });
@@ -469,127 +498,6 @@ export class SimulatedEngineServer {
     return Buffer.concat(parts);
   }
 
-  #parse(raw: Buffer, chat: boolean): Parsed {
-    let body: unknown;
-    try {
-      body = JSON.parse(raw.toString("utf8"));
-    } catch (err) {
-      throw new RequestError(400, "BadRequestError", `the body is not JSON: ${(err as Error).message}`);
-    }
-    if (body === null || typeof body !== "object" || Array.isArray(body)) {
-      throw new RequestError(400, "BadRequestError", "the body must be a JSON object");
-    }
-    const b = body as Record<string, unknown>;
-    // vLLM's request validators (pydantic, before the handler runs): its validation handler answers 400
-    // "Bad Request" with the validator's message ("Value error, ..." inside a dump of the request).
-    if (pyTruthy(b.stream_options) && !pyTruthy(b.stream)) {
-      throw new RequestError(
-        400,
-        "Bad Request",
-        "Value error, Stream options can only be defined when `stream=True`. (parameter=stream_options)",
-        "stream_options",
-      );
-    }
-    if (
-      "cache_salt" in b &&
-      b.cache_salt !== null &&
-      (typeof b.cache_salt !== "string" || b.cache_salt === "")
-    ) {
-      throw new RequestError(
-        400,
-        "Bad Request",
-        "Value error, Parameter 'cache_salt' must be a non-empty string if provided.",
-      );
-    }
-    const so = b.stream_options;
-    if (so !== undefined && so !== null && (typeof so !== "object" || Array.isArray(so))) {
-      throw new RequestError(400, "Bad Request", "stream_options: Input should be a valid dictionary");
-    }
-    if (b.model !== undefined && b.model !== null && typeof b.model !== "string") {
-      throw new RequestError(400, "Bad Request", "model: Input should be a valid string");
-    }
-    // vLLM serves a request without a model (or with an empty one) on its base model.
-    if (typeof b.model === "string" && b.model !== "" && b.model !== this.options.model) {
-      throw new RequestError(404, "NotFoundError", `The model \`${b.model}\` does not exist.`, "model");
-    }
-    let promptText: string;
-    if (chat) {
-      if (!Array.isArray(b.messages) || b.messages.length === 0) {
-        throw new RequestError(400, "BadRequestError", "'messages' must be a non-empty array", "messages");
-      }
-      promptText = b.messages
-        .map(
-          (m) =>
-            `${String((m as { role?: unknown })?.role)}: ${textOfContent((m as { content?: unknown })?.content)}`,
-        )
-        .join("\n");
-    } else {
-      if (typeof b.prompt === "string") promptText = b.prompt;
-      else if (Array.isArray(b.prompt) && b.prompt.every((p) => typeof p === "string"))
-        promptText = b.prompt.join("\n");
-      else
-        throw new RequestError(
-          400,
-          "BadRequestError",
-          "'prompt' must be a string or an array of strings",
-          "prompt",
-        );
-    }
-    const rawMax = chat ? (b.max_completion_tokens ?? b.max_tokens) : b.max_tokens;
-    let maxTokens: number | undefined;
-    if (rawMax !== undefined && rawMax !== null) {
-      if (typeof rawMax !== "number" || !Number.isInteger(rawMax) || rawMax < 1) {
-        throw new RequestError(
-          400,
-          "BadRequestError",
-          "max_tokens must be an integer of at least 1",
-          "max_tokens",
-        );
-      }
-      maxTokens = rawMax;
-    }
-    const promptTokens = Math.max(1, countWords(promptText));
-    this.#checkContextLength(promptTokens, maxTokens);
-    // vLLM's StreamOptions.include_usage defaults to true: `{}` asks for the usage chunk, null/false do not.
-    const askedUsage = (so as { include_usage?: unknown } | null | undefined)?.include_usage;
-    const includeUsage = so !== undefined && so !== null && (askedUsage === undefined || askedUsage === true);
-    return {
-      chat,
-      stream: b.stream === true,
-      includeUsage,
-      promptText,
-      promptTokens,
-      maxTokens,
-      ignoreEos: b.ignore_eos === true,
-      cacheSalt: typeof b.cache_salt === "string" ? b.cache_salt : null,
-    };
-  }
-
-  /** vLLM's context-length check (`_validate_input`), with its words: see tests/fixtures/vllm/contract.md. */
-  #checkContextLength(promptTokens: number, maxTokens: number | undefined): void {
-    const len = this.options.maxModelLen;
-    if (promptTokens >= len) {
-      throw new RequestError(
-        400,
-        "BadRequestError",
-        `This model's maximum context length is ${len} tokens. However, your request has ` +
-          `${promptTokens} input tokens. Please reduce the length of the input messages. ` +
-          `(parameter=input_tokens, value=${promptTokens})`,
-        "input_tokens",
-      );
-    }
-    if (maxTokens !== undefined && promptTokens + maxTokens > len) {
-      throw new RequestError(
-        400,
-        "BadRequestError",
-        `'max_tokens' or 'max_completion_tokens' is too large: ${maxTokens}. This model's maximum ` +
-          `context length is ${len} tokens and your request has ${promptTokens} input tokens ` +
-          `(${maxTokens} > ${len} - ${promptTokens}). (parameter=max_tokens, value=${maxTokens})`,
-        "max_tokens",
-      );
-    }
-  }
-
   #record(record: SimulatedRequestRecord): void {
     this.#lastRequests.push(record);
     if (this.#lastRequests.length > KEEP) this.#lastRequests.shift();
@@ -602,9 +510,9 @@ export class SimulatedEngineServer {
   }
 
   async #completion(req: IncomingMessage, res: ServerResponse, chat: boolean): Promise<void> {
-    let parsed: Parsed;
+    let parsed: ParsedCompletion;
     try {
-      parsed = this.#parse(await this.#readBody(req), chat);
+      parsed = parseCompletionRequest(await this.#readBody(req), chat, this.options);
     } catch (err) {
       this.#stats.errors++;
       if (err instanceof RequestError) {
@@ -612,21 +520,9 @@ export class SimulatedEngineServer {
       }
       throw err;
     }
-    const seed = sha256(`${chat ? "chat" : "completion"}\n${parsed.promptText}`);
-    const header = req.headers["x-request-id"];
-    const base = typeof header === "string" && header.length > 0 ? header : seed.toString("hex").slice(0, 32);
-    const id = `${chat ? "chatcmpl" : "cmpl"}-${base}`;
-    const n =
-      parsed.ignoreEos && parsed.maxTokens !== undefined
-        ? parsed.maxTokens
-        : Math.min(this.options.outputTokens, parsed.maxTokens ?? Number.POSITIVE_INFINITY);
-    const finishReason = n === parsed.maxTokens ? "length" : "stop";
-    // With failMidStreamAfter, a request that would generate more tokens fails after that many.
-    const failAfter = this.options.failMidStreamAfter;
-    const fails = failAfter !== undefined && n > failAfter;
-    const count = fails ? failAfter : n;
+    const g = planGeneration(parsed, req.headers["x-request-id"], this.options);
     const record: SimulatedRequestRecord = {
-      requestId: base,
+      requestId: g.requestId,
       path: chat ? "/v1/chat/completions" : "/v1/completions",
       stream: parsed.stream,
       cacheSalt: parsed.cacheSalt,
@@ -634,126 +530,111 @@ export class SimulatedEngineServer {
     };
     this.#record(record);
     this.#stats.requests++;
-
-    // The client's disconnect aborts the generation, as vLLM's does.
-    const gone = new AbortController();
-    const goneP = new Promise<void>((resolve) =>
-      gone.signal.addEventListener("abort", () => resolve(), { once: true }),
-    );
-    res.once("close", () => {
-      if (!res.writableFinished) gone.abort();
-    });
-    const slot = await this.#acquire(gone.signal);
-    if (slot) this.#stats.promptTokens += parsed.promptTokens;
-    let generated = 0;
-    const token = (i: number) => {
-      const word = VOCABULARY[(seed.readUInt16BE((i * 2) % 30) ^ (i * 7919)) % VOCABULARY.length];
-      return i === 0 ? word : ` ${word}`;
-    };
-    const usage = () => ({
-      prompt_tokens: parsed.promptTokens,
-      total_tokens: parsed.promptTokens + generated,
-      completion_tokens: generated,
-    });
-    const head = { id, object: "", created: this.options.created, model: this.options.model };
+    const client = watchClient(res);
+    const slot = await this.#acquire(client.signal);
     try {
       if (!slot) return;
-      if (parsed.stream) {
-        res.writeHead(200, {
-          "content-type": "text/event-stream; charset=utf-8",
-          "cache-control": "no-cache",
-          "x-request-id": base,
-        });
-        const writeBytes = async (bytes: string | Buffer): Promise<void> => {
-          if (gone.signal.aborted) return;
-          if (!res.write(bytes)) {
-            await Promise.race([once(res, "drain").catch(() => undefined), goneP]);
-          }
-        };
-        const stamp = this.options.stampChunks;
-        const write = (payload: Record<string, unknown>) =>
-          writeBytes(
-            sseEvent(JSON.stringify(stamp ? { ...payload, xim_sent_mono_ms: monotonicMs() } : payload)),
-          );
-        const object = chat ? "chat.completion.chunk" : "text_completion";
-        if (chat) {
-          await write({
-            ...head,
-            object,
-            choices: [
-              { index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null },
-            ],
-          });
-        }
-        await this.#sleep(this.options.ttftMs, gone.signal);
-        for (let i = 0; i < count && !gone.signal.aborted; i++) {
-          if (i > 0) await this.#pace(i, gone.signal);
-          if (gone.signal.aborted) break;
-          generated++;
-          this.#stats.generationTokens++;
-          const last = !fails && i === n - 1 ? finishReason : null;
-          const choice = chat
-            ? { index: 0, delta: { content: token(i) }, logprobs: null, finish_reason: last }
-            : { index: 0, text: token(i), logprobs: null, finish_reason: last, stop_reason: null };
-          await write({ ...head, object, choices: [choice] });
-        }
-        // vLLM's generator catches a failure, writes its error event (no usage chunk) and still ends with [DONE].
-        if (fails) await writeBytes(MID_STREAM_ERROR_EVENT);
-        else if (parsed.includeUsage) await write({ ...head, object, choices: [], usage: usage() });
-        if (!gone.signal.aborted) {
-          res.end(sseEvent("[DONE]"));
-          await Promise.race([once(res, "finish").catch(() => undefined), goneP]);
-        }
-      } else {
-        await this.#sleep(this.options.ttftMs, gone.signal);
-        let text = "";
-        for (let i = 0; i < count && !gone.signal.aborted; i++) {
-          if (i > 0) await this.#pace(i, gone.signal);
-          text += token(i);
-          generated++;
-          this.#stats.generationTokens++;
-        }
-        if (!gone.signal.aborted && fails) {
-          this.#json(res, 500, openAiError("Internal server error", "InternalServerError", 500));
-        } else if (!gone.signal.aborted) {
-          const choice = chat
-            ? {
-                index: 0,
-                message: { role: "assistant", content: text },
-                logprobs: null,
-                finish_reason: finishReason,
-                stop_reason: null,
-              }
-            : { index: 0, text, logprobs: null, finish_reason: finishReason, stop_reason: null };
-          const body = Buffer.from(
-            JSON.stringify({
-              ...head,
-              object: chat ? "chat.completion" : "text_completion",
-              choices: [choice],
-              usage: usage(),
-            }),
-          );
-          res.writeHead(200, {
-            "content-type": "application/json",
-            "content-length": body.length,
-            "x-request-id": base,
-          });
-          res.end(body);
-        }
-      }
+      this.#stats.promptTokens += parsed.promptTokens;
+      if (parsed.stream) await this.#streamCompletion(res, g, client);
+      else await this.#answerCompletion(res, g, client.signal);
     } finally {
       if (slot) this.#release();
-      if (gone.signal.aborted) {
-        this.#stats.aborts++;
-        record.outcome = "aborted";
-      } else if (fails) {
-        this.#stats.errors++;
-        record.outcome = "failed";
-      } else {
-        this.#stats.completed++;
-        record.outcome = "completed";
-      }
+      record.outcome = this.#countOutcome(client.signal.aborted, g.fails);
     }
+  }
+
+  #countOutcome(aborted: boolean, failed: boolean): SimulatedRequestRecord["outcome"] {
+    if (aborted) {
+      this.#stats.aborts++;
+      return "aborted";
+    }
+    if (failed) {
+      this.#stats.errors++;
+      return "failed";
+    }
+    this.#stats.completed++;
+    return "completed";
+  }
+
+  /** Wait the time to first token, then generate up to g.count tokens, pacing them, until the client leaves. */
+  async #generate(g: Generation, signal: AbortSignal, onToken: (i: number) => Promise<void> | void) {
+    await this.#sleep(this.options.ttftMs, signal);
+    for (let i = 0; i < g.count && !signal.aborted; i++) {
+      if (i > 0) await this.#pace(i, signal);
+      if (signal.aborted) break;
+      g.generated++;
+      this.#stats.generationTokens++;
+      await onToken(i);
+    }
+  }
+
+  /** SSE chunks as vLLM writes them, ending in its error event (on failure) or usage chunk, then [DONE]. */
+  async #streamCompletion(res: ServerResponse, g: Generation, client: ClientGone): Promise<void> {
+    res.writeHead(200, {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache",
+      "x-request-id": g.requestId,
+    });
+    const writeBytes = async (bytes: string | Buffer): Promise<void> => {
+      if (client.signal.aborted) return;
+      if (!res.write(bytes)) {
+        await Promise.race([once(res, "drain").catch(() => undefined), client.gone]);
+      }
+    };
+    const stamp = this.options.stampChunks;
+    const write = (payload: Record<string, unknown>) =>
+      writeBytes(sseEvent(JSON.stringify(stamp ? { ...payload, xim_sent_mono_ms: monotonicMs() } : payload)));
+    const chat = g.parsed.chat;
+    const object = chat ? "chat.completion.chunk" : "text_completion";
+    if (chat) {
+      const delta = { role: "assistant", content: "" };
+      await write({ ...g.head, object, choices: [{ index: 0, delta, logprobs: null, finish_reason: null }] });
+    }
+    await this.#generate(g, client.signal, (i) => {
+      const last = !g.fails && i === g.n - 1 ? g.finishReason : null;
+      const text = tokenAt(g.seed, i);
+      const choice = chat
+        ? { index: 0, delta: { content: text }, logprobs: null, finish_reason: last }
+        : { index: 0, text, logprobs: null, finish_reason: last, stop_reason: null };
+      return write({ ...g.head, object, choices: [choice] });
+    });
+    // vLLM's generator catches a failure, writes its error event (no usage chunk) and still ends with [DONE].
+    if (g.fails) await writeBytes(MID_STREAM_ERROR_EVENT);
+    else if (g.parsed.includeUsage) await write({ ...g.head, object, choices: [], usage: usageOf(g) });
+    if (!client.signal.aborted) {
+      res.end(sseEvent("[DONE]"));
+      await Promise.race([once(res, "finish").catch(() => undefined), client.gone]);
+    }
+  }
+
+  /** One JSON answer once every token is generated, or vLLM's 500 when the request fails in the engine. */
+  async #answerCompletion(res: ServerResponse, g: Generation, signal: AbortSignal): Promise<void> {
+    let text = "";
+    await this.#generate(g, signal, (i) => {
+      text += tokenAt(g.seed, i);
+    });
+    if (signal.aborted) return;
+    if (g.fails)
+      return this.#json(res, 500, openAiError("Internal server error", "InternalServerError", 500));
+    const chat = g.parsed.chat;
+    const finish = { logprobs: null, finish_reason: g.finishReason, stop_reason: null };
+    const choice = chat
+      ? { index: 0, message: { role: "assistant", content: text }, ...finish }
+      : { index: 0, text, ...finish };
+    const body = Buffer.from(
+      JSON.stringify({
+        ...g.head,
+        object: chat ? "chat.completion" : "text_completion",
+        choices: [choice],
+        usage: usageOf(g),
+      }),
+    );
+    res.writeHead(200, {
+      "content-type": "application/json",
+      "content-length": body.length,
+      "x-request-id": g.requestId,
+    });
+    res.end(body);
   }
 
   /** A generation slot (--max-num-seqs): true when granted, false when the client left while waiting. */

@@ -290,6 +290,86 @@ function refusal(answer: HttpAnswer, url: URL): XimError {
   }
 }
 
+/** The join key's text, from the option or the Secret holding it; a usage error when there is none. */
+function joinKeyText(o: EnrollOptions): string {
+  const text = typeof o.joinKey === "string" ? o.joinKey : o.joinKey?.reveal();
+  if (text) return text;
+  throw new XimError("XIM_NO_JOIN_KEY", "no join key given", {
+    exitCode: ExitCode.usage,
+    hint: "Pass --join-key xjk_... or set XEROTIER_AGENT_JOIN_KEY.",
+  });
+}
+
+/** The router to enroll with (--router, else the key's): https, or http only with --insecure (and a warning). */
+function enrollmentUrl(o: EnrollOptions, keyUrl: string): URL {
+  let url: URL;
+  try {
+    url = new URL(o.routerUrl ?? keyUrl);
+  } catch {
+    throw fail(
+      "XIM_ROUTER_URL",
+      ExitCode.usage,
+      `'${o.routerUrl}' is not a URL`,
+      "Use --router https://HOST:PORT.",
+    );
+  }
+  if (url.protocol === "https:") return url;
+  if (url.protocol !== "http:") {
+    throw fail(
+      "XIM_ROUTER_URL",
+      ExitCode.usage,
+      `router address ${url.href} must be https:// (or http:// with --insecure)`,
+    );
+  }
+  if (!o.allowInsecure) {
+    throw fail(
+      "XIM_INSECURE_REFUSED",
+      ExitCode.insecure,
+      `refusing to enroll over plain HTTP (${url.origin}): the join key and the node's credentials would travel in clear`,
+      "Use the router's https:// address, or for development only pass --insecure (XEROTIER_AGENT_ALLOW_INSECURE=1).",
+    );
+  }
+  o.logger.warn(
+    { router: url.origin },
+    "enrolling over plain HTTP (--insecure): the join key and node credentials travel in clear; development only",
+  );
+  return url;
+}
+
+/** The router's 200 answer, checked: valid, our protocol version, and the CURVE key the join key pins. */
+function acceptedResponse(body: string, curvePin: string): EnrollResponse {
+  let response: EnrollResponse;
+  try {
+    const parsed = v.safeParse(EnrollResponseSchema, JSON.parse(body));
+    if (!parsed.success) throw new Error(parsed.issues[0].message);
+    response = parsed.output;
+  } catch (err) {
+    throw fail(
+      "XIM_ENROLL_FAILED",
+      ExitCode.failure,
+      `the router's enrollment answer is not valid: ${(err as Error).message}`,
+      undefined,
+      err,
+    );
+  }
+  if (response.protocolVersion !== PROTOCOL_VERSION) {
+    throw fail(
+      "XIM_PROTOCOL_MISMATCH",
+      ExitCode.version,
+      versionMismatchMessage(PROTOCOL_VERSION, response.protocolVersion),
+    );
+  }
+  if (curveKeyFingerprint(response.routerPublicKey) !== curvePin) {
+    throw fail(
+      "XIM_ROUTER_FINGERPRINT_MISMATCH",
+      ExitCode.fingerprint,
+      `the router's CURVE public key does not match the join key's pin ${curvePin.slice(0, 16)}...; the enrollment is not saved`,
+      "This router is not the one that minted the key. Mint a new key on the right router.",
+    );
+  }
+  return response;
+}
+
 export async function enroll(o: EnrollOptions): Promise<EnrollResult> {
   const statePath = enrollmentPath(o.configDir);
   // Before anything is sent or written: a config folder another user can change is refused.
@@ -303,45 +383,9 @@ export async function enroll(o: EnrollOptions): Promise<EnrollResult> {
       "Use --force to enroll again with a new identity (the old node id stops working), or just run 'xim run'.",
     );
   }
-  const text = typeof o.joinKey === "string" ? o.joinKey : o.joinKey?.reveal();
-  if (!text) {
-    throw new XimError("XIM_NO_JOIN_KEY", "no join key given", {
-      exitCode: ExitCode.usage,
-      hint: "Pass --join-key xjk_... or set XEROTIER_AGENT_JOIN_KEY.",
-    });
-  }
+  const text = joinKeyText(o);
   const key = parseKeyOrThrow(text);
-  let url: URL;
-  try {
-    url = new URL(o.routerUrl ?? key.url);
-  } catch {
-    throw fail(
-      "XIM_ROUTER_URL",
-      ExitCode.usage,
-      `'${o.routerUrl}' is not a URL`,
-      "Use --router https://HOST:PORT.",
-    );
-  }
-  if (url.protocol === "http:") {
-    if (!o.allowInsecure) {
-      throw fail(
-        "XIM_INSECURE_REFUSED",
-        ExitCode.insecure,
-        `refusing to enroll over plain HTTP (${url.origin}): the join key and the node's credentials would travel in clear`,
-        "Use the router's https:// address, or for development only pass --insecure (XEROTIER_AGENT_ALLOW_INSECURE=1).",
-      );
-    }
-    o.logger.warn(
-      { router: url.origin },
-      "enrolling over plain HTTP (--insecure): the join key and node credentials travel in clear; development only",
-    );
-  } else if (url.protocol !== "https:") {
-    throw fail(
-      "XIM_ROUTER_URL",
-      ExitCode.usage,
-      `router address ${url.href} must be https:// (or http:// with --insecure)`,
-    );
-  }
+  const url = enrollmentUrl(o, key.url);
   // The same key on a retry, so a cut-off enrollment spends no second use (enrollment-state.ts).
   const keys = await pendingEnrollmentKeys(
     o.configDir,
@@ -361,35 +405,7 @@ export async function enroll(o: EnrollOptions): Promise<EnrollResult> {
     timeoutMs: o.timeoutMs ?? 15_000,
   });
   if (answer.status !== 200) throw refusal(answer, url);
-  let response: EnrollResponse;
-  try {
-    const parsed = v.safeParse(EnrollResponseSchema, JSON.parse(answer.body));
-    if (!parsed.success) throw new Error(parsed.issues[0].message);
-    response = parsed.output;
-  } catch (err) {
-    throw fail(
-      "XIM_ENROLL_FAILED",
-      ExitCode.failure,
-      `the router's enrollment answer is not valid: ${(err as Error).message}`,
-      undefined,
-      err,
-    );
-  }
-  if (response.protocolVersion !== PROTOCOL_VERSION) {
-    throw fail(
-      "XIM_PROTOCOL_MISMATCH",
-      ExitCode.version,
-      versionMismatchMessage(PROTOCOL_VERSION, response.protocolVersion),
-    );
-  }
-  if (curveKeyFingerprint(response.routerPublicKey) !== key.curvePin) {
-    throw fail(
-      "XIM_ROUTER_FINGERPRINT_MISMATCH",
-      ExitCode.fingerprint,
-      `the router's CURVE public key does not match the join key's pin ${key.curvePin.slice(0, 16)}...; the enrollment is not saved`,
-      "This router is not the one that minted the key. Mint a new key on the right router.",
-    );
-  }
+  const response = acceptedResponse(answer.body, key.curvePin);
   await saveEnrollmentState(
     o.configDir,
     {

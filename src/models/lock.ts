@@ -66,37 +66,49 @@ export interface Lock {
   release(): Promise<void>;
 }
 
+/** Create the lock file naming this process; false when another one exists. */
+async function tryCreate(path: string, me: LockOwner): Promise<boolean> {
+  try {
+    await writeFile(path, JSON.stringify(me), { flag: "wx", mode: 0o600 });
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    return false;
+  }
+}
+
+/** A lock left by a crash: its owner is gone, or it cannot be read and is old. */
+async function isStale(path: string, owner: LockOwner | undefined, now: number): Promise<boolean> {
+  return owner ? !ownerAlive(owner) : await unreadableAndOld(path, now);
+}
+
+function lockedError(path: string, what: string, owner: LockOwner | undefined): XimError {
+  const who = owner ? `process ${owner.pid} on ${owner.host} since ${owner.since}` : "another process";
+  return new XimError("XIM_PULL_LOCKED", `${what} is being pulled by ${who}`, {
+    hint: `wait for it to finish, or run without --no-wait to wait; a lock left by a crash is removed automatically (${path})`,
+  });
+}
+
 export async function acquireLock(path: string, options: LockOptions): Promise<Lock> {
   const sleep = options.sleep ?? realSleep;
+  const now = () => options.now?.() ?? Date.now();
   const me: LockOwner = {
     pid: process.pid,
     host: hostname(),
-    since: new Date(options.now?.() ?? Date.now()).toISOString(),
+    since: new Date(now()).toISOString(),
     what: options.what,
   };
   let told = false;
   for (;;) {
-    try {
-      await writeFile(path, JSON.stringify(me), { flag: "wx", mode: 0o600 });
-      return { release: () => rm(path, { force: true }) };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-    }
+    if (await tryCreate(path, me)) return { release: () => rm(path, { force: true }) };
     const owner = await readOwner(path);
-    if (owner ? !ownerAlive(owner) : await unreadableAndOld(path, options.now?.() ?? Date.now())) {
+    if (await isStale(path, owner, now())) {
       await rm(path, { force: true });
       continue;
     }
-    if (!options.wait) {
-      const who = owner ? `process ${owner.pid} on ${owner.host} since ${owner.since}` : "another process";
-      throw new XimError("XIM_PULL_LOCKED", `${options.what} is being pulled by ${who}`, {
-        hint: `wait for it to finish, or run without --no-wait to wait; a lock left by a crash is removed automatically (${path})`,
-      });
-    }
-    if (!told) {
-      told = true;
-      options.onWait?.(owner);
-    }
+    if (!options.wait) throw lockedError(path, options.what, owner);
+    if (!told) options.onWait?.(owner);
+    told = true;
     if (options.signal?.aborted) {
       throw new XimError("XIM_ABORTED", `stopped waiting for the lock on ${options.what}`);
     }

@@ -117,6 +117,20 @@ function dtypeOf(
  * tensor parallel size `tp`; dense models and kernels the tuner does not
  * cover say so instead.
  */
+/** Why these experts cannot be sharded over `tp` ranks as asked (vLLM would refuse), or undefined. */
+function shardingProblem(
+  numExperts: number,
+  intermediate: number,
+  tp: number,
+  ep: boolean,
+): string | undefined {
+  if (!Number.isInteger(tp) || tp < 1) return `tensor parallel size ${tp} is not a positive integer`;
+  if (!ep && intermediate % tp !== 0)
+    return `the expert intermediate size ${intermediate} is not divisible by tensor parallel size ${tp}; vLLM cannot shard it`;
+  if (ep && numExperts % tp !== 0) return `${numExperts} experts do not split evenly over ${tp} ranks`;
+  return undefined;
+}
+
 export function moeTuningFor(
   model: ModelInfo,
   gpu: string | { name: string },
@@ -133,17 +147,8 @@ export function moeTuningFor(
     };
   }
   const ep = options.expertParallel === true;
-  if (!Number.isInteger(tp) || tp < 1)
-    return { kind: "unsupported", reason: `tensor parallel size ${tp} is not a positive integer` };
-  if (!ep && intermediate % tp !== 0) {
-    return {
-      kind: "unsupported",
-      reason: `the expert intermediate size ${intermediate} is not divisible by tensor parallel size ${tp}; vLLM cannot shard it`,
-    };
-  }
-  if (ep && moe.numExperts % tp !== 0) {
-    return { kind: "unsupported", reason: `${moe.numExperts} experts do not split evenly over ${tp} ranks` };
-  }
+  const problem = shardingProblem(moe.numExperts, intermediate, tp, ep);
+  if (problem) return { kind: "unsupported", reason: problem };
   const d = dtypeOf(model, options);
   if ("unsupported" in d) return { kind: "unsupported", reason: d.unsupported };
   const block = model.quantization?.weightBlockSize;

@@ -72,46 +72,72 @@ export interface Attempt {
   progressed(): void;
 }
 
+/** The error that ends a pull whose retries are spent, naming the setting that allows more. */
+function gaveUp(err: PullError, retries: number, policy: RetryPolicy): PullError {
+  return new PullError(
+    "XIM_PULL_FAILED",
+    `gave up after ${retries + 1} tries (XEROTIER_AGENT_MODEL_PULL_MAX_ATTEMPTS=${policy.maxAttempts} retries): ${err.message}`,
+    {
+      retryable: false,
+      cause: err,
+      hint:
+        err.hint ??
+        "raise XEROTIER_AGENT_MODEL_PULL_MAX_ATTEMPTS on an unreliable network; bytes already on disk are kept and resumed",
+    },
+  );
+}
+
+/** Report retry number `retries + 1` and return its wait: the far end's Retry-After (capped), else the backoff. */
+function announceRetry(err: PullError, retries: number, options: RetryOptions): number {
+  const fromServer = err.retryAfterMs !== undefined;
+  const delayMs = fromServer
+    ? Math.min(err.retryAfterMs ?? 0, RETRY_AFTER_CAP_MS)
+    : retryDelay(options.policy, retries, options.random);
+  options.onRetry?.({
+    retry: retries + 1,
+    maxAttempts: options.policy.maxAttempts,
+    delayMs,
+    reason: messageOf(err),
+    retryAfter: fromServer,
+  });
+  return delayMs;
+}
+
+/** A failure worth another try: retryable, and the caller has not given up (aborted). */
+function retryable(err: unknown, signal: AbortSignal | undefined): err is PullError {
+  return !signal?.aborted && err instanceof PullError && err.retryable;
+}
+
+/**
+ * After a failed attempt: rethrow what is not worth another try, else wait
+ * for the next one. Returns the retries used so far; an attempt that moved
+ * bytes was progress, so the count starts again (unless its error counts).
+ */
+async function waitToRetry(
+  err: unknown,
+  moved: boolean,
+  retries: number,
+  options: RetryOptions,
+): Promise<number> {
+  const { policy, signal } = options;
+  if (!retryable(err, signal)) throw err;
+  const used = moved && !err.countAttempt ? 0 : retries;
+  if (used >= policy.maxAttempts) throw gaveUp(err, used, policy);
+  const delayMs = announceRetry(err, used, options);
+  await (options.sleep ?? realSleep)(delayMs, signal);
+  if (signal?.aborted) throw err;
+  return used + 1;
+}
+
 /** Run `op` until it succeeds, a non-retryable error occurs, or the retries are spent. */
 export async function withRetry<T>(op: (attempt: Attempt) => Promise<T>, options: RetryOptions): Promise<T> {
-  const { policy, signal } = options;
-  const sleep = options.sleep ?? realSleep;
   let retries = 0;
   for (;;) {
     let moved = false;
     try {
       return await op({ progressed: () => (moved = true) });
     } catch (err) {
-      if (signal?.aborted) throw err;
-      if (!(err instanceof PullError) || !err.retryable) throw err;
-      if (moved && !err.countAttempt) retries = 0;
-      if (retries >= policy.maxAttempts) {
-        throw new PullError(
-          "XIM_PULL_FAILED",
-          `gave up after ${retries + 1} tries (XEROTIER_AGENT_MODEL_PULL_MAX_ATTEMPTS=${policy.maxAttempts} retries): ${err.message}`,
-          {
-            retryable: false,
-            cause: err,
-            hint:
-              err.hint ??
-              "raise XEROTIER_AGENT_MODEL_PULL_MAX_ATTEMPTS on an unreliable network; bytes already on disk are kept and resumed",
-          },
-        );
-      }
-      const fromServer = err.retryAfterMs !== undefined;
-      const delayMs = fromServer
-        ? Math.min(err.retryAfterMs ?? 0, RETRY_AFTER_CAP_MS)
-        : retryDelay(policy, retries, options.random);
-      retries += 1;
-      options.onRetry?.({
-        retry: retries,
-        maxAttempts: policy.maxAttempts,
-        delayMs,
-        reason: messageOf(err),
-        retryAfter: fromServer,
-      });
-      await sleep(delayMs, signal);
-      if (signal?.aborted) throw err;
+      retries = await waitToRetry(err, moved, retries, options);
     }
   }
 }

@@ -11,15 +11,17 @@ import { spawn } from "node:child_process";
 import { constants } from "node:fs";
 import { access, mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { delimiter, isAbsolute, join } from "node:path";
+import { join } from "node:path";
 import * as v from "valibot";
 import { writeFileAtomic } from "../core/atomic-file.ts";
-import { FileLimits, readTextBounded, readTextHead } from "../core/bounded-read.ts";
+import { FileLimits, readTextBounded } from "../core/bounded-read.ts";
 import type { Config } from "../core/config/schema.ts";
 import { isXimError, XimError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { Gpu } from "../hardware/detect.ts";
+import { which } from "../hardware/run-tool.ts";
 import { inspectModel, type ModelInfo } from "../planner/inspect-model.ts";
+import { vllmPython } from "../planner/probes/vllm-python.ts";
 import { largestTensorParallel } from "../planner/tensor-parallel.ts";
 import { acquireLock } from "./lock.ts";
 import {
@@ -123,33 +125,14 @@ async function readable(path: string): Promise<boolean> {
   }
 }
 
-/** Find a command on PATH (or take a path as given). */
-async function which(cmd: string, env: Env): Promise<string | undefined> {
-  if (cmd.includes("/")) return (await readable(cmd)) ? cmd : undefined;
-  for (const dir of (env.PATH ?? "").split(delimiter)) {
-    if (dir && (await readable(join(dir, cmd)))) return join(dir, cmd);
-  }
-  return undefined;
-}
-
 /**
- * The Python that runs vLLM: XIM_PYTHON, else the interpreter on the
- * `#!` line of the vLLM launcher (a pip console script names its venv's
- * python), else python3 on PATH.
+ * The Python that runs vLLM: XIM_PYTHON, else the interpreter the vLLM
+ * launcher names on its `#!` line (a pip console script names its venv's
+ * python), else python3 on PATH; undefined when that is not found.
  */
 export async function resolvePython(vllmPath: string, env: Env): Promise<string | undefined> {
   if (env.XIM_PYTHON) return env.XIM_PYTHON;
-  const launcher = await which(vllmPath, env);
-  if (launcher) {
-    try {
-      const head = (await readTextHead(launcher, 256, "the vLLM launcher")).split("\n")[0];
-      const m = /^#!\s*(\S*python[\d.]*)\s*$/.exec(head);
-      if (m && isAbsolute(m[1])) return m[1];
-    } catch {
-      // a binary launcher: fall through
-    }
-  }
-  return which("python3", env);
+  return (await which(await vllmPython(vllmPath, env), env)) ?? undefined;
 }
 
 function run(
@@ -276,123 +259,137 @@ export async function planTuning(options: TuneOptions & { gpuName?: string }) {
   return { model, gpuName, tp, result };
 }
 
-export async function tuneMoe(options: TuneOptions): Promise<TuneOutcome> {
-  const { model, gpuName, result } = await planTuning(options);
-  if (result.kind === "dense")
-    return { status: "dense", message: "not a Mixture-of-Experts model, nothing to tune" };
-  if (result.kind === "unsupported")
-    return { status: "unsupported", message: `nothing to tune: ${result.reason}` };
-  const tuning = result.tuning;
-  const folder = moeConfigFolder(options.config);
-  if (!gpuName) {
+/** The GPU's name, which the config's file name carries: without a GPU nothing can be measured. */
+function requireGpuName(gpuName: string | undefined): string {
+  if (gpuName) return gpuName;
+  throw new XimError(
+    "XIM_NO_GPU",
+    "no GPU was detected: the MoE tuner measures kernels on the GPU that will serve, so nothing was generated",
+    {
+      hint: "run xim tune-moe on the GPU machine (xim tune-moe --print-name --gpu-name NAME shows the file name without a GPU)",
+    },
+  );
+}
+
+/** A config already in XEROTIER_AGENT_MOE_CONFIG_PATH or shipped with vLLM, as the outcome to return. */
+async function existingOutcome(
+  tuning: MoeTuning,
+  gpuName: string,
+  find: FindOptions,
+): Promise<TuneOutcome | undefined> {
+  const existing = await findExistingConfig(tuning, gpuName, find);
+  if (!existing) return undefined;
+  const where =
+    existing.where === "vllm" ? "shipped with the installed vLLM" : "in XEROTIER_AGENT_MOE_CONFIG_PATH";
+  return {
+    status: "existing",
+    tuning,
+    path: existing.path,
+    where: existing.where,
+    message: `a tuned config for this model and GPU already exists (${where}): ${existing.path}; --force tunes again`,
+  };
+}
+
+/** Run vLLM's benchmark_moe.py --tune, writing into saveDir; fails with the tuner's last lines. */
+async function runTuner(
+  options: TuneOptions,
+  job: { tuning: MoeTuning; model: ModelForTuning; python: string | undefined; saveDir: string },
+): Promise<void> {
+  const { tuning, saveDir } = job;
+  const tuner = await resolveTuner(job.python, options.env);
+  const args = [
+    ...tuner.slice(1),
+    "--model",
+    options.modelDir,
+    "--tp-size",
+    String(tuning.tensorParallelSize),
+    "--dtype",
+    tuning.benchmarkDtype,
+    "--tune",
+    "--save-dir",
+    saveDir,
+    ...(tuning.expertParallel ? ["--enable-expert-parallel"] : []),
+    ...(job.model.customCode ? ["--trust-remote-code"] : []),
+  ];
+  options.logger?.info(
+    { command: [tuner[0], ...args].join(" ") },
+    "running vLLM's MoE tuner (this can take an hour or more)",
+  );
+  const r = await run(tuner[0], args, {
+    env: options.env,
+    cwd: saveDir,
+    onLine: options.onLine,
+    signal: options.signal,
+  }).catch((err: Error) => {
+    throw new XimError("XIM_MOE_TUNER_FAILED", `the MoE tuner could not start: ${err.message}`, {
+      hint: "set XIM_PYTHON to the python of the vLLM environment",
+      cause: err,
+    });
+  });
+  if (r.code !== 0) {
     throw new XimError(
-      "XIM_NO_GPU",
-      "no GPU was detected: the MoE tuner measures kernels on the GPU that will serve, so nothing was generated",
-      {
-        hint: "run xim tune-moe on the GPU machine (xim tune-moe --print-name --gpu-name NAME shows the file name without a GPU)",
-      },
+      "XIM_MOE_TUNER_FAILED",
+      `the MoE tuner exited with code ${r.code}:\n${r.tail.slice(-8).join("\n")}`,
+      { hint: "the lines above are the tuner's last output; nothing was stored" },
     );
   }
-  const python = await resolvePython(options.config.vllmPath, options.env);
-  if (!options.force) {
-    const existing = await findExistingConfig(tuning, gpuName, {
-      folder,
-      vllmConfigsDir: await vllmShippedConfigsDir(python, options.env),
+}
+
+/** The config file the tuner wrote: the expected name, else its only JSON file. */
+async function tunerOutputName(saveDir: string, tuning: MoeTuning): Promise<string> {
+  const written = (await readdir(saveDir)).filter((f) => f.endsWith(".json"));
+  const chosen =
+    written.find((f) => f === tuning.fileName) ?? (written.length === 1 ? written[0] : undefined);
+  if (chosen) return chosen;
+  throw new XimError(
+    "XIM_MOE_TUNER_FAILED",
+    written.length === 0
+      ? "the MoE tuner finished but wrote no config file"
+      : `the MoE tuner wrote ${written.join(", ")}, none of them ${tuning.fileName}`,
+    { hint: "nothing was stored" },
+  );
+}
+
+/** Read and validate what the tuner wrote (bounded: it is a file another program produced). */
+async function readTunerOutput(
+  saveDir: string,
+  chosen: string,
+): Promise<v.InferOutput<typeof MoeConfigFileSchema>> {
+  let parsedJson: unknown;
+  try {
+    parsedJson = JSON.parse(
+      await readTextBounded(join(saveDir, chosen), {
+        what: "the MoE tuner's output",
+        maxBytes: FileLimits.moeConfig,
+      }),
+    );
+  } catch (err) {
+    if (isXimError(err)) throw err;
+    throw new XimError("XIM_MOE_BAD_CONFIG", `the MoE tuner wrote ${chosen}, which is not JSON`, {
+      cause: err,
+      hint: "nothing was stored",
     });
-    if (existing) {
-      const where =
-        existing.where === "vllm" ? "shipped with the installed vLLM" : "in XEROTIER_AGENT_MOE_CONFIG_PATH";
-      return {
-        status: "existing",
-        tuning,
-        path: existing.path,
-        where: existing.where,
-        message: `a tuned config for this model and GPU already exists (${where}): ${existing.path}; --force tunes again`,
-      };
-    }
   }
-  refuseBusyGpus(options.gpus);
-  await mkdir(folder, { recursive: true, mode: 0o755 });
-  const lock = await acquireLock(join(folder, `.${tuning.fileName}.lock`), {
-    what: `MoE tuning of ${tuning.fileName}`,
-    wait: false,
-  });
+  const checked = v.safeParse(MoeConfigFileSchema, parsedJson);
+  if (checked.success) return checked.output;
+  throw new XimError(
+    "XIM_MOE_BAD_CONFIG",
+    `the MoE tuner wrote ${chosen}, which is not a valid fused-MoE config: ${checked.issues.map((i) => i.message).join("; ")}`,
+    { hint: "nothing was stored; rerun with --force after checking the tuner's output" },
+  );
+}
+
+/** Tune in a private temporary folder, then store the validated config atomically in `folder`. */
+async function tuneAndStore(
+  options: TuneOptions,
+  job: { tuning: MoeTuning; model: ModelForTuning; python: string | undefined; folder: string },
+): Promise<TuneOutcome> {
+  const { tuning, folder } = job;
   const saveDir = await mkdtemp(join(tmpdir(), "xim-moe-tune-"));
   try {
-    const tuner = await resolveTuner(python, options.env);
-    const args = [
-      ...tuner.slice(1),
-      "--model",
-      options.modelDir,
-      "--tp-size",
-      String(tuning.tensorParallelSize),
-      "--dtype",
-      tuning.benchmarkDtype,
-      "--tune",
-      "--save-dir",
-      saveDir,
-      ...(tuning.expertParallel ? ["--enable-expert-parallel"] : []),
-      ...(model.customCode ? ["--trust-remote-code"] : []),
-    ];
-    options.logger?.info(
-      { command: [tuner[0], ...args].join(" ") },
-      "running vLLM's MoE tuner (this can take an hour or more)",
-    );
-    const r = await run(tuner[0], args, {
-      env: options.env,
-      cwd: saveDir,
-      onLine: options.onLine,
-      signal: options.signal,
-    }).catch((err: Error) => {
-      throw new XimError("XIM_MOE_TUNER_FAILED", `the MoE tuner could not start: ${err.message}`, {
-        hint: "set XIM_PYTHON to the python of the vLLM environment",
-        cause: err,
-      });
-    });
-    if (r.code !== 0) {
-      throw new XimError(
-        "XIM_MOE_TUNER_FAILED",
-        `the MoE tuner exited with code ${r.code}:\n${r.tail.slice(-8).join("\n")}`,
-        {
-          hint: "the lines above are the tuner's last output; nothing was stored",
-        },
-      );
-    }
-    const written = (await readdir(saveDir)).filter((f) => f.endsWith(".json"));
-    const chosen =
-      written.find((f) => f === tuning.fileName) ?? (written.length === 1 ? written[0] : undefined);
-    if (!chosen) {
-      throw new XimError(
-        "XIM_MOE_TUNER_FAILED",
-        written.length === 0
-          ? "the MoE tuner finished but wrote no config file"
-          : `the MoE tuner wrote ${written.join(", ")}, none of them ${tuning.fileName}`,
-        { hint: "nothing was stored" },
-      );
-    }
-    let parsedJson: unknown;
-    try {
-      parsedJson = JSON.parse(
-        await readTextBounded(join(saveDir, chosen), {
-          what: "the MoE tuner's output",
-          maxBytes: FileLimits.moeConfig,
-        }),
-      );
-    } catch (err) {
-      if (isXimError(err)) throw err;
-      throw new XimError("XIM_MOE_BAD_CONFIG", `the MoE tuner wrote ${chosen}, which is not JSON`, {
-        cause: err,
-        hint: "nothing was stored",
-      });
-    }
-    const checked = v.safeParse(MoeConfigFileSchema, parsedJson);
-    if (!checked.success) {
-      throw new XimError(
-        "XIM_MOE_BAD_CONFIG",
-        `the MoE tuner wrote ${chosen}, which is not a valid fused-MoE config: ${checked.issues.map((i) => i.message).join("; ")}`,
-        { hint: "nothing was stored; rerun with --force after checking the tuner's output" },
-      );
-    }
+    await runTuner(options, { ...job, saveDir });
+    const chosen = await tunerOutputName(saveDir, tuning);
+    const config = await readTunerOutput(saveDir, chosen);
     if (chosen !== tuning.fileName) {
       options.logger?.warn(
         { expected: tuning.fileName, written: chosen },
@@ -400,8 +397,8 @@ export async function tuneMoe(options: TuneOptions): Promise<TuneOutcome> {
       );
     }
     const target = join(folder, chosen);
-    await writeFileAtomic(target, `${JSON.stringify(checked.output, null, 4)}\n`, { mode: 0o644 });
-    const batchSizes = Object.keys(checked.output)
+    await writeFileAtomic(target, `${JSON.stringify(config, null, 4)}\n`, { mode: 0o644 });
+    const batchSizes = Object.keys(config)
       .filter((k) => k !== "triton_version")
       .map(Number)
       .sort((a, b) => a - b);
@@ -414,6 +411,33 @@ export async function tuneMoe(options: TuneOptions): Promise<TuneOutcome> {
     };
   } finally {
     await rm(saveDir, { recursive: true, force: true });
+  }
+}
+
+export async function tuneMoe(options: TuneOptions): Promise<TuneOutcome> {
+  const { model, gpuName, result } = await planTuning(options);
+  if (result.kind === "dense")
+    return { status: "dense", message: "not a Mixture-of-Experts model, nothing to tune" };
+  if (result.kind === "unsupported")
+    return { status: "unsupported", message: `nothing to tune: ${result.reason}` };
+  const tuning = result.tuning;
+  const folder = moeConfigFolder(options.config);
+  const gpu = requireGpuName(gpuName);
+  const python = await resolvePython(options.config.vllmPath, options.env);
+  if (!options.force) {
+    const vllmConfigsDir = await vllmShippedConfigsDir(python, options.env);
+    const existing = await existingOutcome(tuning, gpu, { folder, vllmConfigsDir });
+    if (existing) return existing;
+  }
+  refuseBusyGpus(options.gpus);
+  await mkdir(folder, { recursive: true, mode: 0o755 });
+  const lock = await acquireLock(join(folder, `.${tuning.fileName}.lock`), {
+    what: `MoE tuning of ${tuning.fileName}`,
+    wait: false,
+  });
+  try {
+    return await tuneAndStore(options, { tuning, model, python, folder });
+  } finally {
     await lock.release();
   }
 }

@@ -161,37 +161,41 @@ function rankList(node: NumaNode): number[] {
   return cores.length > CPU_RESERVED ? cores.slice(0, cores.length - CPU_RESERVED) : cores;
 }
 
+/** Each rank's CPU list, one logical CPU per physical core, when the core topology of its NUMA node is known. */
+function bindRankLists(b: PlanBuilder, cpu: Hardware["cpu"], ranks: NumaNode[]): void {
+  const lists = ranks.map(rankList);
+  const smt = cpu && cpu.threadsPerCore > 1 ? ", hyperthread siblings left idle" : "";
+  const where =
+    ranks.length > 1 ? `rank i on NUMA node ${ranks.map((n) => n.id).join("/")}` : `NUMA node ${ranks[0].id}`;
+  b.setEnv(
+    "VLLM_CPU_OMP_THREADS_BIND",
+    lists.map(formatCpuList).join("|"),
+    `${where}: one logical CPU per physical core (${lists.map((l) => l.length).join("/")} threads${smt}), the last ${CPU_RESERVED} core of each left to the OS and the agent; vLLM pins one OpenMP thread per listed CPU and binds the rank's memory to the node of its first CPU${ranks.length > 1 ? "; lists joined with | per rank" : ""}`,
+  );
+}
+
+/** vLLM's own binding, saying what was unknown, with the CPUs it keeps back for the OS and the agent. */
+function bindAuto(b: PlanBuilder, cpu: Hardware["cpu"], ranks: NumaNode[] | null, tp: number): void {
+  const why = !cpu
+    ? "the CPU is unknown (no lscpu, /proc/cpuinfo unreadable)"
+    : ranks
+      ? "which logical CPUs are hyperthread siblings is unknown (no /sys/devices/system/cpu topology)"
+      : `${tp} ranks on ${cpu.numa.length} NUMA node${cpu.numa.length > 1 ? "s" : ""}`;
+  b.setEnv(
+    "VLLM_CPU_OMP_THREADS_BIND",
+    "auto",
+    `${why}: vLLM's auto binding puts rank i on NUMA node i, one CPU per physical core`,
+  );
+  b.setEnv(
+    "VLLM_CPU_NUM_OF_RESERVED_CPU",
+    String(CPU_RESERVED),
+    "one CPU per rank kept out of the OpenMP pool for the OS and the agent (vLLM reads it only in auto binding)",
+  );
+}
+
 function planBinding(b: PlanBuilder, hw: Hardware, ranks: NumaNode[] | null, tp: number): void {
-  const cpu = hw.cpu;
-  if (ranks?.every((n) => n.coreCpus !== null && n.coreCpus.length > 0)) {
-    const lists = ranks.map(rankList);
-    const smt = cpu && cpu.threadsPerCore > 1 ? ", hyperthread siblings left idle" : "";
-    const where =
-      ranks.length > 1
-        ? `rank i on NUMA node ${ranks.map((n) => n.id).join("/")}`
-        : `NUMA node ${ranks[0].id}`;
-    b.setEnv(
-      "VLLM_CPU_OMP_THREADS_BIND",
-      lists.map(formatCpuList).join("|"),
-      `${where}: one logical CPU per physical core (${lists.map((l) => l.length).join("/")} threads${smt}), the last ${CPU_RESERVED} core of each left to the OS and the agent; vLLM pins one OpenMP thread per listed CPU and binds the rank's memory to the node of its first CPU${ranks.length > 1 ? "; lists joined with | per rank" : ""}`,
-    );
-  } else {
-    const why = !cpu
-      ? "the CPU is unknown (no lscpu, /proc/cpuinfo unreadable)"
-      : ranks
-        ? "which logical CPUs are hyperthread siblings is unknown (no /sys/devices/system/cpu topology)"
-        : `${tp} ranks on ${cpu.numa.length} NUMA node${cpu.numa.length > 1 ? "s" : ""}`;
-    b.setEnv(
-      "VLLM_CPU_OMP_THREADS_BIND",
-      "auto",
-      `${why}: vLLM's auto binding puts rank i on NUMA node i, one CPU per physical core`,
-    );
-    b.setEnv(
-      "VLLM_CPU_NUM_OF_RESERVED_CPU",
-      String(CPU_RESERVED),
-      "one CPU per rank kept out of the OpenMP pool for the OS and the agent (vLLM reads it only in auto binding)",
-    );
-  }
+  if (ranks?.every((n) => n.coreCpus !== null && n.coreCpus.length > 0)) bindRankLists(b, hw.cpu, ranks);
+  else bindAuto(b, hw.cpu, ranks, tp);
   b.note(
     "OMP_NUM_THREADS",
     "(not set)",

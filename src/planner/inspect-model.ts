@@ -113,26 +113,36 @@ function mlaOf(c: Json): MlaInfo | null {
   };
 }
 
-/** Normalise a quantization_config the way vLLM's _parse_quant_hf_config does (research §1.4). */
-export function quantizationOf(q: Json, source: string): QuantizationInfo | null {
-  let method = str(q, "quant_method")?.toLowerCase() ?? null;
+/** The method a quantization_config names, with vLLM's spellings (ModelOpt, bitsandbytes flags). */
+function quantMethodOf(q: Json): string | null {
+  const method = str(q, "quant_method")?.toLowerCase() ?? null;
   const producer = obj(q.producer);
   if (producer?.name === "modelopt" || (method === null && typeof q.quant_algo === "string")) {
     const algo = String(q.quant_algo ?? obj(q.quantization)?.quant_algo ?? "").toUpperCase();
-    method = algo.includes("NVFP4") ? "modelopt_fp4" : "modelopt";
+    return algo.includes("NVFP4") ? "modelopt_fp4" : "modelopt";
   }
-  if (method === null && (q.load_in_4bit === true || q.load_in_8bit === true)) method = "bitsandbytes";
+  if (method === null && (q.load_in_4bit === true || q.load_in_8bit === true)) return "bitsandbytes";
+  return method === "compressed_tensors" ? "compressed-tensors" : method;
+}
+
+function quantBitsOf(q: Json, method: string): number | null {
+  const bits = num(q, "bits", "w_bit");
+  if (bits !== null) return bits;
+  if (method === "bitsandbytes") return q.load_in_8bit === true ? 8 : 4;
+  if (method === "fp8" || method === "fbgemm_fp8") return 8;
+  return null;
+}
+
+/** Normalise a quantization_config the way vLLM's _parse_quant_hf_config does (research §1.4). */
+export function quantizationOf(q: Json, source: string): QuantizationInfo | null {
+  const method = quantMethodOf(q);
   if (method === null) return null;
-  if (method === "compressed_tensors") method = "compressed-tensors";
-  let bits = num(q, "bits", "w_bit");
-  if (bits === null && method === "bitsandbytes") bits = q.load_in_8bit === true ? 8 : 4;
-  if (bits === null && (method === "fp8" || method === "fbgemm_fp8")) bits = 8;
   const block = Array.isArray(q.weight_block_size)
     ? (q.weight_block_size as unknown[]).filter((x): x is number => typeof x === "number")
     : null;
   return {
     method,
-    bits,
+    bits: quantBitsOf(q, method),
     groupSize: num(q, "group_size", "q_group_size"),
     weightBlockSize: block && block.length > 0 ? block : null,
     source,
@@ -174,8 +184,8 @@ async function weightBytes(
   return { bytes: total, source: "files" };
 }
 
-export async function inspectModel(dir: string): Promise<ModelInfo> {
-  const configPath = join(dir, "config.json");
+/** The model's config.json as a JSON object, with a clear error for a missing or unreadable one. */
+async function readModelConfig(dir: string, configPath: string): Promise<Json> {
   let parsed: unknown;
   try {
     parsed = await readJson(configPath, "the model's config.json", FileLimits.modelConfig);
@@ -195,15 +205,11 @@ export async function inspectModel(dir: string): Promise<ModelInfo> {
   }
   const top = obj(parsed);
   if (!top) throw new XimError("XIM_MODEL_INVALID", `${configPath} is not a JSON object`);
-  // Multimodal configs keep the language model in text_config; vLLM reads that part.
-  const text = obj(top.text_config) ?? obj(obj(top.thinker_config)?.text_config);
-  const c: Json = text ? { ...top, ...text } : top;
+  return top;
+}
 
-  const architecture =
-    Array.isArray(top.architectures) && typeof top.architectures[0] === "string"
-      ? top.architectures[0]
-      : (str(c, "model_type") ?? "unknown");
-  checkModelConfigNumbers(c, configPath);
+/** The transformer's shape: the dimensions the planner cannot do without are refused when absent. */
+function shapeOf(c: Json, configPath: string) {
   /** A dimension the planner cannot do without: the first of `keys` present, else refused. */
   const required = (...keys: [string, ...string[]]): number => {
     const value = num(c, ...keys);
@@ -216,12 +222,17 @@ export async function inspectModel(dir: string): Promise<ModelInfo> {
       "the planner needs a decoder model's config.json; set XEROTIER_AGENT_AUTO_CONFIG=0 to start with explicit settings",
     );
   };
-  const layers = required("num_hidden_layers", "n_layer", "num_layers");
-  const hidden = required("hidden_size", "n_embd", "d_model");
-  const heads = required("num_attention_heads", "n_head");
-  const kvHeads =
-    num(c, "num_key_value_heads", "n_head_kv", "num_kv_heads", "multi_query_group_num") ?? heads;
-  const headDim = num(c, "head_dim") ?? Math.max(1, Math.floor(hidden / heads));
+  const numLayers = required("num_hidden_layers", "n_layer", "num_layers");
+  const hiddenSize = required("hidden_size", "n_embd", "d_model");
+  const numAttentionHeads = required("num_attention_heads", "n_head");
+  const numKvHeads =
+    num(c, "num_key_value_heads", "n_head_kv", "num_kv_heads", "multi_query_group_num") ?? numAttentionHeads;
+  const headDim = num(c, "head_dim") ?? Math.max(1, Math.floor(hiddenSize / numAttentionHeads));
+  return { numLayers, hiddenSize, numAttentionHeads, numKvHeads, headDim };
+}
+
+/** The context length config.json gives, refused when rope scaling takes it out of range. */
+function contextOf(c: Json, configPath: string) {
   const len = derivedMaxLen(c);
   if (len.derived !== null && (len.derived < 1 || len.derived > MAX_CONTEXT)) {
     const rope = obj(c.rope_scaling) ? "rope_scaling" : "rope_parameters";
@@ -232,47 +243,52 @@ export async function inspectModel(dir: string): Promise<ModelInfo> {
       `expected a number that keeps the derived context from 1 to ${MAX_CONTEXT} tokens (this one gives ${len.derived})`,
     );
   }
+  return len;
+}
 
-  let quantization: QuantizationInfo | null = null;
+/** The checkpoint's quantization: config.json's quantization_config or compression_config, else hf_quant_config.json. */
+async function quantizationIn(dir: string, c: Json): Promise<QuantizationInfo | null> {
   const qc = obj(c.quantization_config);
   const cc = obj(c.compression_config);
-  if (qc) quantization = quantizationOf(qc, "config.json quantization_config");
-  else if (cc)
-    quantization = quantizationOf(
-      { quant_method: "compressed-tensors", ...cc },
-      "config.json compression_config",
-    );
-  if (!quantization) {
-    try {
-      const hf = obj(
-        await readJson(
-          join(dir, "hf_quant_config.json"),
-          "the model's hf_quant_config.json",
-          FileLimits.modelConfig,
-        ),
-      );
-      if (hf)
-        quantization = quantizationOf(
-          { producer: hf.producer, ...(obj(hf.quantization) ?? {}) },
-          "hf_quant_config.json",
-        );
-    } catch (err) {
-      if (isRefusedFile(err)) throw err;
-      // most models have no hf_quant_config.json
-    }
+  const declared = qc
+    ? quantizationOf(qc, "config.json quantization_config")
+    : cc
+      ? quantizationOf({ quant_method: "compressed-tensors", ...cc }, "config.json compression_config")
+      : null;
+  if (declared) return declared;
+  let hf: Json | null;
+  try {
+    const path = join(dir, "hf_quant_config.json");
+    hf = obj(await readJson(path, "the model's hf_quant_config.json", FileLimits.modelConfig));
+  } catch (err) {
+    if (isRefusedFile(err)) throw err;
+    return null; // most models have no hf_quant_config.json
   }
+  if (!hf) return null;
+  return quantizationOf({ producer: hf.producer, ...(obj(hf.quantization) ?? {}) }, "hf_quant_config.json");
+}
 
+export async function inspectModel(dir: string): Promise<ModelInfo> {
+  const configPath = join(dir, "config.json");
+  const top = await readModelConfig(dir, configPath);
+  // Multimodal configs keep the language model in text_config; vLLM reads that part.
+  const text = obj(top.text_config) ?? obj(obj(top.thinker_config)?.text_config);
+  const c: Json = text ? { ...top, ...text } : top;
+  const architecture =
+    Array.isArray(top.architectures) && typeof top.architectures[0] === "string"
+      ? top.architectures[0]
+      : (str(c, "model_type") ?? "unknown");
+  checkModelConfigNumbers(c, configPath);
+  const shape = shapeOf(c, configPath);
+  const len = contextOf(c, configPath);
+  const quantization = await quantizationIn(dir, c);
   const weights = await weightBytes(dir);
   const sliding = num(c, "sliding_window");
   return {
     path: dir,
     architecture,
     modelType: str(c, "model_type"),
-    numLayers: layers,
-    hiddenSize: hidden,
-    numAttentionHeads: heads,
-    numKvHeads: kvHeads,
-    headDim,
+    ...shape,
     intermediateSize: num(c, "intermediate_size"),
     vocabSize: num(c, "vocab_size"),
     maxPositionEmbeddings: len.raw,

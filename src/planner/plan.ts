@@ -10,23 +10,17 @@ import type { LoadedConfig } from "../core/config/load.ts";
 import type { SettingKey } from "../core/config/schema.ts";
 import { type DetectOptions, detectHardware } from "../hardware/detect.ts";
 import type { Hardware } from "../hardware/types.ts";
-import { GiB, gib, PlanBuilder } from "./builder.ts";
+import { GiB, PlanBuilder } from "./builder.ts";
 import { CPU_DEFAULT_CONCURRENCY, checkBindList, planCpu, planCpuTensorParallel } from "./cpu.ts";
 import { planCudaMitigation } from "./cuda-mitigation.ts";
+import { lmcacheInputs, planForcedQuantization, planGpuEngine } from "./gpu-engine.ts";
 import { inspectModel } from "./inspect-model.ts";
 import { lmcacheDiskDir, lmcacheDiskFree, planLmcache, probeLmcache } from "./lmcache.ts";
 import { planMaxModelLen } from "./max-model-len.ts";
-import { estimateGpuMemory, kvBytesPerToken, minimumContext } from "./memory.ts";
+import { kvBytesPerToken } from "./memory.ts";
 import type { ModelInfo } from "./model-info.ts";
-import type { MemoryEstimate, Plan, PlanConfig, PlanInput } from "./plan-types.ts";
+import type { Plan, PlanConfig, PlanInput } from "./plan-types.ts";
 import { probeQuantizationMethods } from "./probes/vllm-quantization.ts";
-import {
-  capability,
-  noteMethodList,
-  onTheFlyCandidates,
-  validateForcedQuantization,
-  vllmQuantizationName,
-} from "./quantization.ts";
 import { planSpeculative } from "./speculative.ts";
 import { planTensorParallel } from "./tensor-parallel.ts";
 
@@ -67,153 +61,6 @@ export function explicitSettings(loaded: Pick<LoadedConfig, "sources">): Set<Set
   return out;
 }
 
-function fraction(n: number): string {
-  return String(Math.round(n * 100) / 100);
-}
-
-/** Lower gpu_memory_utilization when the GPUs have less free memory than it asks (vLLM 0.11 refuses to start). */
-function planUtilization(b: PlanBuilder, input: PlanInput, tp: number, auto: boolean): number {
-  const { config, hardware: hw } = input;
-  const chosen = input.explicit ? input.explicit.has("gpuMemoryUtilization") : true;
-  let util = config.gpuMemoryUtilization;
-  const group = hw.gpus.slice(0, Math.max(1, tp));
-  const ratios = group
-    .filter((g) => g.memoryFreeMiB !== null)
-    .map((g) => (g.memoryFreeMiB as number) / g.memoryTotalMiB);
-  const cap = ratios.length ? Math.floor((Math.min(...ratios) - 0.02) * 100) / 100 : null;
-  if (cap !== null && util > cap) {
-    const used = group.find(
-      (g) => g.memoryFreeMiB !== null && (g.memoryFreeMiB as number) / g.memoryTotalMiB - 0.02 <= cap,
-    );
-    const detail = used
-      ? `${used.memoryFreeMiB} of ${used.memoryTotalMiB} MiB free on GPU ${used.index}`
-      : "GPU memory in use";
-    if (auto && !chosen) {
-      util = Math.max(0.1, cap);
-      b.flag(
-        "--gpu-memory-utilization",
-        fraction(util),
-        `${detail}: vLLM needs free >= total x utilization at start`,
-      );
-      return util;
-    }
-    b.warn(
-      `--gpu-memory-utilization ${fraction(util)} asks for more than is free (${detail}); vLLM 0.11 refuses to start; lower XEROTIER_AGENT_GPU_MEMORY_UTILIZATION`,
-    );
-  }
-  // Passed always (also with AUTO_CONFIG=0: it is xim's documented default, not tuning), so it is in the table too.
-  b.flag(
-    "--gpu-memory-utilization",
-    fraction(util),
-    chosen
-      ? "XEROTIER_AGENT_GPU_MEMORY_UTILIZATION"
-      : "xim's default, passed so vLLM releases that changed theirs (0.92) behave the same",
-    chosen ? "explicit" : "default",
-  );
-  return util;
-}
-
-interface QuantChoice {
-  onTheFly: string | null;
-  estimate: MemoryEstimate;
-}
-
-function planGpuQuantization(
-  b: PlanBuilder,
-  input: PlanInput,
-  tp: number,
-  util: number,
-  auto: boolean,
-): QuantChoice {
-  const { hardware: hw, model, config } = input;
-  const eager = config.vllmDisableCudaGraphs;
-  const estimate = (onTheFly: string | null) =>
-    estimateGpuMemory(hw.gpus, model, {
-      tp,
-      util,
-      onTheFly,
-      enforceEager: eager,
-      maxNumSeqs: config.maxNumSeqs,
-    });
-  const need = minimumContext(model);
-  const where = (e: MemoryEstimate) =>
-    `weights ${gib(e.weightBytesPerGpu)} + overhead ${gib(e.overheadBytesPerGpu)} of ${gib(e.budgetBytesPerGpu)} per GPU`;
-
-  if (config.vllmQuantization) {
-    const forced = config.vllmQuantization;
-    for (const w of validateForcedQuantization(forced, model, hw, input.quantizationMethods)) b.warn(w);
-    b.flag("--quantization", vllmQuantizationName(forced), "XEROTIER_AGENT_VLLM_QUANTIZATION", "explicit");
-    noteMethodList(b, input.quantizationMethods);
-    return {
-      onTheFly: model.quantization ? null : forced,
-      estimate: estimate(model.quantization ? null : forced),
-    };
-  }
-  if (model.quantization) {
-    const q = model.quantization;
-    const marlin =
-      (q.method === "awq" || q.method === "gptq") && (capability(hw.gpus[0]) ?? 0) >= 8
-        ? ` (vLLM upgrades it to ${q.method}_marlin on this GPU)`
-        : "";
-    b.note(
-      "--quantization",
-      "(not passed)",
-      `the checkpoint is ${q.method}-quantized (${q.source}); vLLM detects it${marlin}, and refuses a --quantization that differs`,
-    );
-    const e = estimate(null);
-    if (e.kvTokens < need)
-      b.warn(`the ${q.method} checkpoint leaves room for only ${e.kvTokens} KV tokens (${where(e)})`);
-    return { onTheFly: null, estimate: e };
-  }
-  const plain = estimate(null);
-  if (!auto && plain.kvBudgetBytesPerGpu <= 0) {
-    b.warn(
-      `the weights do not fit: ${where(plain)}; vLLM will run out of memory (XEROTIER_AGENT_AUTO_CONFIG=0 leaves quantization to XEROTIER_AGENT_VLLM_QUANTIZATION)`,
-    );
-  }
-  if (!auto || plain.kvTokens >= need) {
-    if (auto)
-      b.note(
-        "--quantization",
-        "none",
-        `the ${model.dtype ?? "unquantized"} weights fit: ${where(plain)}, ${plain.kvTokens} KV tokens left`,
-      );
-    return { onTheFly: null, estimate: plain };
-  }
-  const tried: string[] = [];
-  let last: QuantChoice | null = null;
-  noteMethodList(b, input.quantizationMethods);
-  for (const c of onTheFlyCandidates(hw, input.quantizationMethods)) {
-    const e = estimate(c.method);
-    last = { onTheFly: c.method, estimate: e };
-    if (e.kvTokens >= need) {
-      const before = `${gib(plain.weightBytesPerGpu)} of ${model.dtype ?? "unquantized"} weights per GPU leave no room for ${need} tokens of KV cache in ${gib(plain.budgetBytesPerGpu)}`;
-      b.flag(
-        "--quantization",
-        c.method,
-        `${before}${tried.length ? `; ${tried.join("; ")}` : ""}; ${c.why}: ${where(e)}, ${e.kvTokens} KV tokens`,
-      );
-      return last;
-    }
-    tried.push(`${c.method} would leave ${e.kvTokens} KV tokens`);
-  }
-  if (last) {
-    b.flag(
-      "--quantization",
-      last.onTheFly as string,
-      `the most aggressive method available; the model still does not fit (${where(last.estimate)})`,
-    );
-    b.warn(
-      `${model.architecture} does not fit these GPUs even with ${last.onTheFly}: add GPUs or use a smaller (or pre-quantized) model`,
-    );
-    return last;
-  }
-  b.warn(
-    `${model.architecture} does not fit (${where(plain)}) and no on-the-fly quantization applies to this GPU`,
-  );
-  return { onTheFly: null, estimate: plain };
-}
-
 /**
  * vLLM's API server waits VLLM_ENGINE_READY_TIMEOUT_S (default 600 s) for
  * its engine processes and then exits (vllm PR #35616), so a model that
@@ -248,11 +95,10 @@ function planEngineReadyTimeout(
   );
 }
 
-export function planEngine(input: PlanInput): Plan {
+/** The inputs worth a line before any decision: auto-configuration off, hardware findings, no weight files. */
+function noteInputs(b: PlanBuilder, input: PlanInput): void {
   const { hardware: hw, model, config } = input;
-  const auto = config.autoConfig;
-  const b = new PlanBuilder();
-  if (!auto)
+  if (!config.autoConfig)
     b.note(
       "auto-configuration",
       "off",
@@ -263,96 +109,50 @@ export function planEngine(input: PlanInput): Plan {
     if (f.severity !== "info") b.warn(`${f.source}: ${f.message}${f.hint ? ` (${f.hint})` : ""}`);
   if (model.weightBytesSource === "none")
     b.warn(`no weight files or index in ${model.path}: the weight size is estimated from config.json`);
+}
 
-  const tp =
-    (hw.accelerator === "cpu" ? planCpuTensorParallel(b, hw, model, config, auto) : null) ??
-    planTensorParallel(b, hw, model, config, auto);
-  let estimate: MemoryEstimate | null = null;
-  let maxModelLen: number | null;
-  let maxConcurrent: number | null = config.maxConcurrent ?? null;
-
-  if (hw.accelerator === "cpu") {
-    const lmBytes = planLmcache(b, hw, config, tp, {
-      available: input.lmcacheAvailable,
-      env: input.env ?? process.env,
-      diskFreeBytes: input.lmcacheDiskFreeBytes,
-    });
-    const cpu = planCpu(b, hw, model, auto, lmBytes, tp);
-    if (config.vllmQuantization) {
-      for (const w of validateForcedQuantization(
-        config.vllmQuantization,
-        model,
-        hw,
-        input.quantizationMethods,
-      ))
-        b.warn(w);
-      b.flag(
-        "--quantization",
-        vllmQuantizationName(config.vllmQuantization),
-        "XEROTIER_AGENT_VLLM_QUANTIZATION",
-        "explicit",
-      );
-      noteMethodList(b, input.quantizationMethods);
-    }
-    const kvTokens =
-      cpu.kvCacheGiB === null
-        ? null
-        : Math.floor((cpu.kvCacheGiB * GiB) / kvBytesPerToken(model, Math.max(1, tp)));
-    maxModelLen = planMaxModelLen(
-      b,
-      model,
-      config.maxModelLen,
-      kvTokens,
-      auto,
-      `in the ${cpu.kvCacheGiB} GiB CPU KV cache${tp > 1 ? " of each rank" : ""}`,
+/** The CPU plan after tensor parallelism: binding, KV cache, LMCache, context length, concurrency. */
+function planCpuEngine(
+  b: PlanBuilder,
+  input: PlanInput,
+  tp: number,
+): { maxModelLen: number | null; maxConcurrent: number | null } {
+  const { hardware: hw, model, config } = input;
+  const lmBytes = planLmcache(b, hw, config, tp, lmcacheInputs(input));
+  const cpu = planCpu(b, hw, model, config.autoConfig, lmBytes, tp);
+  if (config.vllmQuantization) planForcedQuantization(b, input, config.vllmQuantization);
+  const kvTokens =
+    cpu.kvCacheGiB === null
+      ? null
+      : Math.floor((cpu.kvCacheGiB * GiB) / kvBytesPerToken(model, Math.max(1, tp)));
+  const maxModelLen = planMaxModelLen(
+    b,
+    model,
+    config.maxModelLen,
+    kvTokens,
+    config.autoConfig,
+    `in the ${cpu.kvCacheGiB} GiB CPU KV cache${tp > 1 ? " of each rank" : ""}`,
+  );
+  let maxConcurrent = config.maxConcurrent ?? null;
+  if (maxConcurrent === null) {
+    maxConcurrent = CPU_DEFAULT_CONCURRENCY;
+    b.note(
+      "max concurrent requests",
+      String(maxConcurrent),
+      `CPU inference: ${CPU_DEFAULT_CONCURRENCY}, the Xerotier documentation's starting point for CPU nodes (XEROTIER_AGENT_MAX_CONCURRENT overrides)`,
+      "default",
     );
-    if (maxConcurrent === null) {
-      maxConcurrent = CPU_DEFAULT_CONCURRENCY;
-      b.note(
-        "max concurrent requests",
-        String(maxConcurrent),
-        `CPU inference: ${CPU_DEFAULT_CONCURRENCY}, the Xerotier documentation's starting point for CPU nodes (XEROTIER_AGENT_MAX_CONCURRENT overrides)`,
-        "default",
-      );
-    }
-  } else {
-    const util = planUtilization(b, input, tp, auto);
-    const q = planGpuQuantization(b, input, tp, util, auto);
-    estimate = q.estimate;
-    const smallest = hw.gpus
-      .slice(0, Math.max(1, tp))
-      .reduce((a, g) => (g.memoryTotalMiB < a.memoryTotalMiB ? g : a));
-    maxModelLen = planMaxModelLen(
-      b,
-      model,
-      config.maxModelLen,
-      estimate.kvTokens,
-      auto,
-      `beside ${gib(estimate.weightBytesPerGpu)} of weights on ${tp > 1 ? `each of ${tp}x` : "one"} ${smallest.name}${model.mla ? " (MLA: one latent per layer on every GPU)" : ""}`,
-    );
-    const cc = capability(hw.gpus[0]);
-    if (auto && hw.accelerator === "nvidia" && cc !== null && cc < 8 && model.dtype === "bfloat16") {
-      b.flag(
-        "--dtype",
-        "float16",
-        `compute capability ${cc.toFixed(1)} has no bfloat16; vLLM would fall back to float16 with a warning`,
-      );
-    }
-    if (config.maxNumSeqs !== undefined)
-      b.flag("--max-num-seqs", String(config.maxNumSeqs), "XEROTIER_AGENT_MAX_NUM_SEQS", "explicit");
-    planLmcache(b, hw, config, tp, {
-      available: input.lmcacheAvailable,
-      env: input.env ?? process.env,
-      diskFreeBytes: input.lmcacheDiskFreeBytes,
-    });
   }
-  if (hw.accelerator === "cpu" && config.maxNumSeqs !== undefined) {
+  if (config.maxNumSeqs !== undefined)
     b.flag("--max-num-seqs", String(config.maxNumSeqs), "XEROTIER_AGENT_MAX_NUM_SEQS", "explicit");
-  }
-  const applied = planCudaMitigation(b, hw, config, tp, auto);
-  planSpeculative(b, model, config, auto, tp, input.draftModelProblem);
+  return { maxModelLen, maxConcurrent };
+}
 
-  if (model.moe && config.moeConfigEnabled && auto) {
+/** VLLM_TUNED_CONFIG_FOLDER for a MoE model: the tuned (or named) folder; AUTO_CONFIG=0 keeps only a named one. */
+function planMoeConfigFolder(b: PlanBuilder, input: PlanInput): void {
+  const { model, config } = input;
+  if (!model.moe || !config.moeConfigEnabled) return;
+  if (config.autoConfig) {
     const dir = input.moeTunedConfigDir ?? config.moeConfigPath;
     if (dir)
       b.setEnv(
@@ -361,34 +161,56 @@ export function planEngine(input: PlanInput): Plan {
         `tuned fused-MoE kernel configs for ${model.moe.numExperts} experts`,
         input.moeTunedConfigDir ? "auto" : "explicit",
       );
-  } else if (model.moe && config.moeConfigEnabled) {
-    // AUTO_CONFIG=0 is the master switch: no tuning and no automatic folder; a folder the user named is theirs.
-    if (config.moeConfigPath)
-      b.setEnv(
-        "VLLM_TUNED_CONFIG_FOLDER",
-        config.moeConfigPath,
-        "XEROTIER_AGENT_MOE_CONFIG_PATH (no tuning: XEROTIER_AGENT_AUTO_CONFIG=0)",
-        "explicit",
-      );
-    else
-      b.note(
-        "MoE kernel tuning",
-        "off",
-        "XEROTIER_AGENT_AUTO_CONFIG=0: no tuning and no tuned-config folder (vLLM's default kernel configs)",
-        "explicit",
-      );
+    return;
   }
+  // AUTO_CONFIG=0 is the master switch: no tuning and no automatic folder; a folder the user named is theirs.
+  if (config.moeConfigPath)
+    b.setEnv(
+      "VLLM_TUNED_CONFIG_FOLDER",
+      config.moeConfigPath,
+      "XEROTIER_AGENT_MOE_CONFIG_PATH (no tuning: XEROTIER_AGENT_AUTO_CONFIG=0)",
+      "explicit",
+    );
+  else
+    b.note(
+      "MoE kernel tuning",
+      "off",
+      "XEROTIER_AGENT_AUTO_CONFIG=0: no tuning and no tuned-config folder (vLLM's default kernel configs)",
+      "explicit",
+    );
+}
+
+/** XEROTIER_AGENT_VLLM_ENV last: the user's variables win over every automatic one (and say which they replace). */
+function applyUserEnv(b: PlanBuilder, input: PlanInput, tp: number): void {
+  for (const [key, value] of Object.entries(input.config.vllmEnv)) {
+    const replaced = key in b.env && b.env[key] !== value ? ` (replaces the automatic ${b.env[key]})` : "";
+    b.setEnv(key, value, `XEROTIER_AGENT_VLLM_ENV${replaced}`, "explicit");
+  }
+  if (input.hardware.accelerator === "cpu") checkBindList(b, b.env, tp);
+}
+
+export function planEngine(input: PlanInput): Plan {
+  const { hardware: hw, model, config } = input;
+  const auto = config.autoConfig;
+  const b = new PlanBuilder();
+  noteInputs(b, input);
+  const tp =
+    (hw.accelerator === "cpu" ? planCpuTensorParallel(b, hw, model, config, auto) : null) ??
+    planTensorParallel(b, hw, model, config, auto);
+  const sized =
+    hw.accelerator === "cpu"
+      ? { estimate: null, ...planCpuEngine(b, input, tp) }
+      : { maxConcurrent: config.maxConcurrent ?? null, ...planGpuEngine(b, input, tp) };
+  const applied = planCudaMitigation(b, hw, config, tp, auto);
+  planSpeculative(b, model, config, auto, tp, input.draftModelProblem);
+  planMoeConfigFolder(b, input);
   planEngineReadyTimeout(
     b,
     config,
     input.env ?? process.env,
     input.explicit?.has("engineStartupTimeoutSeconds") ?? false,
   );
-  for (const [key, value] of Object.entries(config.vllmEnv)) {
-    const replaced = key in b.env && b.env[key] !== value ? ` (replaces the automatic ${b.env[key]})` : "";
-    b.setEnv(key, value, `XEROTIER_AGENT_VLLM_ENV${replaced}`, "explicit");
-  }
-  if (hw.accelerator === "cpu") checkBindList(b, b.env, tp);
+  applyUserEnv(b, input, tp);
   if (config.maxConcurrent !== undefined) {
     b.note(
       "max concurrent requests",
@@ -397,7 +219,6 @@ export function planEngine(input: PlanInput): Plan {
       "explicit",
     );
   }
-
   return {
     accelerator: hw.accelerator,
     auto,
@@ -405,11 +226,11 @@ export function planEngine(input: PlanInput): Plan {
     env: { ...b.env },
     decisions: b.decisions,
     warnings: b.warnings,
-    maxConcurrent,
+    maxConcurrent: sized.maxConcurrent,
     files: b.files,
     tensorParallelSize: tp,
-    maxModelLen,
-    estimate,
+    maxModelLen: sized.maxModelLen,
+    estimate: sized.estimate,
     mitigation: { enabled: auto && config.autoCudaMitigation, applied },
   };
 }

@@ -94,61 +94,73 @@ export function noteMethodList(b: PlanBuilder, installed: InstalledQuantization 
 }
 
 /** Refuse a forced method that vLLM would refuse: unknown to the installed vLLM, or a mismatch with the checkpoint. */
+/** A method the installed vLLM does not list is refused before vLLM would be started with it. */
+function checkInstalled(method: string, name: string, installed: InstalledQuantization | undefined): void {
+  if (installed?.kind !== "installed" || installed.methods.includes(name)) return;
+  throw new XimError(
+    "XIM_PLAN_QUANTIZATION_UNKNOWN",
+    `XEROTIER_AGENT_VLLM_QUANTIZATION=${method} is not a quantization method of the installed vLLM (${installed.python} lists: ${installed.methods.join(", ")})`,
+    {
+      hint: "choose one of the listed methods, unset the variable, or install a vLLM release that has this method",
+      exitCode: ExitCode.config,
+    },
+  );
+}
+
+/** The checkpoint's own method must agree with the forced one; a checkpoint-only method needs such a checkpoint. */
+function checkCheckpoint(method: string, model: ModelInfo): void {
+  const ckpt = model.quantization?.method;
+  if (ckpt) {
+    if (ckpt === method || (COMPATIBLE[ckpt] ?? []).includes(method)) return;
+    throw new XimError(
+      "XIM_PLAN_QUANTIZATION_CONFLICT",
+      `XEROTIER_AGENT_VLLM_QUANTIZATION=${method} conflicts with the checkpoint, which is ${ckpt}-quantized (${model.quantization?.source}); vLLM refuses the mismatch ("Quantization method specified in the model config (${ckpt}) does not match ...")`,
+      {
+        hint: `unset XEROTIER_AGENT_VLLM_QUANTIZATION (the checkpoint's method is detected), or set it to ${(COMPATIBLE[ckpt] ?? [ckpt]).join(" or ")}`,
+        exitCode: ExitCode.config,
+      },
+    );
+  }
+  if (!CHECKPOINT_ONLY.includes(method)) return;
+  throw new XimError(
+    "XIM_PLAN_QUANTIZATION_CONFLICT",
+    `XEROTIER_AGENT_VLLM_QUANTIZATION=${method} needs a checkpoint quantized with ${method}, but ${model.path} has no quantization_config`,
+    {
+      hint: "use a pre-quantized checkpoint, or an on-the-fly method: fp8 (compute capability >= 8.9 for W8A8) or bitsandbytes",
+      exitCode: ExitCode.config,
+    },
+  );
+}
+
+/** What an NVIDIA GPU's compute capability means for the method (the installed vLLM decides). */
+function capabilityWarnings(method: string, hw: Hardware): string[] {
+  if (hw.accelerator !== "nvidia") return [];
+  const warnings: string[] = [];
+  const cc = capability(hw.gpus[0]);
+  if (cc === null) return warnings;
+  const min = MIN_CAPABILITY[method];
+  if (min !== undefined && cc < min) {
+    warnings.push(
+      `XEROTIER_AGENT_VLLM_QUANTIZATION=${method} needs compute capability ${min.toFixed(1)} or newer in current vLLM; ${hw.gpus[0].name} has ${cc.toFixed(1)}: the installed vLLM decides, and refuses at start if it agrees ("not supported for the current GPU")`,
+    );
+  }
+  if (method === "fp8" && cc < 8.9) {
+    warnings.push(
+      `fp8 on compute capability ${cc.toFixed(1)} runs weight-only (W8A16, FP8 Marlin): memory savings without FP8 compute`,
+    );
+  }
+  return warnings;
+}
+
 export function validateForcedQuantization(
   method: string,
   model: ModelInfo,
   hw: Hardware,
   installed?: InstalledQuantization,
 ): string[] {
-  const warnings: string[] = [];
-  const name = vllmQuantizationName(method);
-  if (installed?.kind === "installed" && !installed.methods.includes(name)) {
-    throw new XimError(
-      "XIM_PLAN_QUANTIZATION_UNKNOWN",
-      `XEROTIER_AGENT_VLLM_QUANTIZATION=${method} is not a quantization method of the installed vLLM (${installed.python} lists: ${installed.methods.join(", ")})`,
-      {
-        hint: "choose one of the listed methods, unset the variable, or install a vLLM release that has this method",
-        exitCode: ExitCode.config,
-      },
-    );
-  }
-  const ckpt = model.quantization?.method;
-  if (ckpt) {
-    const ok = ckpt === method || (COMPATIBLE[ckpt] ?? []).includes(method);
-    if (!ok) {
-      throw new XimError(
-        "XIM_PLAN_QUANTIZATION_CONFLICT",
-        `XEROTIER_AGENT_VLLM_QUANTIZATION=${method} conflicts with the checkpoint, which is ${ckpt}-quantized (${model.quantization?.source}); vLLM refuses the mismatch ("Quantization method specified in the model config (${ckpt}) does not match ...")`,
-        {
-          hint: `unset XEROTIER_AGENT_VLLM_QUANTIZATION (the checkpoint's method is detected), or set it to ${(COMPATIBLE[ckpt] ?? [ckpt]).join(" or ")}`,
-          exitCode: ExitCode.config,
-        },
-      );
-    }
-  } else if (CHECKPOINT_ONLY.includes(method)) {
-    throw new XimError(
-      "XIM_PLAN_QUANTIZATION_CONFLICT",
-      `XEROTIER_AGENT_VLLM_QUANTIZATION=${method} needs a checkpoint quantized with ${method}, but ${model.path} has no quantization_config`,
-      {
-        hint: "use a pre-quantized checkpoint, or an on-the-fly method: fp8 (compute capability >= 8.9 for W8A8) or bitsandbytes",
-        exitCode: ExitCode.config,
-      },
-    );
-  }
-  if (hw.accelerator === "nvidia") {
-    const cc = capability(hw.gpus[0]);
-    const min = MIN_CAPABILITY[method];
-    if (cc !== null && min !== undefined && cc < min) {
-      warnings.push(
-        `XEROTIER_AGENT_VLLM_QUANTIZATION=${method} needs compute capability ${min.toFixed(1)} or newer in current vLLM; ${hw.gpus[0].name} has ${cc.toFixed(1)}: the installed vLLM decides, and refuses at start if it agrees ("not supported for the current GPU")`,
-      );
-    }
-    if (method === "fp8" && cc !== null && cc < 8.9) {
-      warnings.push(
-        `fp8 on compute capability ${cc.toFixed(1)} runs weight-only (W8A16, FP8 Marlin): memory savings without FP8 compute`,
-      );
-    }
-  }
+  checkInstalled(method, vllmQuantizationName(method), installed);
+  checkCheckpoint(method, model);
+  const warnings = capabilityWarnings(method, hw);
   if (method === "bitsandbytes-fp4") {
     warnings.push(
       "bitsandbytes-fp4 is passed to vLLM as --quantization bitsandbytes (vLLM's in-flight 4-bit bitsandbytes)",

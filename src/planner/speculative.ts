@@ -62,42 +62,55 @@ function unavailable(
   );
 }
 
-export function planSpeculative(
+/** The method to use, how it was chosen, and (after a fallback) why the primary one could not be. */
+interface MethodChoice {
+  method: string;
+  how: string;
+  source: "auto" | "explicit";
+  fallbackWhy?: string;
+}
+
+/** The method named, else the model's MTP layers, else eagle for a draft model, else ngram; undefined: stays off. */
+function chooseMethod(
   b: PlanBuilder,
   model: ModelInfo,
   config: PlanConfig,
   auto: boolean,
-  tp: number,
-  /** Why the draft model cannot be used although a path is set (it does not exist); from preparePlan's check. */
-  draftProblem?: string,
-): void {
-  if (!config.speculativeEnabled) return;
-  let method: string;
-  let how: string;
-  let fallbackWhy = "";
-  let source: "auto" | "explicit" = "explicit";
-  if (config.speculativeMethod) {
-    method = config.speculativeMethod;
-    how = "XEROTIER_AGENT_SPECULATIVE_METHOD";
-  } else if (!auto) {
+): MethodChoice | undefined {
+  if (config.speculativeMethod)
+    return { method: config.speculativeMethod, how: "XEROTIER_AGENT_SPECULATIVE_METHOD", source: "explicit" };
+  if (!auto) {
     b.warn(
       "speculative decoding is enabled but XEROTIER_AGENT_AUTO_CONFIG=0 and no XEROTIER_AGENT_SPECULATIVE_METHOD is set: it stays off",
     );
-    return;
-  } else if (model.mtpLayers > 0) {
-    method = mtpAlias(model);
-    how = `the model has ${model.mtpLayers} MTP layer${model.mtpLayers > 1 ? "s" : ""} (num_nextn_predict_layers)`;
-    source = "auto";
-  } else if (config.speculativeDraftModelPath) {
-    method = /eagle-?3/i.test(config.speculativeDraftModelPath) ? "eagle3" : "eagle";
-    how = "a draft model is set (XEROTIER_AGENT_SPECULATIVE_DRAFT_MODEL_PATH)";
-    source = "auto";
-  } else {
-    method = "ngram";
-    how = "no MTP layers and no draft model: prompt-lookup n-gram needs neither";
-    source = "auto";
+    return undefined;
   }
+  if (model.mtpLayers > 0) {
+    const how = `the model has ${model.mtpLayers} MTP layer${model.mtpLayers > 1 ? "s" : ""} (num_nextn_predict_layers)`;
+    return { method: mtpAlias(model), how, source: "auto" };
+  }
+  if (config.speculativeDraftModelPath) {
+    const method = /eagle-?3/i.test(config.speculativeDraftModelPath) ? "eagle3" : "eagle";
+    return {
+      method,
+      how: "a draft model is set (XEROTIER_AGENT_SPECULATIVE_DRAFT_MODEL_PATH)",
+      source: "auto",
+    };
+  }
+  const how = "no MTP layers and no draft model: prompt-lookup n-gram needs neither";
+  return { method: "ngram", how, source: "auto" };
+}
 
+/** MTP without MTP layers, or a draft-model method without a usable draft model: ngram when allowed, else an error. */
+function withFallback(
+  b: PlanBuilder,
+  choice: MethodChoice,
+  model: ModelInfo,
+  config: PlanConfig,
+  draftProblem: string | undefined,
+): MethodChoice {
+  let { method } = choice;
+  let fallbackWhy: string | undefined;
   if (MTP_METHODS.includes(method) && model.mtpLayers === 0) {
     const u = unavailable(
       method,
@@ -107,7 +120,6 @@ export function planSpeculative(
     b.warn(u.message);
     fallbackWhy = `${method}: ${model.architecture} has no MTP layers`;
     method = "ngram";
-    how = "fallback";
   }
   const noDraft = !config.speculativeDraftModelPath
     ? "no draft model is set (XEROTIER_AGENT_SPECULATIVE_DRAFT_MODEL_PATH)"
@@ -128,52 +140,75 @@ export function planSpeculative(
       `speculative method ${method} is unavailable (${fallbackWhy}); falling back to ngram (XEROTIER_AGENT_SPECULATIVE_NGRAM_FALLBACK)`,
     );
     method = "ngram";
-    how = "fallback";
   }
+  return fallbackWhy === undefined ? choice : { method, how: "fallback", source: choice.source, fallbackWhy };
+}
 
-  const spec: Record<string, unknown> = {};
-  let tokens = config.speculativeTokens;
-  if (MTP_METHODS.includes(method)) {
-    // vLLM renamed every *_mtp to "mtp"; "mtp" is accepted by v0.11 and later without a deprecation warning.
-    spec.method = "mtp";
-    tokens ??= model.mtpLayers;
-    if (tokens > model.mtpLayers && tokens % model.mtpLayers !== 0) {
-      throw new XimError(
-        "XIM_PLAN_SPECULATIVE_TOKENS",
-        `XEROTIER_AGENT_SPECULATIVE_TOKENS=${tokens} must be a multiple of the model's ${model.mtpLayers} MTP layers when larger`,
-        { exitCode: ExitCode.config },
-      );
-    }
-    spec.num_speculative_tokens = tokens;
-  } else if (method === "ngram") {
-    Object.assign(spec, ngramSpeculativeConfig(tokens));
-  } else if (method === "medusa") {
-    if (tokens === undefined) {
-      throw new XimError(
-        "XIM_PLAN_SPECULATIVE_TOKENS",
-        "medusa needs XEROTIER_AGENT_SPECULATIVE_TOKENS (the number of Medusa heads)",
-        {
-          exitCode: ExitCode.config,
-        },
-      );
-    }
-    spec.method = "medusa";
-    spec.model = config.speculativeDraftModelPath;
-    spec.num_speculative_tokens = tokens;
-  } else if (DRAFT_MODEL_METHODS.includes(method)) {
-    spec.method = method;
-    spec.model = config.speculativeDraftModelPath;
-    spec.num_speculative_tokens = tokens ?? EAGLE_DEFAULT_TOKENS;
-    spec.draft_tensor_parallel_size = method === "draft_model" ? tp : 1;
-    if (method === "eagle3" && !/llama|qwen|minicpm|gpt_oss/i.test(model.modelType ?? "")) {
-      b.warn(
-        `vLLM 0.11 supports eagle3 only for llama, qwen, minicpm and gpt_oss targets; this model is ${model.modelType}`,
-      );
-    }
-  } else {
-    spec.method = method;
-    if (tokens !== undefined) spec.num_speculative_tokens = tokens;
+/** MTP: vLLM renamed every *_mtp to "mtp" (accepted by v0.11 and later without a deprecation warning). */
+function mtpConfig(model: ModelInfo, tokens: number | undefined): Record<string, unknown> {
+  const n = tokens ?? model.mtpLayers;
+  if (n > model.mtpLayers && n % model.mtpLayers !== 0) {
+    throw new XimError(
+      "XIM_PLAN_SPECULATIVE_TOKENS",
+      `XEROTIER_AGENT_SPECULATIVE_TOKENS=${n} must be a multiple of the model's ${model.mtpLayers} MTP layers when larger`,
+      { exitCode: ExitCode.config },
+    );
   }
+  return { method: "mtp", num_speculative_tokens: n };
+}
+
+function medusaConfig(config: PlanConfig): Record<string, unknown> {
+  const tokens = config.speculativeTokens;
+  if (tokens === undefined) {
+    throw new XimError(
+      "XIM_PLAN_SPECULATIVE_TOKENS",
+      "medusa needs XEROTIER_AGENT_SPECULATIVE_TOKENS (the number of Medusa heads)",
+      { exitCode: ExitCode.config },
+    );
+  }
+  return { method: "medusa", model: config.speculativeDraftModelPath, num_speculative_tokens: tokens };
+}
+
+/** The --speculative-config fields of one method (research/vllm.md §1.5). */
+function speculativeConfig(
+  b: PlanBuilder,
+  method: string,
+  input: { model: ModelInfo; config: PlanConfig; tp: number },
+): Record<string, unknown> {
+  const { model, config } = input;
+  const tokens = config.speculativeTokens;
+  if (MTP_METHODS.includes(method)) return mtpConfig(model, tokens);
+  if (method === "ngram") return ngramSpeculativeConfig(tokens);
+  if (method === "medusa") return medusaConfig(config);
+  if (!DRAFT_MODEL_METHODS.includes(method))
+    return tokens === undefined ? { method } : { method, num_speculative_tokens: tokens };
+  if (method === "eagle3" && !/llama|qwen|minicpm|gpt_oss/i.test(model.modelType ?? "")) {
+    b.warn(
+      `vLLM 0.11 supports eagle3 only for llama, qwen, minicpm and gpt_oss targets; this model is ${model.modelType}`,
+    );
+  }
+  return {
+    method,
+    model: config.speculativeDraftModelPath,
+    num_speculative_tokens: tokens ?? EAGLE_DEFAULT_TOKENS,
+    draft_tensor_parallel_size: method === "draft_model" ? input.tp : 1,
+  };
+}
+
+export function planSpeculative(
+  b: PlanBuilder,
+  model: ModelInfo,
+  config: PlanConfig,
+  auto: boolean,
+  tp: number,
+  /** Why the draft model cannot be used although a path is set (it does not exist); from preparePlan's check. */
+  draftProblem?: string,
+): void {
+  if (!config.speculativeEnabled) return;
+  const chosen = chooseMethod(b, model, config, auto);
+  if (!chosen) return;
+  const { method, how, source, fallbackWhy } = withFallback(b, chosen, model, config, draftProblem);
+  const spec = speculativeConfig(b, method, { model, config, tp });
   const alias =
     spec.method === "mtp" && method !== "mtp" ? ` (vLLM's current name for ${method} is mtp)` : "";
   b.note(

@@ -39,47 +39,43 @@ export function largestTensorParallel(gpuCount: number, model: ModelInfo): numbe
   return tp;
 }
 
-export function planTensorParallel(
+/** Automatic: the largest power of two up to the GPU count that shards the model, saying what stopped it. */
+function planAutoTensorParallel(
+  b: PlanBuilder,
+  n: number,
+  model: ModelInfo,
+  explicit: number | undefined,
+): number {
+  const tp = largestTensorParallel(n, model);
+  let limit = "";
+  for (let p = tp * 2; p <= n; p *= 2) {
+    const problem = tensorParallelProblem(model, p);
+    if (problem) {
+      limit = ` (not ${p}: ${problem})`;
+      break;
+    }
+  }
+  const why =
+    tp === n
+      ? `${n} visible GPU${n > 1 ? "s" : ""}; ${model.numAttentionHeads} attention heads divide by ${tp}`
+      : `largest power of two <= ${n} visible GPUs that shards the model${limit}`;
+  b.flag("--tensor-parallel-size", String(tp), why);
+  if (explicit !== undefined && explicit !== tp) {
+    b.warn(
+      `XEROTIER_AGENT_TENSOR_PARALLEL_SIZE=${explicit} is ignored while XEROTIER_AGENT_AUTO_CONFIGURE_GPU is on (the planner chose ${tp}); set XEROTIER_AGENT_AUTO_CONFIGURE_GPU=0 to use it`,
+    );
+  }
+  return tp;
+}
+
+/** XEROTIER_AGENT_TENSOR_PARALLEL_SIZE as given, with a warning where vLLM will refuse it. */
+function planExplicitTensorParallel(
   b: PlanBuilder,
   hw: Hardware,
   model: ModelInfo,
-  config: PlanConfig,
-  auto: boolean,
+  explicit: number,
 ): number {
   const n = hw.gpus.length;
-  const explicit = config.tensorParallelSize;
-  if (auto && config.autoConfigureGpu && n > 0) {
-    const tp = largestTensorParallel(n, model);
-    let limit = "";
-    for (let p = tp * 2; p <= n; p *= 2) {
-      const problem = tensorParallelProblem(model, p);
-      if (problem) {
-        limit = ` (not ${p}: ${problem})`;
-        break;
-      }
-    }
-    const why =
-      tp === n
-        ? `${n} visible GPU${n > 1 ? "s" : ""}; ${model.numAttentionHeads} attention heads divide by ${tp}`
-        : `largest power of two <= ${n} visible GPUs that shards the model${limit}`;
-    b.flag("--tensor-parallel-size", String(tp), why);
-    if (explicit !== undefined && explicit !== tp) {
-      b.warn(
-        `XEROTIER_AGENT_TENSOR_PARALLEL_SIZE=${explicit} is ignored while XEROTIER_AGENT_AUTO_CONFIGURE_GPU is on (the planner chose ${tp}); set XEROTIER_AGENT_AUTO_CONFIGURE_GPU=0 to use it`,
-      );
-    }
-    return tp;
-  }
-  if (explicit === undefined) {
-    if (n > 0 && auto)
-      b.note(
-        "--tensor-parallel-size",
-        "1",
-        "XEROTIER_AGENT_AUTO_CONFIGURE_GPU=0 and no XEROTIER_AGENT_TENSOR_PARALLEL_SIZE: vLLM's default",
-        "default",
-      );
-    return 1;
-  }
   b.flag("--tensor-parallel-size", String(explicit), "XEROTIER_AGENT_TENSOR_PARALLEL_SIZE", "explicit");
   const problem = tensorParallelProblem(model, explicit);
   if (problem)
@@ -90,4 +86,25 @@ export function planTensorParallel(
     b.warn(`tensor parallel size ${explicit} is more than the ${n} visible GPU${n === 1 ? "" : "s"}`);
   }
   return explicit;
+}
+
+export function planTensorParallel(
+  b: PlanBuilder,
+  hw: Hardware,
+  model: ModelInfo,
+  config: PlanConfig,
+  auto: boolean,
+): number {
+  const n = hw.gpus.length;
+  const explicit = config.tensorParallelSize;
+  if (auto && config.autoConfigureGpu && n > 0) return planAutoTensorParallel(b, n, model, explicit);
+  if (explicit !== undefined) return planExplicitTensorParallel(b, hw, model, explicit);
+  if (n > 0 && auto)
+    b.note(
+      "--tensor-parallel-size",
+      "1",
+      "XEROTIER_AGENT_AUTO_CONFIGURE_GPU=0 and no XEROTIER_AGENT_TENSOR_PARALLEL_SIZE: vLLM's default",
+      "default",
+    );
+  return 1;
 }

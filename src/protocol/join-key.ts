@@ -48,39 +48,8 @@ export function encodeJoinKey(parts: JoinKeyParts): string {
   return `${JOIN_KEY_PREFIX}_${parts.project}_${Buffer.concat([body, sum]).toString("base64url")}`;
 }
 
-export function parseJoinKey(text: string): ParsedJoinKey {
-  const key = text.trim();
-  if (!key.startsWith(`${JOIN_KEY_PREFIX}_`)) {
-    return {
-      ok: false,
-      part: "prefix",
-      message: `the key must start with 'xjk_' (it starts with '${key.slice(0, 4)}')`,
-    };
-  }
-  const rest = key.slice(JOIN_KEY_PREFIX.length + 1);
-  const sep = rest.indexOf("_");
-  if (sep < 0)
-    return {
-      ok: false,
-      part: "project",
-      message: "no '_' after the project name: expected xjk_<project>_<token>",
-    };
-  const project = rest.slice(0, sep);
-  const token = rest.slice(sep + 1);
-  if (!PROJECT_PATTERN.test(project)) {
-    return {
-      ok: false,
-      part: "project",
-      message: `project '${project.slice(0, 40)}' is not a project name (lowercase letters, digits and '-', at most 40)`,
-    };
-  }
-  if (!/^[A-Za-z0-9_-]+$/.test(token)) {
-    return {
-      ok: false,
-      part: "token",
-      message: "the token after the project has characters outside base64url",
-    };
-  }
+/** The token's bytes: checksum, format, secret, the two pins and the enrollment address. */
+function decodeToken(project: string, token: string): ParsedJoinKey {
   const raw = Buffer.from(token, "base64url");
   const fixed = 1 + SECRET_BYTES + 2 * PIN_BYTES + 2;
   if (raw.length < fixed + 4) {
@@ -130,6 +99,42 @@ export function parseJoinKey(text: string): ParsedJoinKey {
     };
   }
   return { ok: true, key: { project, secret, tlsPin, curvePin, url } };
+}
+
+export function parseJoinKey(text: string): ParsedJoinKey {
+  const key = text.trim();
+  if (!key.startsWith(`${JOIN_KEY_PREFIX}_`)) {
+    return {
+      ok: false,
+      part: "prefix",
+      message: `the key must start with 'xjk_' (it starts with '${key.slice(0, 4)}')`,
+    };
+  }
+  const rest = key.slice(JOIN_KEY_PREFIX.length + 1);
+  const sep = rest.indexOf("_");
+  if (sep < 0)
+    return {
+      ok: false,
+      part: "project",
+      message: "no '_' after the project name: expected xjk_<project>_<token>",
+    };
+  const project = rest.slice(0, sep);
+  const token = rest.slice(sep + 1);
+  if (!PROJECT_PATTERN.test(project)) {
+    return {
+      ok: false,
+      part: "project",
+      message: `project '${project.slice(0, 40)}' is not a project name (lowercase letters, digits and '-', at most 40)`,
+    };
+  }
+  if (!/^[A-Za-z0-9_-]+$/.test(token)) {
+    return {
+      ok: false,
+      part: "token",
+      message: "the token after the project has characters outside base64url",
+    };
+  }
+  return decodeToken(project, token);
 }
 
 /** What the router stores for a key: the hash of its secret, never the secret. */

@@ -200,29 +200,38 @@ function send(res: http.ServerResponse, status: number, body: unknown): void {
 export async function startEnrollServer(o: EnrollServerOptions): Promise<EnrollServer> {
   const log = o.logger.child({ component: "enroll" });
   // Refusals are answered here; anything else is a bug that createGuardedServer logs and answers 500.
+  /** Answer 404 or 405 (body left unread) unless this is a POST to an enrollment path. */
+  const misrouted = (req: http.IncomingMessage, res: http.ServerResponse, path: string): boolean => {
+    if (path !== "/v1/enroll" && path !== "/v1/enroll/check") {
+      req.resume();
+      send(res, 404, { error: { code: "not_found", message: `no ${path} here; POST /v1/enroll` } });
+      return true;
+    }
+    if (req.method === "POST") return false;
+    req.resume();
+    send(res, 405, { error: { code: "method_not_allowed", message: "use POST" } });
+    return true;
+  };
+  /** Answer a refused enrollment with its code (logged with the peer's address) and close the connection. */
+  const refuse = (err: Refusal, req: http.IncomingMessage, res: http.ServerResponse) => {
+    // The client may be gone already (an aborted upload): its socket is then null.
+    log.warn({ code: err.code, remote: req.socket?.remoteAddress }, `enrollment refused: ${err.message}`);
+    // The rest of a too-large body is not read: the connection closes after the answer.
+    res.shouldKeepAlive = false;
+    const body: EnrollErrorBody = { error: { code: err.code, message: err.message, upgrade: err.upgrade } };
+    send(res, STATUS[err.code], body);
+  };
   const handler = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method === "GET" && path === "/v1/health")
       return send(res, 200, { ok: true, protocolVersion: PROTOCOL_VERSION });
-    if (path !== "/v1/enroll" && path !== "/v1/enroll/check") {
-      req.resume();
-      return send(res, 404, { error: { code: "not_found", message: `no ${path} here; POST /v1/enroll` } });
-    }
-    if (req.method !== "POST") {
-      req.resume();
-      return send(res, 405, { error: { code: "method_not_allowed", message: "use POST" } });
-    }
+    if (misrouted(req, res, path)) return;
     try {
       const body = await readBody(req);
       send(res, 200, path === "/v1/enroll/check" ? handleCheck(body, o) : handleEnroll(body, o));
     } catch (err) {
       if (!(err instanceof Refusal)) throw err;
-      // The client may be gone already (an aborted upload): its socket is then null.
-      log.warn({ code: err.code, remote: req.socket?.remoteAddress }, `enrollment refused: ${err.message}`);
-      // The rest of a too-large body is not read: the connection closes after the answer.
-      res.shouldKeepAlive = false;
-      const body: EnrollErrorBody = { error: { code: err.code, message: err.message, upgrade: err.upgrade } };
-      send(res, STATUS[err.code], body);
+      refuse(err, req, res);
     }
   };
   const server = createGuardedServer({

@@ -118,40 +118,50 @@ export class ModelServer {
     this.#accounts.clear();
   }
 
+  /** This lease's account: a node that registered again starts a new one. */
+  #accountOf(lease: Lease): NodeAccount {
+    const account = this.#accounts.get(lease.nodeId);
+    if (account?.leaseId === lease.leaseId) return account;
+    const fresh: NodeAccount = {
+      leaseId: lease.leaseId,
+      outstanding: 0,
+      unacknowledged: new Map(),
+      unacknowledgedBytes: 0,
+      refused: 0,
+      unknownReceipts: 0,
+    };
+    this.#accounts.set(lease.nodeId, fresh);
+    return fresh;
+  }
+
+  /** Refuse a request beyond the node's allowance of unread replies (warned once, then every 1000th). */
+  #refuseOverLimit(lease: Lease, account: NodeAccount, requestId: string): void {
+    account.refused++;
+    if (account.refused === 1 || account.refused % 1000 === 0)
+      this.#log.warn(
+        {
+          nodeId: lease.nodeId,
+          refused: account.refused,
+          outstanding: account.outstanding,
+          unacknowledged: account.unacknowledged.size,
+        },
+        "a node asked for more model transfers than allowed before acknowledging its replies; refused",
+      );
+    this.#reply(lease, {
+      type: "model_error",
+      requestId,
+      code: "unavailable",
+      message: `too many model replies to this node not yet acknowledged (at most ${MAX_MODEL_REQUESTS_PER_NODE} requests in flight or unacknowledged at once); the node must send the receipts of the replies it has read with its next model requests, then ask again`,
+      retryAfterMs: BUSY_RETRY_MS,
+    });
+  }
+
   #request(lease: Lease, m: NodeMessageOf<"model_request">): void {
     const requestId = m.request.requestId;
-    let account = this.#accounts.get(lease.nodeId);
-    if (account?.leaseId !== lease.leaseId) {
-      account = {
-        leaseId: lease.leaseId,
-        outstanding: 0,
-        unacknowledged: new Map(),
-        unacknowledgedBytes: 0,
-        refused: 0,
-        unknownReceipts: 0,
-      };
-      this.#accounts.set(lease.nodeId, account);
-    }
+    const account = this.#accountOf(lease);
     this.#acknowledge(account, m.request.receipts ?? []);
     if (account.outstanding + account.unacknowledged.size >= MAX_MODEL_REQUESTS_PER_NODE) {
-      account.refused++;
-      if (account.refused === 1 || account.refused % 1000 === 0)
-        this.#log.warn(
-          {
-            nodeId: lease.nodeId,
-            refused: account.refused,
-            outstanding: account.outstanding,
-            unacknowledged: account.unacknowledged.size,
-          },
-          "a node asked for more model transfers than allowed before acknowledging its replies; refused",
-        );
-      this.#reply(lease, {
-        type: "model_error",
-        requestId,
-        code: "unavailable",
-        message: `too many model replies to this node not yet acknowledged (at most ${MAX_MODEL_REQUESTS_PER_NODE} requests in flight or unacknowledged at once); the node must send the receipts of the replies it has read with its next model requests, then ask again`,
-        retryAfterMs: BUSY_RETRY_MS,
-      });
+      this.#refuseOverLimit(lease, account, requestId);
       return;
     }
     const assigned = this.#store.getAssignment(lease.nodeId)?.name;

@@ -6,6 +6,7 @@
  * takes `controlPlane` from here to dispatch requests and read streams.
  */
 import { hostname } from "node:os";
+import { CleanupStack } from "../core/cleanup-stack.ts";
 import { guarded } from "../core/guard.ts";
 import type { HttpLimits } from "../core/http-server.ts";
 import type { Logger } from "../core/log.ts";
@@ -15,7 +16,7 @@ import { createRouterMetrics, type RouterMetrics } from "../observability/router
 import { TotalsDelta } from "../observability/totals.ts";
 import { ControlPlane } from "./control-plane.ts";
 import { DEFAULT_ROUTER_FLOW, type FlowSettingsRouter, RouterRelay } from "./dispatch.ts";
-import { type EnrollServer, startEnrollServer } from "./enroll-server.ts";
+import { startEnrollServer } from "./enroll-server.ts";
 import { initRouter, loadIdentity, type RouterIdentity, type TlsFiles } from "./identity.ts";
 import { checkInsecureBinds } from "./insecure-zmq.ts";
 import { ENROLL_URL_META } from "./join-keys.ts";
@@ -105,6 +106,172 @@ function zmqBind(bind: string): string {
   return bind.replace(/:0$/, ":*");
 }
 
+/** Create the router's identity on first start (logged once: the public key and TLS pin are what operators check). */
+async function ensureIdentity(store: RouterStore, o: RouterServiceOptions): Promise<RouterIdentity> {
+  if (!store.getMeta("curve_public_key")) {
+    const init = await initRouter(store);
+    o.logger.info(
+      { stateDir: o.stateDir, curvePublicKey: init.curvePublicKey, tlsPin: init.tlsPin },
+      "router identity created",
+    );
+  }
+  return loadIdentity(store, o.tls);
+}
+
+/**
+ * Keep the router's node and counter metrics current: node counts on every
+ * lease change, the control plane's own counters once a second. Returns the
+ * function that stops the second.
+ */
+function syncRouterMetrics(cp: ControlPlane, metrics: RouterMetrics, logger: Logger): () => void {
+  const countNodes = () => {
+    const by: Record<string, number> = { registered: 0, ready: 0, draining: 0, expired: 0 };
+    for (const l of cp.leases()) by[l.state] = (by[l.state] ?? 0) + 1;
+    for (const [state, n] of Object.entries(by)) metrics.nodes.set({ state }, n);
+  };
+  metrics.readConditionsFrom(function* () {
+    for (const l of cp.leases())
+      if (!isOffline(l))
+        for (const c of l.conditions) yield { node: l.nodeId, condition: c.condition, severity: c.severity };
+  });
+  // Expiries are counted from the control plane's own counter below (a node's release is not one).
+  cp.onLeaseChange(() => countNodes());
+  countNodes();
+  const totals = new TotalsDelta();
+  const sync = () => {
+    const delta = (name: keyof typeof cp.counters) => totals.delta(name, cp.counters[name]);
+    metrics.handshakesRefused.inc(delta("zapRefused"));
+    metrics.leaseRenewals.inc(delta("renewed"));
+    metrics.leaseExpiries.inc(delta("expired"));
+    for (const reason of [
+      "malformed",
+      "oversized",
+      "unknownType",
+      "invalid",
+      "versionMismatch",
+      "unbound",
+    ] as const) {
+      metrics.framesDropped.inc({ reason }, delta(reason));
+    }
+  };
+  const timer = setInterval(guarded(logger, "the router's metrics sync", sync), 1000);
+  return () => clearInterval(timer);
+}
+
+/** What the inference path is made of: node choice and queue, the relay, and the HTTP front when served. */
+interface InferencePath {
+  scheduler: Scheduler;
+  relay: RouterRelay;
+  front: OpenAiServer | undefined;
+}
+
+/**
+ * Start the inference path and register its shutdown as one step: parked
+ * and in-flight requests are answered 503 (router_stopping) before the
+ * front's connections are dropped, which the reverse of the start order
+ * would not do.
+ */
+async function startInferencePath(
+  o: RouterServiceOptions,
+  parts: { store: RouterStore; controlPlane: ControlPlane; metrics: RouterMetrics; cleanup: CleanupStack },
+): Promise<InferencePath> {
+  const { store, controlPlane, metrics } = parts;
+  const scheduler = new Scheduler(controlPlane, o.queue ?? DEFAULT_QUEUE, metrics);
+  const relay = new RouterRelay({
+    controlPlane,
+    scheduler,
+    flow: o.flow ?? DEFAULT_ROUTER_FLOW,
+    metrics,
+    logger: o.logger,
+    deadlineMs: o.requestDeadlineMs,
+  });
+  let front: OpenAiServer | undefined;
+  parts.cleanup.defer(async () => {
+    scheduler.close();
+    relay.close();
+    await front?.close();
+  });
+  if (o.http) {
+    front = await startOpenAiServer({
+      host: o.http.host,
+      port: o.http.port,
+      store,
+      controlPlane,
+      relay,
+      logger: o.logger,
+      metrics,
+      limits: o.httpLimits,
+    });
+  }
+  return { scheduler, relay, front };
+}
+
+/** The router's /metrics, /healthz and /readyz, when asked for; its URL as a node or operator reaches it. */
+async function startMetricsServer(
+  o: RouterServiceOptions,
+  metrics: RouterMetrics,
+  cleanup: CleanupStack,
+): Promise<string | undefined> {
+  if (!o.metricsListen) return undefined;
+  const server = await startHealthServer({
+    host: o.metricsListen.host,
+    port: o.metricsListen.port,
+    registry: metrics.registry,
+    readiness: () => ({ ready: true, reasons: [] }),
+    logger: o.logger,
+    limits: o.httpLimits,
+  });
+  cleanup.defer(() => server.close());
+  const host = o.metricsListen.host === "0.0.0.0" ? "127.0.0.1" : o.metricsListen.host;
+  return `http://${bracket(host)}:${server.port}`;
+}
+
+/** Published models (`xim router models add`) served to nodes; assignments (`models assign`) sent to them. */
+function startModelDelivery(
+  o: RouterServiceOptions,
+  parts: { store: RouterStore; controlPlane: ControlPlane; cleanup: CleanupStack },
+): { models: ModelServer; assigner: ModelAssigner } {
+  const { store, controlPlane, cleanup } = parts;
+  const library = new ModelLibrary(o.stateDir);
+  const models = new ModelServer({ library, store, controlPlane, logger: o.logger });
+  cleanup.defer(() => models.close());
+  // Progress of each assignment's pull is recorded as nodes report it.
+  const assigner = new ModelAssigner({ store, controlPlane, logger: o.logger, pollMs: o.assignmentPollMs });
+  cleanup.defer(() => assigner.close());
+  return { models, assigner };
+}
+
+/** The HTTPS (or, for development, HTTP) enrollment endpoint; returns its URL as nodes reach it. */
+async function startEnrollment(
+  o: RouterServiceOptions,
+  parts: {
+    store: RouterStore;
+    identity: RouterIdentity;
+    host: string;
+    endpoints: { control: string; streaming: string };
+    cleanup: CleanupStack;
+  },
+): Promise<string> {
+  const enroll = await startEnrollServer({
+    store: parts.store,
+    identity: parts.identity,
+    listen: o.enrollListen,
+    plainHttp: o.plainHttp === true,
+    curve: o.plainZmq !== true,
+    endpoints: () => parts.endpoints,
+    lease: o.lease ?? { durationMs: 30_000, renewalIntervalMs: 10_000 },
+    logger: o.logger,
+    limits: o.httpLimits,
+  });
+  parts.cleanup.defer(() => enroll.close());
+  return `${o.plainHttp ? "http" : "https"}://${bracket(parts.host)}:${enroll.port}`;
+}
+
+/**
+ * Start the router in the order its parts depend on one another. Each part
+ * registers its cleanup as soon as it runs, so a failed start and `close()`
+ * undo the same list, newest first.
+ */
 export async function startRouterService(o: RouterServiceOptions): Promise<RouterService> {
   if (o.plainZmq)
     checkInsecureBinds(
@@ -112,25 +279,12 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
       o.plainZmqAllowRemote === true,
     );
   const store = await RouterStore.open(o.stateDir);
-  let controlPlane: ControlPlane | undefined;
-  let enroll: EnrollServer | undefined;
-  let relay: RouterRelay | undefined;
-  let assigner: ModelAssigner | undefined;
-  let models: ModelServer | undefined;
-  let counterSync: NodeJS.Timeout | undefined;
-  let http: OpenAiServer | undefined;
-  let metricsServer: Awaited<ReturnType<typeof startHealthServer>> | undefined;
+  const cleanup = new CleanupStack();
+  cleanup.defer(() => store.close());
   try {
-    if (!store.getMeta("curve_public_key")) {
-      const init = await initRouter(store);
-      o.logger.info(
-        { stateDir: o.stateDir, curvePublicKey: init.curvePublicKey, tlsPin: init.tlsPin },
-        "router identity created",
-      );
-    }
-    const identity = loadIdentity(store, o.tls);
+    const identity = await ensureIdentity(store, o);
     const host = o.advertiseHost ?? (wildcard(o.enrollListen.host) ? hostname() : o.enrollListen.host);
-    controlPlane = await ControlPlane.start({
+    const controlPlane = await ControlPlane.start({
       store,
       keys: identity.curve,
       controlBind: zmqBind(o.controlBind),
@@ -140,146 +294,47 @@ export async function startRouterService(o: RouterServiceOptions): Promise<Route
       curve: o.plainZmq !== true,
       flowWindowBytes: (o.flow ?? DEFAULT_ROUTER_FLOW).windowBytes,
     });
-    const cp = controlPlane;
-    // Published models (`xim router models add`) are served to the nodes they are assigned to.
-    const library = new ModelLibrary(o.stateDir);
-    models = new ModelServer({ library, store, controlPlane: cp, logger: o.logger });
-    // Assigned models (`xim router models assign`): sent to their nodes, progress recorded.
-    assigner = new ModelAssigner({
-      store,
-      controlPlane: cp,
-      logger: o.logger,
-      pollMs: o.assignmentPollMs,
-    });
+    cleanup.defer(() => controlPlane.close());
+    const { models, assigner } = startModelDelivery(o, { store, controlPlane, cleanup });
     const endpoints = {
-      control: advertise(cp.controlEndpoint, host),
-      streaming: advertise(cp.streamingEndpoint, host),
+      control: advertise(controlPlane.controlEndpoint, host),
+      streaming: advertise(controlPlane.streamingEndpoint, host),
     };
-    enroll = await startEnrollServer({
-      store,
-      identity,
-      listen: o.enrollListen,
-      plainHttp: o.plainHttp === true,
-      curve: o.plainZmq !== true,
-      endpoints: () => endpoints,
-      lease: o.lease ?? { durationMs: 30_000, renewalIntervalMs: 10_000 },
-      logger: o.logger,
-      limits: o.httpLimits,
-    });
-    const enrollUrl = `${o.plainHttp ? "http" : "https"}://${bracket(host)}:${enroll.port}`;
-    // The inference path: scheduler (node choice, single-node queue), relay, HTTP front, metrics.
+    const enrollUrl = await startEnrollment(o, { store, identity, host, endpoints, cleanup });
     const metrics = createRouterMetrics();
-    const scheduler = new Scheduler(cp, o.queue ?? DEFAULT_QUEUE, metrics);
-    relay = new RouterRelay({
-      controlPlane: cp,
-      scheduler,
-      flow: o.flow ?? DEFAULT_ROUTER_FLOW,
+    cleanup.defer(syncRouterMetrics(controlPlane, metrics, o.logger));
+    const { scheduler, relay, front } = await startInferencePath(o, {
+      store,
+      controlPlane,
       metrics,
-      logger: o.logger,
-      deadlineMs: o.requestDeadlineMs,
+      cleanup,
     });
-    const countNodes = () => {
-      const by: Record<string, number> = { registered: 0, ready: 0, draining: 0, expired: 0 };
-      for (const l of cp.leases()) by[l.state] = (by[l.state] ?? 0) + 1;
-      for (const [state, n] of Object.entries(by)) metrics.nodes.set({ state }, n);
-    };
-    metrics.readConditionsFrom(function* () {
-      for (const l of cp.leases())
-        if (!isOffline(l))
-          for (const c of l.conditions)
-            yield { node: l.nodeId, condition: c.condition, severity: c.severity };
-    });
-    // Expiries are counted from the control plane's own counter below (a node's release is not one).
-    cp.onLeaseChange(() => countNodes());
-    countNodes();
-    const totals = new TotalsDelta();
-    const sync = () => {
-      const delta = (name: keyof typeof cp.counters) => totals.delta(name, cp.counters[name]);
-      metrics.handshakesRefused.inc(delta("zapRefused"));
-      metrics.leaseRenewals.inc(delta("renewed"));
-      metrics.leaseExpiries.inc(delta("expired"));
-      for (const reason of [
-        "malformed",
-        "oversized",
-        "unknownType",
-        "invalid",
-        "versionMismatch",
-        "unbound",
-      ] as const) {
-        metrics.framesDropped.inc({ reason }, delta(reason));
-      }
-    };
-    counterSync = setInterval(guarded(o.logger, "the router's metrics sync", sync), 1000);
-    if (o.http) {
-      http = await startOpenAiServer({
-        host: o.http.host,
-        port: o.http.port,
-        store,
-        controlPlane: cp,
-        relay,
-        logger: o.logger,
-        metrics,
-        limits: o.httpLimits,
-      });
-    }
-    if (o.metricsListen) {
-      metricsServer = await startHealthServer({
-        host: o.metricsListen.host,
-        port: o.metricsListen.port,
-        registry: metrics.registry,
-        readiness: () => ({ ready: true, reasons: [] }),
-        logger: o.logger,
-        limits: o.httpLimits,
-      });
-    }
-    const metricsHost = o.metricsListen?.host === "0.0.0.0" ? "127.0.0.1" : o.metricsListen?.host;
+    const metricsUrl = await startMetricsServer(o, metrics, cleanup);
     store.setMeta(ENROLL_URL_META, enrollUrl);
     store.setMeta("control_endpoint", endpoints.control);
     store.setMeta("streaming_endpoint", endpoints.streaming);
-    const server = enroll;
-    const front = http;
-    const ms = metricsServer;
-    const rl = relay;
-    const ma = assigner;
-    const mserver = models;
     return {
       store,
       identity,
-      controlPlane: cp,
+      controlPlane,
       endpoints: {
         enrollUrl,
         ...endpoints,
         ...(front ? { httpUrl: front.url } : {}),
-        ...(ms ? { metricsUrl: `http://${bracket(metricsHost ?? "127.0.0.1")}:${ms.port}` } : {}),
+        ...(metricsUrl ? { metricsUrl } : {}),
       },
       metrics,
       scheduler,
-      relay: rl,
-      assigner: ma,
-      models: mserver,
-      close: async () => {
-        clearInterval(counterSync);
-        ma.close();
-        mserver.close();
-        scheduler.close();
-        rl.close();
-        await front?.close();
-        await ms?.close();
-        await server.close();
-        await cp.close();
-        store.close();
-      },
+      relay,
+      assigner,
+      models,
+      close: () => cleanup.close(),
     };
   } catch (err) {
-    clearInterval(counterSync);
-    assigner?.close();
-    models?.close();
-    relay?.close();
-    await http?.close();
-    await metricsServer?.close();
-    await enroll?.close();
-    await controlPlane?.close();
-    store.close();
+    // The start failed: undo what did start; the start's own error is the one to report.
+    await cleanup.close().catch((closeErr: unknown) => {
+      o.logger.warn({ err: closeErr }, "cleaning up after a failed router start also failed");
+    });
     throw err;
   }
 }

@@ -41,40 +41,42 @@ function text(frame: Buffer | undefined): string {
   return frame ? frame.toString("utf8") : "";
 }
 
+/** A ZAP reply's status: 200 with the user id to attach, or 400 with why. */
+interface ZapAnswer {
+  status: "200" | "400";
+  statusText: string;
+  userId: string;
+}
+
+/** Ask the domain's authorizer about one handshake; anything unknown or failing is denied. */
+function decide(h: Handler, frames: Buffer[], logger: Logger | undefined): ZapAnswer {
+  // [peer, "", version, requestId, domain, address, identity, mechanism, credentials...]
+  const [, , version, , domain, address, , mechanism, credential] = frames;
+  const denied = (statusText: string): ZapAnswer => ({ status: "400", statusText, userId: "" });
+  if (text(version) !== "1.0") return denied("denied");
+  const authorize = h.authorizers.get(text(domain));
+  if (!authorize) return denied("unknown ZAP domain");
+  const publicKey = text(mechanism) === "CURVE" && credential?.length === 32 ? z85Encode(credential) : null;
+  try {
+    const decision = authorize({
+      domain: text(domain),
+      address: text(address),
+      mechanism: text(mechanism),
+      publicKey,
+    });
+    if (!decision.allow) return denied(decision.reason ?? "denied");
+    return { status: "200", statusText: "OK", userId: decision.userId ?? "" };
+  } catch (err) {
+    logger?.error({ err }, "ZAP authorizer failed; handshake denied");
+    return denied("denied");
+  }
+}
+
 async function serve(h: Handler, logger: Logger | undefined): Promise<void> {
   for await (const frames of h.socket) {
-    // [peer, "", version, requestId, domain, address, identity, mechanism, credentials...]
-    const [peer, , version, requestId, domain, address, , mechanism, credential] = frames;
+    const [peer, , , requestId] = frames;
     if (!peer || !requestId) continue;
-    let status = "400";
-    let statusText = "denied";
-    let userId = "";
-    if (text(version) === "1.0") {
-      const authorize = h.authorizers.get(text(domain));
-      const publicKey =
-        text(mechanism) === "CURVE" && credential?.length === 32 ? z85Encode(credential) : null;
-      if (authorize) {
-        try {
-          const decision = authorize({
-            domain: text(domain),
-            address: text(address),
-            mechanism: text(mechanism),
-            publicKey,
-          });
-          if (decision.allow) {
-            status = "200";
-            statusText = "OK";
-            userId = decision.userId ?? "";
-          } else {
-            statusText = decision.reason ?? "denied";
-          }
-        } catch (err) {
-          logger?.error({ err }, "ZAP authorizer failed; handshake denied");
-        }
-      } else {
-        statusText = "unknown ZAP domain";
-      }
-    }
+    const { status, statusText, userId } = decide(h, frames, logger);
     await h.socket.send([peer, "", "1.0", requestId, status, statusText, userId, ""]);
   }
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -27,6 +27,29 @@ function config(over: Partial<PullConfig> = {}): PullConfig {
 }
 
 /** A sleep that records what it was asked and returns at once. */
+/**
+ * For a cut transfer: resolves once the staged `file` holds the bytes sent
+ * before the cut, so the cut loses none of them (else a client that reads
+ * slower than the cut, as on a loaded CI machine, resumes from fewer). The
+ * 20 s bound only keeps a broken pull from hanging the test.
+ */
+function stagedReaches(cfg: PullConfig, file: string): (endOffset: number) => Promise<void> {
+  const staging = join(cfg.modelCacheDir, ".xim", "staging");
+  const size = () => {
+    const found = existsSync(staging)
+      ? readdirSync(staging, { recursive: true, encoding: "utf8" }).filter((p) => p.endsWith(file))
+      : [];
+    return found.reduce(
+      (n, p) => Math.max(n, statSync(join(staging, p), { throwIfNoEntry: false })?.size ?? 0),
+      0,
+    );
+  };
+  return async (endOffset) => {
+    const deadline = Date.now() + 20_000;
+    while (size() < endOffset && Date.now() < deadline) await realSleep(5);
+  };
+}
+
 function fakeSleep() {
   const waits: number[] = [];
   return { waits, sleep: async (ms: number) => void waits.push(ms) };
@@ -158,9 +181,13 @@ describe("pulling from an HTTP file manifest", () => {
   test("a transfer cut half-way resumes from the bytes on disk (HTTP Range)", async () => {
     const data = bytesOf(200_000, 7);
     const url = publish("cut", { "model.safetensors": data });
-    server.faults.set("/cut/model.safetensors", { cutAfterBytes: 100_000 });
+    const cfg = config();
+    server.faults.set("/cut/model.safetensors", {
+      cutAfterBytes: 100_000,
+      cutWhen: stagedReaches(cfg, "model.safetensors"),
+    });
     const { waits, sleep } = fakeSleep();
-    const result = await pullModel({ source: new HttpManifestSource(url), config: config(), sleep });
+    const result = await pullModel({ source: new HttpManifestSource(url), config: cfg, sleep });
     const stats = server.stats("/cut/model.safetensors");
     assert.deepEqual(stats.ranges, ["", "bytes=100000-"]);
     assert.equal(stats.bytes, data.byteLength, "every byte was sent once: nothing restarted from zero");
@@ -172,11 +199,16 @@ describe("pulling from an HTTP file manifest", () => {
   test("a transfer cut many times, each time further, is progress and does not exhaust the retries", async () => {
     const data = bytesOf(60_000, 9);
     const url = publish("flaky", { "w.bin": data });
-    server.faults.set("/flaky/w.bin", { cutAfterBytes: 8_000, cutTimes: 7 });
+    const cfg = config({ modelPullMaxAttempts: 2 });
+    server.faults.set("/flaky/w.bin", {
+      cutAfterBytes: 8_000,
+      cutTimes: 7,
+      cutWhen: stagedReaches(cfg, "w.bin"),
+    });
     const { waits, sleep } = fakeSleep();
     await pullModel({
       source: new HttpManifestSource(url),
-      config: config({ modelPullMaxAttempts: 2 }),
+      config: cfg,
       sleep,
       random: () => 0,
     });

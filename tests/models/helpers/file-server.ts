@@ -22,6 +22,13 @@ export interface Fault {
   ignoreRange?: boolean;
   /** Wait for this before sending the body. */
   hold?: Promise<void>;
+  /**
+   * With cutAfterBytes: cut once this resolves, given the file offset the
+   * sent part ends at, instead of 20 ms after sending it. A client drops the
+   * bytes it received but had not read when the connection breaks, so a test
+   * that counts resumed bytes waits until they are on disk.
+   */
+  cutWhen?: (endOffset: number) => Promise<void>;
 }
 
 export interface Served {
@@ -140,7 +147,9 @@ export class FileServer {
       this.#cuts.set(path, cuts + 1);
       const part = body.subarray(0, fault.cutAfterBytes);
       stats.bytes += part.byteLength;
-      res.write(part, () => setTimeout(() => res.destroy(), 20));
+      const cut = fault.cutWhen;
+      if (cut) res.write(part, () => void cut(start + part.byteLength).finally(() => res.destroy()));
+      else res.write(part, () => setTimeout(() => res.destroy(), 20));
       return;
     }
     stats.bytes += body.byteLength;

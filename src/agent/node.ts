@@ -225,7 +225,10 @@ export class InferenceNode {
   }
 
   #followFacts(reason: string): void {
-    this.state.follow({ leaseHeld: Boolean(this.#session?.lease), engineReady: this.#slot.ready }, reason);
+    // A node with no engine at all (no model yet) has nothing loading: it is ready for an assignment
+    // (/readyz still says it cannot serve inference, and why).
+    const engineReady = this.#slot.ready || this.#slot.engine === undefined;
+    this.state.follow({ leaseHeld: Boolean(this.#session?.lease), engineReady }, reason);
   }
 
   /** The session counts; the metrics take the increments (a registration after the first is a reconnect). */

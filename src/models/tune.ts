@@ -7,7 +7,6 @@
  * wrote and store it atomically under vLLM's file name. No GPU, no numbers:
  * the tuner measures kernels and nothing here guesses them.
  */
-import { spawn } from "node:child_process";
 import { constants } from "node:fs";
 import { access, mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -19,7 +18,7 @@ import type { Config } from "../core/config/schema.ts";
 import { isXimError, XimError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { Gpu } from "../hardware/detect.ts";
-import { which } from "../hardware/run-tool.ts";
+import { runTool, which } from "../hardware/run-tool.ts";
 import { inspectModel, type ModelInfo } from "../planner/inspect-model.ts";
 import { vllmPython } from "../planner/probes/vllm-python.ts";
 import { largestTensorParallel } from "../planner/tensor-parallel.ts";
@@ -135,45 +134,13 @@ export async function resolvePython(vllmPath: string, env: Env): Promise<string 
   return (await which(await vllmPython(vllmPath, env), env)) ?? undefined;
 }
 
-function run(
-  cmd: string,
-  args: string[],
-  options: {
-    env: Env;
-    cwd?: string;
-    onLine?: (line: string, stream: "stdout" | "stderr") => void;
-    signal?: AbortSignal;
-  },
-) {
-  return new Promise<{ code: number | null; stdout: string; tail: string[] }>((resolve, reject) => {
-    const child = spawn(cmd, args, {
-      env: options.env as NodeJS.ProcessEnv,
-      cwd: options.cwd,
-      stdio: ["ignore", "pipe", "pipe"],
-      signal: options.signal,
-    });
-    let stdout = "";
-    const tail: string[] = [];
-    const lines = (stream: "stdout" | "stderr") => {
-      let buf = "";
-      return (chunk: Buffer) => {
-        const text = chunk.toString("utf8");
-        if (stream === "stdout") stdout += text;
-        buf += text;
-        const parts = buf.split("\n");
-        buf = parts.pop() ?? "";
-        for (const line of parts) {
-          tail.push(line);
-          if (tail.length > 20) tail.shift();
-          options.onLine?.(line, stream);
-        }
-      };
-    };
-    child.stdout.on("data", lines("stdout"));
-    child.stderr.on("data", lines("stderr"));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, tail }));
-  });
+/** Importing vllm to ask where it lives can take tens of seconds on a cold disk; past this, no answer. */
+const PYTHON_PROBE_TIMEOUT_MS = 120_000;
+
+/** The last `n` lines a tool printed, stderr after stdout (a tuner's error is its last words on stderr). */
+function lastLines(stdout: string, stderr: string, n: number): string {
+  const lines = (text: string) => text.split("\n").filter((line) => line.trim() !== "");
+  return [...lines(stdout), ...lines(stderr)].slice(-n).join("\n");
 }
 
 /** Ask the installed vLLM where it keeps its shipped fused-MoE configs. */
@@ -183,14 +150,12 @@ export async function vllmShippedConfigsDir(
 ): Promise<string | undefined> {
   if (env.XIM_VLLM_MOE_CONFIG_DIR) return env.XIM_VLLM_MOE_CONFIG_DIR;
   if (!python) return undefined;
-  try {
-    const r = await run(python, ["-c", "import os, vllm; print(os.path.dirname(vllm.__file__))"], { env });
-    const dir = r.stdout.trim().split("\n").at(-1);
-    if (r.code !== 0 || !dir) return undefined;
-    return join(dir, "model_executor", "layers", "fused_moe", "configs");
-  } catch {
-    return undefined;
-  }
+  const r = await runTool(python, ["-c", "import os, vllm; print(os.path.dirname(vllm.__file__))"], {
+    env,
+    timeoutMs: PYTHON_PROBE_TIMEOUT_MS,
+  });
+  const dir = r.kind === "ok" ? r.stdout.trim().split("\n").at(-1) : undefined;
+  return dir ? join(dir, "model_executor", "layers", "fused_moe", "configs") : undefined;
 }
 
 /**
@@ -315,24 +280,31 @@ async function runTuner(
     { command: [tuner[0], ...args].join(" ") },
     "running vLLM's MoE tuner (this can take an hour or more)",
   );
-  const r = await run(tuner[0], args, {
+  // No time limit (a tuning run takes hours); the caller's signal stops it, with its whole process group.
+  const r = await runTool(tuner[0], args, {
     env: options.env,
     cwd: saveDir,
     onLine: options.onLine,
     signal: options.signal,
-  }).catch((err: Error) => {
-    throw new XimError("XIM_MOE_TUNER_FAILED", `the MoE tuner could not start: ${err.message}`, {
-      hint: "set XIM_PYTHON to the python of the vLLM environment",
-      cause: err,
-    });
+    timeoutMs: Number.POSITIVE_INFINITY,
   });
-  if (r.code !== 0) {
-    throw new XimError(
-      "XIM_MOE_TUNER_FAILED",
-      `the MoE tuner exited with code ${r.code}:\n${r.tail.slice(-8).join("\n")}`,
-      { hint: "the lines above are the tuner's last output; nothing was stored" },
-    );
+  if (r.kind === "ok") return;
+  if (r.kind === "missing") {
+    throw new XimError("XIM_MOE_TUNER_FAILED", `the MoE tuner could not start: ${r.reason}`, {
+      hint: "set XIM_PYTHON to the python of the vLLM environment",
+    });
   }
+  if (r.kind === "timeout") {
+    throw new XimError("XIM_MOE_TUNER_FAILED", "the MoE tuner was stopped before it finished", {
+      hint: "nothing was stored; run `xim tune-moe` again to tune",
+    });
+  }
+  const why = r.exitCode === null ? r.reason : `code ${r.exitCode}`;
+  throw new XimError(
+    "XIM_MOE_TUNER_FAILED",
+    `the MoE tuner exited with ${why}:\n${lastLines(r.stdout, r.stderr, 8)}`,
+    { hint: "the lines above are the tuner's last output; nothing was stored" },
+  );
 }
 
 /** The config file the tuner wrote: the expected name, else its only JSON file. */

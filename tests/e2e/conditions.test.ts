@@ -32,6 +32,8 @@ import { post, Stack } from "../relay/stack.ts";
 import { baseEnv, waitFor, XimProcess, xim } from "../router/harness.ts";
 
 const MODEL = "xim-sim";
+/** Each scenario's own limit (npm test's default is 120 s): one or two `xim run` starts on two shared cores. */
+const TEST_LIMIT = { timeout: 240_000 };
 const home = mkdtempSync(join(tmpdir(), "xim-conditions-e2e-"));
 const box = sandbox();
 const running: XimProcess[] = [];
@@ -106,7 +108,9 @@ async function startNode(stack: Stack, project: string, name: string, created: n
       what: `node ${name} ready at the router`,
       stopIf: () => p.child.exitCode !== null,
     },
-  );
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}\n--- node ${name} log (tail) ---\n${(p.stdout + p.stderr).slice(-4000)}`);
+  });
   return { process: p, nodeId: lease.nodeId, created, gpu, log: () => p.stdout + p.stderr };
 }
 
@@ -156,106 +160,119 @@ async function withLogs(nodes: () => GpuNode[], scenario: () => Promise<void>): 
 
 // The queue waits long (never reached by accident on a loaded machine): a held request is released
 // by the GPU answering again.
-describe("a GPU lost mid-run, with the queue's limits far away", { timeout: 300_000 }, () => {
-  test("two nodes, one's GPU lost: the other serves every request; `xim router nodes` shows gpu_lost blocking", async () => {
-    const stack = await startRouter({ queueMax: 8, queueTimeoutMs: 120_000 });
-    const nodes: GpuNode[] = [];
-    await withLogs(
-      () => nodes,
-      async () => {
-        nodes.push(await startNode(stack, "pair", "pair-a", 1_000_001));
-        nodes.push(await startNode(stack, "pair", "pair-b", 1_000_002));
-        const [lost, healthy] = nodes;
-        const send = chat(stack, "pair");
-        lost.gpu("nvml-unknown-error");
-        await routerSeesGpuLost(stack, lost, true);
+describe("a GPU lost mid-run, with the queue's limits far away", { timeout: 600_000 }, () => {
+  test(
+    "two nodes, one's GPU lost: the other serves every request; `xim router nodes` shows gpu_lost blocking",
+    TEST_LIMIT,
+    async () => {
+      const stack = await startRouter({ queueMax: 8, queueTimeoutMs: 120_000 });
+      const nodes: GpuNode[] = [];
+      await withLogs(
+        () => nodes,
+        async () => {
+          nodes.push(await startNode(stack, "pair", "pair-a", 1_000_001));
+          nodes.push(await startNode(stack, "pair", "pair-b", 1_000_002));
+          const [lost, healthy] = nodes;
+          const send = chat(stack, "pair");
+          lost.gpu("nvml-unknown-error");
+          await routerSeesGpuLost(stack, lost, true);
 
-        for (let i = 0; i < 4; i++) assert.equal(servedBy(await send()), healthy.created, `request ${i}`);
+          for (let i = 0; i < 4; i++) assert.equal(servedBy(await send()), healthy.created, `request ${i}`);
 
-        const listing = await xim(
-          ["router", "nodes", "--state", join(stack.dir, "router"), "--json"],
-          baseEnv(join(home, "cli")),
-          60_000,
-        );
-        assert.equal(listing.code, 0, listing.stderr);
-        const shown = (JSON.parse(listing.stdout) as { nodes: NodeListing[] }).nodes;
-        const lostShown = shown.find((n) => n.nodeId === lost.nodeId);
-        const gpuLost = lostShown?.conditions.find((c) => c.condition === "gpu_lost");
-        assert.equal(gpuLost?.severity, "blocking", listing.stdout);
-        assert.match(gpuLost?.message ?? "", /NVML: Unknown Error/);
-        assert.equal(lostShown?.state, "ready", "the state the node reports");
-        assert.deepEqual(shown.find((n) => n.nodeId === healthy.nodeId)?.conditions, []);
+          const listing = await xim(
+            ["router", "nodes", "--state", join(stack.dir, "router"), "--json"],
+            baseEnv(join(home, "cli")),
+            60_000,
+          );
+          assert.equal(listing.code, 0, listing.stderr);
+          const shown = (JSON.parse(listing.stdout) as { nodes: NodeListing[] }).nodes;
+          const lostShown = shown.find((n) => n.nodeId === lost.nodeId);
+          const gpuLost = lostShown?.conditions.find((c) => c.condition === "gpu_lost");
+          assert.equal(gpuLost?.severity, "blocking", listing.stdout);
+          assert.match(gpuLost?.message ?? "", /NVML: Unknown Error/);
+          assert.equal(lostShown?.state, "ready", "the state the node reports");
+          assert.deepEqual(shown.find((n) => n.nodeId === healthy.nodeId)?.conditions, []);
 
-        lost.gpu("l40s-x1");
-        await routerSeesGpuLost(stack, lost, false);
-      },
-    );
-  });
+          lost.gpu("l40s-x1");
+          await routerSeesGpuLost(stack, lost, false);
+        },
+      );
+    },
+  );
 
-  test("one node, GPU lost: a request waits in the queue and is served once the GPU answers again", async () => {
-    const stack = await startRouter({ queueMax: 8, queueTimeoutMs: 120_000 });
-    const nodes: GpuNode[] = [];
-    await withLogs(
-      () => nodes,
-      async () => {
-        const node = await startNode(stack, "solo", "solo", 1_000_003);
-        nodes.push(node);
-        node.gpu("nvml-unknown-error");
-        await routerSeesGpuLost(stack, node, true);
+  test(
+    "one node, GPU lost: a request waits in the queue and is served once the GPU answers again",
+    TEST_LIMIT,
+    async () => {
+      const stack = await startRouter({ queueMax: 8, queueTimeoutMs: 120_000 });
+      const nodes: GpuNode[] = [];
+      await withLogs(
+        () => nodes,
+        async () => {
+          const node = await startNode(stack, "solo", "solo", 1_000_003);
+          nodes.push(node);
+          node.gpu("nvml-unknown-error");
+          await routerSeesGpuLost(stack, node, true);
 
-        let answered = false;
-        const response = chat(stack, "solo")().finally(() => {
-          answered = true;
-        });
-        await waitFor(() => stack.service.scheduler.queued() === 1, {
-          timeoutMs: 30_000,
-          what: "the request held in the queue",
-        });
-        // Still held while the condition holds: the node renews its lease (still reporting gpu_lost)
-        // after the request was queued, and the request has not been answered meanwhile.
-        const queuedAt = leaseOf(stack, node)?.lastRenewal ?? 0;
-        await waitFor(() => (leaseOf(stack, node)?.lastRenewal ?? 0) > queuedAt, {
-          timeoutMs: 30_000,
-          what: "a renewal after the request was queued",
-        });
-        assert.ok(hasGpuLost(leaseOf(stack, node)), "gpu_lost still reported");
-        assert.equal(answered, false, "answered while the GPU was lost");
-        assert.equal(stack.service.scheduler.queued(), 1);
+          let answered = false;
+          const response = chat(stack, "solo")().finally(() => {
+            answered = true;
+          });
+          await waitFor(() => stack.service.scheduler.queued() === 1, {
+            timeoutMs: 30_000,
+            what: "the request held in the queue",
+          });
+          // Still held while the condition holds: the node renews its lease (still reporting gpu_lost)
+          // after the request was queued, and the request has not been answered meanwhile.
+          const queuedAt = leaseOf(stack, node)?.lastRenewal ?? 0;
+          await waitFor(() => (leaseOf(stack, node)?.lastRenewal ?? 0) > queuedAt, {
+            timeoutMs: 30_000,
+            what: "a renewal after the request was queued",
+          });
+          assert.ok(hasGpuLost(leaseOf(stack, node)), "gpu_lost still reported");
+          assert.equal(answered, false, "answered while the GPU was lost");
+          assert.equal(stack.service.scheduler.queued(), 1);
 
-        node.gpu("l40s-x1");
-        await routerSeesGpuLost(stack, node, false);
-        assert.equal(servedBy(await response), node.created);
-      },
-    );
-  });
+          node.gpu("l40s-x1");
+          await routerSeesGpuLost(stack, node, false);
+          assert.equal(servedBy(await response), node.created);
+        },
+      );
+    },
+  );
 });
 
-describe("a GPU lost mid-run, past the queue's wait", { timeout: 300_000 }, () => {
-  test("one node, GPU lost, a short queue wait: 503 naming gpu_lost, with Retry-After; served after it clears", async () => {
-    // 500 ms: the request is meant to run out of it.
-    const stack = await startRouter({ queueMax: 8, queueTimeoutMs: 500 });
-    const nodes: GpuNode[] = [];
-    await withLogs(
-      () => nodes,
-      async () => {
-        const node = await startNode(stack, "short", "short", 1_000_004);
-        nodes.push(node);
-        const send = chat(stack, "short");
-        node.gpu("nvml-unknown-error");
-        await routerSeesGpuLost(stack, node, true);
+describe("a GPU lost mid-run, past the queue's wait", { timeout: 600_000 }, () => {
+  test(
+    "one node, GPU lost, a short queue wait: 503 naming gpu_lost, with Retry-After; served after it clears",
+    TEST_LIMIT,
+    async () => {
+      // 500 ms: the request is meant to run out of it.
+      const stack = await startRouter({ queueMax: 8, queueTimeoutMs: 500 });
+      const nodes: GpuNode[] = [];
+      await withLogs(
+        () => nodes,
+        async () => {
+          const node = await startNode(stack, "short", "short", 1_000_004);
+          nodes.push(node);
+          const send = chat(stack, "short");
+          node.gpu("nvml-unknown-error");
+          await routerSeesGpuLost(stack, node, true);
 
-        const refused = await send();
-        assert.equal(refused.status, 503, refused.body.toString());
-        assert.ok(Number(refused.headers["retry-after"]) >= 1, JSON.stringify(refused.headers));
-        const e = (JSON.parse(refused.body.toString()) as { error: { code: string; message: string } }).error;
-        assert.equal(e.code, "queue_timeout");
-        assert.match(e.message, new RegExp(`node ${node.nodeId} is blocked by gpu_lost \\(`));
-        assert.match(e.message, /NVML: Unknown Error/);
+          const refused = await send();
+          assert.equal(refused.status, 503, refused.body.toString());
+          assert.ok(Number(refused.headers["retry-after"]) >= 1, JSON.stringify(refused.headers));
+          const e = (JSON.parse(refused.body.toString()) as { error: { code: string; message: string } })
+            .error;
+          assert.equal(e.code, "queue_timeout");
+          assert.match(e.message, new RegExp(`node ${node.nodeId} is blocked by gpu_lost \\(`));
+          assert.match(e.message, /NVML: Unknown Error/);
 
-        node.gpu("l40s-x1");
-        await routerSeesGpuLost(stack, node, false);
-        assert.equal(servedBy(await send()), node.created);
-      },
-    );
-  });
+          node.gpu("l40s-x1");
+          await routerSeesGpuLost(stack, node, false);
+          assert.equal(servedBy(await send()), node.created);
+        },
+      );
+    },
+  );
 });

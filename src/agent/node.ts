@@ -206,6 +206,7 @@ export class InferenceNode {
         this.#assignments?.resend();
       },
       onLeaseChange: (lease) => this.#followFacts(lease ? "registered" : "no lease"),
+      onRouterClock: this.#conditions.routerClock,
     });
     this.#session = session;
     this.#assignments = new ModelAssignments({

@@ -19,7 +19,7 @@ import { cpus, hostname, totalmem } from "node:os";
 import { sleep as realSleep, type Sleep } from "../core/backoff.ts";
 import type { Config } from "../core/config/schema.ts";
 import { ExitCode, XimError } from "../core/errors.ts";
-import { contain } from "../core/guard.ts";
+import { contain, guarded } from "../core/guard.ts";
 import type { Logger } from "../core/log.ts";
 import { safeText } from "../core/terminal-text.ts";
 import { XIM_VERSION } from "../core/version.ts";
@@ -40,6 +40,7 @@ import type {
 import type { ModelChannel } from "../protocol/model-transfer.ts";
 import { curveSharedSecret, registerProof } from "../transport/curve.ts";
 import { NODE_CLOSE_LINGER_MS } from "../transport/sockets.ts";
+import type { RouterClockSample } from "./conditions/clock-skew.ts";
 import { type ChannelCounters, NodeChannel, newChannelCounters } from "./control.ts";
 import { drainNode, serveUntilStopped } from "./drain.ts";
 import { registerTimeoutMs, renewalIntervalMs } from "./lease.ts";
@@ -70,6 +71,8 @@ export interface NodeSessionOptions {
   onLost?: (reason: string) => void;
   /** The lease was gained or let go (refused, lost, revoked, stopped): the node's state follows. */
   onLeaseChange?: (lease: LeaseInfo | null) => void;
+  /** Each register_ack and lease_ack that carries the router's time, with this node's send and receipt times (clock_skew). */
+  onRouterClock?: (sample: RouterClockSample) => void;
   sleep?: Sleep;
   random?: () => number;
   now?: () => number;
@@ -105,6 +108,9 @@ export class NodeSession {
   #lease: LeaseInfo | null = null;
   #lastEpoch = 0;
   #lastAck = 0;
+  /** When the last register and the last renewal (by seq) were sent, for the router's clock in their acks. */
+  #registerSentAt = 0;
+  #renewSent = { seq: -1, at: 0 };
   #refused: string | null = null;
   /** Set when the router said this node was revoked: the loop ends with it. */
   #revoked: XimError | null = null;
@@ -304,14 +310,16 @@ export class NodeSession {
         lease: () => this.#lease,
         dropLease: () => this.#setLease(null),
         lastAckAt: () => this.#lastAck,
-        renew: (lease, seq) =>
-          this.send({
+        renew: (lease, seq) => {
+          this.#renewSent = { seq, at: this.#now() };
+          return this.send({
             type: "lease_renew",
             leaseId: lease.leaseId,
             epoch: lease.epoch,
             seq,
             ...this.#status(),
-          }),
+          });
+        },
         disconnect: async () => {
           await this.#channel?.close();
           this.#channel = null;
@@ -408,6 +416,7 @@ export class NodeSession {
       streamingRoutingId: channel.streamingRoutingId,
     });
     this.#refused = null;
+    this.#registerSentAt = this.#now();
     const answer = new Promise<RegisterOutcome>((resolve) => {
       this.#pendingRegister = resolve;
     });
@@ -449,6 +458,7 @@ export class NodeSession {
         if (this.#lease && m.leaseId === this.#lease.leaseId) {
           this.#lastAck = this.#now();
           this.leaseStats.renewalsAcked++;
+          if (m.seq === this.#renewSent.seq) this.#routerClock(m.routerTimeMs, this.#renewSent.at);
         }
         return;
       case "lease_refused":
@@ -483,6 +493,17 @@ export class NodeSession {
     }
   }
 
+  /** An ack's router time, with when its request left: the node's conditions compare the clocks. */
+  #routerClock(routerTimeMs: number | undefined, sentAtMs: number): void {
+    const report = this.#o.onRouterClock;
+    if (routerTimeMs === undefined || !report) return;
+    guarded(
+      this.#log,
+      "comparing the router's clock",
+      report,
+    )({ sentAtMs, receivedAtMs: this.#now(), routerTimeMs });
+  }
+
   #registered(m: RouterMessageOf<"register_ack">): void {
     if (!this.#pendingRegister || m.nodeId !== this.#o.state.nodeId) return;
     this.leaseStats.registrations++;
@@ -498,6 +519,7 @@ export class NodeSession {
       ),
     };
     this.#lastAck = this.#now();
+    this.#routerClock(m.routerTimeMs, this.#registerSentAt);
     this.#setLease(lease);
     this.#lastEpoch = m.epoch;
     this.#log.info(

@@ -23,6 +23,7 @@ import { gpuMemoryHealth } from "./checks/gpu-memory-health.ts";
 import { gpuMig } from "./checks/gpu-mig.ts";
 import { gpuNvml } from "./checks/gpu-nvml.ts";
 import { gpuPersistence } from "./checks/gpu-persistence.ts";
+import { gpuThrottle } from "./checks/gpu-throttle.ts";
 import { insecureEnrollment } from "./checks/insecure-enrollment.ts";
 import { joinKey } from "./checks/join-key.ts";
 import { leaseRatio } from "./checks/lease-ratio.ts";
@@ -48,6 +49,7 @@ export const ALL_CHECKS: readonly Check[] = [
   gpuPersistence,
   gpuFabric,
   gpuMemoryHealth,
+  gpuThrottle,
   gpuContainerToolkit,
   gpuDockerRuntime,
   cpuFlags,

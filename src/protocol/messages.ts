@@ -213,6 +213,8 @@ export const RegisterAckSchema = v.object({
   leaseDurationMs: ms,
   renewalIntervalMs: ms,
   routerVersion: text(64),
+  /** The router's clock (epoch ms) as it answered: the node compares its own (clock_skew). Absent from older routers. */
+  routerTimeMs: v.optional(count),
 });
 
 export const REGISTER_REFUSAL_CODES = [
@@ -255,6 +257,8 @@ export const LeaseAckSchema = v.object({
   ...lease,
   seq: count,
   expiresInMs: ms,
+  /** The router's clock (epoch ms) as it answered: the node compares its own (clock_skew). Absent from older routers. */
+  routerTimeMs: v.optional(count),
 });
 
 export const LEASE_REFUSAL_CODES = ["fenced", "expired", "unknown_lease"] as const;

@@ -640,6 +640,7 @@ export class ControlPlane {
       leaseDurationMs: leaseMs,
       renewalIntervalMs: Math.max(50, Math.min(m.renewalIntervalMs, Math.floor(leaseMs / 2))),
       routerVersion: XIM_VERSION,
+      routerTimeMs: this.#now(),
     });
     this.#emitLease(lease, previous?.state ?? null);
     const before = previous && !isOffline(previous) ? blockingNames(previous.conditions) : new Set<string>();
@@ -704,6 +705,7 @@ export class ControlPlane {
       epoch: lease.epoch,
       seq: m.seq,
       expiresInMs: lease.leaseMs,
+      routerTimeMs: this.#now(),
     });
     if (previous !== lease.state) this.#emitLease(lease, previous);
     if (blockedBefore) this.#blockingChanged(lease, blockedBefore);

@@ -6,12 +6,14 @@
  * few points (see docs/operations.md, "Node conditions"):
  * `start()` before registering (the start-up checks), `current()` for the
  * session, `engine` for the engine's events, `gpuProbe` for the supervisor,
- * `readiness()` for /readyz, `stop()` at the end.
+ * `routerClock` for the session's acks (clock_skew), `readiness()` for
+ * /readyz, `stop()` at the end.
  */
 import type { Config } from "../../core/config/schema.ts";
 import type { Logger } from "../../core/log.ts";
 import { type NodeMetrics, setConditions } from "../../observability/node-metrics.ts";
 import { blockingConditions, type NodeCondition } from "../../protocol/conditions.ts";
+import { type RouterClockSample, watchClockSkew } from "./clock-skew.ts";
 import { EngineConditions } from "./engine-conditions.ts";
 import { KvCacheWatch } from "./kv-cache.ts";
 import { ConditionMonitor, type WatchedCheck } from "./monitor.ts";
@@ -37,6 +39,8 @@ export class NodeConditions {
   readonly monitor: ConditionMonitor;
   readonly engine: EngineConditions;
   readonly #kvCache: KvCacheWatch;
+  /** For the session: each ack's router time raises or clears clock_skew. */
+  readonly routerClock: (sample: RouterClockSample) => void;
 
   constructor(o: NodeConditionsOptions) {
     this.monitor = new ConditionMonitor({
@@ -56,6 +60,7 @@ export class NodeConditions {
       set: (finding) => this.monitor.set("engine:kv-cache", finding),
       logger: o.logger,
     });
+    this.routerClock = watchClockSkew((finding) => this.monitor.set("router:clock", finding));
   }
 
   /** Runs the start-up checks (each raised condition is logged with its fix), then watches. */

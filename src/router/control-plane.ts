@@ -582,22 +582,7 @@ export class ControlPlane {
     }
     const now = this.#now();
     const previous = this.#leases.get(m.nodeId);
-    if (previous) {
-      this.#unbind(previous);
-      // An orphan (a lease of the previous router run, no connection) is replaced, not fenced.
-      if (previous.state !== "expired" && previous.controlRoutingId !== null) {
-        this.counters.fenced++;
-        this.#log.info(
-          { nodeId: m.nodeId, oldEpoch: previous.epoch },
-          "older lease fenced by a new registration",
-        );
-      }
-      this.#retired.set(previous.leaseId, {
-        nodeId: m.nodeId,
-        epoch: previous.epoch,
-        code: previous.state === "expired" ? "expired" : "fenced",
-      });
-    }
+    if (previous) this.#retire(previous);
     const leaseMs = Math.min(MAX_LEASE_MS, Math.max(MIN_LEASE_MS, m.requestedLeaseMs));
     const status = statusOf(m);
     const state = stateFor(status, false);
@@ -645,6 +630,24 @@ export class ControlPlane {
     this.#emitLease(lease, previous?.state ?? null);
     const before = previous && !isOffline(previous) ? blockingNames(previous.conditions) : new Set<string>();
     this.#blockingChanged(lease, before);
+  }
+
+  /** A node's older lease, replaced by its new registration: fenced (unless it was already gone), and retired. */
+  #retire(previous: Lease): void {
+    this.#unbind(previous);
+    // An orphan (a lease of the previous router run, no connection) is replaced, not fenced.
+    if (previous.state !== "expired" && previous.controlRoutingId !== null) {
+      this.counters.fenced++;
+      this.#log.info(
+        { nodeId: previous.nodeId, oldEpoch: previous.epoch },
+        "older lease fenced by a new registration",
+      );
+    }
+    this.#retired.set(previous.leaseId, {
+      nodeId: previous.nodeId,
+      epoch: previous.epoch,
+      code: previous.state === "expired" ? "expired" : "fenced",
+    });
   }
 
   #unbind(lease: Lease): void {

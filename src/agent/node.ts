@@ -189,6 +189,7 @@ export class InferenceNode {
         this.#assignments?.resend();
       },
       onLeaseChange: (lease) => this.#followFacts(lease ? "registered" : "no lease"),
+      onLost: (why) => this.#relay.leaseLost(why),
     });
     this.#session = session;
     this.#assignments = new ModelAssignments({

@@ -28,7 +28,13 @@ test("the demo streams tokens through router and node and stops cleanly", {
     [join(REPO, "scripts", "demo.ts"), "--deadline", String(DEADLINE_S)],
     {
       cwd: REPO,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: process.env.TMPDIR },
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        TMPDIR: process.env.TMPDIR,
+        // npm test's compile cache (package.json), passed on to the demo's processes.
+        NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE,
+      },
       stdio: ["ignore", "pipe", "pipe"],
     },
   );

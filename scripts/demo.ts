@@ -12,6 +12,8 @@
  *
  * `--engine vllm --model DIR` runs the same path with the real vLLM serving
  * a local model folder (scripts/check-device.ts uses it on GPU machines).
+ * `--deadline SECONDS` bounds the whole run (default 50 with the simulated
+ * engine, 540 with vLLM); tests/e2e/demo.test.ts gives a loaded CI machine more.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -24,16 +26,26 @@ import { loopbackServeArgs, sandboxEnv } from "./lib/loopback-router.ts";
 const ROOT = join(import.meta.dirname, "..");
 const MAIN = join(ROOT, "main.ts");
 const { values: cli } = parseArgs({
-  options: { engine: { type: "string", default: "sim" }, model: { type: "string" } },
+  options: {
+    engine: { type: "string", default: "sim" },
+    model: { type: "string" },
+    deadline: { type: "string" },
+  },
 });
 const REAL_ENGINE = cli.engine === "vllm";
 if (cli.engine !== "sim" && !REAL_ENGINE) throw new Error(`--engine ${cli.engine}: expected sim or vllm`);
 if (REAL_ENGINE && !cli.model) throw new Error("--engine vllm needs --model DIR (a local model folder)");
 // vLLM loads weights and captures CUDA graphs: minutes, not the simulator's 300 ms.
-const DEADLINE_MS = REAL_ENGINE ? 540_000 : 50_000;
+const DEADLINE_MS =
+  cli.deadline === undefined ? (REAL_ENGINE ? 540_000 : 50_000) : Number(cli.deadline) * 1000;
+if (!(DEADLINE_MS > 0)) throw new Error(`--deadline ${cli.deadline}: expected a number of seconds above 0`);
 
 const dir = mkdtempSync(join(tmpdir(), "xim-demo-"));
-const env = sandboxEnv(dir, { XEROTIER_AGENT_LOG_LEVEL: "info" });
+// A compile cache the caller set (npm test does) makes each of the demo's Node starts cheaper.
+const env = sandboxEnv(dir, {
+  XEROTIER_AGENT_LOG_LEVEL: "info",
+  NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE,
+});
 const routerState = join(dir, "router");
 
 interface Proc {
@@ -77,10 +89,11 @@ async function xim(args: string[]): Promise<string> {
   return p.out;
 }
 
+/** Waits for `fn`'s value; the deadline's watchdog bounds every wait. */
 async function until<T>(
   what: string,
   fn: () => Promise<T | undefined> | T | undefined,
-  ms = 30_000,
+  ms = DEADLINE_MS,
 ): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
@@ -93,7 +106,10 @@ async function until<T>(
   }
 }
 
+let lastStep = "starting";
+
 function step(text: string): void {
+  lastStep = text;
   process.stdout.write(
     `\x1b[2m==> ${text}\x1b[0m\n`.replace(/\x1b\[[0-9;]*m/g, process.stdout.isTTY ? "$&" : ""),
   );
@@ -217,10 +233,16 @@ async function main(): Promise<void> {
 }
 
 const watchdog = setTimeout(() => {
-  process.stderr.write(`demo: no result within ${DEADLINE_MS / 1000} s\n`);
+  process.stderr.write(`demo: no result within ${DEADLINE_MS / 1000} s (at: ${lastStep})\n`);
+  printLastLines();
   cleanup();
   process.exit(1);
 }, DEADLINE_MS);
+
+function printLastLines(): void {
+  for (const p of running)
+    process.stderr.write(`\n--- ${p.name} (last lines) ---\n${p.err.split("\n").slice(-15).join("\n")}\n`);
+}
 
 function cleanup(): void {
   for (const p of running) if (p.child.exitCode === null) p.child.kill("SIGKILL");
@@ -234,8 +256,7 @@ try {
 } catch (err) {
   clearTimeout(watchdog);
   process.stderr.write(`\ndemo failed: ${(err as Error).message}\n`);
-  for (const p of running)
-    process.stderr.write(`\n--- ${p.name} (last lines) ---\n${p.err.split("\n").slice(-15).join("\n")}\n`);
+  printLastLines();
   cleanup();
   process.exitCode = 1;
 }

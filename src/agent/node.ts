@@ -207,6 +207,7 @@ export class InferenceNode {
       },
       onLeaseChange: (lease) => this.#followFacts(lease ? "registered" : "no lease"),
       onRouterClock: this.#conditions.routerClock,
+      onLost: (why) => this.#relay.leaseLost(why),
     });
     this.#session = session;
     this.#assignments = new ModelAssignments({

@@ -245,6 +245,18 @@ export class Relay {
       a.abort.abort(new StreamAbort("cancelled", 499, "the lease this stream ran under has ended"));
   }
 
+  /**
+   * The lease was lost (the router stayed silent for a whole lease): the
+   * router expired it and failed its streams as node_lost, or it is gone.
+   * End them now, as the node notices: one waiting for credit would
+   * otherwise hold its slot until the stall timeout and be counted a stall.
+   */
+  leaseLost(why: string): void {
+    if (this.#active.size === 0) return;
+    this.#log.warn({ streams: this.#active.size, why }, "the lease was lost: ending the streams it ran");
+    this.cancelAll(new StreamAbort("cancelled", 499, `the lease this stream ran under was lost (${why})`));
+  }
+
   cancelAll(reason?: Error): void {
     for (const a of this.#active.values())
       a.abort.abort(reason ?? new StreamAbort("draining", 503, "the node is shutting down"));

@@ -7,7 +7,7 @@
  * which vLLM treats as a cancel. Every request carries the engine's API
  * key, when the run has one (only the node knows it: see supervisor.ts).
  */
-import { Agent, request as httpRequest, type IncomingMessage } from "node:http";
+import { Agent, type ClientRequest, request as httpRequest, type IncomingMessage } from "node:http";
 import { XimError } from "../core/errors.ts";
 import { type EngineEndpoint, parseEndpoint } from "./endpoint.ts";
 import { EngineHttpError, type EngineReply, type EngineRequest } from "./engine.ts";
@@ -74,6 +74,19 @@ async function readAll(res: IncomingMessage): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
+/**
+ * A reused keep-alive connection that the engine had closed while it sat
+ * idle (uvicorn's keep-alive, like Node's, is 5 s): the request failed
+ * before any answer and the engine never saw it, so it is sent again on a
+ * new connection. How long the close takes to reach this process is
+ * scheduling, so without this a request after an idle pause fails by luck
+ * on a loaded machine. Node's documented remedy (`request.reusedSocket`).
+ */
+function staleConnection(req: ClientRequest, err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return req.reusedSocket && (code === "ECONNRESET" || code === "EPIPE");
+}
+
 function unreachable(baseUrl: string, err: unknown): XimError {
   return new XimError("XIM_ENGINE_UNREACHABLE", `cannot reach the engine at ${baseUrl}: ${String(err)}`, {
     cause: err,
@@ -96,7 +109,29 @@ export class EngineHttpClient {
     this.#authorization = options.apiKey ? `Bearer ${options.apiKey}` : undefined;
   }
 
+  /** One request; sent once more on a new connection when its reused one was stale (staleConnection). */
   #send(
+    method: string,
+    path: string,
+    body: Buffer | undefined,
+    headers: Record<string, string>,
+    signal: AbortSignal | undefined,
+    timeoutMs?: number,
+  ): { req: ClientRequest; response: Promise<IncomingMessage> } {
+    const first = this.#sendOnce(method, path, body, headers, signal, timeoutMs);
+    const sent = {
+      req: first.req,
+      response: first.response.catch((err: unknown) => {
+        if (signal?.aborted || !staleConnection(first.req, err)) throw err;
+        const again = this.#sendOnce(method, path, body, headers, signal, timeoutMs);
+        sent.req = again.req;
+        return again.response;
+      }),
+    };
+    return sent;
+  }
+
+  #sendOnce(
     method: string,
     path: string,
     body: Buffer | undefined,
@@ -185,13 +220,8 @@ export class EngineHttpClient {
       accept: "text/event-stream",
     };
     if (request.requestId) headers["x-request-id"] = request.requestId;
-    const { req, response } = this.#send(
-      "POST",
-      request.path,
-      encodeBody(request.body, true),
-      headers,
-      signal,
-    );
+    const sent = this.#send("POST", request.path, encodeBody(request.body, true), headers, signal);
+    const response = sent.response;
     let done = false;
     try {
       let res: IncomingMessage;
@@ -240,7 +270,7 @@ export class EngineHttpClient {
       });
     } finally {
       // A consumer that stops early (break, error, abort) cancels the request at the engine.
-      if (!done) req.destroy();
+      if (!done) sent.req.destroy();
     }
   }
 

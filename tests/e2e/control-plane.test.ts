@@ -2,9 +2,16 @@
  * The control plane end to end, with real processes: `xim router serve`
  * over HTTPS with its self-signed certificate, `xim enroll`, `xim run`
  * holding a CURVE lease, a SIGSTOP/SIGCONT of the node and a SIGKILL and
- * restart of the router. Lease settings are short (renew 200 ms, lease
- * 1000 ms); waits are generous (several lease durations) because two
- * shared cores can stall a process for a while.
+ * restart of the router. Lease settings are short (renew 300 ms, lease
+ * 3000 ms) but not so short that a process stalled on a loaded machine loses
+ * its lease between two checks (a 1000 ms lease did); waits are generous
+ * (several lease durations) because two shared cores can stall a process for
+ * a while.
+ *
+ * Time: about 35 s on an idle 2-core machine, nearly all of it starts of
+ * Node running TypeScript (13 processes); 74 to 87 s were seen alone under
+ * a load of 20. The suite's limit, 240 s, leaves room for CI's two test
+ * files at once on 2 cores on top of that.
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
@@ -29,7 +36,7 @@ const home = mkdtempSync(join(tmpdir(), "xim-e2e-cp-"));
 const stateDir = join(home, "router");
 const env = baseEnv(home);
 const logger = silentLogger();
-const LEASE = { XEROTIER_AGENT_LEASE_RENEWAL_INTERVAL_MS: "200", XEROTIER_AGENT_LEASE_DURATION_MS: "1000" };
+const LEASE = { XEROTIER_AGENT_LEASE_RENEWAL_INTERVAL_MS: "300", XEROTIER_AGENT_LEASE_DURATION_MS: "3000" };
 
 let router: XimProcess | undefined;
 let node: XimProcess | undefined;
@@ -85,7 +92,7 @@ async function cliNodes(): Promise<NodeListing[]> {
   return (JSON.parse(r.stdout) as { nodes: NodeListing[] }).nodes;
 }
 
-describe("control plane with real processes", { timeout: 90_000 }, () => {
+describe("control plane with real processes", { timeout: 240_000 }, () => {
   let key: string;
   let nodeId: string;
   const nodeDir = join(home, "node-config");
@@ -286,20 +293,20 @@ describe("control plane with real processes", { timeout: 90_000 }, () => {
       XEROTIER_AGENT_CONFIG_DIR: nodeDir,
       XEROTIER_AGENT_MAX_CONCURRENT: "3",
     });
-    const first = await waitFor(() => nodeRow(nodeId)?.state === "ready" && nodeRow(nodeId), {
+    const first = await waitFor(() => nodeRow(nodeId)?.leaseState === "ready" && nodeRow(nodeId), {
       timeoutMs: 20_000,
       what: "the node to be ready",
       stopIf: () => node?.child.exitCode !== null,
     });
     const shown = (await cliNodes()).find((n) => n.nodeId === nodeId);
-    assert.equal(shown?.state, "ready");
+    assert.equal(shown?.leaseState, "ready");
     assert.equal(shown?.maxConcurrent, 3);
     assert.ok(Number(shown?.hardware?.cpus) > 0, "the registration's hardware summary is kept");
 
     node.signal("SIGSTOP");
-    // The lease is 1000 ms; 10 s leaves room for a slow machine.
+    // The lease is 3000 ms; 20 s leaves room for a slow machine.
     await waitFor(() => nodeRow(nodeId)?.state === "offline", {
-      timeoutMs: 10_000,
+      timeoutMs: 20_000,
       what: "the router to mark the stopped node expired",
     });
     assert.equal((await cliNodes()).find((n) => n.nodeId === nodeId)?.state, "offline");
@@ -307,42 +314,47 @@ describe("control plane with real processes", { timeout: 90_000 }, () => {
     node.signal("SIGCONT");
     const back = await waitFor(
       () =>
-        nodeRow(nodeId)?.state === "ready" && (nodeRow(nodeId)?.epoch ?? 0) > first.epoch && nodeRow(nodeId),
+        nodeRow(nodeId)?.leaseState === "ready" &&
+        (nodeRow(nodeId)?.epoch ?? 0) > first.epoch &&
+        nodeRow(nodeId),
       {
         timeoutMs: 15_000,
         what: "the node to register again after SIGCONT",
       },
     );
     assert.ok(back.epoch > first.epoch);
-    assert.equal((await cliNodes()).find((n) => n.nodeId === nodeId)?.state, "ready");
+    assert.equal((await cliNodes()).find((n) => n.nodeId === nodeId)?.leaseState, "ready");
   });
 
   test("the router is killed mid-lease and restarted: the node re-registers with a new epoch within the backoff bound", async () => {
-    const before = nodeRow(nodeId);
-    assert.equal(before?.state, "ready");
+    const before = await waitFor(() => nodeRow(nodeId)?.leaseState === "ready" && nodeRow(nodeId), {
+      timeoutMs: 15_000,
+      what: "the node to hold its lease",
+    });
     router?.signal("SIGKILL");
     await router?.exited;
     await new Promise((r) => setTimeout(r, 1500));
-    const restartedAt = Date.now();
     router = startRouter({
       enroll: port(endpoints.enrollUrl),
       control: port(endpoints.control),
       streaming: port(endpoints.streaming),
     });
     await router.line((l) => l.startsWith("{"), 20_000);
-    // Bound: lease loss detection (1 s) + reconnect backoff ceiling after a few attempts (200 ms * 2^n, full jitter), plus start-up slack.
+    // The node's next renewal reaches the new router, which does not know the lease: the node
+    // registers again at once. Had the node lost its lease meanwhile (3 s of silence), its
+    // reconnect backoff (300 ms * 2^n, full jitter) is at most a few seconds by now. 30 s is
+    // that many times over, for a loaded machine.
     const after = await waitFor(
       () =>
         (nodeRow(nodeId)?.epoch ?? 0) > (before?.epoch ?? 0) &&
-        nodeRow(nodeId)?.state === "ready" &&
+        nodeRow(nodeId)?.leaseState === "ready" &&
         nodeRow(nodeId),
       {
-        timeoutMs: 15_000,
+        timeoutMs: 30_000,
         what: "re-registration after the router restart",
       },
     );
     assert.ok(after.epoch > (before?.epoch ?? 0));
-    assert.ok(Date.now() - restartedAt < 15_000);
     assert.equal(node?.child.exitCode, null, "the node process stayed up");
   });
 
@@ -362,7 +374,7 @@ describe("control plane with real processes", { timeout: 90_000 }, () => {
         what: "enrollment by xim run",
         stopIf: () => first.child.exitCode !== null,
       });
-      const one = await waitFor(() => nodeRow(id)?.state === "ready" && nodeRow(id), {
+      const one = await waitFor(() => nodeRow(id)?.leaseState === "ready" && nodeRow(id), {
         timeoutMs: 15_000,
         what: "first start ready",
       });
@@ -371,7 +383,7 @@ describe("control plane with real processes", { timeout: 90_000 }, () => {
       const second = new XimProcess(["run"], runEnv);
       try {
         const two = await waitFor(
-          () => (nodeRow(id)?.epoch ?? 0) > one.epoch && nodeRow(id)?.state === "ready" && nodeRow(id),
+          () => (nodeRow(id)?.epoch ?? 0) > one.epoch && nodeRow(id)?.leaseState === "ready" && nodeRow(id),
           {
             timeoutMs: 20_000,
             what: "second start ready with the saved identity",

@@ -27,32 +27,32 @@ function config(over: Partial<PullConfig> = {}): PullConfig {
 }
 
 /** A sleep that records what it was asked and returns at once. */
-/**
- * For a cut transfer: resolves once the staged `file` holds the bytes sent
- * before the cut, so the cut loses none of them (else a client that reads
- * slower than the cut, as on a loaded CI machine, resumes from fewer). The
- * 20 s bound only keeps a broken pull from hanging the test.
- */
-function stagedReaches(cfg: PullConfig, file: string): (endOffset: number) => Promise<void> {
-  const staging = join(cfg.modelCacheDir, ".xim", "staging");
-  const size = () => {
-    const found = existsSync(staging)
-      ? readdirSync(staging, { recursive: true, encoding: "utf8" }).filter((p) => p.endsWith(file))
-      : [];
-    return found.reduce(
-      (n, p) => Math.max(n, statSync(join(staging, p), { throwIfNoEntry: false })?.size ?? 0),
-      0,
-    );
-  };
-  return async (endOffset) => {
-    const deadline = Date.now() + 20_000;
-    while (size() < endOffset && Date.now() < deadline) await realSleep(5);
-  };
-}
-
 function fakeSleep() {
   const waits: number[] = [];
   return { waits, sleep: async (ms: number) => void waits.push(ms) };
+}
+
+/**
+ * The bytes the pull reports written, followed through its progress events
+ * (`progressIntervalMs: 0`: one per chunk): `reached(n)` settles once `n`
+ * bytes of the model are on disk. A cut that waits for it leaves nothing in
+ * flight, so the resume offset is exact rather than a matter of how much the
+ * client read before the connection died.
+ */
+function writtenBytes() {
+  let bytes = 0;
+  const waiters: Array<{ n: number; resolve: () => void }> = [];
+  const onEvent = (e: PullEvent) => {
+    if (e.type !== "progress") return;
+    bytes = e.bytes;
+    for (const w of waiters.filter((x) => x.n <= bytes)) {
+      waiters.splice(waiters.indexOf(w), 1);
+      w.resolve();
+    }
+  };
+  const reached = (n: number) =>
+    n <= bytes ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ n, resolve }));
+  return { onEvent, reached, progressIntervalMs: 0 };
 }
 
 const server = new FileServer();
@@ -178,16 +178,20 @@ describe("pulling from an HTTP file manifest", () => {
     assert.equal(server.stats("/gone/a.bin").requests, 1);
   });
 
-  test("a transfer cut half-way resumes from the bytes on disk (HTTP Range)", async () => {
+  test("a transfer cut half-way resumes from the bytes on disk (HTTP Range)", {
+    timeout: 30_000,
+  }, async () => {
     const data = bytesOf(200_000, 7);
     const url = publish("cut", { "model.safetensors": data });
-    const cfg = config();
-    server.faults.set("/cut/model.safetensors", {
-      cutAfterBytes: 100_000,
-      cutWhen: stagedReaches(cfg, "model.safetensors"),
-    });
+    const written = writtenBytes();
+    server.faults.set("/cut/model.safetensors", { cutAfterBytes: 100_000, cutWhen: written.reached });
     const { waits, sleep } = fakeSleep();
-    const result = await pullModel({ source: new HttpManifestSource(url), config: cfg, sleep });
+    const result = await pullModel({
+      source: new HttpManifestSource(url),
+      config: config(),
+      sleep,
+      ...written,
+    });
     const stats = server.stats("/cut/model.safetensors");
     assert.deepEqual(stats.ranges, ["", "bytes=100000-"]);
     assert.equal(stats.bytes, data.byteLength, "every byte was sent once: nothing restarted from zero");
@@ -196,21 +200,53 @@ describe("pulling from an HTTP file manifest", () => {
     assert.deepEqual(readFileSync(join(result.path, "model.safetensors")), Buffer.from(data));
   });
 
-  test("a transfer cut many times, each time further, is progress and does not exhaust the retries", async () => {
+  test("a cut with bytes still in flight resumes from what reached the disk, and fetches only the rest", {
+    timeout: 30_000,
+  }, async () => {
+    // The cut comes 20 ms after the server handed off its 100 000 bytes: how
+    // many the client wrote before the connection died is up to the
+    // scheduler (fetch drops what it had buffered but not yet delivered).
+    // Whatever that is, the resume asks for exactly the bytes not on disk.
+    const cfg = config();
+    const data = bytesOf(200_000, 13);
+    const url = publish("inflight", { "w.bin": data });
+    server.faults.set("/inflight/w.bin", { cutAfterBytes: 100_000 });
+    const onDiskAtRetry: number[] = [];
+    const staged = join(cfg.modelCacheDir, ".xim", "staging", "inflight", "w.bin");
+    const sleep = async () => void onDiskAtRetry.push(existsSync(staged) ? statSync(staged).size : 0);
+    const result = await pullModel({ source: new HttpManifestSource(url), config: cfg, sleep });
+    assert.equal(onDiskAtRetry.length, 1, "one retry");
+    const [kept] = onDiskAtRetry;
+    assert.ok(kept <= 100_000, `no more on disk (${kept}) than was sent`);
+    const stats = server.stats("/inflight/w.bin");
+    assert.deepEqual(
+      stats.ranges,
+      ["", kept > 0 ? `bytes=${kept}-` : ""],
+      "the resume starts at the bytes on disk",
+    );
+    assert.equal(
+      stats.bytes,
+      100_000 + data.byteLength - kept,
+      "only the bytes not written are fetched again",
+    );
+    assert.equal(result.downloadedBytes, data.byteLength, "every byte written once");
+    assert.deepEqual(readFileSync(join(result.path, "w.bin")), Buffer.from(data));
+  });
+
+  test("a transfer cut many times, each time further, is progress and does not exhaust the retries", {
+    timeout: 30_000,
+  }, async () => {
     const data = bytesOf(60_000, 9);
     const url = publish("flaky", { "w.bin": data });
-    const cfg = config({ modelPullMaxAttempts: 2 });
-    server.faults.set("/flaky/w.bin", {
-      cutAfterBytes: 8_000,
-      cutTimes: 7,
-      cutWhen: stagedReaches(cfg, "w.bin"),
-    });
+    const written = writtenBytes();
+    server.faults.set("/flaky/w.bin", { cutAfterBytes: 8_000, cutTimes: 7, cutWhen: written.reached });
     const { waits, sleep } = fakeSleep();
     await pullModel({
       source: new HttpManifestSource(url),
-      config: cfg,
+      config: config({ modelPullMaxAttempts: 2 }),
       sleep,
       random: () => 0,
+      ...written,
     });
     assert.equal(server.stats("/flaky/w.bin").bytes, data.byteLength);
     assert.deepEqual(
@@ -270,14 +306,21 @@ describe("pulling from an HTTP file manifest", () => {
     );
   });
 
-  test("an interrupted pull resumes in the next process from its staging folder", async () => {
+  test("an interrupted pull resumes in the next process from its staging folder", {
+    timeout: 30_000,
+  }, async () => {
     const cfg = config();
     const data = bytesOf(120_000, 5);
     const url = publish("resume", { "w.bin": data });
-    server.faults.set("/resume/w.bin", { cutAfterBytes: 50_000 });
+    const written = writtenBytes();
+    server.faults.set("/resume/w.bin", { cutAfterBytes: 50_000, cutWhen: written.reached });
     // The first pull stops after the cut: no retries allowed.
     await assert.rejects(
-      pullModel({ source: new HttpManifestSource(url), config: { ...cfg, modelPullMaxAttempts: 0 } }),
+      pullModel({
+        source: new HttpManifestSource(url),
+        config: { ...cfg, modelPullMaxAttempts: 0 },
+        ...written,
+      }),
       (err: PullError) => err.code === "XIM_PULL_FAILED",
     );
     assert.ok(!existsSync(join(cfg.modelCacheDir, "resume")));

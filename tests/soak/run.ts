@@ -105,8 +105,16 @@ const MODEL = "xim-sim";
 const CREATED = 1_700_000_000;
 const OUTPUT_TOKENS = 48;
 const REQUEST_TIMEOUT_MS = 60_000;
-/** The nodes' FLOW_CONTROL_TIMEOUT_SECONDS: a stream without credit this long is cancelled. */
-const STALL_TIMEOUT_S = 5;
+/**
+ * The nodes' FLOW_CONTROL_TIMEOUT_SECONDS: a stream without credit this long
+ * is cancelled and counted a stall. It must outlast the longest a node may
+ * take to notice that its router died, or a stream of a killed router is
+ * counted a stall when its node merely had not noticed yet: node A's lease
+ * (4 s) plus a renewal interval (0.5 s) when nothing went wrong, more on two
+ * loaded cores (seen: both nodes stalled after the router kill with 5 s).
+ * 20 s leaves 15 s for that; a stream the router forgot still stalls, later.
+ */
+const STALL_TIMEOUT_S = 20;
 /** A fault explains a dropped connection this long after it ended (lease expiry, grace, restart). */
 const FAULT_SLACK_MS = 3000;
 
@@ -667,10 +675,13 @@ export async function runSoak(o: SoakOptions): Promise<SoakSummary> {
       stalls["node-B"] = metricValue(b.text, "xim_node_flow_control_stalls_total") ?? 0;
       return held;
     };
-    // Cancelled streams are confirmed by the node within moments; stalls end after the 5 s flow timeout.
-    const settled = await waitFor(readFinal, { timeoutMs: 15_000, intervalMs: 200, what: "" }).catch(
-      () => false,
-    );
+    // Cancelled streams are confirmed by the node within moments; a forgotten stream ends at the stall
+    // timeout, and is then counted below: wait past it, with 10 s for a loaded machine.
+    const settled = await waitFor(readFinal, {
+      timeoutMs: STALL_TIMEOUT_S * 1000 + 10_000,
+      intervalMs: 200,
+      what: "",
+    }).catch(() => false);
     if (!settled) violations.push(`after the run something is still held: ${JSON.stringify(final)}`);
     // Slow readers keep taking bytes, so no stream may wait out the flow timeout: one that does was
     // forgotten (its client gone at the router, the node still waiting for credit).

@@ -18,17 +18,18 @@ export interface Fault {
   /** Cut the connection after this many body bytes, on the first N serving requests. */
   cutAfterBytes?: number;
   cutTimes?: number;
+  /**
+   * When to cut, given the file offset the sent part ends at. Without it the
+   * cut comes 20 ms after the part left this process, with bytes possibly
+   * still in flight: the client then keeps only what it wrote before the
+   * connection died, which is timing. A test that asserts an exact resume
+   * offset waits here until the client has written `end` bytes.
+   */
+  cutWhen?: (end: number) => Promise<void>;
   /** Answer 200 with the whole file even to a Range request. */
   ignoreRange?: boolean;
   /** Wait for this before sending the body. */
   hold?: Promise<void>;
-  /**
-   * With cutAfterBytes: cut once this resolves, given the file offset the
-   * sent part ends at, instead of 20 ms after sending it. A client drops the
-   * bytes it received but had not read when the connection breaks, so a test
-   * that counts resumed bytes waits until they are on disk.
-   */
-  cutWhen?: (endOffset: number) => Promise<void>;
 }
 
 export interface Served {
@@ -147,9 +148,11 @@ export class FileServer {
       this.#cuts.set(path, cuts + 1);
       const part = body.subarray(0, fault.cutAfterBytes);
       stats.bytes += part.byteLength;
-      const cut = fault.cutWhen;
-      if (cut) res.write(part, () => void cut(start + part.byteLength).finally(() => res.destroy()));
-      else res.write(part, () => setTimeout(() => res.destroy(), 20));
+      const cut = () => res.destroy();
+      res.write(part, () => {
+        if (fault.cutWhen) fault.cutWhen(start + part.byteLength).then(cut, cut);
+        else setTimeout(cut, 20);
+      });
       return;
     }
     stats.bytes += body.byteLength;

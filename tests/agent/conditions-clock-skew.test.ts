@@ -19,7 +19,7 @@ import { loadConfig } from "../../src/core/config/load.ts";
 import { silentLogger } from "../../src/core/log.ts";
 import type { EnrollmentState } from "../../src/enrollment/state.ts";
 import { enrollDirect } from "../helpers/enroll-direct.ts";
-import { Stack } from "../relay/stack.ts";
+import { Stack } from "../helpers/stack.ts";
 import { waitFor } from "../router/harness.ts";
 
 describe("clock_skew from one ack's timing", () => {

@@ -16,8 +16,8 @@ import { after, before, test } from "node:test";
 import { findFreePort } from "../../src/engine/free-port.ts";
 import type { NodeCondition } from "../../src/protocol/conditions.ts";
 import { createJoinKey } from "../../src/router/join-keys.ts";
+import { Stack } from "../helpers/stack.ts";
 import { sandbox } from "../planner/fixtures.ts";
-import { Stack } from "../relay/stack.ts";
 import { baseEnv, waitFor, XimProcess } from "../router/harness.ts";
 
 const home = mkdtempSync(join(tmpdir(), "xim-gpu-lost-"));

@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { chatBody, Stack, slowRequest } from "../relay/stack.ts";
+import { chatBody, Stack, slowRequest } from "../helpers/stack.ts";
 import { waitFor } from "../router/harness.ts";
 
 describe("streams of a lost lease", { timeout: 60_000 }, () => {

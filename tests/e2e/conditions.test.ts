@@ -27,8 +27,8 @@ import type { Lease } from "../../src/router/control-plane.ts";
 import { createJoinKey } from "../../src/router/join-keys.ts";
 import type { NodeListing } from "../../src/router/nodes.ts";
 import type { QueueSettings } from "../../src/router/queue.ts";
+import { post, Stack } from "../helpers/stack.ts";
 import { sandbox } from "../planner/fixtures.ts";
-import { post, Stack } from "../relay/stack.ts";
 import { baseEnv, waitFor, XimProcess, xim } from "../router/harness.ts";
 
 const MODEL = "xim-sim";

@@ -15,7 +15,7 @@ import net from "node:net";
 import { after, before, describe, test } from "node:test";
 import fc from "fast-check";
 import { MAX_BODY_BYTES } from "../../src/router/openai-http.ts";
-import { chatBody, post, Stack } from "../relay/stack.ts";
+import { chatBody, post, Stack } from "../helpers/stack.ts";
 import { budget, fuzzTimeoutMs } from "./budget.ts";
 
 interface Answer {

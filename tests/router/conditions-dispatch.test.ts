@@ -15,7 +15,7 @@ import { after, before, describe, test } from "node:test";
 import { createLogger } from "../../src/core/log.ts";
 import type { NodeCondition } from "../../src/protocol/conditions.ts";
 import type { RouterMessageOf } from "../../src/protocol/messages.ts";
-import { chatBody, post, Stack } from "../relay/stack.ts";
+import { chatBody, post, Stack } from "../helpers/stack.ts";
 import { RogueNode } from "../security/rogue-node.ts";
 import { waitFor } from "./harness.ts";
 

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { NodeCondition } from "../../src/protocol/conditions.ts";
 import type { NodeListing } from "../../src/router/nodes.ts";
-import { Stack } from "../relay/stack.ts";
+import { Stack } from "../helpers/stack.ts";
 import { RogueNode } from "../security/rogue-node.ts";
 import { baseEnv, waitFor, xim } from "./harness.ts";
 

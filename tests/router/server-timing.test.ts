@@ -11,7 +11,7 @@ import { after, before, test } from "node:test";
 import { findFreePort } from "../../src/engine/free-port.ts";
 import type { HealthServer } from "../../src/observability/health-server.ts";
 import { RequestTiming } from "../../src/router/server-timing.ts";
-import { chatBody, post, Stack } from "../relay/stack.ts";
+import { chatBody, post, Stack } from "../helpers/stack.ts";
 
 let stack: Stack;
 let key: string;

@@ -16,7 +16,7 @@ import { runNode } from "../../src/agent/session.ts";
 import { loadConfig } from "../../src/core/config/load.ts";
 import { createLogger } from "../../src/core/log.ts";
 import { createJoinKey } from "../../src/router/join-keys.ts";
-import { Stack } from "../relay/stack.ts";
+import { Stack } from "../helpers/stack.ts";
 import { baseEnv, waitFor, XimProcess, xim } from "../router/harness.ts";
 
 const home = mkdtempSync(join(tmpdir(), "xim-insecure-bind-"));

@@ -14,7 +14,7 @@ import { decodeNodeMessages } from "../../src/protocol/codec.ts";
 import type { NodeMessageOf } from "../../src/protocol/messages.ts";
 import { openDealer } from "../../src/transport/sockets.ts";
 import { enrollDirect } from "../helpers/enroll-direct.ts";
-import { Stack } from "../relay/stack.ts";
+import { Stack } from "../helpers/stack.ts";
 import { waitFor } from "../router/harness.ts";
 import { ZmtpSniffer } from "./zmtp-sniffer.ts";
 

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type { RouterMessageOf } from "../../src/protocol/messages.ts";
 import { DEFAULT_MAX_EVENT_BYTES } from "../../src/router/stream-limits.ts";
-import { chatBody, post, Stack } from "../relay/stack.ts";
+import { chatBody, post, Stack } from "../helpers/stack.ts";
 import { waitFor } from "../router/harness.ts";
 import { RogueNode } from "./rogue-node.ts";
 

@@ -26,7 +26,7 @@ import type { ModelReply } from "../../src/protocol/model-transfer.ts";
 import { createJoinKey } from "../../src/router/join-keys.ts";
 import { assignModel } from "../../src/router/model-assignments.ts";
 import { MAX_MODEL_REQUESTS_PER_NODE } from "../../src/router/model-serving.ts";
-import { Stack } from "../relay/stack.ts";
+import { Stack } from "../helpers/stack.ts";
 import { waitFor } from "../router/harness.ts";
 import { RogueNode } from "./rogue-node.ts";
 

@@ -10,7 +10,7 @@ import http from "node:http";
 import type { EngineReply, EngineRequest } from "../../src/engine/engine.ts";
 import { SimulatedEngine } from "../../src/engine/simulated-engine.ts";
 import type { SseBlock } from "../../src/engine/sse.ts";
-import { Stack, type StackNode } from "../relay/stack.ts";
+import { Stack, type StackNode } from "../helpers/stack.ts";
 import { waitFor } from "../router/harness.ts";
 
 /** A simulated engine that, while holding, parks every request until the test releases it. */

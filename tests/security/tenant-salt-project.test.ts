@@ -11,7 +11,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { chatBody, post, Stack, type StackNode } from "../relay/stack.ts";
+import { chatBody, post, Stack, type StackNode } from "../helpers/stack.ts";
 import { waitFor } from "../router/harness.ts";
 
 describe("tenant salts are per project", { timeout: 120_000 }, () => {

@@ -9,8 +9,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { CreditLedger, StalledError } from "../../src/agent/credits.ts";
+import { chatBody, post, Stack, slowRequest } from "../helpers/stack.ts";
 import { waitFor } from "../router/harness.ts";
-import { chatBody, post, Stack, slowRequest } from "./stack.ts";
 
 const flow = {
   flowControlEnabled: true,

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import * as v from "valibot";
 import { detectHardware, HardwareSchema } from "../../src/hardware/detect.ts";
-import { sandbox } from "./fixtures.ts";
+import { sandbox } from "../planner/fixtures.ts";
 
 const box = sandbox();
 after(() => box.cleanup());

@@ -8,8 +8,8 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { waitFor } from "../router/harness.ts";
-import { chatBody, post, Stack } from "./stack.ts";
+import { chatBody, post, Stack } from "../helpers/stack.ts";
+import { waitFor } from "./harness.ts";
 
 const QUEUE_TIMEOUT_MS = 4000;
 

@@ -10,8 +10,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { MID_STREAM_ERROR_EVENT } from "../../src/engine/simulated.ts";
 import { createNodeMetrics, type NodeMetrics } from "../../src/observability/node-metrics.ts";
+import { chatBody, post, Stack, type StackNode } from "../helpers/stack.ts";
 import { waitFor } from "../router/harness.ts";
-import { chatBody, post, Stack, type StackNode } from "./stack.ts";
 
 async function gauge(registry: { getSingleMetricAsString(name: string): Promise<string> }, name: string) {
   const line = (await registry.getSingleMetricAsString(name))

@@ -12,8 +12,8 @@ import { after, before, describe, test } from "node:test";
 import { createLogger } from "../../src/core/log.ts";
 import { createNodeMetrics } from "../../src/observability/node-metrics.ts";
 import { RETRY_AFTER_BOUNDS } from "../../src/router/retry-after.ts";
-import { waitFor } from "../router/harness.ts";
-import { chatBody, post, type RawResponse, Stack } from "./stack.ts";
+import { chatBody, post, type RawResponse, Stack } from "../helpers/stack.ts";
+import { waitFor } from "./harness.ts";
 
 /** Headers as openai-node 6 sends them (client.ts buildHeaders): the router must not mind the extras. */
 function sdkHeaders(key: string): Record<string, string> {

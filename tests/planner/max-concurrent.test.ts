@@ -6,8 +6,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { deriveMaxConcurrent } from "../../src/planner/max-concurrent.ts";
+import { chatBody, Stack } from "../helpers/stack.ts";
 import { waitFor } from "../router/harness.ts";
-import { chatBody, Stack } from "./stack.ts";
 
 test("the in-flight ceiling: setting, plan, --max-num-seqs, vLLM's GPU default, else 5", () => {
   const none = { maxConcurrent: undefined, maxNumSeqs: undefined };

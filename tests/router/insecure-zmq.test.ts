@@ -6,7 +6,7 @@ import { loadConfig } from "../../src/core/config/load.ts";
 import type { XimError } from "../../src/core/errors.ts";
 import { silentLogger } from "../../src/core/log.ts";
 import { createJoinKey } from "../../src/router/join-keys.ts";
-import { chatBody, post, Stack } from "./stack.ts";
+import { chatBody, post, Stack } from "../helpers/stack.ts";
 
 // A router started with --insecure-zmq runs ZeroMQ without CURVE (development and
 // benchmarks). Nodes learn it at enrollment and connect only when allowed to.

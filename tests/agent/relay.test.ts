@@ -8,8 +8,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Secret } from "../../src/core/secret.ts";
 import { cacheSalt } from "../../src/engine/cache-salt.ts";
+import { chatBody, post, Stack, type StackNode } from "../helpers/stack.ts";
 import { waitFor } from "../router/harness.ts";
-import { chatBody, post, Stack, type StackNode } from "./stack.ts";
 
 const SECRET = new Secret("test-secret-for-relay-tests");
 

@@ -9,8 +9,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { startRouterService } from "../../src/router/service.ts";
-import { waitFor } from "../router/harness.ts";
-import { chatBody, post, Stack } from "./stack.ts";
+import { chatBody, post, Stack } from "../helpers/stack.ts";
+import { waitFor } from "./harness.ts";
 
 // A long lease: the restarted router expects the node back for 20 s / 2 + 1 s, ample for the node
 // to start again on a loaded 2-core machine; the request is answered as soon as it is back.

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { createNodeMetrics } from "../../src/observability/node-metrics.ts";
+import { Stack } from "../helpers/stack.ts";
 import { waitFor } from "../router/harness.ts";
-import { Stack } from "./stack.ts";
 
 let stack: Stack;
 before(async () => {

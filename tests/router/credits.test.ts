@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { RouterCredit } from "../../src/router/credits.ts";
-import { waitFor } from "../router/harness.ts";
+import { waitFor } from "./harness.ts";
 
 test("credit is returned at once when the client took the replenish threshold", () => {
   const grants: number[] = [];

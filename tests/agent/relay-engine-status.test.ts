@@ -10,9 +10,9 @@ import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { silentLogger } from "../../src/core/log.ts";
 import { createEngine, type EngineSettings } from "../../src/engine/create.ts";
+import { chatBody, post, Stack } from "../helpers/stack.ts";
 import { BIN } from "../planner/fixtures.ts";
 import { waitFor } from "../router/harness.ts";
-import { chatBody, post, Stack } from "./stack.ts";
 
 describe("engine state at the router", { timeout: 60_000 }, () => {
   let stack: Stack;

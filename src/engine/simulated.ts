@@ -151,8 +151,8 @@ function sha256(text: string | Buffer): Buffer {
 }
 
 /** The word generated at position i of a completion: a function of the prompt's hash. */
-function tokenAt(seed: Buffer, i: number): string {
-  const word = VOCABULARY[(seed.readUInt16BE((i * 2) % 30) ^ (i * 7919)) % VOCABULARY.length];
+function tokenAt(promptHash: Buffer, i: number): string {
+  const word = VOCABULARY[(promptHash.readUInt16BE((i * 2) % 30) ^ (i * 7919)) % VOCABULARY.length];
   return i === 0 ? word : ` ${word}`;
 }
 
@@ -163,7 +163,7 @@ interface Generation {
   requestId: string;
   /** The fields every response object or chunk starts with. */
   head: { id: string; object: string; created: number; model: string };
-  seed: Buffer;
+  promptHash: Buffer;
   /** Tokens the request asks for. */
   n: number;
   /** Tokens generated before the end (fewer than n when it fails mid-stream). */
@@ -178,11 +178,11 @@ function planGeneration(
   requestIdHeader: string | string[] | undefined,
   options: SimulatedEngineServer["options"],
 ): Generation {
-  const seed = sha256(`${parsed.chat ? "chat" : "completion"}\n${parsed.promptText}`);
+  const promptHash = sha256(`${parsed.chat ? "chat" : "completion"}\n${parsed.promptText}`);
   const requestId =
     typeof requestIdHeader === "string" && requestIdHeader.length > 0
       ? requestIdHeader
-      : seed.toString("hex").slice(0, 32);
+      : promptHash.toString("hex").slice(0, 32);
   const n =
     parsed.ignoreEos && parsed.maxTokens !== undefined
       ? parsed.maxTokens
@@ -199,7 +199,7 @@ function planGeneration(
       created: options.created,
       model: options.model,
     },
-    seed,
+    promptHash,
     n,
     count: fails ? failAfter : n,
     fails,
@@ -592,7 +592,7 @@ export class SimulatedEngineServer {
     }
     await this.#generate(g, client.signal, (i) => {
       const last = !g.fails && i === g.n - 1 ? g.finishReason : null;
-      const text = tokenAt(g.seed, i);
+      const text = tokenAt(g.promptHash, i);
       const choice = chat
         ? { index: 0, delta: { content: text }, logprobs: null, finish_reason: last }
         : { index: 0, text, logprobs: null, finish_reason: last, stop_reason: null };
@@ -611,7 +611,7 @@ export class SimulatedEngineServer {
   async #answerCompletion(res: ServerResponse, g: Generation, signal: AbortSignal): Promise<void> {
     let text = "";
     await this.#generate(g, signal, (i) => {
-      text += tokenAt(g.seed, i);
+      text += tokenAt(g.promptHash, i);
     });
     if (signal.aborted) return;
     if (g.fails)

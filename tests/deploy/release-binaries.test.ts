@@ -19,7 +19,8 @@ import { commandPath, lackingCommand, lackingFile, skipWithout } from "../helper
 
 const BUILT_BY_RELEASE = "`npm run release` builds it; .ci/run runs `npm run test:deploy` right after";
 /** Debian packages: the emulator and the arm64 C/C++ runtime the binary's addon links against. */
-const QEMU_PACKAGES = ".ci/run installs the Debian packages qemu-user and libstdc++6-arm64-cross";
+const QEMU_PACKAGES =
+  ".ci/run installs the Debian packages qemu-user, libstdc++6-arm64-cross and libatomic1-arm64-cross";
 const ARM64_SYSROOT = "/usr/aarch64-linux-gnu";
 
 function built(path: string) {
@@ -48,10 +49,12 @@ describe("release binaries", () => {
     if (process.arch === "arm64")
       return t.skip("an arm64 host runs it natively (the smoke test covers that)");
     const runtime = join(ARM64_SYSROOT, "lib", "libstdc++.so.6");
+    const atomic = join(ARM64_SYSROOT, "lib", "libatomic.so.1");
     const lack =
       built(name) ??
       lackingCommand("qemu-aarch64", QEMU_PACKAGES) ??
-      lackingFile(runtime, `${runtime} (the arm64 C++ runtime) is not installed`, QEMU_PACKAGES);
+      lackingFile(runtime, `${runtime} (the arm64 C++ runtime) is not installed`, QEMU_PACKAGES) ??
+      lackingFile(atomic, `${atomic} (the arm64 atomics runtime) is not installed`, QEMU_PACKAGES);
     if (skipWithout(t, lack)) return;
     const home = mkdtempSync(join(tmpdir(), "xim-arm64-"));
     try {

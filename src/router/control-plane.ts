@@ -41,7 +41,7 @@ import { BatchSender } from "../transport/batch-sender.ts";
 import { type CurveKeyPair, curveSharedSecret, verifyRegisterProof } from "../transport/curve.ts";
 import { openRouterSocket, type SocketRole } from "../transport/sockets.ts";
 import { registerZapDomain } from "../transport/zap.ts";
-import { isOffline } from "./node-availability.ts";
+import { isAvailable, isOffline } from "./node-availability.ts";
 import { RegisterChallenges } from "./register-challenges.ts";
 import { type NodeState, RELEASED_BY_NODE, type RouterStore } from "./store.ts";
 import { registerWindowProblem } from "./stream-limits.ts";
@@ -318,9 +318,7 @@ export class ControlPlane {
 
   /** Nodes that may receive requests now: a live lease, engine ready, not draining, nothing blocking. */
   readyLeases(): Lease[] {
-    return this.leases().filter(
-      (l) => l.state === "ready" && l.controlRoutingId !== null && blockingNames(l.conditions).size === 0,
-    );
+    return this.leases().filter(isAvailable);
   }
 
   /**

@@ -20,6 +20,11 @@ export function isOffline(lease: Lease): boolean {
   return lease.state === "expired" || lease.controlRoutingId === null;
 }
 
+/** May take a request now: connected, engine ready, not draining, nothing blocking. */
+export function isAvailable(lease: Lease): boolean {
+  return lease.state === "ready" && !isOffline(lease) && blockedBy(lease).length === 0;
+}
+
 /** The requests-held metric's reason for nodes a request waits for: a condition first, then a lost connection. */
 export function holdReason(away: readonly Lease[]): "blocked" | "offline" | "not_ready" {
   if (away.some((l) => !isOffline(l) && blockedBy(l).length > 0)) return "blocked";

@@ -22,7 +22,7 @@
  */
 import type { RouterMetrics } from "../observability/router-metrics.ts";
 import type { Lease } from "./control-plane.ts";
-import { blockedBy, holdReason, isOffline, whyAllUnavailable } from "./node-availability.ts";
+import { holdReason, isAvailable, whyAllUnavailable } from "./node-availability.ts";
 import { DrainRate, RETRY_AFTER_BOUNDS } from "./retry-after.ts";
 
 export interface QueueSettings {
@@ -78,13 +78,8 @@ function heldKey(w: Waiter): string {
   return `${w.project}\n${w.model}`;
 }
 
-/** May take a request now: connected, engine ready, not draining, nothing blocking. */
-function available(l: Lease): boolean {
-  return l.state === "ready" && !isOffline(l) && blockedBy(l).length === 0;
-}
-
 function compatible(l: Lease, project: string, model: string): boolean {
-  return available(l) && serves(l, project, model);
+  return isAvailable(l) && serves(l, project, model);
 }
 
 export class Scheduler {
@@ -199,7 +194,7 @@ export class Scheduler {
     }
     for (const [nodeId, queue] of [...this.#queues]) {
       const lease = this.#leases.lease(nodeId);
-      if (!lease || !available(lease)) {
+      if (!lease || !isAvailable(lease)) {
         this.#queues.delete(nodeId);
         for (const w of queue) {
           clearTimeout(w.timer);

@@ -11,8 +11,14 @@ import { readFileSync } from "node:fs";
 import { request } from "node:http";
 import { after, before, describe, test } from "node:test";
 import { isXimError } from "../../src/core/errors.ts";
-import { type Engine, EngineHttpError, type EngineRequest } from "../../src/engine/engine.ts";
+import {
+  type Engine,
+  EngineHttpError,
+  type EngineRequest,
+  type EngineStatus,
+} from "../../src/engine/engine.ts";
 import { isDone, ssePayloads } from "../../src/engine/sse.ts";
+import type { Supervisor } from "../../src/engine/supervisor.ts";
 
 export interface EngineTiming {
   loadTimeMs: number;
@@ -78,6 +84,25 @@ export async function debugState(engine: Engine): Promise<SimDebugState> {
   const { status, body } = await httpGet(engine.baseUrl, "/debug/state");
   assert.equal(status, 200);
   return JSON.parse(body) as SimDebugState;
+}
+
+/** Resolves with the engine's first status that satisfies `want`; fails after `waitMs`. */
+export function until(
+  e: Supervisor,
+  want: (s: EngineStatus) => boolean,
+  waitMs = WAIT_MS,
+): Promise<EngineStatus> {
+  return new Promise((resolve, reject) => {
+    if (want(e.status())) return resolve(e.status());
+    const timer = setTimeout(() => reject(new Error(`timed out in state ${e.state}`)), waitMs);
+    const on = (s: EngineStatus) => {
+      if (!want(s)) return;
+      clearTimeout(timer);
+      e.off("state", on);
+      resolve(s);
+    };
+    e.on("state", on);
+  });
 }
 
 /** Poll `probe` until it returns true; fails after WAIT_MS. */

@@ -17,9 +17,9 @@ import { ConditionMonitor } from "../../src/agent/conditions/monitor.ts";
 import { loadConfig } from "../../src/core/config/load.ts";
 import { silentLogger } from "../../src/core/log.ts";
 import { createEngine, type EngineSettings } from "../../src/engine/create.ts";
-import type { EngineStatus } from "../../src/engine/engine.ts";
 import type { Supervisor, SupervisorOptions } from "../../src/engine/supervisor.ts";
 import { waitFor } from "../router/harness.ts";
+import { until } from "./engine.case.ts";
 
 const FAKE_VLLM = fileURLToPath(new URL("../fixtures/bin/vllm", import.meta.url));
 /** The fake's `#!/usr/bin/env node` must find this Node (26), not the machine's. */
@@ -57,20 +57,6 @@ function engine(env: Record<string, string>, supervisor: Partial<SupervisorOptio
   return e;
 }
 
-function until(e: Supervisor, want: (s: EngineStatus) => boolean): Promise<EngineStatus> {
-  return new Promise((resolve, reject) => {
-    if (want(e.status())) return resolve(e.status());
-    const timer = setTimeout(() => reject(new Error(`timed out in state ${e.state}`)), WAIT_MS);
-    const on = (s: EngineStatus) => {
-      if (!want(s)) return;
-      clearTimeout(timer);
-      e.off("state", on);
-      resolve(s);
-    };
-    e.on("state", on);
-  });
-}
-
 describe("engine conditions", { timeout: 180_000 }, () => {
   test("an engine that dies while the GPU is lost waits for the GPU, then restarts at once", async () => {
     let gpu: string | undefined;
@@ -90,18 +76,18 @@ describe("engine conditions", { timeout: 180_000 }, () => {
     const restarts: number[] = [];
     e.on("restart", (r) => restarts.push(r.restarts));
     await e.start();
-    const ready = await until(e, (s) => s.state === "ready");
+    const ready = await until(e, (s) => s.state === "ready", WAIT_MS);
     gpu = "nvidia-smi: Failed to initialize NVML: Unknown Error";
     // The engine dies as vLLM does when NVML fails under it.
     process.kill(ready.pid as number, "SIGKILL");
-    const waiting = await until(e, (s) => s.state === "failed");
+    const waiting = await until(e, (s) => s.state === "failed", WAIT_MS);
     assert.ok(waiting.lastFailure, "the exit is reported with its failure");
     const before = asked;
     await waitFor(() => asked >= before + 3, { timeoutMs: WAIT_MS, what: "the GPU to be asked again" });
     assert.equal(e.state, "failed", "no restart while the GPU does not answer");
     assert.deepEqual(restarts, []);
     gpu = undefined;
-    await until(e, (s) => s.state === "ready");
+    await until(e, (s) => s.state === "ready", WAIT_MS);
     await e.stop(5000);
   });
 
@@ -121,15 +107,15 @@ describe("engine conditions", { timeout: 180_000 }, () => {
     e.on("restart", (r) => conditions.restart(r));
     await e.start();
     for (let kill = 1; kill <= 5; kill++) {
-      const ready = await until(e, (s) => s.state === "ready" && s.restarts === kill - 1);
+      const ready = await until(e, (s) => s.state === "ready" && s.restarts === kill - 1, WAIT_MS);
       assert.deepEqual(monitor.current(), [], `no condition after ${kill - 1} kills`);
       clock += 1000;
       process.kill(ready.pid as number, "SIGKILL");
-      await until(e, (s) => s.restarts === kill);
+      await until(e, (s) => s.restarts === kill, WAIT_MS);
     }
     assert.deepEqual(raised, ["engine_crash_loop/blocking"], "raised once, at the fifth exit");
     assert.match(monitor.current()[0]?.message ?? "", /exited 5 times within 60 s/);
-    await until(e, (s) => s.state === "ready");
+    await until(e, (s) => s.state === "ready", WAIT_MS);
     assert.equal(monitor.current().length, 1, "a short-lived start does not end the loop");
     // A minute later the kills are out of the window: the next look clears it.
     clock += 60_000;

@@ -13,7 +13,7 @@ import { type CreateEngineOptions, createEngine, type EngineSettings } from "../
 import type { EngineStatus } from "../../src/engine/engine.ts";
 import { ssePayloads } from "../../src/engine/sse.ts";
 import type { Supervisor } from "../../src/engine/supervisor.ts";
-import { collect, runEngineConformance, WAIT_MS } from "./engine.case.ts";
+import { collect, runEngineConformance, until, WAIT_MS } from "./engine.case.ts";
 
 const FAKE_VLLM = fileURLToPath(new URL("../fixtures/bin/vllm", import.meta.url));
 /** The fake's `#!/usr/bin/env node` must find this Node (26), not the machine's. */
@@ -81,21 +81,6 @@ function engine(s: EngineSettings, options: Partial<CreateEngineOptions> = {}): 
   });
   engines.push(e);
   return e;
-}
-
-/** Resolves with the first status that satisfies `want`. */
-function until(e: Supervisor, want: (s: EngineStatus) => boolean): Promise<EngineStatus> {
-  return new Promise((resolve, reject) => {
-    if (want(e.status())) return resolve(e.status());
-    const timer = setTimeout(() => reject(new Error(`timed out in state ${e.state}`)), WAIT_MS);
-    const on = (s: EngineStatus) => {
-      if (!want(s)) return;
-      clearTimeout(timer);
-      e.off("state", on);
-      resolve(s);
-    };
-    e.on("state", on);
-  });
 }
 
 function alive(pid: number): boolean {

@@ -358,9 +358,9 @@ export class Relay {
       );
     let outcome = "ok";
     try {
-      let body: Record<string, unknown>;
+      let body: Buffer[];
       try {
-        body = saltedEngineBody(JSON.parse(Buffer.from(d.body).toString("utf8")), d, this.#o.saltSecret);
+        body = saltedEngineBody(d.body, d, this.#o.saltSecret);
       } catch (err) {
         outcome = "client_error";
         await out.error("bad_request", 400, `invalid request body: ${messageOf(err)}`);

@@ -20,8 +20,8 @@ export type CompletionPath = "/v1/chat/completions" | "/v1/completions";
 
 export interface EngineRequest {
   path: CompletionPath;
-  /** An OpenAI request body: an object (serialised here) or JSON bytes sent as they are. */
-  body: Record<string, unknown> | Uint8Array;
+  /** An OpenAI request body: an object (serialised here) or JSON bytes sent as they are, whole or in consecutive parts. */
+  body: Record<string, unknown> | Uint8Array | readonly Uint8Array[];
   /** Sent as X-Request-Id; vLLM uses it as the base of its request id. */
   requestId?: string;
 }

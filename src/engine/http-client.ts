@@ -13,9 +13,12 @@ import { type EngineEndpoint, parseEndpoint } from "./endpoint.ts";
 import { EngineHttpError, type EngineReply, type EngineRequest } from "./engine.ts";
 import { type SseBlock, SseBlockReader } from "./sse.ts";
 
-function encodeBody(body: EngineRequest["body"], stream: boolean): Buffer {
-  if (body instanceof Uint8Array) return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-  return Buffer.from(JSON.stringify(stream ? { ...body, stream: true } : body));
+/** The body's bytes, in parts sent one after the other (a salted body is the client's bytes and a tail, not copied into one). */
+function encodeBody(body: EngineRequest["body"], stream: boolean): Buffer[] {
+  const asBuffer = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  if (body instanceof Uint8Array) return [asBuffer(body)];
+  if (Array.isArray(body)) return body.map(asBuffer);
+  return [Buffer.from(JSON.stringify(stream ? { ...body, stream: true } : body))];
 }
 
 /**
@@ -113,7 +116,7 @@ export class EngineHttpClient {
   #send(
     method: string,
     path: string,
-    body: Buffer | undefined,
+    body: Buffer[] | undefined,
     headers: Record<string, string>,
     signal: AbortSignal | undefined,
     timeoutMs?: number,
@@ -134,7 +137,7 @@ export class EngineHttpClient {
   #sendOnce(
     method: string,
     path: string,
-    body: Buffer | undefined,
+    body: Buffer[] | undefined,
     headers: Record<string, string>,
     signal: AbortSignal | undefined,
     timeoutMs?: number,
@@ -148,7 +151,7 @@ export class EngineHttpClient {
       path,
       headers: {
         ...headers,
-        ...(body ? { "content-length": String(body.length) } : {}),
+        ...(body ? { "content-length": String(body.reduce((n, b) => n + b.length, 0)) } : {}),
         ...(this.#authorization ? { authorization: this.#authorization } : {}),
       },
       signal,
@@ -159,7 +162,9 @@ export class EngineHttpClient {
       req.once("error", reject);
       req.once("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     });
-    req.end(body);
+    const parts = body ?? [];
+    for (const part of parts.slice(0, -1)) req.write(part);
+    req.end(parts.at(-1));
     return { req, response };
   }
 

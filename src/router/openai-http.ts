@@ -9,6 +9,7 @@
  * JSON error shape. Inference answers and refusals carry Server-Timing
  * (server-timing.ts): the queue wait, the router's and the node's own time.
  */
+import { isUtf8 } from "node:buffer";
 import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
@@ -16,6 +17,12 @@ import { guarded } from "../core/guard.ts";
 import { createGuardedServer, DEFAULT_HTTP_LIMITS, type HttpLimits } from "../core/http-server.ts";
 import type { Logger } from "../core/log.ts";
 import type { RouterMetrics } from "../observability/router-metrics.ts";
+import {
+  fieldValue,
+  type JsonObjectScan,
+  JsonScanError,
+  scanJsonObject,
+} from "../protocol/json-object-scan.ts";
 import { lookupApiKey } from "./api-keys.ts";
 import type { ControlPlane } from "./control-plane.ts";
 import { openAiErrorBody, type RouterRelay, sendJsonError } from "./dispatch.ts";
@@ -321,25 +328,36 @@ async function readInference(
     });
     return undefined;
   }
-  let parsed: unknown;
+  let scan: JsonObjectScan;
   try {
-    parsed = JSON.parse(raw.toString("utf8"));
+    scan = scanJsonObject(raw);
   } catch (err) {
-    refuse(f, 400, "invalid_json", `the request body is not valid JSON: ${(err as Error).message}`);
+    if (!(err instanceof JsonScanError)) throw err;
+    refuseBody(f, raw, err);
     return undefined;
   }
-  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
-    refuse(f, 400, "invalid_request", "the request body must be a JSON object");
-    return undefined;
-  }
-  const body = parsed as Record<string, unknown>;
-  if (typeof body.model !== "string" || body.model === "") {
+  const model = fieldValue(raw, scan, "model");
+  const stream = fieldValue(raw, scan, "stream");
+  if (typeof model !== "string" || model === "") {
     refuse(f, 400, "missing_model", "you must provide a model parameter");
     return undefined;
   }
-  if (body.stream !== undefined && typeof body.stream !== "boolean") {
+  if (stream !== undefined && typeof stream !== "boolean") {
     refuse(f, 400, "invalid_stream", "'stream' must be true or false");
     return undefined;
   }
-  return { raw, model: body.model, stream: body.stream === true };
+  return { raw, model, stream: stream === true };
+}
+
+/** A body that is not one JSON object: invalid JSON (400 invalid_json), or JSON of another shape (400 invalid_request). */
+function refuseBody(f: FrontRequest, raw: Buffer, err: JsonScanError): void {
+  let isJson = isUtf8(raw);
+  try {
+    // Only on this error path: tells a client's broken JSON from a well-formed array, string or number.
+    if (isJson) JSON.parse(raw.toString("utf8"));
+  } catch {
+    isJson = false;
+  }
+  if (isJson) refuse(f, 400, "invalid_request", `the request body must be a JSON object: ${err.message}`);
+  else refuse(f, 400, "invalid_json", `the request body is not valid JSON: ${err.message}`);
 }

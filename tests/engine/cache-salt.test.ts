@@ -54,17 +54,55 @@ describe("tenant cache salts", () => {
       );
   });
 
-  test("the engine body drops the client's cache_salt, sets the tenant's, and leaves the client's object alone", () => {
-    const client = { model: "m", messages: [], cache_salt: "chosen-by-client", temperature: 0.2 };
-    const body = saltedEngineBody(client, A, secret);
-    assert.deepEqual(body, {
+  /** The engine body for a client body given as JSON text, read back as an object. */
+  const salted = (text: string, scope = A) => {
+    const out = Buffer.concat(saltedEngineBody(Buffer.from(text), scope, secret));
+    return { text: out.toString("utf8"), body: JSON.parse(out.toString("utf8")) as Record<string, unknown> };
+  };
+
+  test("the engine body is the client's bytes with the tenant's cache_salt written last", () => {
+    const client = '{"model":"m","messages":[],"temperature":0.2 }';
+    const { text, body } = salted(client);
+    assert.equal(
+      text,
+      `{"model":"m","messages":[],"temperature":0.2 ,"cache_salt":"${cacheSalt(A, secret)}"}`,
+    );
+    assert.deepEqual(body, { model: "m", messages: [], temperature: 0.2, cache_salt: cacheSalt(A, secret) });
+    assert.equal(salted(" {} ").text, ` {"cache_salt":"${cacheSalt(A, secret)}"}`);
+  });
+
+  test("a client's cache_salt is cut out of the bytes, wherever and however often it is written", () => {
+    const ours = cacheSalt(A, secret);
+    for (const client of [
+      '{"cache_salt":"evil","model":"m"}',
+      '{"model":"m","cache_salt":"evil"}',
+      '{"model":"m", "cache_salt" : "evil", "cache_salt":"evil2", "n":1}',
+      '{"cache_salt":"evil"}',
+      '{"cache_s\u0061lt":"evil","model":"m"}',
+    ]) {
+      const { text, body } = salted(client);
+      assert.ok(!text.includes("evil"), `${client} -> ${text}`);
+      assert.equal(body.cache_salt, ours, client);
+      assert.equal(text.match(/cache_salt/g)?.length, 1, text);
+    }
+    assert.deepEqual(salted('{"model":"m", "cache_salt" : "evil", "n":1}').body, {
       model: "m",
-      messages: [],
-      temperature: 0.2,
-      cache_salt: cacheSalt(A, secret),
+      n: 1,
+      cache_salt: ours,
     });
-    assert.equal(client.cache_salt, "chosen-by-client");
-    assert.throws(() => saltedEngineBody([1], A, secret), /must be a JSON object/);
+  });
+
+  test("bytes that are not one JSON object are refused with XIM_BAD_REQUEST_BODY naming the fault", () => {
+    for (const text of ["[1]", '{"model":"m"', '{"model":"m"} {"cache_salt":"x"}', ""]) {
+      assert.throws(
+        () => saltedEngineBody(Buffer.from(text), A, secret),
+        (err: unknown) =>
+          isXimError(err) &&
+          err.code === "XIM_BAD_REQUEST_BODY" &&
+          /must be a JSON object .*: (expected|unexpected)/.test(err.message),
+        text,
+      );
+    }
   });
 
   test("the built-in secret is detected so the node can warn at start-up", () => {
@@ -84,7 +122,11 @@ describe("salts at the engine", { timeout: 60_000 }, () => {
   function send(scope: typeof A, clientBody: Record<string, unknown>) {
     return collect(
       ssePayloads(
-        engine.stream({ path: "/v1/chat/completions", body: saltedEngineBody(clientBody, scope, secret) }),
+        engine.stream({
+          path: "/v1/chat/completions",
+          // The bytes go as they are: a streamed request says so itself, as the router requires.
+          body: saltedEngineBody(Buffer.from(JSON.stringify({ ...clientBody, stream: true })), scope, secret),
+        }),
       ),
     );
   }

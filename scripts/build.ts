@@ -20,6 +20,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } 
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
+import { V8_FLAGS } from "../src/core/v8-flags.ts";
 import { compareVersions, readElfFile } from "./elf.ts";
 import { renderHelpCache } from "./help-cache.ts";
 
@@ -225,6 +226,7 @@ export async function buildSea(options: SeaOptions): Promise<SeaBuild> {
     disableExperimentalSEAWarning: true,
     useSnapshot: false,
     useCodeCache: codeCache,
+    execArgv: [...V8_FLAGS],
     assets: { "zeromq.node": addon.file },
   };
   writeFileSync(configFile, `${JSON.stringify(config, null, 2)}\n`);

@@ -5,6 +5,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
+import { V8_FLAGS } from "../../src/core/v8-flags.ts";
 import { pinnedCommand } from "./pin.ts";
 
 export const ROOT = join(import.meta.dirname, "..", "..");
@@ -19,14 +20,14 @@ export interface Proc {
   stop: (signal?: NodeJS.Signals) => Promise<number | null>;
 }
 
-/** Run `xim args` from source; on `cpus` (a taskset list) when given (bench --pin). */
+/** Run `xim args` from source, with the V8 options the single executable has; on `cpus` (a taskset list) when given (bench --pin). */
 export function startXim(
   name: string,
   args: string[],
   env: Record<string, string | undefined>,
   cpus?: string,
 ): Proc {
-  const [command, argv] = pinnedCommand(process.execPath, [MAIN, ...args], cpus);
+  const [command, argv] = pinnedCommand(process.execPath, [...V8_FLAGS, MAIN, ...args], cpus);
   const child = spawn(command, argv, {
     cwd: ROOT,
     env,

@@ -19,11 +19,24 @@ import { startXimStack } from "./lib/xim-stack.ts";
 
 /**
  * The node's own live objects per open stream, at most (docs/operations.md,
- * "Memory per stream"): measured 17.7 KiB at 1024 streams (2026-12-06);
+ * "Memory per stream"): measured 13.9-15.5 KiB at 1024 streams (2026-12-07);
  * the bytes a stream holds (its credit window and one engine read) come on
  * top and are bounded by flow control, not counted here.
  */
 const STREAM_BUDGET_KIB = 24;
+
+/**
+ * The kinds that are bytes in flight, not the node's own objects: buffers'
+ * data and their wrappers. How many a snapshot catches depends on the
+ * moment (19-31 thousand at 1024 streams in five runs of the same build),
+ * which made the budget check fail or pass by chance when they counted.
+ */
+const HELD_BYTES = new Set([
+  "(native) system / JSArrayBufferData",
+  "(object) ArrayBuffer",
+  "(object) Buffer",
+  "(object) Uint8Array",
+]);
 
 const { values: flags } = parseArgs({
   options: {
@@ -146,13 +159,18 @@ async function main(): Promise<void> {
     await stack.stop();
   }
   const [idle, loaded] = files.map(bySize);
+  const grown = growth(idle, loaded);
   const total = (rows: typeof idle) => rows.reduce((n, r) => n + r.bytes, 0);
+  const held = grown.filter((r) => HELD_BYTES.has(r.kind));
+  const perStreamKiB = (total(grown) - total(held)) / STREAMS / 1024;
+  const buffers = held.find((r) => r.kind === "(native) system / JSArrayBufferData")?.count ?? 0;
   process.stdout.write(
-    `live objects: idle ${(total(idle) / 2 ** 20).toFixed(1)} MiB, ${STREAMS} streams ${(total(loaded) / 2 ** 20).toFixed(1)} MiB: ${((total(loaded) - total(idle)) / STREAMS / 1024).toFixed(1)} KiB per stream (snapshots: ${files.join(", ")})\n`,
+    `live objects: idle ${(total(idle) / 2 ** 20).toFixed(1)} MiB, ${STREAMS} streams ${(total(loaded) / 2 ** 20).toFixed(1)} MiB (snapshots: ${files.join(", ")})\n` +
+      `  the node's own objects: ${perStreamKiB.toFixed(1)} KiB per stream\n` +
+      `  bytes in flight (buffers and their wrappers, bounded by flow control): ${(total(held) / STREAMS / 1024).toFixed(1)} KiB per stream in ${(buffers / STREAMS).toFixed(1)} buffers\n`,
   );
-  print(`grown with ${STREAMS} streams open:`, growth(idle, loaded));
+  print(`grown with ${STREAMS} streams open:`, grown);
   print("the loaded heap:", loaded);
-  const perStreamKiB = (total(loaded) - total(idle)) / STREAMS / 1024;
   const budget = Number(flags["budget-kib"]);
   if (perStreamKiB > budget) {
     process.stdout.write(`OVER BUDGET: ${perStreamKiB.toFixed(1)} KiB per stream, budget ${budget} KiB\n`);

@@ -53,11 +53,12 @@ const KNOWN_SALTS_MAX = 10_000;
 /**
  * The body to send to the engine for a client's OpenAI request body (JSON
  * bytes): the tenant's `cache_salt` written into the object as its last
- * field, in parts sent one after the other, without parsing the body into objects and strings (a 256 KiB
- * prompt made three large strings per request; bench/README.md, "Cost
- * cuts"). A `cache_salt` the client sent is cut out, so no parser can read
- * it, whichever of two duplicate fields it keeps. Throws XIM_BAD_REQUEST_BODY
- * when the bytes are not one JSON object.
+ * field, returned as parts to send one after the other, without parsing
+ * the body into objects and strings (a 256 KiB prompt made three large
+ * strings per request; bench/README.md, "Fifth session"). A `cache_salt`
+ * the client sent is cut out, so no parser can read it, whichever of two
+ * duplicate fields it keeps. Throws XIM_BAD_REQUEST_BODY when the bytes are
+ * not one JSON object.
  */
 export function saltedEngineBody(clientBody: Uint8Array, scope: SaltScope, secret: Secret): Buffer[] {
   let scan: JsonObjectScan;

@@ -5,7 +5,7 @@
  * in the router and three times in the node (a 256 KiB prompt: about 1 MiB
  * of garbage per request, collected by V8's workers); this reads the bytes
  * once, allocates nothing per byte, and decodes only the fields asked for
- * (bench/README.md, "Cost cuts").
+ * (bench/README.md, "Fifth session").
  *
  * It accepts exactly what JSON.parse accepts of UTF-8 bytes (RFC 8259),
  * except invalid UTF-8 and nesting deeper than MAX_DEPTH, which it

@@ -104,15 +104,20 @@ export type LeaseListener = (lease: Lease, previous: NodeState | null) => void;
 /** A node's set of blocking conditions changed (`before`: the names it had). */
 export type BlockingListener = (lease: Lease, before: ReadonlySet<string>) => void;
 
-const COUNTERS = [
-  "zapRefused",
-  "zapAdmitted",
+/** The counters of frames from nodes that were dropped, by why: `frames_dropped_total{reason}`. */
+export const FRAME_DROP_COUNTERS = [
   "malformed",
   "oversized",
   "unknownType",
   "invalid",
   "versionMismatch",
   "unbound",
+] as const;
+
+const COUNTERS = [
+  "zapRefused",
+  "zapAdmitted",
+  ...FRAME_DROP_COUNTERS,
   "fenced",
   "expired",
   "renewed",

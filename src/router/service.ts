@@ -14,7 +14,7 @@ import { ModelLibrary } from "../models/library.ts";
 import { startHealthServer } from "../observability/health-server.ts";
 import { createRouterMetrics, type RouterMetrics } from "../observability/router-metrics.ts";
 import { TotalsDelta } from "../observability/totals.ts";
-import { ControlPlane } from "./control-plane.ts";
+import { ControlPlane, FRAME_DROP_COUNTERS } from "./control-plane.ts";
 import { DEFAULT_ROUTER_FLOW, type FlowSettingsRouter, RouterRelay } from "./dispatch.ts";
 import { startEnrollServer } from "./enroll-server.ts";
 import { initRouter, loadIdentity, type RouterIdentity, type TlsFiles } from "./identity.ts";
@@ -143,16 +143,7 @@ function syncRouterMetrics(cp: ControlPlane, metrics: RouterMetrics, logger: Log
     metrics.handshakesRefused.inc(delta("zapRefused"));
     metrics.leaseRenewals.inc(delta("renewed"));
     metrics.leaseExpiries.inc(delta("expired"));
-    for (const reason of [
-      "malformed",
-      "oversized",
-      "unknownType",
-      "invalid",
-      "versionMismatch",
-      "unbound",
-    ] as const) {
-      metrics.framesDropped.inc({ reason }, delta(reason));
-    }
+    for (const reason of FRAME_DROP_COUNTERS) metrics.framesDropped.inc({ reason }, delta(reason));
   };
   const timer = setInterval(guarded(logger, "the router's metrics sync", sync), 1000);
   return () => clearInterval(timer);

@@ -11,6 +11,7 @@
  * replaced.
  */
 import { createHmac } from "node:crypto";
+import { bufferView } from "../core/buffer-view.ts";
 import type { Config } from "../core/config/schema.ts";
 import { DEFAULT_SALT_SECRET } from "../core/config/schema.ts";
 import { XimError } from "../core/errors.ts";
@@ -71,7 +72,7 @@ export function saltedEngineBody(clientBody: Uint8Array, scope: SaltScope, secre
       `the request body must be a JSON object (an OpenAI chat or completions request): ${err.message}`,
     );
   }
-  const bytes = Buffer.from(clientBody.buffer, clientBody.byteOffset, clientBody.byteLength);
+  const bytes = bufferView(clientBody);
   const kept = scan.members.filter((m) => m.key !== "cache_salt");
   const salt = `"cache_salt":"${cacheSalt(scope, secret)}"}`;
   if (kept.length === scan.members.length) {

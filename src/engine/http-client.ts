@@ -8,6 +8,7 @@
  * key, when the run has one (only the node knows it: see supervisor.ts).
  */
 import { Agent, type ClientRequest, request as httpRequest, type IncomingMessage } from "node:http";
+import { bufferView } from "../core/buffer-view.ts";
 import { XimError } from "../core/errors.ts";
 import { type EngineEndpoint, parseEndpoint } from "./endpoint.ts";
 import { EngineHttpError, type EngineReply, type EngineRequest } from "./engine.ts";
@@ -15,9 +16,8 @@ import { type SseBlock, SseBlockReader } from "./sse.ts";
 
 /** The body's bytes, in parts sent one after the other (a salted body is the client's bytes and a tail, not copied into one). */
 function encodeBody(body: EngineRequest["body"], stream: boolean): Buffer[] {
-  const asBuffer = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
-  if (body instanceof Uint8Array) return [asBuffer(body)];
-  if (Array.isArray(body)) return body.map(asBuffer);
+  if (body instanceof Uint8Array) return [bufferView(body)];
+  if (Array.isArray(body)) return body.map(bufferView);
   return [Buffer.from(JSON.stringify(stream ? { ...body, stream: true } : body))];
 }
 

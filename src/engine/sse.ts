@@ -7,6 +7,7 @@
  * (tests, and the block reader's fallback for engines that end lines with
  * CRLF).
  */
+import { bufferView } from "../core/buffer-view.ts";
 
 const DONE = Buffer.from("[DONE]");
 const DONE_EVENT = Buffer.from("data: [DONE]\n\n");
@@ -22,7 +23,7 @@ const NEWLINE = Buffer.from("\n");
 
 /** Whether a data payload is the end-of-stream marker. */
 export function isDone(payload: Uint8Array): boolean {
-  return Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).equals(DONE);
+  return bufferView(payload).equals(DONE);
 }
 
 /** One SSE event encoded as OpenAI servers write it. */

@@ -14,6 +14,7 @@
  * router and the engine must never read two different models from one body.
  */
 import { isUtf8 } from "node:buffer";
+import { bufferView } from "../core/buffer-view.ts";
 
 /** Deeper than any request a client writes; Python's json gives up near 1000 (recursion limit). */
 export const MAX_DEPTH = 512;
@@ -230,7 +231,7 @@ class Scanner {
  */
 export function scanJsonObject(bytes: Uint8Array): JsonObjectScan {
   if (!isUtf8(bytes)) throw new JsonScanError("the body is not valid UTF-8");
-  const buf = asBuffer(bytes);
+  const buf = bufferView(bytes);
   const s = new Scanner(buf);
   s.expect(OPEN_BRACE, "expected a JSON object");
   const members: JsonMember[] = [];
@@ -267,10 +268,6 @@ function member(s: Scanner, buf: Buffer): JsonMember {
 export function fieldValue(bytes: Uint8Array, scan: JsonObjectScan, key: string): unknown {
   const m = scan.members.findLast((x) => x.key === key);
   if (!m) return undefined;
-  const text = asBuffer(bytes).toString("utf8", m.start, m.end);
+  const text = bufferView(bytes).toString("utf8", m.start, m.end);
   return (JSON.parse(`{${text}}`) as Record<string, unknown>)[key];
-}
-
-function asBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

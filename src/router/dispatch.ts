@@ -14,6 +14,7 @@
  * anything else is dropped and counted, never written to a client.
  */
 import { type ServerResponse, validateHeaderValue } from "node:http";
+import { bufferView } from "../core/buffer-view.ts";
 import { guarded } from "../core/guard.ts";
 import type { Logger } from "../core/log.ts";
 import type { RouterMetrics } from "../observability/router-metrics.ts";
@@ -628,7 +629,7 @@ export class RouterRelay {
       return;
     }
     s.seq++;
-    const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+    const data = bufferView(m.data);
     if (s.credit && !s.credit.received(data.length)) {
       this.#broken(s, "the node sent more bytes than its credit allowed");
       return;
